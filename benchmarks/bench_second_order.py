@@ -1,0 +1,135 @@
+"""Benchmark: the fast second-order engine vs the paper-faithful token-level reference, and vs a plain
+`encode_image` forward pass, on the same model and images in one run.
+
+Speed does not depend on weights, so the model is a random-init open_clip ViT-B-32 (the paper's model).
+The reference is slow: it is timed on a few images (`--ref-images`) and its per-image time is compared
+with the fast engine's. Each mode runs in its own process so its peak memory can be read.
+
+    .venv/bin/python benchmarks/bench_second_order.py [--device cuda] [--batch 16] [--layer 9]
+Writes benchmarks/results/second_order_<device>.json and appends a row to second_order.md.
+"""
+import argparse, datetime, json, multiprocessing as mp, os, platform, sys, time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+
+def _peak_mem(device):
+    if device.startswith('cuda'): return torch.cuda.max_memory_allocated() / 2**20
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM'): return int(line.split()[1]) / 1024
+    return float('nan')
+
+
+def _model(name, device, dtype):
+    import open_clip
+    torch.manual_seed(0)  # the same random weights in every process
+    m = open_clip.create_model(name, pretrained=None).eval().to(device)
+    return m.to(dtype) if dtype != torch.float32 else m
+
+
+def _images(n, size, device, dtype, seed=0):
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed)).to(device, dtype)
+
+
+def _sync(device):
+    if device.startswith('cuda'): torch.cuda.synchronize()
+
+
+def run_mode(mode, args, q):
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    from neuronlens import second_order as so
+    dtype = getattr(torch, args.dtype)
+    model = _model(args.model, args.device, dtype)
+    size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
+    if mode == 'reference':
+        imgs = _images(args.ref_images, size, args.device, dtype)
+        so.second_order_reference(model, imgs[0], args.layer)  # warm-up
+        _sync(args.device); t = time.perf_counter()
+        out = [so.second_order_reference(model, im, args.layer) for im in imgs]
+        _sync(args.device); secs = time.perf_counter() - t
+        q.put({'mode': mode, 'images': len(imgs), 'seconds': secs, 'images_per_s': len(imgs) / secs, 'peak_mem_mib': _peak_mem(args.device),
+               'effects': torch.stack(out).float().cpu()})
+        return
+    batches = [_images(args.batch, size, args.device, dtype, seed=s) for s in range(args.batches + 1)]
+    with torch.no_grad():
+        _sync(args.device); t = time.perf_counter()
+        bank = so.direction_bank(model, args.layer, dtype); _sync(args.device); bank_secs = time.perf_counter() - t
+        model.encode_image(batches[0]); so.compute_layer_effects(model, batches[:1], args.layer, k_top=args.k_top, dtype=dtype, bank=bank)
+        enc_secs = fast_secs = 0.0
+        # interleave the two so that load from other processes hits both alike; the fast engine streams all
+        # batches through one call (top sets carried across batches), timed per batch via a generator
+        def timed_batches():
+            nonlocal enc_secs, fast_secs
+            for b in batches[1:]:
+                _sync(args.device); t0 = time.perf_counter(); model.encode_image(b); _sync(args.device)
+                enc_secs += time.perf_counter() - t0
+                t1 = time.perf_counter(); yield b
+                _sync(args.device); fast_secs += time.perf_counter() - t1
+        so.compute_layer_effects(model, timed_batches(), args.layer, k_top=args.k_top, dtype=dtype, bank=bank)
+        inp = so.record_lens_inputs(model, _images(args.ref_images, size, args.device, dtype), args.layer)
+        effects = so.second_order_effects(inp, bank[0]).float().cpu()
+    n = args.batch * args.batches
+    q.put({'encode_image': {'images': n, 'seconds': enc_secs, 'images_per_s': n / enc_secs},
+           'fast': {'images': n, 'seconds': fast_secs, 'images_per_s': n / fast_secs, 'bank_seconds': bank_secs,
+                    'peak_mem_mib': _peak_mem(args.device)},
+           'effects': effects})
+
+
+def _in_process(mode, args):
+    ctx = mp.get_context('spawn'); q = ctx.Queue()
+    p = ctx.Process(target=run_mode, args=(mode, args, q)); p.start()
+    res = q.get(); p.join()
+    return res
+
+
+def hardware(device):
+    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor())
+    info = {'cpu': cpu, 'cpu_cores': os.cpu_count(), 'torch': torch.__version__, 'python': platform.python_version(), 'device': device}
+    if device.startswith('cuda'): info['gpu'] = torch.cuda.get_device_name(0)
+    return info
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--model', default='ViT-B-32'); p.add_argument('--layer', type=int, default=9)
+    p.add_argument('--device', default='cpu'); p.add_argument('--dtype', default='float32')
+    p.add_argument('--batch', type=int, default=16); p.add_argument('--batches', type=int, default=4)
+    p.add_argument('--ref-images', type=int, default=2); p.add_argument('--k-top', type=int, default=100)
+    p.add_argument('--threads', type=int, default=0)
+    p.add_argument('--out', type=Path, default=HERE / 'results')
+    args = p.parse_args(argv)
+    both, ref = _in_process('fast', args), _in_process('reference', args)
+    fast_eff, ref_eff = both.pop('effects'), ref.pop('effects')
+    rows = {'encode_image': both['encode_image'], 'fast': both['fast'], 'reference': ref}
+    rel = ((ref_eff - fast_eff).abs().max() / ref_eff.abs().max()).item()
+    summary = {
+        'date': datetime.datetime.now().isoformat(timespec='seconds'), 'hardware': hardware(args.device),
+        'settings': {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        'rows': rows,
+        'fast_vs_reference_speedup': rows['fast']['images_per_s'] / rows['reference']['images_per_s'],
+        'fast_vs_encode_image': rows['fast']['images_per_s'] / rows['encode_image']['images_per_s'],
+        'fast_vs_reference_rel_err': rel,
+        'note': f"reference timed on {args.ref_images} images (it takes seconds per image); fast engine and encode_image on "
+                f"{args.batches} batches of {args.batch}, interleaved batch by batch in one process; all neurons of layer {args.layer}, "
+                f"top-{args.k_top} sets, norms and sums kept; fast img/s is steady state (the per-layer bank, bank_seconds, is built once per run)",
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    tag = args.device.split(':')[0]
+    (args.out / f'second_order_{tag}.json').write_text(json.dumps(summary, indent=1))
+    line = (f"| {summary['date'][:10]} | {summary['hardware'].get('gpu', summary['hardware']['cpu'])} | {args.dtype} | {args.batch} | "
+            f"{rows['encode_image']['images_per_s']:.2f} | {rows['fast']['images_per_s']:.2f} | {rows['reference']['images_per_s']:.4f} | "
+            f"{summary['fast_vs_reference_speedup']:.0f}x | {summary['fast_vs_encode_image']:.2f} | {rows['fast']['peak_mem_mib']:.0f} | {rel:.1e} |\n")
+    md = args.out / 'second_order.md'
+    if not md.exists():
+        md.write_text("# Second-order engine benchmark (ViT-B-32 random init, layer 9, all 3,072 neurons)\n\n"
+                      "| date | device | dtype | batch | encode_image img/s | fast img/s | reference img/s | fast/reference | fast/encode_image | fast peak MiB | rel. err |\n"
+                      "|---|---|---|---|---|---|---|---|---|---|---|\n")
+    with open(md, 'a') as f: f.write(line)
+    print(json.dumps({k: v for k, v in summary.items() if k != 'settings'}, indent=1))
+
+
+if __name__ == '__main__':
+    main()
