@@ -25,7 +25,9 @@ def readme_text(nb_path: Path = ROOT / 'nbs' / 'index.ipynb') -> str:
             lines = [l for l in c.source.splitlines() if not l.startswith('#|')]
             out += ['```python', *lines, '```', '']
             for o in c.get('outputs', []):
-                text = o.get('text') or o.get('data', {}).get('text/plain')
+                data = o.get('data', {})
+                if set(data) - {'text/plain'}: continue  # pictures and plots live in the docs, not the README
+                text = o.get('text') or data.get('text/plain')
                 if text: out += ['```', (text if isinstance(text, str) else ''.join(text)).rstrip(), '```', '']
     return '\n'.join(out).rstrip() + '\n'
 
