@@ -584,7 +584,7 @@ def run_train_cli(args:argparse.Namespace) -> int:
 def plot_training_curves(log:list[dict], # records of a metrics log
                          keys:tuple=('loss',), # left panel
                          val_keys:tuple=(), # right panel (validation checks)
-                         title:str='') -> go.Figure:
+                         title:str=''): # returns a plotly Figure
     "Training curves: loss-like keys on the left, validation metrics on the right, against the step."
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
