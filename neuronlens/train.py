@@ -26,7 +26,8 @@ __all__ = ['RECIPES', 'TrainConfig', 'recipe', 'lr_at', 'step_seeds', 'toyworld_
            'toyclip_loss', 'encode_images', 'encode_texts', 'class_embeddings', 'heldout_scenes', 'model_image_size',
            'zero_shot_accuracy', 'retrieval_metrics', 'evaluate_toyclip', 'train_toyclip', 'augment', 'nt_xent',
            'simclr_loss', 'object_features', 'probe_accuracy', 'evaluate_toy_encoder', 'train_toy_encoder',
-           'device_info', 'steps_per_second', 'ship', 'add_train_args', 'run_train_cli', 'plot_training_curves']
+           'device_info', 'steps_per_second', 'ship', 'add_train_args', 'add_recipe_args', 'run_train_cli',
+           'plot_training_curves']
 
 # %% ../nbs/03_train.ipynb #008f669a
 @dataclass
@@ -531,8 +532,12 @@ def _override(s:str) -> tuple[str, object]:
     except ValueError: return k.strip(), v
 
 def add_train_args(p:argparse.ArgumentParser):
-    "Options of `neuronlens train`."
+    "Arguments of `neuronlens train MODEL`: the recipe name, then `add_recipe_args`."
     p.add_argument('model', choices=list(RECIPES), help='which zoo model to train')
+    add_recipe_args(p)
+
+def add_recipe_args(p:argparse.ArgumentParser):
+    "Options of a training recipe (`neuronlens train toy-clip|toy-encoder ...`)."
     p.add_argument('--steps', type=_positive_int, help='optimizer steps (default: the recipe\'s)')
     p.add_argument('--batch-size', type=_positive_int, help='scenes per step (default: the recipe\'s)')
     p.add_argument('--device', default=None, help='cuda, cpu, ... (default: cuda if available)')
