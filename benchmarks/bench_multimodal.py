@@ -1,0 +1,141 @@
+"""Multimodal neurons: attribution throughput (batched vs a per-image loop) and LiMBeR training steps with cached
+features vs re-running the encoder, with peak memory, on the shipped default (SmolLM2-135M + toy encoder + projection).
+
+Every ratio compares runs made in the same process, on the same images and model.
+
+  * attribution: `multimodal.attribute` (activation x gradient of the concept logit for all 30 x 1,536 units at every
+    image token) on N held-out toy scenes, batch B vs batch 1 (a Python loop over images). Target: >= 5x on CPU.
+  * training: one LiMBeR optimizer step (batch 32 captions, 16 image tokens) from cached patch features vs one that
+    first draws the scenes and runs the frozen encoder (toy encoder at 64 px; EfficientNet-Lite0 at 224 px).
+  * peak memory: the process's peak RSS during each measurement (Linux: reset through /proc/self/clear_refs), and
+    torch.cuda.max_memory_allocated on a GPU.
+
+Usage: python benchmarks/bench_multimodal.py [--device cpu] [--n-images 32] [--batch-size 16] [--steps 3] [--out benchmarks/results]
+Writes multimodal_<device>.json and .md.
+"""
+import argparse, datetime, json, os, platform, statistics, sys, time
+from pathlib import Path
+
+import torch
+
+from neuronlens import multimodal as mm, projection as P, toyworld as tw
+from neuronlens.core import TensorCache
+
+
+def cpu_model() -> str:
+    try:
+        for line in open('/proc/cpuinfo'):
+            if line.startswith('model name'): return line.split(':', 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or 'unknown'
+
+
+def hardware(device: torch.device) -> dict:
+    d = dict(device=str(device), cpu=cpu_model(), usable_cores=len(os.sched_getaffinity(0)), torch_threads=torch.get_num_threads(),
+             torch=torch.__version__, python=platform.python_version(), load_avg_at_start=[round(x, 2) for x in os.getloadavg()],
+             date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'))
+    if device.type == 'cuda': d['gpu'] = torch.cuda.get_device_name(device)
+    return d
+
+
+class PeakMemory:
+    "Peak resident memory (MiB) of this process during the block; on CUDA also peak allocated tensor memory."
+    def __init__(self, device): self.device = device
+    def __enter__(self):
+        try: Path('/proc/self/clear_refs').write_text('5')  # resets VmHWM (Linux)
+        except OSError: pass
+        if self.device.type == 'cuda': torch.cuda.reset_peak_memory_stats(self.device)
+        return self
+    def __exit__(self, *exc):
+        self.rss_mib = None
+        try:
+            for line in open('/proc/self/status'):
+                if line.startswith('VmHWM:'): self.rss_mib = round(int(line.split()[1]) / 1024, 1)
+        except OSError: pass
+        self.cuda_mib = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1) if self.device.type == 'cuda' else None
+
+
+def sync(device):
+    if device.type == 'cuda': torch.cuda.synchronize(device)
+
+
+def bench_attribution(cap, x, targets, device, batch_size: int) -> list:
+    rows = []
+    mm.attribute(cap, x[:2], targets.subset([0, 1]), batch_size=2)  # warm-up
+    for b in (batch_size, 1):
+        with PeakMemory(device) as pm:
+            sync(device); t = time.perf_counter()
+            att = mm.attribute(cap, x, targets, batch_size=b)
+            sync(device); dt = time.perf_counter() - t
+        rows.append(dict(batch=b, images=len(x), seconds=round(dt, 2), images_per_s=round(len(x) / dt, 3), peak_rss_mib=pm.rss_mib, peak_cuda_mib=pm.cuda_mib))
+        if b == batch_size: ref = att
+        else:  # the loop gives the same answer
+            assert torch.allclose(att.unit_scores, ref.unit_scores, rtol=1e-3, atol=1e-4), 'batched and per-image attribution disagree'
+    rows[0]['speedup_vs_loop'] = round(rows[0]['images_per_s'] / rows[1]['images_per_s'], 2)
+    return rows
+
+
+def bench_training(encoder_name: str, lm, device, steps: int, size: int) -> dict:
+    enc = P.load_encoder(encoder_name)
+    cap = P.Captioner(enc, lm, P.ImageProjection(enc.d_out, lm.d_model, 16, enc.grid)).to(device)
+    src = P.SceneSource('train', 256, size=64)
+    feats = P.cache_features(enc, src, TensorCache(Path(os.environ.get('TMPDIR', '/tmp')) / 'nl-bench-cache'), 16)
+    opt = torch.optim.AdamW(cap.projection.parameters(), lr=1e-3)
+    bf16 = device.type == 'cpu'
+    def step(i, cached: bool):
+        idx = torch.arange(i * 32, (i + 1) * 32) % src.n
+        if cached: f = feats[idx].to(device)
+        else:
+            imgs = torch.from_numpy(tw.sample_batch([src.seeds[j] for j in idx.tolist()], 64, targets=False)['image']).permute(0, 3, 1, 2)
+            with torch.no_grad(): f = P.pool_patches(enc.encode(imgs.to(device)), enc.grid, 16)
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            loss = P.caption_loss(cap, cap.projection(f.to(device)), src.captions(idx.tolist()))
+        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+    out = dict(encoder=encoder_name, encoder_input_px=list(enc.preprocess.size), batch=32, n_tokens=16, autocast_bf16=bf16)
+    step(0, True); step(0, False)  # warm-up
+    for cached in (True, False):
+        ts = []
+        with PeakMemory(device) as pm:
+            for i in range(steps):
+                sync(device); t = time.perf_counter(); step(i + 1, cached); sync(device); ts.append(time.perf_counter() - t)
+        key = 'cached_features' if cached else 'rerun_encoder'
+        out[key] = dict(s_per_step=round(statistics.median(ts), 3), steps_per_s=round(1 / statistics.median(ts), 3), peak_rss_mib=pm.rss_mib, peak_cuda_mib=pm.cuda_mib)
+    out['speedup_cached'] = round(out['rerun_encoder']['s_per_step'] / out['cached_features']['s_per_step'], 2)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    ap.add_argument('--n-images', type=int, default=32)
+    ap.add_argument('--batch-size', type=int, default=16)
+    ap.add_argument('--steps', type=int, default=3)
+    ap.add_argument('--out', type=Path, default=Path(__file__).parent / 'results')
+    a = ap.parse_args(argv)
+    device = torch.device(a.device)
+    res = dict(hardware=hardware(device), dtype='float32 weights' + (' (bf16 autocast in training)' if device.type == 'cpu' else ''))
+    cap = P.load_captioner('toy-encoder').to(device)
+    seeds = list(tw.split_seeds('test', a.n_images))
+    x = torch.from_numpy(tw.sample_batch(seeds, 64, targets=False)['image']).permute(0, 3, 1, 2)
+    targets = mm.targets_from_captions(cap.lm.tokenizer, [tw.sample_scene(s).caption for s in seeds])
+    res['attribution'] = bench_attribution(cap, x, targets, device, a.batch_size)
+    print(json.dumps(res['attribution'], indent=1))
+    res['training'] = [bench_training(e, cap.lm, device, a.steps, 64) for e in ('toy-encoder', 'efficientnet-lite0')]
+    print(json.dumps(res['training'], indent=1))
+    a.out.mkdir(parents=True, exist_ok=True)
+    stem = a.out / f'multimodal_{device.type}'
+    stem.with_suffix('.json').write_text(json.dumps(res, indent=1))
+    h = res['hardware']
+    md = [f"# Multimodal neurons benchmark ({device.type})", '',
+          f"{h['cpu']}, {h['usable_cores']} cores, torch {h['torch']}{', ' + h['gpu'] if 'gpu' in h else ''}; load at start {h['load_avg_at_start']}; {h['date']}", '',
+          f"## Attribution (SmolLM2-135M, 30 x 1,536 units, 16 image tokens, {a.n_images} held-out scenes)", '',
+          '| batch | images/s | seconds | peak RSS MiB | peak CUDA MiB | speed-up vs loop |', '|---|---|---|---|---|---|']
+    md += [f"| {r['batch']} | {r['images_per_s']} | {r['seconds']} | {r['peak_rss_mib']} | {r['peak_cuda_mib']} | {r.get('speedup_vs_loop', '')} |" for r in res['attribution']]
+    md += ['', '## LiMBeR training step (batch 32, 16 image tokens)', '', '| encoder | cached features s/step | re-run encoder s/step | speed-up | peak RSS MiB (cached / re-run) |', '|---|---|---|---|---|']
+    md += [f"| {r['encoder']} ({r['encoder_input_px'][0]} px) | {r['cached_features']['s_per_step']} | {r['rerun_encoder']['s_per_step']} | {r['speedup_cached']} | {r['cached_features']['peak_rss_mib']} / {r['rerun_encoder']['peak_rss_mib']} |" for r in res['training']]
+    stem.with_suffix('.md').write_text('\n'.join(md) + '\n')
+    print(stem.with_suffix('.md'))
+
+
+if __name__ == '__main__':
+    main()
