@@ -113,12 +113,12 @@ def results(args):
     rows = {}
     for p in sorted(models.zoo_dir().glob('projection-*.json')):
         c = json.loads(p.read_text())
-        rows[c['encoder']] = dict(source=f'neuronlens/zoo/{p.name}', command=c.get('command'), steps=c.get('steps'), device=c.get('device'),
+        rows[f"{c['encoder']} (shipped)"] = dict(source=f'neuronlens/zoo/{p.name}', command=c.get('command'), steps=c.get('steps'), device=c.get('device'),
                                   train_seconds=c.get('train_seconds'), s_per_step=c.get('s_per_step'), metrics=c.get('metrics'),
                                   weights_bytes=(p.parent/f'{p.stem}.safetensors').stat().st_size)
     for p in sorted(Path('runs').glob('projection-*/summary.json')):
         s = json.loads(p.read_text()); e = p.parent.name.removeprefix('projection-')
-        if e not in rows and s.get('metrics'):
+        if s.get('metrics') and not any(r['metrics'] == s['metrics'] for r in rows.values()):  # runs not shipped (e.g. equal-budget baselines)
             rows[e] = dict(source=str(p), steps=s['steps'], device=s['device'], train_seconds=s['train_seconds'], s_per_step=s.get('s_per_step'), metrics=s['metrics'])
     if not rows: sys.exit('no shipped projections or run summaries found')
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
