@@ -411,7 +411,7 @@ def ablation_curve(captioner:Captioner, images, targets:CaptionTargets, attribut
                                   for r in range(n_random)])))
     return dict(k=ks, top=top, random=rnd, p_clean=float(p0.mean()), n_images=len(ok), mode=mode, positions=positions)
 
-# %% ../nbs/11_multimodal_neurons.ipynb #edb981f5
+# %% ../nbs/11_multimodal_neurons.ipynb #ae6af704
 def soft_prompt_decodability(captioner:Captioner, images, n_random:int|None=None, # random vectors (default: as many as soft tokens)
                              seed:int=0, batch_size:int=64) -> dict:
     "Nearest vocabulary token of each soft token, the nearest-token cosines of soft tokens vs matched random vectors, and their KS test."
@@ -432,7 +432,8 @@ def soft_prompt_decodability(captioner:Captioner, images, n_random:int|None=None
     ks = ks_2samp(cs.numpy(), cr.numpy())
     tok = captioner.lm.tokenizer
     words = [[tok.decode([i]).strip() for i in row] for row in ids.reshape(soft.shape[:2]).tolist()]
-    return dict(nearest_tokens=words, cos_soft=cs, cos_random=cr, ks_stat=float(ks.statistic), ks_p=float(ks.pvalue))
+    return dict(nearest_tokens=words, cos_soft=cs, cos_random=cr, mean_cos_soft=float(cs.mean()), mean_cos_random=float(cr.mean()),
+                ks_stat=float(ks.statistic), ks_p=float(ks.pvalue))
 
 # %% ../nbs/11_multimodal_neurons.ipynb #08fab81a
 @dataclasses.dataclass
@@ -630,7 +631,7 @@ def plot_soft_prompt(sp:dict, title:str='Soft tokens vs random vectors: cosine t
                       xaxis_title='cosine to nearest token', height=320, margin=dict(t=60, b=40, l=50, r=20))
     return fig
 
-# %% ../nbs/11_multimodal_neurons.ipynb #f1d91a11
+# %% ../nbs/11_multimodal_neurons.ipynb #8fb6fdec
 def add_neurons_args(p):
     "Options of `neuronlens neurons`."
     from pathlib import Path
@@ -659,7 +660,7 @@ def run_neurons_cli(args) -> int:
     x = torch.from_numpy(src.load(0, src.n)).permute(0, 3, 1, 2)
     found = find_multimodal_neurons(cap, x, layers=layers, top_k=args.top_k, batch_size=args.batch_size,
                                     cache=TensorCache(args.cache) if args.cache else TensorCache(), progress=args.progress)
-    summary = dict(encoder=args.encoder, images=src.name, **found.info, interpretable_fraction=found.interpretable_fraction,
+    summary = dict(encoder=args.encoder, images=src.id, **found.info, interpretable_fraction=found.interpretable_fraction,
                    layer_counts=found.attribution.layer_counts())
     if args.score and args.images.startswith('toy:'):
         split = args.images.split(':', 1)[1]

@@ -37,3 +37,26 @@ def test_wheel_builds_with_entry_point_and_zoo(tmp_path):
     shipped = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / 'neuronlens' / 'zoo').glob('*.safetensors'))
     missing = [s for s in shipped if s not in names]
     assert not missing, f"zoo weights not packaged: {missing}"
+
+
+def test_neurons_command_on_an_image_folder(tmp_path):
+    "`neuronlens neurons` end to end on a folder of PNGs: real SmolLM2 + shipped projection, cached, summary written."
+    import json
+    import numpy as np
+    from PIL import Image
+    from neuronlens import toyworld as tw
+    imgs = tmp_path / 'photos'; imgs.mkdir()
+    for i, s in enumerate(tw.split_seeds('test', 3, 900)): Image.fromarray(tw.sample_scene(s, 96).image).save(imgs / f'scene{i}.png')
+    args = ['neurons', '--images', str(imgs), '--n-images', '3', '--top-k', '8', '--layers', '10,20,29', '--out', str(tmp_path / 'out'),
+            '--cache', str(tmp_path / 'cache'), '--no-progress']
+    res = _run(*args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp_path / 'out' / 'summary.json').read_text())
+    assert summary['n_images'] == 3 and summary['top_k'] == 8 and summary['layers'] == [10, 20, 29] and summary['cached'] is False
+    assert 'toy_scores' not in summary  # a folder has no ground truth to score against
+    rows = [json.loads(l) for l in (tmp_path / 'out' / 'units.jsonl').read_text().splitlines()]
+    assert len(rows) == 3 and all(r['units'] == [] or r['units'][0]['layer'] in (10, 20, 29) for r in rows)
+    again = _run(*args)  # the second run reads the cache
+    assert again.returncode == 0 and json.loads((tmp_path / 'out' / 'summary.json').read_text())['cached'] is True
+    bad = _run('neurons', '--images', str(imgs), '--layers', '99', '--out', str(tmp_path / 'o2'))
+    assert bad.returncode == 1 and 'out of range' in bad.stderr and not (tmp_path / 'o2').exists()
