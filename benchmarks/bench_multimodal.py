@@ -13,29 +13,15 @@ Every ratio compares runs made in the same process, on the same images and model
 Usage: python benchmarks/bench_multimodal.py [--device cpu] [--n-images 32] [--batch-size 16] [--steps 3] [--out benchmarks/results]
 Writes multimodal_<device>.json and .md.
 """
-import argparse, datetime, json, os, platform, statistics, sys, time
+import argparse, json, os, statistics, time
 from pathlib import Path
 
 import torch
 
+from benchcommon import cpu_model, hardware, sync
+
 from neuronlens import multimodal as mm, projection as P, toyworld as tw
 from neuronlens.core import TensorCache
-
-
-def cpu_model() -> str:
-    try:
-        for line in open('/proc/cpuinfo'):
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or 'unknown'
-
-
-def hardware(device: torch.device) -> dict:
-    d = dict(device=str(device), cpu=cpu_model(), usable_cores=len(os.sched_getaffinity(0)), torch_threads=torch.get_num_threads(),
-             torch=torch.__version__, python=platform.python_version(), load_avg_at_start=[round(x, 2) for x in os.getloadavg()],
-             date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'))
-    if device.type == 'cuda': d['gpu'] = torch.cuda.get_device_name(device)
-    return d
 
 
 class PeakMemory:
@@ -53,10 +39,6 @@ class PeakMemory:
                 if line.startswith('VmHWM:'): self.rss_mib = round(int(line.split()[1]) / 1024, 1)
         except OSError: pass
         self.cuda_mib = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1) if self.device.type == 'cuda' else None
-
-
-def sync(device):
-    if device.type == 'cuda': torch.cuda.synchronize(device)
 
 
 def bench_attribution(cap, x, targets, device, batch_size: int) -> list:

@@ -18,30 +18,11 @@ from pathlib import Path
 
 import torch
 
+from benchcommon import cpu_model, hardware, sync
+
 from neuronlens import projection as P, models
 from neuronlens import toyworld as tw
 from neuronlens.core import TensorCache
-
-
-def cpu_model() -> str:
-    try:
-        for line in open('/proc/cpuinfo'):
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or 'unknown'
-
-
-def hardware(device: torch.device) -> dict:
-    "Machine, software versions, load and date for the results file."
-    d = dict(device=str(device), cpu=cpu_model(), usable_cores=len(os.sched_getaffinity(0)), torch_threads=torch.get_num_threads(),
-             torch=torch.__version__, python=platform.python_version(), load_avg_at_start=[round(x, 2) for x in os.getloadavg()],
-             date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'))
-    if device.type == 'cuda': d['gpu'] = torch.cuda.get_device_name(device)
-    return d
-
-
-def sync(device):
-    if device.type == 'cuda': torch.cuda.synchronize(device)
 
 
 def step_times(cap, src, feats_by_n, device, batch_sizes=(16, 32), n_steps=3) -> list:
