@@ -18,16 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from benchcommon import cpu_model
 from neuronlens import toyworld as tw
-
-
-def cpu_model() -> str:
-    "The CPU model name from /proc/cpuinfo (or platform.processor())."
-    try:
-        for line in open('/proc/cpuinfo'):
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or 'unknown'
 
 
 def hardware() -> dict:

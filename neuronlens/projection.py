@@ -25,8 +25,8 @@ _logger = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['TOY_WORDS', 'pool_grid', 'pool_patches', 'ImageProjection', 'tiny_lm', 'tiny_encoder', 'first_noun', 'text_ids',
-           'as_images', 'Captioner', 'greedy_reference', 'build_caption_batch', 'caption_loss', 'SceneSource',
-           'cache_features', 'ProjectionConfig', 'check_config', 'lr_at', 'step_indices', 'read_log',
+           'as_images', 'Captioner', 'greedy_reference', 'build_caption_batch', 'position_ids', 'caption_loss',
+           'SceneSource', 'cache_features', 'ProjectionConfig', 'check_config', 'lr_at', 'step_indices', 'read_log',
            'train_projection', 'caption_metrics', 'save_projection', 'load_projection', 'load_encoder',
            'load_captioner', 'add_projection_train_args', 'run_projection_train_cli']
 
@@ -249,15 +249,18 @@ def build_caption_batch(captioner:Captioner, image_tokens:torch.Tensor, # [batch
         cap_ids[i, :len(t)], cap_mask[i, :len(t)], labels[i, m:m + len(t)] = torch.tensor(t), 1, torch.tensor(t)
     return torch.cat([emb, captioner.lm.embed(cap_ids)], 1), torch.cat([mask, cap_mask], 1), labels
 
-# %% ../nbs/10_projection.ipynb #99169521
+# %% ../nbs/10_projection.ipynb #e59e4aad
+def position_ids(mask:torch.Tensor) -> torch.Tensor:
+    "Position ids [batch, L] of left-padded rows with attention `mask` [batch, L]: padding does not shift positions, as in generation."
+    return (mask.cumsum(1) - 1).clamp(min=0)
+
 def caption_loss(captioner:Captioner, image_tokens:torch.Tensor, # [batch, n, d_model], with gradients to the projection
                  captions:Sequence[str], prompt:str|None=None, max_caption_tokens:int=32) -> torch.Tensor:
     "Mean next-token cross-entropy over caption tokens (and <eos>) given the soft prompt; image and prompt positions are ignored."
     emb, mask, labels = build_caption_batch(captioner, image_tokens, captions, prompt, max_caption_tokens)
     start = int((labels != -100).int().argmax(1).min())  # first caption position
     keep = labels.shape[1] - start + 1  # logits from position start - 1 on predict every caption token
-    pos = (mask.cumsum(1) - 1).clamp(min=0)  # positions skip left padding, as in generation
-    logits = captioner.lm.model(inputs_embeds=emb, attention_mask=mask, position_ids=pos, use_cache=False, logits_to_keep=keep).logits  # [batch, keep, d_vocab]
+    logits = captioner.lm.model(inputs_embeds=emb, attention_mask=mask, position_ids=position_ids(mask), use_cache=False, logits_to_keep=keep).logits  # [batch, keep, d_vocab]
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, start:].flatten(), ignore_index=-100)
 
 # %% ../nbs/10_projection.ipynb #fef7afed
