@@ -1,5 +1,5 @@
 """Helpers shared by the benchmark scripts: what machine ran them, and device synchronisation."""
-import datetime, os, platform
+import datetime, os, platform, time
 
 import torch
 
@@ -25,3 +25,14 @@ def hardware(device: torch.device) -> dict:
 def sync(device: torch.device):
     "Wait for queued GPU work (no-op on CPU), so timings cover it."
     if device.type == 'cuda': torch.cuda.synchronize(device)
+
+
+def matmul_gflops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048, seconds: float = 2.0) -> float:
+    "Sustained GFLOP/s of one large [n, n] @ [n, n] product: the device's practical ceiling for dense math in `dtype`."
+    a = torch.randn(n, n, device=device).to(dtype); b = torch.randn(n, n, device=device).to(dtype)
+    a @ b; sync(device)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b; reps += 1
+        sync(device)
+    return round(2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9, 1)

@@ -147,11 +147,11 @@ def finite_difference_attribution(captioner:Captioner, image_tokens:torch.Tensor
     slope = (run(eps) - run(-eps)) / (2 * eps)
     return seen['a'] * slope
 
-# %% ../nbs/11_multimodal_neurons.ipynb #a7736b3f
+# %% ../nbs/11_multimodal_neurons.ipynb #a34d486e
 @dataclasses.dataclass
 class Attribution:
     "Attribution of a set of images: per-unit scores and each image's top units."
-    unit_scores:torch.Tensor # [n_images, n_layers, d_mlp] max over image tokens of activation x gradient
+    unit_scores:torch.Tensor # [n_images, n_layers, d_mlp] max over image tokens of activation x gradient (minus its mean over images with `contrast`)
     top_units:torch.Tensor # long [n_images, top_k] flat unit index layer * d_mlp + unit, best first
     top_scores:torch.Tensor # [n_images, top_k]
     top_tokens:torch.Tensor # long [n_images, top_k] image token where each top unit peaks
@@ -179,10 +179,12 @@ class Attribution:
     def from_tensors(cls, t:dict, d_mlp:int) -> 'Attribution':
         return cls(t['unit_scores'].float(), t['top_units'], t['top_scores'], t['top_tokens'], t['logits'], t['layers'].tolist(), d_mlp, t['valid'].bool())
 
-# %% ../nbs/11_multimodal_neurons.ipynb #354e28a6
+# %% ../nbs/11_multimodal_neurons.ipynb #40fbc478
 def attribute(captioner:Captioner, images, # raw images (see `as_images`)
               targets:CaptionTargets, # from `caption_targets` or `targets_from_captions`
-              layers:Sequence[int]|None=None, top_k:int=100, batch_size:int=16, progress:bool=False) -> Attribution:
+              layers:Sequence[int]|None=None, top_k:int=100, batch_size:int=16, progress:bool=False,
+              contrast:bool=False, # rank units by their score minus its mean over the images (what sets this image apart)
+             ) -> Attribution:
     "Activation x gradient attribution of every MLP unit for each image's concept token, batched; top `top_k` units per image."
     from tqdm.auto import tqdm
     x = as_images(images)
@@ -191,6 +193,7 @@ def attribute(captioner:Captioner, images, # raw images (see `as_images`)
     layers = check_layers(lm, layers)
     if not 1 <= top_k <= len(layers) * lm.d_mlp: raise ConfigError(f"top_k must be in 1..{len(layers) * lm.d_mlp}, got {top_k}")
     n, valid = len(x), targets.valid.clone()
+    if contrast and valid.sum() < 2: raise ConfigError(f"contrast=True compares images with each other: it needs at least 2 images with a concept, got {int(valid.sum())}")
     us = torch.zeros(n, len(layers), lm.d_mlp); tt = torch.zeros(n, len(layers), lm.d_mlp, dtype=torch.long); lg = torch.zeros(n)
     ok = valid.nonzero()[:, 0]
     for lo in tqdm(range(0, len(ok), batch_size), desc='attribution', disable=not progress, leave=False):
@@ -199,6 +202,7 @@ def attribute(captioner:Captioner, images, # raw images (see `as_images`)
         g, y = attribution_scores(captioner, soft, [targets.prefixes[i] for i in idx], targets.token_ids[idx], layers)
         best, where = g.max(2)  # over image tokens: [batch, layers, d_mlp]
         us[idx], tt[idx], lg[idx] = best.cpu(), where.cpu(), y.cpu()
+    if contrast: us[valid] -= us[valid].mean(0)
     flat = us.flatten(1)
     top_scores, top_units = flat.topk(top_k, 1)
     top_tokens = tt.flatten(1).gather(1, top_units)
@@ -463,7 +467,7 @@ class MultimodalNeurons:
         "Share of the distinct top units that pass the filter (about half in the paper)."
         return float(np.mean(list(self.interpretable.values()))) if self.interpretable else float('nan')
 
-# %% ../nbs/11_multimodal_neurons.ipynb #f8c550b9
+# %% ../nbs/11_multimodal_neurons.ipynb #2ba2c68f
 def _decode_all(lm, flat:Sequence[int], layers:list, d_mlp:int, dictionary:frozenset, k:int=10) -> tuple[dict, dict]:
     flat = sorted(set(int(f) for f in flat))
     toks = decode_units(lm, [(layers[f // d_mlp], f % d_mlp) for f in flat], k)
@@ -475,7 +479,9 @@ def find_multimodal_neurons(captioner:Captioner, images, # raw images (see `as_i
                             layers:Sequence[int]|None=None, top_k:int=100, batch_size:int=16,
                             cache:TensorCache|None=None, # None: no caching; e.g. `TensorCache()`
                             dictionary:frozenset|None=None, # the filter's dictionary (default `dictionary_words()`)
-                            progress:bool=False) -> MultimodalNeurons:
+                            progress:bool=False,
+                            contrast:bool=False, # rank units by score minus its mean over `images` (see `attribute`)
+                           ) -> MultimodalNeurons:
     "Caption, attribute (top `top_k` units per image), decode and filter; cached in `cache` when given."
     import time
     x, lm = as_images(images), captioner.lm
@@ -484,7 +490,7 @@ def find_multimodal_neurons(captioner:Captioner, images, # raw images (see `as_i
     if captions is not None and len(list(captions)) != len(x): raise ConfigError(f"got {len(list(captions))} captions for {len(x)} images")
     key = cache_key(projection=state_dict_hash(captioner.projection), encoder=getattr(captioner.encoder, 'name', None) or state_dict_hash(captioner.encoder.model),
                     lm=getattr(lm.model.config, '_name_or_path', '') + str(lm.n_layers) + str(lm.d_mlp) + str(float(lm.W_U.float().sum())),
-                    images=x, captions=list(captions) if captions is not None else None, layers=layers, top_k=top_k, prompt=captioner.prompt)
+                    images=x, captions=list(captions) if captions is not None else None, layers=layers, top_k=top_k, prompt=captioner.prompt, contrast=contrast)
     if cache is not None:
         try: hit = cache.load('multimodal-neurons', key)
         except CacheError as e:  # a corrupt entry is recomputed, as TensorCache.get_or_compute does
@@ -497,10 +503,10 @@ def find_multimodal_neurons(captioner:Captioner, images, # raw images (see `as_i
     t0 = time.time()
     tg = caption_targets(captioner, x) if captions is None else targets_from_captions(lm.tokenizer, captions)
     t1 = time.time()
-    att = attribute(captioner, x, tg, layers, top_k, batch_size, progress)
+    att = attribute(captioner, x, tg, layers, top_k, batch_size, progress, contrast)
     t2 = time.time()
     dec, interp = _decode_all(lm, att.top_units[att.valid].flatten().tolist(), layers, lm.d_mlp, dictionary or dictionary_words())
-    info = dict(n_images=len(x), n_valid=int(att.valid.sum()), top_k=top_k, layers=layers, caption_s=round(t1 - t0, 2), attribution_s=round(t2 - t1, 2),
+    info = dict(n_images=len(x), n_valid=int(att.valid.sum()), top_k=top_k, layers=layers, contrast=contrast, caption_s=round(t1 - t0, 2), attribution_s=round(t2 - t1, 2),
                 images_per_s=round(float(att.valid.sum()) / max(t2 - t1, 1e-9), 3), cached=False)
     out = MultimodalNeurons(tg, att, dec, interp, info)
     if cache is not None:
@@ -634,7 +640,7 @@ def plot_soft_prompt(sp:dict, title:str='Soft tokens vs random vectors: cosine t
                       xaxis_title='cosine to nearest token', height=320, margin=dict(t=60, b=40, l=50, r=20))
     return fig
 
-# %% ../nbs/11_multimodal_neurons.ipynb #c37b79a5
+# %% ../nbs/11_multimodal_neurons.ipynb #923d6dc6
 def add_neurons_args(p):
     "Options of `neuronlens neurons`."
     p.add_argument('--encoder', default='toy-encoder', help='the shipped captioner to read: its image encoder (zoo projection-<encoder>; default: toy-encoder)')
@@ -643,6 +649,7 @@ def add_neurons_args(p):
     p.add_argument('--layers', default=None, help='comma-separated LM layers to attribute (default: all)')
     p.add_argument('--top-k', type=int, default=100, help='top units kept per image (default: 100, as in the paper)')
     p.add_argument('--batch-size', type=int, default=16, help='images per attribution batch (default: 16)')
+    p.add_argument('--contrast', action='store_true', help="rank units by their score minus its mean over the images (what sets each image apart)")
     p.add_argument('--no-score', dest='score', action='store_false', help='skip the toy-world scores (CLIPScore, BERTScore, ground truth, IoU, selectivity, ablation)')
     p.add_argument('--out', type=Path, default=Path('runs/neurons'), help='folder for summary.json and units.jsonl (default: runs/neurons)')
     p.add_argument('--cache', type=Path, default=None, help='cache folder (default: $NEURONLENS_CACHE or ~/.cache/neuronlens)')
@@ -661,7 +668,7 @@ def run_neurons_cli(args) -> int:
     if layers is not None: check_layers(cap.lm, layers)
     x = torch.from_numpy(src.load(0, src.n)).permute(0, 3, 1, 2)
     found = find_multimodal_neurons(cap, x, layers=layers, top_k=args.top_k, batch_size=args.batch_size,
-                                    cache=TensorCache(args.cache) if args.cache else TensorCache(), progress=args.progress)
+                                    cache=TensorCache(args.cache) if args.cache else TensorCache(), progress=args.progress, contrast=args.contrast)
     summary = dict(encoder=args.encoder, images=src.id, **found.info, interpretable_fraction=found.interpretable_fraction,
                    layer_counts=found.attribution.layer_counts())
     if args.score and args.images.startswith('toy:'):
