@@ -156,18 +156,21 @@ def _cls_acts(clip, source, idx:torch.Tensor, layer:int, batch:int=256) -> torch
         out.append(record_lens_inputs(clip.model, x, layer).acts[:, 0])
     return torch.cat(out)
 
-# %% ../nbs/24_lens_groundtruth.ipynb #6adb631d
+# %% ../nbs/24_lens_groundtruth.ipynb #d1c58c4b
 def evaluate_lens(clip, # a `ClipAdapter` of a CLIP trained on the toy world (e.g. `load_model('toyclip')`)
-                  layer:int, n_images:int=2000, k_top:int=40, n_neurons:int=100, k_words:int=3, cache=None, seed:int=0) -> dict:
+                  layer:int, n_images:int=2000, k_top:int=40, n_neurons:int=100, k_words:int=3, cache=None, seed:int=0,
+                  scale:str|None='dims', # dictionary preparation (see `prepare_dictionary`): 'dims' as the official code, 'atoms' unit-norm words
+                 ) -> dict:
     "Second-order lens on held-out toy scenes: sparsity, directions (also on other held-out scenes), precision of decompositions vs baselines, polysemy."
     from neuronlens import toyworld as tw, decompose as dc, lens_pipeline as lp, second_order as so
     from neuronlens.core import TensorCache
+    if scale not in ('dims', 'atoms', None): raise ConfigError(f"scale must be 'dims', 'atoms' or None, got {scale!r}")
     src = lp.image_source('toy:test', n_images, clip.preprocess.size[0])
     run = lp.run_second_order(clip, src, layer, cache or TensorCache(), shard_size=500, batch_size=125, k_top=k_top)
     concepts = tw.sample_batch(tw.split_seeds('test', n_images), targets=False)['concepts']
     sig = so.significant_neurons(run.effects, n_neurons)
     vocab = dc.toy_vocabulary(); emb = dc.embed_texts(lambda t: clip.encode_text(t), vocab)
-    decomp = lambda d: dc.decompose_directions(d, emb, vocab, k=max(5, k_words), device='cpu').terms
+    decomp = lambda d: dc.decompose_directions(d, emb, vocab, k=max(5, k_words), scale=scale, device='cpu').terms
     top = run.effects.top_idx[sig]
     uniq, inv = top.reshape(-1).unique(return_inverse=True)
     acts = _cls_acts(clip, src, uniq, layer)[inv.reshape(top.shape), sig[:, None]].mean(1)  # [n_neurons] mean CLS act on own top set
@@ -175,7 +178,7 @@ def evaluate_lens(clip, # a `ClipAdapter` of a CLIP trained on the toy world (e.
     sp = so.sparsity_summary(run.effects.norms, k_top)
     terms = decomp(run.directions[sig])
     kinds = [tw.CONCEPT_KIND[c] for c in tw.CONCEPTS]
-    return dict(run=run, significant=sig, terms=terms,
+    return dict(run=run, significant=sig, terms=terms, scale=scale,
                 sparsity={'images': n_images, 'top set': k_top, 'top set share of images': k_top / n_images,
                           'median share of squared effect in top set': float(sp['top_share'].median()),
                           'median fraction of images holding half the squared effect': float(sp['frac_for_half'].median()),
