@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from .core import ConfigError, get_device
 
 # %% auto #0
-__all__ = ['OMPResult', 'omp_batched', 'omp_sklearn', 'word_pool', 'toy_vocabulary', 'embed_texts', 'prepare_dictionary',
-           'TextDecomposition', 'decompose_directions', 'reconstruction_curves', 'plot_reconstruction_curves']
+__all__ = ['OMPResult', 'omp_batched', 'omp_sklearn', 'word_pool', 'toy_vocabulary', 'embed_texts', 'check_scale',
+           'prepare_dictionary', 'TextDecomposition', 'decompose_directions', 'reconstruction_curves',
+           'plot_reconstruction_curves']
 
 # %% ../nbs/21_text_decomposition.ipynb #0005208d
 def _check_omp_inputs(Y:torch.Tensor, # [n, d] targets
@@ -226,7 +227,12 @@ def embed_texts(encode_text_fn:Callable[[list[str]], torch.Tensor], # list of b 
             out.append(F.normalize(e.float(), dim=-1).cpu())
     return torch.cat(out)
 
-# %% ../nbs/21_text_decomposition.ipynb #8b831368
+# %% ../nbs/21_text_decomposition.ipynb #3e09fdfd
+def check_scale(scale:str|None) -> str|None:
+    "`scale` if it is a dictionary preparation `prepare_dictionary` knows, else a `ConfigError` naming those it accepts."
+    if scale not in ('dims', 'atoms', None): raise ConfigError(f"scale must be 'dims', 'atoms' or None, got {scale!r}")
+    return scale
+
 def prepare_dictionary(embeddings:torch.Tensor, # [n_atoms, d] text embeddings (unit-norm from embed_texts)
                        center:bool=True, # subtract the mean over the dictionary, as the official code does
                        scale:str|None='dims', # 'dims': official per-dimension norm; 'atoms': unit-norm atoms; None
@@ -234,7 +240,7 @@ def prepare_dictionary(embeddings:torch.Tensor, # [n_atoms, d] text embeddings (
     "The OMP dictionary [n_atoms, d]: text embeddings centred and scaled as asked."
     E = torch.as_tensor(embeddings)
     if E.ndim != 2 or E.shape[0] == 0: raise ConfigError(f"embeddings must be a non-empty [n_atoms, d] matrix, got shape {tuple(E.shape)}")
-    if scale not in ('dims', 'atoms', None): raise ConfigError(f"scale must be 'dims', 'atoms' or None, got {scale!r}")
+    check_scale(scale)
     E = E if E.is_floating_point() else E.float()
     if center: E = E - E.mean(0, keepdim=True)
     tiny = torch.finfo(E.dtype).tiny

@@ -156,7 +156,7 @@ def _cls_acts(clip, source, idx:torch.Tensor, layer:int, batch:int=256) -> torch
         out.append(record_lens_inputs(clip.model, x, layer).acts[:, 0])
     return torch.cat(out)
 
-# %% ../nbs/24_lens_groundtruth.ipynb #d1c58c4b
+# %% ../nbs/24_lens_groundtruth.ipynb #a90298f9
 def evaluate_lens(clip, # a `ClipAdapter` of a CLIP trained on the toy world (e.g. `load_model('toyclip')`)
                   layer:int, n_images:int=2000, k_top:int=40, n_neurons:int=100, k_words:int=3, cache=None, seed:int=0,
                   scale:str|None='dims', # dictionary preparation (see `prepare_dictionary`): 'dims' as the official code, 'atoms' unit-norm words
@@ -164,7 +164,7 @@ def evaluate_lens(clip, # a `ClipAdapter` of a CLIP trained on the toy world (e.
     "Second-order lens on held-out toy scenes: sparsity, directions (also on other held-out scenes), precision of decompositions vs baselines, polysemy."
     from neuronlens import toyworld as tw, decompose as dc, lens_pipeline as lp, second_order as so
     from neuronlens.core import TensorCache
-    if scale not in ('dims', 'atoms', None): raise ConfigError(f"scale must be 'dims', 'atoms' or None, got {scale!r}")
+    dc.check_scale(scale)  # before the run, not after it
     src = lp.image_source('toy:test', n_images, clip.preprocess.size[0])
     run = lp.run_second_order(clip, src, layer, cache or TensorCache(), shard_size=500, batch_size=125, k_top=k_top)
     concepts = tw.sample_batch(tw.split_seeds('test', n_images), targets=False)['concepts']

@@ -78,7 +78,7 @@ def _bf(x:torch.Tensor, attn:nn.MultiheadAttention) -> torch.Tensor:
     "`x` as [batch, pos, d] whatever the attention's layout."
     return x if attn.batch_first else x.transpose(0, 1)
 
-# %% ../nbs/20_second_order.ipynb #dd908157
+# %% ../nbs/20_second_order.ipynb #7b736369
 class _Stop(Exception): "Raised by a hook to end a forward pass early."
 
 def _late_blocks(visual:nn.Module, x:torch.Tensor, # input of the first later block, [batch, pos, d]
@@ -87,11 +87,10 @@ def _late_blocks(visual:nn.Module, x:torch.Tensor, # input of the first later bl
     blocks = visual.transformer.resblocks; rows, sig = [], []
     for j, l in enumerate(later):
         blk = blocks[l]; last = j == len(later) - 1
-        lay = (lambda t: t) if blk.attn.batch_first else (lambda t: t.transpose(0, 1))
-        y = blk.ln_1(x)
-        out, pattern = blk.attn(lay(y[:, :1] if last else y), lay(y), lay(y), need_weights=True, average_attn_weights=False)
+        y = blk.ln_1(x)  # `_bf` swaps batch and position for a batch_first=False attention, both ways
+        out, pattern = blk.attn(_bf(y[:, :1] if last else y, blk.attn), _bf(y, blk.attn), _bf(y, blk.attn), need_weights=True, average_attn_weights=False)
         rows.append(pattern[:, :, 0]); sig.append(_ln_scale(blk.ln_1, x))  # pattern [batch, heads, queries, pos]
-        x = (x[:, :1] if last else x) + blk.ls_1(lay(out))  # the last block: CLS only from here on
+        x = (x[:, :1] if last else x) + blk.ls_1(_bf(out, blk.attn))  # the last block: CLS only from here on
         x = x + blk.ls_2(blk.mlp(blk.ln_2(x)))
     return torch.stack(rows, 1), torch.stack(sig, 1), x[:, 0]
 
@@ -151,19 +150,18 @@ def lens_coefficients(inp:LensInputs) -> torch.Tensor:
     w = (inp.attn_cls / inp.sigma_1[:, :, None, :]).reshape(b, L * H, T)
     return torch.einsum('bkt,btn->bkn', w, inp.acts.to(w.dtype))
 
-# %% ../nbs/20_second_order.ipynb #c31f920b
+# %% ../nbs/20_second_order.ipynb #1059ab27
 def second_order_effects(inp:LensInputs, bank:torch.Tensor, # from `direction_bank`
                          per_head:bool=False, # keep the (later layer, head) axis
                         ) -> torch.Tensor:
     "Second-order effects: `[batch, d_mlp, d_out]`, or `[batch, n_later*n_heads, d_mlp, d_out]` with `per_head`."
-    coef = lens_coefficients(inp).to(bank.dtype) / inp.sigma_post.to(bank.dtype)[:, None, None]
+    coef = _scaled_coefficients(inp, bank.dtype)
     if per_head: return coef[..., None] * bank[None]
     return torch.bmm(coef.permute(2, 0, 1).contiguous(), bank.transpose(0, 1).contiguous()).transpose(0, 1)  # batched over neurons: [batch, d_mlp, d_out]
 
-def _effects_by_neuron(inp:LensInputs, bank_nkd:torch.Tensor) -> torch.Tensor:
-    "Second-order effects laid out `[d_mlp, batch, d_out]` from a bank laid out `[d_mlp, n_later*n_heads, d_out]` (the streaming engine's layout)."
-    coef = lens_coefficients(inp).to(bank_nkd.dtype) / inp.sigma_post.to(bank_nkd.dtype)[:, None, None]
-    return torch.bmm(coef.permute(2, 0, 1).contiguous(), bank_nkd)  # a strided left operand sends CPU bmm down a path ~300x slower
+def _scaled_coefficients(inp:LensInputs, dtype:torch.dtype) -> torch.Tensor:
+    "`lens_coefficients` over the ln_post scale, in `dtype`: what multiplies the bank, [batch, n_later*n_heads, d_mlp]."
+    return lens_coefficients(inp).to(dtype) / inp.sigma_post.to(dtype)[:, None, None]
 
 def first_order_effects(inp:LensInputs, first:torch.Tensor) -> torch.Tensor:
     "Direct (first-order) effects of each neuron at CLS: `[batch, d_mlp, d_out]`."
@@ -264,7 +262,7 @@ def _sorted_top(top_n, top_i, top_e, seen):
     order = top_n.argsort(dim=1, descending=True)[:, :min(seen, top_n.shape[1])]
     return top_i.gather(1, order), top_e[torch.arange(len(order), device=order.device)[:, None], order]
 
-# %% ../nbs/20_second_order.ipynb #cafe0f67
+# %% ../nbs/20_second_order.ipynb #4936d650
 @torch.no_grad()
 def compute_layer_effects(model:nn.Module, batches:Iterable[torch.Tensor], # preprocessed image batches [b, 3, H, W]
                           layer:int, k_top:int=100, # images kept in each neuron's top set
@@ -287,7 +285,7 @@ def compute_layer_effects(model:nn.Module, batches:Iterable[torch.Tensor], # pre
         from tqdm.auto import tqdm; it = tqdm(batches, desc=f'second-order effects, layer {layer}', unit='batch')
     for imgs in it:
         inp = record_lens_inputs(model, imgs, layer)
-        coef = (lens_coefficients(inp).to(dtype) / inp.sigma_post.to(dtype)[:, None, None]).permute(2, 0, 1).contiguous()  # [d_mlp, b, n_later*n_heads]
+        coef = _scaled_coefficients(inp, dtype).permute(2, 0, 1).contiguous()  # [d_mlp, b, n_later*n_heads]: a strided left operand sends CPU bmm down a path ~300x slower
         idx = torch.arange(seen, seen + len(imgs), device=dev); seen += len(imgs)
         n = torch.empty(d_mlp, len(imgs), device=dev)
         for s in range(0, d_mlp, chunk):  # effects of `chunk` neurons at a time stay in cache while they are reduced
