@@ -24,6 +24,7 @@ import sklearn
 import torch
 import torch.nn.functional as F
 
+from benchcommon import cpu_model, sync
 from neuronlens.decompose import OMPResult, omp_batched, omp_sklearn
 
 RESULTS = ROOT / 'benchmarks' / 'results'
@@ -45,23 +46,11 @@ class PeakRSS:
     def peak_mib(self): return (self.peak - self.base) / 2**20
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
-
-
 def blas_info() -> str:
     try:
         from threadpoolctl import threadpool_info
         return ', '.join(f"{i.get('internal_api')}({i.get('num_threads')})" for i in threadpool_info())
     except Exception as e: return f'unknown ({e})'
-
-
-def sync(dev):
-    if dev.type == 'cuda': torch.cuda.synchronize(dev)
 
 
 def main(argv=None):

@@ -10,10 +10,12 @@ Writes benchmarks/results/second_order_<device>.json and appends a row to second
     .venv/bin/python benchmarks/bench_second_order.py --set-images 5124 --batch 32
 times the paper's whole significance set (5,124 images x 3,072 neurons: norms, top sets, directions) instead.
 """
-import argparse, datetime, json, multiprocessing as mp, os, platform, sys, time
+import argparse, datetime, json, multiprocessing as mp, time
 from pathlib import Path
 
 import torch
+
+from benchcommon import hardware, sync
 
 HERE = Path(__file__).resolve().parent
 
@@ -36,10 +38,6 @@ def _images(n, size, device, dtype, seed=0):
     return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed)).to(device, dtype)
 
 
-def _sync(device):
-    if device.startswith('cuda'): torch.cuda.synchronize()
-
-
 def run_mode(mode, args, q):
     torch.set_num_threads(args.threads or torch.get_num_threads())
     from neuronlens import second_order as so
@@ -47,14 +45,13 @@ def run_mode(mode, args, q):
     model = _model(args.model, args.device, dtype)
     size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
     if mode == 'set':  # a whole significance set streamed through the engine, then the directions: wall time and peak memory
-        from neuronlens.core import TensorCache  # noqa: F401 (same import cost as a real run)
         n, b = args.set_images, args.batch
         batches = (_images(min(b, n - i), size, args.device, dtype, seed=10_000 + i) for i in range(0, n, b))
         with torch.no_grad():
-            _sync(args.device); t = time.perf_counter()
+            sync(torch.device(args.device)); t = time.perf_counter()
             le = so.compute_layer_effects(model, batches, args.layer, k_top=args.k_top, dtype=dtype)
-            _sync(args.device); t_eff = time.perf_counter() - t
-            dirs, expl = so.neuron_directions(le.top_effects)
+            sync(torch.device(args.device)); t_eff = time.perf_counter() - t
+            so.neuron_directions(le.top_effects)
             t_all = time.perf_counter() - t
         q.put({'mode': mode, 'images': n, 'neurons': int(le.norms.shape[1]), 'effects_seconds': t_eff, 'total_seconds': t_all,
                'images_per_s': n / t_eff, 'peak_mem_mib': _peak_mem(args.device), 'top_effects_shape': list(le.top_effects.shape)})
@@ -62,16 +59,16 @@ def run_mode(mode, args, q):
     if mode == 'reference':
         imgs = _images(args.ref_images, size, args.device, dtype)
         so.second_order_reference(model, imgs[0], args.layer)  # warm-up
-        _sync(args.device); t = time.perf_counter()
+        sync(torch.device(args.device)); t = time.perf_counter()
         out = [so.second_order_reference(model, im, args.layer) for im in imgs]
-        _sync(args.device); secs = time.perf_counter() - t
+        sync(torch.device(args.device)); secs = time.perf_counter() - t
         q.put({'mode': mode, 'images': len(imgs), 'seconds': secs, 'images_per_s': len(imgs) / secs, 'peak_mem_mib': _peak_mem(args.device),
                'effects': torch.stack(out).float().cpu()})
         return
     batches = [_images(args.batch, size, args.device, dtype, seed=s) for s in range(args.batches + 1)]
     with torch.no_grad():
-        _sync(args.device); t = time.perf_counter()
-        bank = so.direction_bank(model, args.layer, dtype); _sync(args.device); bank_secs = time.perf_counter() - t
+        sync(torch.device(args.device)); t = time.perf_counter()
+        bank = so.direction_bank(model, args.layer, dtype); sync(torch.device(args.device)); bank_secs = time.perf_counter() - t
         model.encode_image(batches[0]); so.compute_layer_effects(model, batches[:1], args.layer, k_top=args.k_top, dtype=dtype, bank=bank)
         enc_secs = fast_secs = 0.0
         # interleave the two so that load from other processes hits both alike; the fast engine streams all
@@ -79,10 +76,10 @@ def run_mode(mode, args, q):
         def timed_batches():
             nonlocal enc_secs, fast_secs
             for b in batches[1:]:
-                _sync(args.device); t0 = time.perf_counter(); model.encode_image(b); _sync(args.device)
+                sync(torch.device(args.device)); t0 = time.perf_counter(); model.encode_image(b); sync(torch.device(args.device))
                 enc_secs += time.perf_counter() - t0
                 t1 = time.perf_counter(); yield b
-                _sync(args.device); fast_secs += time.perf_counter() - t1
+                sync(torch.device(args.device)); fast_secs += time.perf_counter() - t1
         so.compute_layer_effects(model, timed_batches(), args.layer, k_top=args.k_top, dtype=dtype, bank=bank)
         inp = so.record_lens_inputs(model, _images(args.ref_images, size, args.device, dtype), args.layer)
         effects = so.second_order_effects(inp, bank[0]).float().cpu()
@@ -100,13 +97,6 @@ def _in_process(mode, args):
     return res
 
 
-def hardware(device):
-    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor())
-    info = {'cpu': cpu, 'cpu_cores': os.cpu_count(), 'torch': torch.__version__, 'python': platform.python_version(), 'device': device}
-    if device.startswith('cuda'): info['gpu'] = torch.cuda.get_device_name(0)
-    return info
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--model', default='ViT-B-32'); p.add_argument('--layer', type=int, default=9)
@@ -119,7 +109,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.set_images:
         res = _in_process('set', args)
-        res.update(date=datetime.datetime.now().isoformat(timespec='seconds'), hardware=hardware(args.device),
+        res.update(date=datetime.datetime.now().isoformat(timespec='seconds'), hardware=hardware(torch.device(args.device)),
                    settings={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / f"second_order_set_{args.device.split(':')[0]}.json").write_text(json.dumps(res, indent=1))
@@ -129,7 +119,7 @@ def main(argv=None):
     rows = {'encode_image': both['encode_image'], 'fast': both['fast'], 'reference': ref}
     rel = ((ref_eff - fast_eff).abs().max() / ref_eff.abs().max()).item()
     summary = {
-        'date': datetime.datetime.now().isoformat(timespec='seconds'), 'hardware': hardware(args.device),
+        'date': datetime.datetime.now().isoformat(timespec='seconds'), 'hardware': hardware(torch.device(args.device)),
         'settings': {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         'rows': rows,
         'fast_vs_reference_speedup': rows['fast']['images_per_s'] / rows['reference']['images_per_s'],
