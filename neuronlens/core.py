@@ -166,23 +166,27 @@ def run_with_cache(model:nn.Module, *args,
     with Hooks(model, record=names, kind=kind) as h: out = model(*args, **kwargs)
     return out, h.cache
 
-# %% ../nbs/00_core.ipynb #e4057814
+# %% ../nbs/00_core.ipynb #b1a959da
 def _jsonable(o):
     if isinstance(o, (str, int, float, bool)) or o is None: return o
     if isinstance(o, Mapping): return {str(k): _jsonable(v) for k, v in sorted(o.items(), key=lambda kv: str(kv[0]))}
     if isinstance(o, (list, tuple)): return [_jsonable(v) for v in o]
     if isinstance(o, Path): return str(o)
-    if isinstance(o, torch.Tensor): return {'tensor_sha256': hashlib.sha256(o.detach().cpu().contiguous().numpy().tobytes()).hexdigest(), 'shape': list(o.shape)}
+    if isinstance(o, torch.Tensor): return {'tensor_sha256': hashlib.sha256(_tensor_bytes(o)).hexdigest(), 'shape': list(o.shape)}
     if isinstance(o, np.ndarray): return {'array_sha256': hashlib.sha256(np.ascontiguousarray(o).tobytes()).hexdigest(), 'shape': list(o.shape)}
     if dataclasses.is_dataclass(o): return _jsonable(dataclasses.asdict(o))
     if isinstance(o, nn.Module): return {'module': type(o).__name__, 'state_sha256': state_dict_hash(o)}
     raise ConfigError(f"cannot hash a {type(o).__name__} into a cache key; use str, numbers, lists, dicts, tensors, arrays or modules")
 
+def _tensor_bytes(t:torch.Tensor) -> np.ndarray:
+    "The raw bytes of `t` as a uint8 array, without a copy where `t` is a contiguous CPU tensor (any dtype, bfloat16 too)."
+    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+
 def state_dict_hash(model:nn.Module) -> str:
-    "SHA-256 over a module's parameter and buffer names, shapes and values."
+    "SHA-256 over a module's parameter and buffer names, shapes and values (every weight: no sampling, no memo)."
     h = hashlib.sha256()
     for k, v in model.state_dict().items():
-        h.update(k.encode()); h.update(str(tuple(v.shape)).encode()); h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        h.update(k.encode()); h.update(str(tuple(v.shape)).encode()); h.update(_tensor_bytes(v))
     return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #6734a6ae

@@ -13,8 +13,8 @@ import torch
 from .core import ConfigError
 
 # %% auto #0
-__all__ = ['enriched_concepts', 'precision_at_k', 'first_order_directions', 'score_decompositions', 'Polysemy', 'find_polysemous',
-           'heldout_direction_cosines', 'sense_images', 'neuron_effect_norms', 'evaluate_lens']
+__all__ = ['enriched_concepts', 'precision_at_k', 'first_order_directions', 'score_decompositions', 'Polysemy', 'concept_splits',
+           'find_polysemous', 'heldout_direction_cosines', 'sense_images', 'neuron_effect_norms', 'evaluate_lens']
 
 # %% ../nbs/24_lens_groundtruth.ipynb #bdd33be9
 def enriched_concepts(top_idx:torch.Tensor|np.ndarray, # [n_neurons, k_top] image indices of each neuron's top set
@@ -74,19 +74,18 @@ def score_decompositions(dirs:torch.Tensor, # [n, d_out] directions of the neuro
         rows.append({'directions': name, f'precision@{k}': p, 'neurons scored': n})
     return rows
 
-# %% ../nbs/24_lens_groundtruth.ipynb #9a43f138
+# %% ../nbs/24_lens_groundtruth.ipynb #85df392d
 @dataclasses.dataclass
 class Polysemy:
     "A neuron's two senses: the concepts that tell its two groups of top images apart."
     neuron: int
     senses: tuple[str, str]
     shares: tuple[float, float]  # fraction of the top set in each group
+    pairs: tuple = ()  # every same-kind concept pair that tells the groups apart (`senses` is the first)
 
-def find_polysemous(top_idx:torch.Tensor|np.ndarray, concepts:np.ndarray, concept_names:Sequence[str],
-                    concept_kinds:Sequence[str], min_share:float=0.25, seed:int=0,
-                    terms:Sequence[Sequence[tuple[str, float]]]|None=None, # decompositions: if given, both senses must be named
-                   ) -> list[Polysemy]:
-    "Neurons whose top images split into two groups with distinct concepts of one kind (and, with `terms`, whose decomposition names both)."
+def concept_splits(top_idx:torch.Tensor|np.ndarray, concepts:np.ndarray, concept_names:Sequence[str],
+                   concept_kinds:Sequence[str], min_share:float=0.25, seed:int=0) -> list[Polysemy]:
+    "Neurons whose top images split (k-means, two groups of at least `min_share`) into groups with distinct concepts of one kind."
     from sklearn.cluster import KMeans
     C = np.asarray(concepts, float); out = []
     for n, idx in enumerate(np.asarray(top_idx)):
@@ -97,11 +96,23 @@ def find_polysemous(top_idx:torch.Tensor|np.ndarray, concepts:np.ndarray, concep
         if share.min() < min_share: continue
         f0, f1 = X[lab == 0].mean(0), X[lab == 1].mean(0)
         a = [j for j in range(C.shape[1]) if f0[j] >= .8 and f1[j] <= .2]; b = [j for j in range(C.shape[1]) if f1[j] >= .8 and f0[j] <= .2]
-        pairs = [(i, j) for i in a for j in b if concept_kinds[i] == concept_kinds[j]]
-        if terms is not None:
-            named = {t for w, _ in terms[n] for t in w.split()}
-            pairs = [(i, j) for i, j in pairs if concept_names[i] in named and concept_names[j] in named]
-        if pairs: out.append(Polysemy(n, (concept_names[pairs[0][0]], concept_names[pairs[0][1]]), (float(share[0]), float(share[1]))))
+        pairs = tuple((concept_names[i], concept_names[j]) for i in a for j in b if concept_kinds[i] == concept_kinds[j])
+        if pairs: out.append(Polysemy(n, pairs[0], (float(share[0]), float(share[1])), pairs))
+    return out
+
+def find_polysemous(top_idx:torch.Tensor|np.ndarray, concepts:np.ndarray, concept_names:Sequence[str],
+                    concept_kinds:Sequence[str], min_share:float=0.25, seed:int=0,
+                    terms:Sequence[Sequence[tuple[str, float]]]|None=None, # decompositions: if given, both senses must be named
+                    splits:list[Polysemy]|None=None, # `concept_splits` of the same inputs, if already computed
+                   ) -> list[Polysemy]:
+    "Neurons whose top images split into two groups with distinct concepts of one kind (and, with `terms`, whose decomposition names both)."
+    if splits is None: splits = concept_splits(top_idx, concepts, concept_names, concept_kinds, min_share, seed)
+    if terms is None: return splits
+    out = []
+    for p in splits:
+        named = {t for w, _ in terms[p.neuron] for t in w.split()}
+        pairs = tuple(q for q in p.pairs if q[0] in named and q[1] in named)
+        if pairs: out.append(dataclasses.replace(p, senses=pairs[0], pairs=pairs))
     return out
 
 # %% ../nbs/24_lens_groundtruth.ipynb #f1c4c716
@@ -156,28 +167,32 @@ def _cls_acts(clip, source, idx:torch.Tensor, layer:int, batch:int=256) -> torch
         out.append(record_lens_inputs(clip.model, x, layer).acts[:, 0])
     return torch.cat(out)
 
-# %% ../nbs/24_lens_groundtruth.ipynb #a90298f9
+# %% ../nbs/24_lens_groundtruth.ipynb #0373fb7d
 def evaluate_lens(clip, # a `ClipAdapter` of a CLIP trained on the toy world (e.g. `load_model('toyclip')`)
                   layer:int, n_images:int=2000, k_top:int=40, n_neurons:int=100, k_words:int=3, cache=None, seed:int=0,
                   scale:str|None='dims', # dictionary preparation (see `prepare_dictionary`): 'dims' as the official code, 'atoms' unit-norm words
                  ) -> dict:
     "Second-order lens on held-out toy scenes: sparsity, directions (also on other held-out scenes), precision of decompositions vs baselines, polysemy."
     from neuronlens import toyworld as tw, decompose as dc, lens_pipeline as lp, second_order as so
-    from neuronlens.core import TensorCache
+    from neuronlens.core import TensorCache, cache_key, state_dict_hash
     dc.check_scale(scale)  # before the run, not after it
+    cache = cache or TensorCache()
     src = lp.image_source('toy:test', n_images, clip.preprocess.size[0])
-    run = lp.run_second_order(clip, src, layer, cache or TensorCache(), shard_size=500, batch_size=125, k_top=k_top)
+    run = lp.run_second_order(clip, src, layer, cache, shard_size=500, batch_size=125, k_top=k_top)
     concepts = tw.sample_batch(tw.split_seeds('test', n_images), targets=False)['concepts']
     sig = so.significant_neurons(run.effects, n_neurons)
     vocab = dc.toy_vocabulary(); emb = dc.embed_texts(lambda t: clip.encode_text(t), vocab)
     decomp = lambda d: dc.decompose_directions(d, emb, vocab, k=max(5, k_words), scale=scale, device='cpu').terms
     top = run.effects.top_idx[sig]
     uniq, inv = top.reshape(-1).unique(return_inverse=True)
-    acts = _cls_acts(clip, src, uniq, layer)[inv.reshape(top.shape), sig[:, None]].mean(1)  # [n_neurons] mean CLS act on own top set
+    akey = cache_key(model=state_dict_hash(clip.model), layer=layer, source=src.id, images=uniq)  # CLS acts do not depend on `scale`: cached
+    cls = cache.get_or_compute('lens-cls-acts', akey, lambda: {'acts': _cls_acts(clip, src, uniq, layer)})['acts']
+    acts = cls[inv.reshape(top.shape), sig[:, None]].mean(1)  # [n_neurons] mean CLS act on own top set
     fo = first_order_directions(clip.model, layer, torch.zeros(run.directions.shape[0]))[sig] * torch.where(acts < 0, -1.0, 1.0)[:, None]
     sp = so.sparsity_summary(run.effects.norms, k_top)
     terms = decomp(run.directions[sig])
     kinds = [tw.CONCEPT_KIND[c] for c in tw.CONCEPTS]
+    splits = concept_splits(top, concepts, tw.CONCEPTS, kinds, seed=seed)  # once, for both lists
     return dict(run=run, significant=sig, terms=terms, scale=scale,
                 sparsity={'images': n_images, 'top set': k_top, 'top set share of images': k_top / n_images,
                           'median share of squared effect in top set': float(sp['top_share'].median()),
@@ -185,7 +200,7 @@ def evaluate_lens(clip, # a `ClipAdapter` of a CLIP trained on the toy world (e.
                           'median variance explained by the direction': float(run.explained.median()),
                           'mean second-order / first-order norm': float(run.effects.norms.mean() / run.effects.first_norms.mean())},
                 precision=score_decompositions(run.directions[sig], top, concepts, tw.CONCEPTS, decomp, {'first-order directions': fo}, k=k_words, seed=seed),
-                polysemous=find_polysemous(top, concepts, tw.CONCEPTS, kinds, terms=terms, seed=seed),
-                split_by_concepts=find_polysemous(top, concepts, tw.CONCEPTS, kinds, seed=seed),
+                polysemous=find_polysemous(top, concepts, tw.CONCEPTS, kinds, terms=terms, splits=splits),
+                split_by_concepts=splits,
                 heldout=heldout_direction_cosines(run.directions, lp.run_second_order(clip, lp.image_source('toy:valid', n_images // 2, clip.preprocess.size[0]), layer,
-                                                  cache or TensorCache(), shard_size=500, batch_size=125, k_top=k_top).effects.top_effects, sig, seed))
+                                                  cache, shard_size=500, batch_size=125, k_top=k_top).effects.top_effects, sig, seed))

@@ -467,7 +467,7 @@ class MultimodalNeurons:
         "Share of the distinct top units that pass the filter (about half in the paper)."
         return float(np.mean(list(self.interpretable.values()))) if self.interpretable else float('nan')
 
-# %% ../nbs/11_multimodal_neurons.ipynb #2ba2c68f
+# %% ../nbs/11_multimodal_neurons.ipynb #d5d54126
 def _decode_all(lm, flat:Sequence[int], layers:list, d_mlp:int, dictionary:frozenset, k:int=10) -> tuple[dict, dict]:
     flat = sorted(set(int(f) for f in flat))
     toks = decode_units(lm, [(layers[f // d_mlp], f % d_mlp) for f in flat], k)
@@ -488,9 +488,9 @@ def find_multimodal_neurons(captioner:Captioner, images, # raw images (see `as_i
     layers = check_layers(lm, layers)
     if len(x) == 0: raise ConfigError("the image set is empty")
     if captions is not None and len(list(captions)) != len(x): raise ConfigError(f"got {len(list(captions))} captions for {len(x)} images")
-    key = cache_key(projection=state_dict_hash(captioner.projection), encoder=getattr(captioner.encoder, 'name', None) or state_dict_hash(captioner.encoder.model),
-                    lm=getattr(lm.model.config, '_name_or_path', '') + str(lm.n_layers) + str(lm.d_mlp) + str(float(lm.W_U.float().sum())),
-                    images=x, captions=list(captions) if captions is not None else None, layers=layers, top_k=top_k, prompt=captioner.prompt, contrast=contrast)
+    enc = captioner.encoder  # every weight of projection, encoder and LM goes into the key (about half a second for SmolLM2)
+    key = cache_key(projection=state_dict_hash(captioner.projection), encoder=state_dict_hash(enc.model), preprocess=dataclasses.asdict(enc.preprocess),
+                    lm=state_dict_hash(lm.model), images=x, captions=list(captions) if captions is not None else None, layers=layers, top_k=top_k, prompt=captioner.prompt, contrast=contrast)
     if cache is not None:
         try: hit = cache.load('multimodal-neurons', key)
         except CacheError as e:  # a corrupt entry is recomputed, as TensorCache.get_or_compute does
@@ -515,7 +515,7 @@ def find_multimodal_neurons(captioner:Captioner, images, # raw images (see `as_i
                         interpretable={str(k): v for k, v in interp.items()}, info=info))
     return out
 
-# %% ../nbs/11_multimodal_neurons.ipynb #56136efe
+# %% ../nbs/11_multimodal_neurons.ipynb #bd7d5a68
 def _words_present(spec) -> set:
     return {w for o in spec.objects for w in o.words if w is not None} | {spec.background}
 
@@ -580,7 +580,7 @@ def evaluate_toy(captioner:Captioner, found:MultimodalNeurons, seeds:Sequence[in
         for i in ok:
             for f in att.top_units[i].tolist(): cnt.setdefault(f, []).append(found.targets.concepts[i])
         top = sorted(cnt, key=lambda f: -len(cnt[f]))[:n_selective]
-        concept = [max(set(cnt[f]), key=cnt[f].count) for f in top]
+        concept = [max(sorted(set(cnt[f])), key=cnt[f].count) for f in top]  # ties: alphabetically first (a set's order varies between runs)
         rnd_sel = random_units_like(torch.tensor([top]), d, seed + 10_000)[0].tolist()
         fresh = [tw.sample_spec(s) for s in selectivity_seeds]
         fimgs = torch.from_numpy(tw.sample_batch(list(selectivity_seeds), image_size, targets=False)['image']).permute(0, 3, 1, 2)

@@ -8,6 +8,9 @@ import pytest
 
 from conftest import ROOT, NBS, notebooks
 
+sys.path.insert(0, str(ROOT / 'tools'))
+from strip_widgets import is_progress_bar  # noqa: E402
+
 BIN = Path(sys.executable).parent
 MAX_NB_BYTES = 500_000
 
@@ -41,7 +44,11 @@ def test_notebooks_are_clean():
 
 @pytest.mark.parametrize('nb', notebooks(), ids=lambda p: p.name)
 def test_notebook_valid_and_small(nb):
-    nbformat.validate(nbformat.read(nb, as_version=4))
+    nbj = nbformat.read(nb, as_version=4)
+    nbformat.validate(nbj)
+    assert 'widgets' not in nbj.metadata, f"{nb.name} saves widget state: run tools/strip_widgets.py on it"
+    bars = [c.get('id') for c in nbj.cells if c.cell_type == 'code' and any(is_progress_bar(o) for o in c.outputs)]
+    assert not bars, f"{nb.name} saves progress-bar widgets in cells {bars}: run tools/strip_widgets.py on it"
     size = nb.stat().st_size
     assert size <= MAX_NB_BYTES, f"{nb.name} is {size/1e3:.0f} KB (limit {MAX_NB_BYTES/1e3:.0f} KB): strip large outputs"
     text = nb.read_text()
