@@ -21,27 +21,10 @@ from pathlib import Path
 
 import torch
 
-from benchcommon import cpu_model, hardware, matmul_gflops, sync
+from benchcommon import PeakMemory, cpu_model, hardware, matmul_gflops, sync
 
 from neuronlens import multimodal as mm, projection as P, toyworld as tw
 from neuronlens.core import TensorCache
-
-
-class PeakMemory:
-    "Peak resident memory (MiB) of this process during the block; on CUDA also peak allocated tensor memory."
-    def __init__(self, device): self.device = device
-    def __enter__(self):
-        try: Path('/proc/self/clear_refs').write_text('5')  # resets VmHWM (Linux)
-        except OSError: pass
-        if self.device.type == 'cuda': torch.cuda.reset_peak_memory_stats(self.device)
-        return self
-    def __exit__(self, *exc):
-        self.rss_mib = None
-        try:
-            for line in open('/proc/self/status'):
-                if line.startswith('VmHWM:'): self.rss_mib = round(int(line.split()[1]) / 1024, 1)
-        except OSError: pass
-        self.cuda_mib = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1) if self.device.type == 'cuda' else None
 
 
 def bench_attribution(cap, x, targets, device, batch_size: int, dtype: str = 'float32', ref=None) -> list:

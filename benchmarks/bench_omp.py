@@ -13,7 +13,7 @@ The batched chunks and the sklearn fits are timed alternately, so both see the s
 Rows are keyed by (device name, dtype, CPU threads); a new run replaces the row with the same key and keeps the others.
 """
 from __future__ import annotations
-import argparse, datetime, json, os, platform, resource, sys, threading, time
+import argparse, datetime, json, os, platform, resource, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,26 +24,10 @@ import sklearn
 import torch
 import torch.nn.functional as F
 
-from benchcommon import cpu_model, sync
+from benchcommon import PeakMemory, cpu_model, sync
 from neuronlens.decompose import OMPResult, omp_batched, omp_sklearn
 
 RESULTS = ROOT / 'benchmarks' / 'results'
-
-
-class PeakRSS:
-    "Samples this process's resident memory every `interval` s; `.peak_mib` is the peak above the level at start."
-    def __init__(self, interval=0.005): self.interval, self.peak, self._stop = interval, 0, threading.Event()
-    @staticmethod
-    def rss():
-        with open('/proc/self/statm') as f: return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-    def _run(self):
-        while not self._stop.is_set(): self.peak = max(self.peak, self.rss()); time.sleep(self.interval)
-    def __enter__(self):
-        self.base = self.peak = self.rss(); self._t = threading.Thread(target=self._run, daemon=True); self._t.start(); return self
-    def __exit__(self, *exc):
-        self._stop.set(); self._t.join(); self.peak = max(self.peak, self.rss())
-    @property
-    def peak_mib(self): return (self.peak - self.base) / 2**20
 
 
 def blas_info() -> str:
@@ -86,13 +70,13 @@ def main(argv=None):
     parts, t_batched, t_sk, peak_batched, peak_sk = [], 0.0, 0.0, 0.0, 0.0
     rounds = 8 if dev.type == 'cpu' else 1  # alternate this many times between the two
     for Yc, sk in zip(Yd.tensor_split(rounds), np.array_split(np.arange(len(Ys)), rounds)):
-        with PeakRSS() as mem:
+        with PeakMemory('cpu') as mem:
             t0 = time.perf_counter(); parts.append(omp_batched(Yc, Dd, a.k, batch_size=a.batch_size, screen=screen)); sync(dev)
             t_batched += time.perf_counter() - t0
-        peak_batched = max(peak_batched, mem.peak_mib)
-        with PeakRSS() as mem:
+        peak_batched = max(peak_batched, mem.added_rss_mib or 0.0)
+        with PeakMemory('cpu') as mem:
             t0 = time.perf_counter(); omp_sklearn(Ys[sk], Dn, a.k, order=False); t_sk += time.perf_counter() - t0
-        peak_sk = max(peak_sk, mem.peak_mib)
+        peak_sk = max(peak_sk, mem.added_rss_mib or 0.0)
     if dev.type == 'cuda': peak_batched = (torch.cuda.max_memory_allocated(dev) - base) / 2**20
     res = OMPResult(*(torch.cat([getattr(r, f).cpu() for r in parts]) for f in OMPResult._fields))
     per_target = t_sk / len(Ys)
@@ -110,7 +94,7 @@ def main(argv=None):
         'dtype': a.dtype, 'screen': 'bf16' if screen else 'none', 'torch': torch.__version__, 'sklearn': sklearn.__version__, 'numpy': np.__version__, 'python': platform.python_version(),
         'n_targets': a.n_targets, 'n_atoms': a.n_atoms, 'd': a.d, 'k': a.k, 'batch_size': a.batch_size or ('auto (256)' if dev.type == 'cpu' else 'auto (4096)'),
         'batched_wall_s': round(t_batched, 3), 'batched_targets_per_s': round(a.n_targets / t_batched, 1),
-        'batched_peak_mib': round(peak_batched, 1), 'batched_peak_kind': 'cuda max_memory_allocated' if dev.type == 'cuda' else 'RSS above start (sampled)',
+        'batched_peak_mib': round(peak_batched, 1), 'batched_peak_kind': 'cuda max_memory_allocated' if dev.type == 'cuda' else 'peak RSS above the level at start (benchcommon.PeakMemory)',
         'sklearn_sample': len(Ys), 'sklearn_sample_wall_s': round(t_sk, 3), 'sklearn_per_target_s': round(per_target, 4),
         'sklearn_extrapolated_s': round(per_target * a.n_targets, 1), 'sklearn_peak_rss_mib': round(peak_sk, 1),
         'speedup': round(per_target * a.n_targets / t_batched, 1),
@@ -145,8 +129,9 @@ def write(row, out:Path):
           f"dictionary, k = {r0['k']}. `omp_batched` runs all directions (in chunks of 256 on CPU; bf16 screen with exact check on CPU, see the notebook); scikit-learn "
           f"`OrthogonalMatchingPursuit(n_nonzero_coefs=k, fit_intercept=False)` is fit per neuron on `D.T` on a random sample of "
           f"{r0['sklearn_sample']} neurons and **extrapolated linearly** to all of them; the sample also checks that both pick the "
-          f"same atoms in the same order. The sklearn baseline runs on the CPU of the same machine; batched chunks and sklearn fits are timed alternately, so both see the same load. Peak memory: RSS above the start "
-          f"of the run (CPU) or `torch.cuda.max_memory_allocated` (GPU). The official code's other route, `SparseCoder(transform_algorithm='omp')`, "
+          f"same atoms in the same order. The sklearn baseline runs on the CPU of the same machine; batched chunks and sklearn fits are timed alternately, so both see the same load. Peak memory: the largest peak RSS above the "
+          f"level at the start of a timed chunk (CPU; `benchcommon.PeakMemory`, kernel-tracked VmHWM; rows before 2026-11-23T15:30 sampled RSS every 5 ms) "
+          f"or `torch.cuda.max_memory_allocated` (GPU). The official code's other route, `SparseCoder(transform_algorithm='omp')`, "
           f"first builds a dense {r0['n_atoms']:,} x {r0['n_atoms']:,} Gram matrix ({r0['n_atoms']**2 * 8 / 2**30:.1f} GiB in float64); it was not run. "
           f"A 1-min load average near or above the core count (listed below) means other jobs competed for the cores: on a shared "
           f"2-core machine both timings, and the batched one more, moved by 2-4x between runs.\n\n"

@@ -3,7 +3,8 @@
 
 Speed does not depend on weights, so the model is a random-init open_clip ViT-B-32 (the paper's model).
 The reference is slow: it is timed on a few images (`--ref-images`) and its per-image time is compared
-with the fast engine's. Each mode runs in its own process so its peak memory can be read.
+with the fast engine's. Each mode runs in its own process; peak memory is `benchcommon.PeakMemory` over the
+timed block (peak RSS on CPU, peak CUDA tensor memory on a GPU), the definition every benchmark here uses.
 
     .venv/bin/python benchmarks/bench_second_order.py [--device cuda] [--batch 16] [--layer 9]
 Writes benchmarks/results/second_order_<device>.json and appends a row to second_order.md.
@@ -15,16 +16,9 @@ from pathlib import Path
 
 import torch
 
-from benchcommon import hardware, sync
+from benchcommon import PeakMemory, add_table_row, hardware, sync
 
 HERE = Path(__file__).resolve().parent
-
-
-def _peak_mem(device):
-    if device.startswith('cuda'): return torch.cuda.max_memory_allocated() / 2**20
-    for line in open('/proc/self/status'):
-        if line.startswith('VmHWM'): return int(line.split()[1]) / 1024
-    return float('nan')
 
 
 def _model(name, device, dtype):
@@ -47,22 +41,23 @@ def run_mode(mode, args, q):
     if mode == 'set':  # a whole significance set streamed through the engine, then the directions: wall time and peak memory
         n, b = args.set_images, args.batch
         batches = (_images(min(b, n - i), size, args.device, dtype, seed=10_000 + i) for i in range(0, n, b))
-        with torch.no_grad():
+        with torch.no_grad(), PeakMemory(args.device) as pm:
             sync(torch.device(args.device)); t = time.perf_counter()
             le = so.compute_layer_effects(model, batches, args.layer, k_top=args.k_top, dtype=dtype)
             sync(torch.device(args.device)); t_eff = time.perf_counter() - t
             so.neuron_directions(le.top_effects)
             t_all = time.perf_counter() - t
         q.put({'mode': mode, 'images': n, 'neurons': int(le.norms.shape[1]), 'effects_seconds': t_eff, 'total_seconds': t_all,
-               'images_per_s': n / t_eff, 'peak_mem_mib': _peak_mem(args.device), 'top_effects_shape': list(le.top_effects.shape)})
+               'images_per_s': n / t_eff, 'peak_rss_mib': pm.rss_mib, 'peak_cuda_mib': pm.cuda_mib, 'top_effects_shape': list(le.top_effects.shape)})
         return
     if mode == 'reference':
         imgs = _images(args.ref_images, size, args.device, dtype)
         so.second_order_reference(model, imgs[0], args.layer)  # warm-up
-        sync(torch.device(args.device)); t = time.perf_counter()
-        out = [so.second_order_reference(model, im, args.layer) for im in imgs]
-        sync(torch.device(args.device)); secs = time.perf_counter() - t
-        q.put({'mode': mode, 'images': len(imgs), 'seconds': secs, 'images_per_s': len(imgs) / secs, 'peak_mem_mib': _peak_mem(args.device),
+        with PeakMemory(args.device) as pm:
+            sync(torch.device(args.device)); t = time.perf_counter()
+            out = [so.second_order_reference(model, im, args.layer) for im in imgs]
+            sync(torch.device(args.device)); secs = time.perf_counter() - t
+        q.put({'mode': mode, 'images': len(imgs), 'seconds': secs, 'images_per_s': len(imgs) / secs, 'peak_rss_mib': pm.rss_mib, 'peak_cuda_mib': pm.cuda_mib,
                'effects': torch.stack(out).float().cpu()})
         return
     batches = [_images(args.batch, size, args.device, dtype, seed=s) for s in range(args.batches + 1)]
@@ -80,13 +75,14 @@ def run_mode(mode, args, q):
                 enc_secs += time.perf_counter() - t0
                 t1 = time.perf_counter(); yield b
                 sync(torch.device(args.device)); fast_secs += time.perf_counter() - t1
-        so.compute_layer_effects(model, timed_batches(), args.layer, k_top=args.k_top, dtype=dtype, bank=bank)
+        with PeakMemory(args.device) as pm:  # the fast engine streaming all batches (encode_image interleaved)
+            so.compute_layer_effects(model, timed_batches(), args.layer, k_top=args.k_top, dtype=dtype, bank=bank)
         inp = so.record_lens_inputs(model, _images(args.ref_images, size, args.device, dtype), args.layer)
         effects = so.second_order_effects(inp, bank[0]).float().cpu()
     n = args.batch * args.batches
     q.put({'encode_image': {'images': n, 'seconds': enc_secs, 'images_per_s': n / enc_secs},
            'fast': {'images': n, 'seconds': fast_secs, 'images_per_s': n / fast_secs, 'bank_seconds': bank_secs,
-                    'peak_mem_mib': _peak_mem(args.device)},
+                    'peak_rss_mib': pm.rss_mib, 'peak_cuda_mib': pm.cuda_mib, 'peak_mib': pm.mib},
            'effects': effects})
 
 
@@ -134,13 +130,11 @@ def main(argv=None):
     (args.out / f'second_order_{tag}.json').write_text(json.dumps(summary, indent=1))
     line = (f"| {summary['date'][:10]} | {summary['hardware'].get('gpu', summary['hardware']['cpu'])} | {args.dtype} | {args.batch} | "
             f"{rows['encode_image']['images_per_s']:.2f} | {rows['fast']['images_per_s']:.2f} | {rows['reference']['images_per_s']:.4f} | "
-            f"{summary['fast_vs_reference_speedup']:.0f}x | {summary['fast_vs_encode_image']:.2f} | {rows['fast']['peak_mem_mib']:.0f} | {rel:.1e} |\n")
-    md = args.out / 'second_order.md'
-    if not md.exists():
-        md.write_text("# Second-order engine benchmark (ViT-B-32 random init, layer 9, all 3,072 neurons)\n\n"
-                      "| date | device | dtype | batch | encode_image img/s | fast img/s | reference img/s | fast/reference | fast/encode_image | fast peak MiB | rel. err |\n"
-                      "|---|---|---|---|---|---|---|---|---|---|---|\n")
-    with open(md, 'a') as f: f.write(line)
+            f"{summary['fast_vs_reference_speedup']:.0f}x | {summary['fast_vs_encode_image']:.2f} | {rows['fast']['peak_mib']:.0f} | {rel:.1e} |\n")
+    add_table_row(args.out / 'second_order.md', line,
+                  "# Second-order engine benchmark (ViT-B-32 random init, layer 9, all 3,072 neurons)\n\n"
+                  "| date | device | dtype | batch | encode_image img/s | fast img/s | reference img/s | fast/reference | fast/encode_image | fast peak MiB | rel. err |\n"
+                  "|---|---|---|---|---|---|---|---|---|---|---|\n")
     print(json.dumps({k: v for k, v in summary.items() if k != 'settings'}, indent=1))
 
 
