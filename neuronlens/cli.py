@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 # %% auto #0
-__all__ = ['COMMANDS', 'add_command', 'build_parser', 'main']
+__all__ = ['COMMANDS', 'COMMAND_MODULES', 'add_command', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #919009e5
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {}
@@ -59,6 +59,14 @@ def _demo_run(args) -> int:
     return 0
 
 # %% ../nbs/90_cli.ipynb #aa6021ac
+COMMAND_MODULES = ('lens_pipeline', 'multimodal', 'applications', 'explorers', 'sources', 'simulate')  # modules that may add sub-commands
+
+def _optional_module(name:str):
+    "The module `neuronlens.<name>` if the installed library has it, else None (an import error inside it still raises)."
+    import importlib, importlib.util
+    if importlib.util.find_spec(f'neuronlens.{name}') is None: return None
+    return importlib.import_module(f'neuronlens.{name}')
+
 def _register_builtin():
     "Register the sub-commands that ship with the library (idempotent)."
     add_command('demo', 'run the main job on the embedded default and write an HTML report', _demo_args, _demo_run)
@@ -68,6 +76,10 @@ def _register_builtin():
     add_command('train', 'train a model of the embedded zoo (toy-clip, toy-encoder) or a LiMBeR projection', _train_args, _train_run)
     from neuronlens import multimodal
     add_command('neurons', 'find, decode and score the multimodal neurons of a LiMBeR captioner (cached)', multimodal.add_neurons_args, multimodal.run_neurons_cli)
+    for name in COMMAND_MODULES:
+        module = _optional_module(name)
+        if module is not None and hasattr(module, 'register_commands'):
+            module.register_commands(add_command)
 
 def _train_args(p:argparse.ArgumentParser):
     "`neuronlens train MODEL`: one sub-parser per zoo recipe, plus `projection`."

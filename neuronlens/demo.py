@@ -17,8 +17,8 @@ from .report import Report
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SECTIONS', 'DemoContext', 'section_toyworld', 'section_zoo', 'section_real_weights', 'section_second_order',
-           'section_multimodal', 'run_demo']
+__all__ = ['log', 'SECTIONS', 'PLUGIN_SECTIONS', 'DemoContext', 'section_toyworld', 'section_zoo', 'section_real_weights',
+           'section_second_order', 'section_multimodal', 'all_sections', 'run_demo']
 
 # %% ../nbs/85_demo.ipynb #923108ec
 @dataclasses.dataclass
@@ -147,6 +147,17 @@ def section_multimodal(r:Report, ctx:DemoContext, n_max:int=64):
 
 # %% ../nbs/85_demo.ipynb #877b5804
 SECTIONS: list[Callable] = [section_toyworld, section_zoo, section_real_weights, section_second_order, section_multimodal]
+PLUGIN_SECTIONS = ('applications', 'explorers', 'simulate')  # modules whose `demo_section(r, ctx)` runs after SECTIONS
+
+def all_sections() -> list[Callable]:
+    "The main job's sections: `SECTIONS`, then the `demo_section` of each module in `PLUGIN_SECTIONS` that the library has."
+    from neuronlens.cli import _optional_module
+    found = []
+    for name in PLUGIN_SECTIONS:
+        module = _optional_module(name)
+        if module is not None and hasattr(module, 'demo_section'):
+            found.append(module.demo_section)
+    return SECTIONS + found
 
 # %% ../nbs/85_demo.ipynb #e037ac84
 def run_demo(out:str|Path='reports', # folder for the report
@@ -159,7 +170,7 @@ def run_demo(out:str|Path='reports', # folder for the report
     seed_everything(seed)
     ctx = DemoContext(TensorCache(cache_dir), n_scenes, seed)
     r = Report('neuronlens: the main job on the embedded default')
-    for sec in (SECTIONS if sections is None else sections):
+    for sec in (all_sections() if sections is None else sections):
         t = time.perf_counter(); sec(r, ctx); ctx.timings[sec.__name__] = time.perf_counter() - t
         log.info('%s took %.1fs', sec.__name__, ctx.timings[sec.__name__])
     r.heading('Run details')
