@@ -24,7 +24,7 @@ import torch
 from benchcommon import PeakMemory, cpu_model, hardware, matmul_gflops, sync
 
 from neuronlens import multimodal as mm, projection as P, toyworld as tw
-from neuronlens.core import TensorCache
+from neuronlens.core import TensorCache, cpu_bf16_native
 
 
 def bench_attribution(cap, x, targets, device, batch_size: int, dtype: str = 'float32', ref=None) -> list:
@@ -56,7 +56,7 @@ def bench_training(encoder_name: str, lm, device, steps: int, size: int) -> dict
     src = P.SceneSource('train', 256, size=64)
     feats = P.cache_features(enc, src, TensorCache(Path(os.environ.get('TMPDIR', '/tmp')) / 'nl-bench-cache'), 16)
     opt = torch.optim.AdamW(cap.projection.parameters(), lr=1e-3)
-    bf16 = device.type == 'cpu'
+    bf16 = device.type == 'cpu' and cpu_bf16_native()  # bf16 autocast only where the CPU computes bf16 natively
     def step(i, cached: bool):
         idx = torch.arange(i * 32, (i + 1) * 32) % src.n
         if cached: f = feats[idx].to(device)
@@ -88,7 +88,7 @@ def main(argv=None):
     ap.add_argument('--out', type=Path, default=Path(__file__).parent / 'results')
     a = ap.parse_args(argv)
     device = torch.device(a.device)
-    res = dict(hardware=hardware(device), dtype='float32 weights' + (' (bf16 autocast in training)' if device.type == 'cpu' else ''))
+    res = dict(hardware=hardware(device), dtype='float32 weights' + (' (bf16 autocast in training)' if device.type == 'cpu' and cpu_bf16_native() else ''))
     cap = P.load_captioner('toy-encoder').to(device)
     seeds = list(tw.split_seeds('test', a.n_images))
     x = torch.from_numpy(tw.sample_batch(seeds, 64, targets=False)['image']).permute(0, 3, 1, 2)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from benchcommon import PeakMemory, cpu_model, sync
+from neuronlens.core import cpu_capability, cpu_bf16_native
 from neuronlens.decompose import OMPResult, omp_batched, omp_sklearn
 
 RESULTS = ROOT / 'benchmarks' / 'results'
@@ -45,7 +46,7 @@ def main(argv=None):
     p.add_argument('--batch-size', type=int, default=None, help="targets per OMP chunk (default: omp_batched's, 256 on CPU, 4096 on GPU)")
     p.add_argument('--sample', type=int, default=32, help='neurons fit with sklearn (timed, then extrapolated)')
     p.add_argument('--threads', type=int, default=None, help='CPU threads for torch and for sklearn\'s BLAS (default: the libraries\' defaults)')
-    p.add_argument('--screen', choices=['auto', 'on', 'off'], default='auto', help="bf16 screen + exact check (auto: on for CPU)")
+    p.add_argument('--screen', choices=['auto', 'on', 'off'], default='auto', help="bf16 screen + exact check (auto: on for CPUs with native bf16, see neuronlens.core.cpu_bf16_native)")
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', type=Path, default=RESULTS / 'omp.json')
     a = p.parse_args(argv)
@@ -53,7 +54,7 @@ def main(argv=None):
         from threadpoolctl import threadpool_limits
         torch.set_num_threads(a.threads); threadpool_limits(a.threads)
     dev, dtype = torch.device(a.device), getattr(torch, a.dtype)
-    screen = {'auto': dev.type == 'cpu', 'on': True, 'off': False}[a.screen]
+    screen = {'auto': dev.type == 'cpu' and cpu_bf16_native(), 'on': True, 'off': False}[a.screen]  # omp_batched's own default for auto
     if dev.type == 'cuda' and not torch.cuda.is_available(): p.error('--device cuda but CUDA is not available')
 
     g = torch.Generator().manual_seed(a.seed)
@@ -90,7 +91,7 @@ def main(argv=None):
     row = {
         'date': datetime.datetime.now().isoformat(timespec='seconds'),
         'device': str(dev), 'device_name': torch.cuda.get_device_name(dev) if dev.type == 'cuda' else cpu_model(),
-        'cpu_model': cpu_model(), 'cpu_cores': len(os.sched_getaffinity(0)), 'torch_threads': torch.get_num_threads(), 'sklearn_blas': blas_info(),
+        'cpu_model': cpu_model(), **cpu_capability(), 'cpu_cores': len(os.sched_getaffinity(0)), 'torch_threads': torch.get_num_threads(), 'sklearn_blas': blas_info(),
         'dtype': a.dtype, 'screen': 'bf16' if screen else 'none', 'torch': torch.__version__, 'sklearn': sklearn.__version__, 'numpy': np.__version__, 'python': platform.python_version(),
         'n_targets': a.n_targets, 'n_atoms': a.n_atoms, 'd': a.d, 'k': a.k, 'batch_size': a.batch_size or ('auto (256)' if dev.type == 'cpu' else 'auto (4096)'),
         'batched_wall_s': round(t_batched, 3), 'batched_targets_per_s': round(a.n_targets / t_batched, 1),

@@ -19,6 +19,8 @@ def hardware(device: torch.device) -> dict:
     d = dict(device=str(device), cpu=cpu_model(), usable_cores=len(os.sched_getaffinity(0)), torch_threads=torch.get_num_threads(),
              torch=torch.__version__, python=platform.python_version(), load_avg_at_start=[round(x, 2) for x in os.getloadavg()],
              date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'))
+    from neuronlens.core import cpu_capability
+    d.update(cpu_capability())  # torch's CPU dispatch level (AVX2, AVX512, ...) and whether bf16 is native
     if device.type == 'cuda': d['gpu'] = torch.cuda.get_device_name(device)
     return d
 

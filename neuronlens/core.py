@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #9f293e09
 from __future__ import annotations
-import contextlib, dataclasses, hashlib, json, os, random, tempfile, time
+import contextlib, dataclasses, functools, hashlib, json, os, random, tempfile, time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -15,8 +15,8 @@ from safetensors.torch import load_file, save_file
 
 # %% auto #0
 __all__ = ['NeuronLensError', 'ConfigError', 'WeightsNotFoundError', 'HookError', 'CacheError', 'get_device', 'model_device',
-           'model_dtype', 'autocast_dtype', 'seed_everything', 'HookPoint', 'Hooks', 'run_with_cache',
-           'state_dict_hash', 'cache_key', 'default_cache_dir', 'TensorCache']
+           'model_dtype', 'cpu_bf16_native', 'cpu_capability', 'autocast_dtype', 'autocast', 'seed_everything',
+           'HookPoint', 'Hooks', 'run_with_cache', 'state_dict_hash', 'cache_key', 'default_cache_dir', 'TensorCache']
 
 # %% ../nbs/00_core.ipynb #d9c58603
 class NeuronLensError(Exception):
@@ -63,11 +63,45 @@ def model_dtype(model:nn.Module) -> torch.dtype:
     return torch.float32
 
 # %% ../nbs/00_core.ipynb #e042cd4f
+def _bf16_speed_ratio(n:int=256, # side of the square product
+                      reps:int=5) -> float:
+    "bf16 throughput over float32 throughput of an [n, n] @ [n, n] CPU product (best of `reps`)."
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    def best(x, y):
+        x @ y  # warm-up
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter(); x @ y; ts.append(time.perf_counter() - t0)
+        return min(ts)
+    return best(a, b) / max(best(a.bfloat16(), b.bfloat16()), 1e-9)
+
+@functools.lru_cache(maxsize=None)
+def cpu_bf16_native() -> bool:
+    "Whether this CPU computes bfloat16 natively (oneDNN reports AVX512-BF16/AMX and a tiny timed product agrees); decided once."
+    env = os.environ.get('NEURONLENS_CPU_BF16')
+    if env in ('0', '1'): return env == '1'
+    try: reported = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError): reported = False
+    return reported and _bf16_speed_ratio() >= 0.5
+
+def cpu_capability() -> dict:
+    "What a benchmark row records about the CPU's vector units: torch's dispatch level and whether bf16 is native."
+    return dict(cpu_capability=torch.backends.cpu.get_cpu_capability(), cpu_bf16_native=cpu_bf16_native())
+
+# %% ../nbs/00_core.ipynb #a1d40c6b
 def autocast_dtype(device:torch.device|str) -> torch.dtype:
-    "The autocast dtype to use for mixed precision on `device`."
+    "The automatic mixed-precision dtype on `device`: bf16 where it is fast, fp16 on older GPUs, float32 (no autocast) on CPUs without bf16 units."
     dev = torch.device(device)
-    if dev.type == 'cuda' and not torch.cuda.is_bf16_supported(): return torch.float16
+    if dev.type == 'cuda': return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dev.type == 'cpu': return torch.bfloat16 if cpu_bf16_native() else torch.float32
     return torch.bfloat16
+
+def autocast(device:torch.device|str, # where the block computes
+             dtype:torch.dtype|None=None): # None: `autocast_dtype(device)`; float32 turns autocast off
+    "`torch.autocast` for `device` in `dtype` (default: the automatic choice), disabled when that is float32."
+    dev = torch.device(device)
+    dtype = dtype or autocast_dtype(dev)
+    return torch.autocast(dev.type, dtype=torch.bfloat16 if dtype == torch.float32 else dtype, enabled=dtype != torch.float32)
 
 # %% ../nbs/00_core.ipynb #6d42228b
 def seed_everything(seed:int, # the seed for python, numpy and torch (all devices)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import ConfigError, get_device
+from .core import ConfigError, get_device, cpu_bf16_native
 
 # %% auto #0
 __all__ = ['OMPResult', 'omp_batched', 'omp_sklearn', 'word_pool', 'toy_vocabulary', 'embed_texts', 'check_scale',
@@ -124,7 +124,7 @@ def omp_batched(Y:torch.Tensor, # [n, d] targets (e.g. neuron directions)
                 batch_size:int|None=None, # targets per chunk (memory ~ batch_size * n_atoms); None: 256 on CPU, 4096 on GPU
                 device:str|torch.device|None=None, # where to compute; None: Y's device
                 dtype:torch.dtype|None=None, # float32 or float64; None: float64 if Y or D is, else float32
-                screen:bool|None=None, # screen atoms in bf16, then verify (same picks); None: on for CPU only
+                screen:bool|None=None, # screen atoms in bf16, then verify (same picks); None: on CPUs with native bf16 only
                ) -> OMPResult:
     "Orthogonal matching pursuit for many targets at once; picks the same atoms as scikit-learn's OMP."
     Y, D = torch.as_tensor(Y), torch.as_tensor(D)
@@ -136,7 +136,7 @@ def omp_batched(Y:torch.Tensor, # [n, d] targets (e.g. neuron directions)
     dev = get_device(device) if device is not None else Y.device
     out_dev, Y, D = Y.device, Y.to(dev, dtype), D.to(dev, dtype)
     dn, parts, batch_size = (D * D).sum(1), [], batch_size or (256 if dev.type == 'cpu' else 4096)
-    Db = D.to(torch.bfloat16) if (dev.type == 'cpu' if screen is None else screen) else None
+    Db = D.to(torch.bfloat16) if (dev.type == 'cpu' and cpu_bf16_native() if screen is None else screen) else None
     threads, small = (torch.get_num_threads(), 1) if dev.type == 'cpu' else (None, None)
     for Yc in Y.split(batch_size):
         with _num_threads(small): idx, coefs, z = _omp_chunk(Yc, D, k, dn, Db, threads)
