@@ -225,7 +225,9 @@ def run_multimodal_neurons(captioner, # a LiMBeR `Captioner`
         cache.save('mm-shard', key, t, meta=dict(shard=s, **meta)); done += 1
     parts = [cache.load('mm-shard', cache_key(shard=s, **settings)) for s in range(n_shards)]
     if any(p is None for p in parts): return None
-    return _merge_multimodal(captioner, parts, settings, layers, top_k, contrast, dictionary, source.n)
+    found = _merge_multimodal(captioner, parts, settings, layers, top_k, contrast, dictionary, source.n)
+    found.info.update(n_computed=done, cached=done == 0)  # cached: this call computed no shard
+    return found
 
 # %% ../nbs/23_lens_pipeline.ipynb #e1d2c3b4
 def _merge_multimodal(captioner, parts:list, settings:dict, layers:list, top_k:int, contrast:bool, dictionary, n:int):
