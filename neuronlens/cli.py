@@ -4,12 +4,13 @@
 
 # %% ../nbs/90_cli.ipynb #646e4574
 from __future__ import annotations
-import argparse, logging, sys
+import argparse, logging, os, shutil, sys, tempfile, traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
 # %% auto #0
-__all__ = ['COMMANDS', 'COMMAND_MODULES', 'add_command', 'build_parser', 'main']
+__all__ = ['COMMANDS', 'MIN_FREE_MB', 'COMMAND_MODULES', 'add_command', 'build_parser', 'main', 'error_line', 'check_writable',
+           'check_folders']
 
 # %% ../nbs/90_cli.ipynb #919009e5
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {}
@@ -26,24 +27,94 @@ def build_parser() -> argparse.ArgumentParser:
     "The `neuronlens` argument parser with every registered sub-command."
     p = argparse.ArgumentParser(prog='neuronlens', description='Find and explain the neurons that carry images into language, '
                                 'and read what CLIP neurons write.')
-    p.add_argument('-v', '--verbose', action='store_true', help='log progress details')
+    p.add_argument('-v', '--verbose', action='store_true', help=_VERBOSE_HELP)
     sub = p.add_subparsers(dest='command', metavar='COMMAND', required=True)
     for name, (help_, add_args, _) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
         add_args(sp)
+        _add_verbose(sp)
     return p
+
+_VERBOSE_HELP = 'log progress details, and show the traceback of an error'
+
+def _add_verbose(p:argparse.ArgumentParser):
+    "Accept `--verbose` after the sub-command too (and after its own sub-commands), without overriding the global one."
+    if not any('--verbose' in a.option_strings for a in p._actions):
+        p.add_argument('-v', '--verbose', action='store_true', default=argparse.SUPPRESS, help=_VERBOSE_HELP)
+    for a in p._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for child in a.choices.values(): _add_verbose(child)
 
 # %% ../nbs/90_cli.ipynb #485b60a2
 def main(argv:Sequence[str]|None=None) -> int:
-    "Entry point of the `neuronlens` command."
+    "Entry point of the `neuronlens` command: any error becomes one line on stderr and exit status 1 (`--verbose`: with the traceback)."
     _register_builtin()
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
-    from neuronlens.core import NeuronLensError
-    try: rc = COMMANDS[args.command][2](args)
-    except NeuronLensError as e:
-        print(f"neuronlens {args.command}: error: {e}", file=sys.stderr); return 1
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format='%(levelname)s %(name)s: %(message)s')
+    try:
+        check_folders(args)
+        rc = COMMANDS[args.command][2](args)
+    except KeyboardInterrupt:
+        print(f"neuronlens {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as e:
+        print(error_line(args.command, e, args.verbose), file=sys.stderr)
+        return 1
     return int(rc or 0)
+
+# %% ../nbs/90_cli.ipynb #890a2eee
+def error_line(command:str, # the sub-command that failed
+               e:BaseException, # what it raised
+               verbose:bool=False) -> str: # also print the traceback (to stderr) first
+    "The one line that `main` prints for an error raised by `command`."
+    from neuronlens.core import NeuronLensError
+    if verbose: traceback.print_exception(e, file=sys.stderr)
+    msg = ' '.join(str(e).split()) or type(e).__name__
+    if len(msg) > 600: msg = msg[:600] + ' ...'
+    if isinstance(e, NeuronLensError): return f"neuronlens {command}: error: {msg}"
+    hint = '' if verbose else f" (run `neuronlens --verbose {command} ...` for the traceback)"
+    return f"neuronlens {command}: unexpected {type(e).__name__}: {msg}{hint}"
+
+# %% ../nbs/90_cli.ipynb #63d339e5
+MIN_FREE_MB = 500  # a cache or output folder on a disk with less free space is refused before work starts
+
+def _nearest_existing(path:Path) -> Path:
+    "`path`, or its nearest ancestor that exists."
+    p = path.expanduser().absolute()
+    while not p.exists() and p != p.parent: p = p.parent
+    return p
+
+def _min_free_mb() -> float:
+    from neuronlens.core import ConfigError
+    v = os.environ.get('NEURONLENS_MIN_FREE_MB', MIN_FREE_MB)
+    try: return float(v)
+    except ValueError: raise ConfigError(f"NEURONLENS_MIN_FREE_MB must be a number of megabytes, got {v!r}") from None
+
+def check_writable(path:str|Path, # a folder the command will write (it need not exist yet)
+                   what:str='cache folder', # how the message names it
+                   min_free_mb:float|None=None): # None: `$NEURONLENS_MIN_FREE_MB` or `MIN_FREE_MB`
+    "Raise `ConfigError` if `path` cannot be created and written, or its disk has under `min_free_mb` MB free."
+    from neuronlens.core import ConfigError
+    path = Path(path)
+    base = _nearest_existing(path)
+    if not base.is_dir(): raise ConfigError(f"{what} {path} cannot be created: {base} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=base): pass
+    except OSError as e:
+        raise ConfigError(f"{what} {path} is not writable ({e.strerror or e}); pass a folder you can write to") from None
+    need = _min_free_mb() if min_free_mb is None else min_free_mb
+    free = shutil.disk_usage(base).free / 2**20
+    if free < need:
+        raise ConfigError(f"{what} {path} is on a disk with {free:.0f} MB free, under the {need:.0f} MB a run needs; "
+                          "free some space or pass a folder on another disk")
+
+def check_folders(args:argparse.Namespace):
+    "Check the cache and output folders a parsed command will write (see `check_writable`)."
+    from neuronlens.core import default_cache_dir
+    if hasattr(args, 'cache'): check_writable(args.cache or default_cache_dir(), 'cache folder')
+    out = getattr(args, 'out', None)
+    if isinstance(out, (str, Path)): check_writable(out, 'output folder')
 
 # %% ../nbs/90_cli.ipynb #9651f1fd
 def _demo_args(p:argparse.ArgumentParser):
@@ -76,10 +147,15 @@ def _register_builtin():
     add_command('train', 'train a model of the embedded zoo (toy-clip, toy-encoder) or a LiMBeR projection', _train_args, _train_run)
     from neuronlens import multimodal
     add_command('neurons', 'find, decode and score the multimodal neurons of a LiMBeR captioner (cached)', multimodal.add_neurons_args, multimodal.run_neurons_cli)
-    for name in COMMAND_MODULES:
+    for name in COMMAND_MODULES: _register_plugin(name)
+
+def _register_plugin(name:str):
+    "Let module `name` add its sub-commands; one that fails to import or register is reported in one line, and the others still work."
+    try:
         module = _optional_module(name)
-        if module is not None and hasattr(module, 'register_commands'):
-            module.register_commands(add_command)
+        if module is not None and hasattr(module, 'register_commands'): module.register_commands(add_command)
+    except Exception as e:
+        print(f"neuronlens: the sub-commands of neuronlens.{name} are unavailable: {type(e).__name__}: {e}", file=sys.stderr)
 
 def _train_args(p:argparse.ArgumentParser):
     "`neuronlens train MODEL`: one sub-parser per zoo recipe, plus `projection`."

@@ -60,3 +60,56 @@ def test_neurons_command_on_an_image_folder(tmp_path):
     assert again.returncode == 0 and json.loads((tmp_path / 'out' / 'summary.json').read_text())['cached'] is True
     bad = _run('neurons', '--images', str(imgs), '--layers', '99', '--out', str(tmp_path / 'o2'))
     assert bad.returncode == 1 and 'out of range' in bad.stderr and not (tmp_path / 'o2').exists()
+
+
+def _stderr_lines(res):
+    "stderr's lines, less a plug-in module's one-line notice that its own sub-commands are unavailable."
+    return [l for l in res.stderr.splitlines() if l.strip() and not l.startswith('neuronlens: the sub-commands of')]
+
+
+def test_library_error_is_one_line_and_verbose_shows_the_traceback(tmp_path):
+    args = ['second-order', '--model', str(tmp_path / 'nothing.safetensors'), '--layer', '0', '--cache', str(tmp_path / 'c')]
+    res = _run(*args)
+    assert res.returncode == 1 and 'Traceback' not in res.stderr, res.stderr[-2000:]
+    assert _stderr_lines(res) == [l for l in _stderr_lines(res) if l.startswith('neuronlens second-order: error: ')], res.stderr
+    assert 'nothing.safetensors' in res.stderr and 'never downloads' in res.stderr
+    loud = _run(*args, '--verbose')  # after the sub-command, as users type it
+    assert loud.returncode == 1 and 'Traceback (most recent call last)' in loud.stderr and 'WeightsNotFoundError' in loud.stderr
+    assert _stderr_lines(loud)[-1].startswith('neuronlens second-order: error: ')
+
+
+def test_unexpected_error_is_one_line_with_a_hint(tmp_path):
+    (tmp_path / 'bad.json').write_text('{not json')
+    (tmp_path / 'bad.safetensors').write_bytes(b'garbage')
+    res = _run('second-order', '--model', str(tmp_path / 'bad.safetensors'), '--layer', '0', '--cache', str(tmp_path / 'c'))
+    lines = _stderr_lines(res)
+    assert res.returncode == 1 and 'Traceback' not in res.stderr, res.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith('neuronlens second-order: unexpected JSONDecodeError: ') and '--verbose' in lines[0], lines
+
+
+def test_unwritable_or_full_cache_is_reported_before_work(tmp_path):
+    import os
+    (tmp_path / 'file').write_text('x')
+    res = _run('demo', '--cache', str(tmp_path / 'file' / 'cache'), '--out', str(tmp_path / 'out'))
+    assert res.returncode == 1 and 'cache folder' in res.stderr and 'is a file, not a folder' in res.stderr, res.stderr[-2000:]
+    full = _run('demo', '--cache', str(tmp_path / 'cache'), '--out', str(tmp_path / 'out'), env={**os.environ, 'NEURONLENS_MIN_FREE_MB': '1e12'})
+    assert full.returncode == 1 and 'MB free' in full.stderr and len(_stderr_lines(full)) == 1, full.stderr[-2000:]
+    assert not (tmp_path / 'out').exists() and not (tmp_path / 'cache').exists()  # refused before anything was written
+
+
+def test_cache_write_failure_leaves_no_partial_entry(tmp_path, monkeypatch):
+    "A disk that fills up during a cache write leaves neither a half entry nor a temporary folder."
+    import errno
+    import pytest
+    import torch
+    from neuronlens import core
+    cache = core.TensorCache(tmp_path)
+    cache.save('x', 'k0', {'a': torch.ones(3)})
+    def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(core, 'save_file', full)
+    with pytest.raises(OSError):
+        cache.save('x', 'k1', {'a': torch.ones(3)})
+    with pytest.raises(OSError):
+        cache.save('x', 'k0', {'a': torch.zeros(3)})  # overwriting an entry: the old one survives
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['x-k0']
+    assert torch.equal(cache.load('x', 'k0')[0]['a'], torch.ones(3))
