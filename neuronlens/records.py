@@ -100,16 +100,18 @@ def value_ranges(values:np.ndarray|torch.Tensor, # [n_images] the unit's value p
         out.append({'lo': float(a), 'hi': float(b), 'count': int(len(inside)), 'images': [int(i) for i in pick]})
     return out
 
-# %% ../nbs/29_records.ipynb #5eb4c074
-def source_from_id(source_id:str): # e.g. 'toy:test:64px:n=256' or 'folder:/photos:64px:n=52'
-    "The `lens_pipeline.ImageSource` a run's `source` id names."
+# %% ../nbs/29_records.ipynb #d56b43e3
+def source_from_id(source_id:str): # e.g. 'toy:test:64px:n=256' or 'folder:/photos:3f2a..:64x64:shortest:n=52'
+    "The `ImageSource` a run's `source` id names (toy scenes and image folders; pass `source=` to `open_layer` for others)."
     from neuronlens.lens_pipeline import image_source
-    m = re.fullmatch(r'(toy:\w+|folder:.+):(\d+)px:n=(\d+)', source_id)
-    if not m: raise ConfigError(f"unrecognized image source id {source_id!r}: expected 'toy:<split>:<size>px:n=<n>' or 'folder:<path>:<size>px:n=<n>'")
-    spec, size, n = m.group(1), int(m.group(2)), int(m.group(3))
-    return image_source(spec if spec.startswith('toy:') else spec[len('folder:'):], n, size)
+    m = re.fullmatch(r'toy:(\w+):(\d+)px:n=(\d+)', source_id)
+    if m: return image_source(f'toy:{m.group(1)}', int(m.group(3)), int(m.group(2)))
+    m = re.fullmatch(r'folder:(.+):[0-9a-f]+:(\d+)x(\d+):(\w+):n=(\d+)', source_id)
+    if m: return image_source(m.group(1), int(m.group(5)), (int(m.group(2)), int(m.group(3))), m.group(4))
+    raise ConfigError(f"unrecognized image source id {source_id!r}: toy scenes ('toy:<split>:<size>px:n=<n>') and folders reopen "
+                      "by themselves; for other sources pass the source (open_layer(..., source=))")
 
-# %% ../nbs/29_records.ipynb #6b2b6752
+# %% ../nbs/29_records.ipynb #a16d7d4d
 @dataclasses.dataclass
 class SecondOrderLayer:
     "A cached second-order run with what its records need: source, decompositions (neurons and random baseline), ground truth."
@@ -123,6 +125,9 @@ class SecondOrderLayer:
     clip: object = None   # the `ClipAdapter` (maps and fresh-image checks need it; optional)
     concepts: np.ndarray|None = None # [n_images, n_concepts] toy-world ground truth, if the source is the toy world
     significant: torch.Tensor|None = None # neurons by significance, most first
+    words: list|None = None # the decomposition dictionary
+    embeddings: torch.Tensor|None = None # [n_words, d_out] its text embeddings
+    memo: dict = dataclasses.field(default_factory=dict, repr=False) # images already read, by index
 
     @property
     def layer(self) -> int: return int(self.run.meta['layer'])
@@ -148,7 +153,7 @@ def layer_terms(directions:torch.Tensor, # [d_mlp, d_out] neuron directions
              for ix, cs in zip(t['indices'].tolist(), t['coefs'].tolist())]
     return terms, t['cosine'], t['random_cosine']
 
-# %% ../nbs/29_records.ipynb #d9295a61
+# %% ../nbs/29_records.ipynb #04772994
 def toy_concepts(source) -> np.ndarray|None:
     "Ground-truth concept vectors [n, n_concepts] of a toy-world source (None for a folder)."
     from neuronlens import toyworld as tw
@@ -160,7 +165,9 @@ def open_layer(cache:TensorCache, key:str, # the `so-run` entry (as `save_run` r
                clip=None, # the `ClipAdapter` the run was computed with (text embeddings, maps); None: no maps
                words:Sequence[str]|None=None, # decomposition dictionary (default: the toy vocabulary)
                embeddings:torch.Tensor|None=None, # their text embeddings (default: `clip.encode_text`)
-               k:int=8, model:str='toyclip') -> SecondOrderLayer:
+               k:int=8, model:str='toyclip',
+               source=None, # the run's `ImageSource` (default: rebuilt from the run's source id)
+              ) -> SecondOrderLayer:
     "Reopen a cached second-order run for records and explorers (decompositions cached too)."
     from neuronlens import decompose as dc, lens_pipeline as lp, second_order as so
     run = lp.load_run(cache, key)
@@ -169,14 +176,19 @@ def open_layer(cache:TensorCache, key:str, # the `so-run` entry (as `save_run` r
         if clip is None: raise ConfigError("open_layer needs clip= (to embed the dictionary) or embeddings=")
         embeddings = dc.embed_texts(lambda t: clip.encode_text(t), words)
     terms, cos, rcos = layer_terms(run.directions, embeddings, words, k, cache)
-    source = source_from_id(run.meta['source'])
-    return SecondOrderLayer(run, key, source, terms, cos, rcos, model, clip, toy_concepts(source), so.significant_neurons(run.effects))
+    source = source if source is not None else source_from_id(run.meta['source'])
+    if source.id != run.meta['source']: raise ConfigError(f"the source {source.id!r} is not the run's ({run.meta['source']!r})")
+    return SecondOrderLayer(run, key, source, terms, cos, rcos, model, clip, toy_concepts(source), so.significant_neurons(run.effects),
+                            words, embeddings)
 
-# %% ../nbs/29_records.ipynb #1b1c969d
-def _thumbs(source, idx:Sequence[int]) -> np.ndarray:
-    "uint8 [k, H, W, 3] images `idx` of `source`."
+# %% ../nbs/29_records.ipynb #eb624f18
+def _thumbs(source, idx:Sequence[int], memo:dict|None=None) -> np.ndarray:
+    "uint8 [k, H, W, 3] images `idx` of `source` (read once into `memo`, if given)."
     if not len(idx): return np.zeros((0, 1, 1, 3), np.uint8)
-    return np.stack([source.load(int(i), int(i) + 1)[0] for i in idx])
+    memo = {} if memo is None else memo
+    for i in idx:
+        if int(i) not in memo: memo[int(i)] = source.load(int(i), int(i) + 1)[0]
+    return np.stack([memo[int(i)] for i in idx])
 
 def _patch_maps(clip, layer:int, unit:int, images:np.ndarray) -> np.ndarray:
     "float32 [k, g, g]: the neuron's activation at each patch of each image."
@@ -221,7 +233,7 @@ def _so_senses(L:SecondOrderLayer, n:int, fresh:int=4) -> list[dict]:
         out.append(sense)
     return out
 
-# %% ../nbs/29_records.ipynb #bd896e5b
+# %% ../nbs/29_records.ipynb #3ff14195
 def second_order_record(L:SecondOrderLayer, neuron:int, n_top:int=8, n_ranges:int=4, per_range:int=4,
                         senses:bool=True, # compute polysemy senses (toy ground truth)
                        ) -> NeuronRecord:
@@ -231,7 +243,7 @@ def second_order_record(L:SecondOrderLayer, neuron:int, n_top:int=8, n_ranges:in
     values = e.norms[:, n].float().numpy()
     top = [int(i) for i in e.top_idx[n, :n_top]]
     ranges = value_ranges(values, n_ranges, per_range)
-    images = {'top': _thumbs(L.source, top), **{f'range{j}': _thumbs(L.source, r['images']) for j, r in enumerate(ranges)}}
+    images = {'top': _thumbs(L.source, top, L.memo), **{f'range{j}': _thumbs(L.source, r['images'], L.memo) for j, r in enumerate(ranges)}}
     maps = {'top': _patch_maps(L.clip, L.layer, n, images['top'])} if L.clip is not None else {}
     sens = _so_senses(L, n) if senses else []
     for j, s in enumerate(sens):
@@ -250,11 +262,11 @@ def search_terms(terms:Sequence[Sequence[tuple[str, float]]], # per neuron: [(wo
     hits = [(n, w, c) for n, ts in enumerate(terms) for w, c in ts if q in w.lower().split() or w.lower() == q]
     return sorted(hits, key=lambda h: -abs(h[2]))[:limit]
 
-# %% ../nbs/29_records.ipynb #1c7e1512
-def first_order_terms(L:SecondOrderLayer, embeddings:torch.Tensor, words:Sequence[str], k:int=8,
-                      cache:TensorCache|None=None) -> list:
-    "Per neuron: the first-order direction's decomposition [(word, coefficient)] (cached with the CLS activations)."
+# %% ../nbs/29_records.ipynb #af4076bc
+def first_order_terms(L:SecondOrderLayer, k:int=8, cache:TensorCache|None=None) -> list:
+    "Per neuron: the first-order direction's decomposition over the layer's words [(word, coefficient)] (cached with the CLS activations)."
     from neuronlens import lens_eval as le
+    if L.clip is None: raise ConfigError("the first-order view needs the layer's model: open_layer(..., clip=)")
     e = L.run.effects
     top = e.top_idx; uniq, inv = top.reshape(-1).unique(return_inverse=True)
     def acts(): return {'acts': le._cls_acts(L.clip, L.source, uniq, L.layer)}
@@ -262,7 +274,7 @@ def first_order_terms(L:SecondOrderLayer, embeddings:torch.Tensor, words:Sequenc
     cls = cache.get_or_compute('lens-cls-acts', akey, acts)['acts'] if cache is not None else acts()['acts']
     mean = cls[inv.reshape(top.shape), torch.arange(L.d_mlp)[:, None]].mean(1)  # [d_mlp] mean CLS act on own top set
     dirs = le.first_order_directions(L.clip.model, L.layer, mean)
-    return layer_terms(dirs, embeddings, words, k, cache)[0]
+    return layer_terms(dirs, L.embeddings, L.words, k, cache)[0]
 
 # %% ../nbs/29_records.ipynb #cb8f4e57
 def unit_logits(lm, layer:int, unit:int, k:int=10) -> list[tuple[str, float]]:
