@@ -144,6 +144,10 @@ def run_second_order_cli(args) -> int:
     adapter = load_model(args.model) if args.pretrained is None and not _is_openclip_name(args.model) else load_clip(args.model, pretrained=args.pretrained)
     if not hasattr(adapter, 'visual'): raise ConfigError(f"{args.model!r} is not a CLIP ViT: the second-order lens needs one")
     rank, world, state = _process_state(args.device)
+    loaded = getattr(adapter, 'checkpoint', None)  # what load_clip read (open_clip's own note would call the model random)
+    if loaded and rank == 0:
+        import sys
+        print(f"loaded {args.model} weights from {loaded['path']}: all {loaded['matched']} tensors matched", file=sys.stderr)
     dev = get_device(args.device) if world == 1 or args.device == 'cpu' else state.device
     adapter.model.to(dev)
     pp = adapter.preprocess

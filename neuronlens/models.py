@@ -235,6 +235,33 @@ def _clip_preprocess(visual:nn.Module) -> ImagePreprocess:
     return ImagePreprocess(size, tuple(cfg.get('mean', OPENAI_DATASET_MEAN)), tuple(cfg.get('std', OPENAI_DATASET_STD)), mode, cfg.get('interpolation', 'bicubic'))
 
 # %% ../nbs/02_models.ipynb #567d94d3
+class _OpenClipNotes(logging.Filter):
+    "Drops open_clip's info and warning records (it logs them on the root logger); its errors pass."
+    def filter(self, record): return record.levelno >= logging.ERROR or 'open_clip' not in record.pathname
+
+@contextlib.contextmanager
+def _quiet_open_clip():
+    "Silence open_clip's notes inside the block, e.g. 'No pretrained weights loaded ... initialized randomly' for an init we fill next."
+    root, notes = logging.getLogger(), _OpenClipNotes()
+    root.addFilter(notes)
+    try: yield
+    finally: root.removeFilter(notes)
+
+def _load_open_clip_checkpoint(model:nn.Module, path:str|Path) -> dict:
+    "Load a local checkpoint into `model` with open_clip's own loader (format conversions included); every tensor must match."
+    import open_clip
+    try:
+        with _quiet_open_clip(): bad = open_clip.load_checkpoint(model, str(path), strict=False)
+    except Exception as e:  # shape mismatches, unreadable files
+        raise ConfigError(f"cannot load checkpoint {path} into this architecture: {type(e).__name__}: {' '.join(str(e).split())[:400]}") from None
+    missing, unexpected = list(getattr(bad, 'missing_keys', [])), list(getattr(bad, 'unexpected_keys', []))
+    if missing or unexpected:
+        raise ConfigError(f"checkpoint {path} does not fit this architecture: {len(missing)} tensors missing (e.g. {missing[:3]}), "
+                          f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+    n = len(model.state_dict())
+    _logger.info("loaded %s: all %d tensors matched", path, n)
+    return dict(path=str(Path(path).resolve()), tensors=n, matched=n)
+
 def load_clip(name:str, # an open_clip model name, e.g. 'ViT-B-32' (see `open_clip.list_models()`)
               pretrained:str|Path|None=None, # None: random init; else a local checkpoint file
               **kwargs, # passed to `open_clip.create_model` (precision, device, force_quick_gelu, ...)
@@ -249,9 +276,13 @@ def load_clip(name:str, # an open_clip model name, e.g. 'ViT-B-32' (see `open_cl
     cfg = open_clip.get_model_config(name) if not name.startswith('local-dir:') else {}
     if (cfg or {}).get('text_cfg', {}).get('hf_model_name') or (cfg or {}).get('text_cfg', {}).get('hf_tokenizer_name'):
         raise WeightsNotFoundError(f"{name!r} needs a Hugging Face text model or tokenizer, which neuronlens does not download; use a model with open_clip's own text tower")
-    model = open_clip.create_model(name, pretrained=str(pretrained) if pretrained is not None else None, **kwargs)
-    tokenizer = open_clip.get_tokenizer(name)
-    return ClipAdapter(model, tokenizer)
+    with _quiet_open_clip():  # open_clip calls this init random even when a checkpoint follows: say what was loaded instead
+        model = open_clip.create_model(name, **kwargs)
+    loaded = _load_open_clip_checkpoint(model, pretrained) if pretrained is not None else None
+    if loaded is None: _logger.info("%s: random init (no checkpoint given)", name)
+    adapter = ClipAdapter(model, open_clip.get_tokenizer(name))
+    adapter.checkpoint = loaded  # {'path', 'tensors', 'matched'} of the loaded checkpoint; None for a random init
+    return adapter
 
 # %% ../nbs/02_models.ipynb #ffe730f8
 def make_conv_stem(width:int, # channels out = the transformer width

@@ -113,3 +113,43 @@ def test_cache_write_failure_leaves_no_partial_entry(tmp_path, monkeypatch):
         cache.save('x', 'k0', {'a': torch.zeros(3)})  # overwriting an entry: the old one survives
     assert sorted(p.name for p in tmp_path.iterdir()) == ['x-k0']
     assert torch.equal(cache.load('x', 'k0')[0]['a'], torch.ones(3))
+
+
+TINY_OPEN_CLIP = {'embed_dim': 16, 'vision_cfg': {'image_size': 32, 'layers': 2, 'width': 32, 'head_width': 16, 'patch_size': 8},
+                  'text_cfg': {'context_length': 8, 'vocab_size': 49408, 'width': 16, 'heads': 2, 'layers': 1}}
+
+
+def test_local_open_clip_checkpoint_says_what_was_loaded(tmp_path, caplog):
+    "`--pretrained file.safetensors`: no 'initialized randomly' note from open_clip; the weights and what was loaded are reported."
+    import json, logging, os
+    import open_clip, torch
+    from safetensors.torch import save_file
+    from neuronlens.models import load_clip
+    cfg = tmp_path / 'nl-tiny-clip.json'
+    cfg.write_text(json.dumps(TINY_OPEN_CLIP))
+    open_clip.add_model_config(cfg)
+    torch.manual_seed(1)
+    ref = open_clip.create_model('nl-tiny-clip')
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(tmp_path / 'w.safetensors'))
+    caplog.clear()  # open_clip's own note about `ref` above
+    with caplog.at_level(logging.INFO):
+        a = load_clip('nl-tiny-clip', pretrained=tmp_path / 'w.safetensors')
+    assert not [r for r in caplog.records if 'randomly' in r.getMessage()], [r.getMessage() for r in caplog.records]
+    assert all(torch.equal(a.model.state_dict()[k], v) for k, v in ref.state_dict().items())
+    n = len(ref.state_dict())
+    assert a.checkpoint == {'path': str((tmp_path / 'w.safetensors').resolve()), 'tensors': n, 'matched': n}
+    assert load_clip('nl-tiny-clip').checkpoint is None
+    bad = {k: v for k, v in ref.state_dict().items() if not k.startswith('visual.transformer.resblocks.1.')}
+    save_file({k: v.contiguous() for k, v in bad.items()}, str(tmp_path / 'part.safetensors'))
+    import pytest
+    from neuronlens.core import ConfigError
+    with pytest.raises(ConfigError, match='tensors missing'):
+        load_clip('nl-tiny-clip', pretrained=tmp_path / 'part.safetensors')
+    # the command line: a warning-level run prints what was loaded, and nothing about random weights
+    code = ('import sys, open_clip; open_clip.add_model_config(sys.argv[1]); from neuronlens.cli import main; '
+            'sys.exit(main(sys.argv[2:]))')
+    res = subprocess.run([sys.executable, '-c', code, str(cfg), 'second-order', '--model', 'nl-tiny-clip', '--pretrained', str(tmp_path / 'w.safetensors'),
+                          '--layer', '0', '--n-images', '4', '--batch-size', '4', '--k-top', '2', '--cache', str(tmp_path / 'c'), '--device', 'cpu'],
+                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert 'randomly' not in res.stderr and f'all {n} tensors matched' in res.stderr, res.stderr[-3000:]
