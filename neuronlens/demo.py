@@ -4,21 +4,22 @@
 
 # %% ../nbs/85_demo.ipynb #faae5bcb
 from __future__ import annotations
-import dataclasses, json, logging, time
+import dataclasses, json, logging, sys, time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from .core import TensorCache, WeightsNotFoundError, seed_everything
+from .core import NeuronLensError, TensorCache, WeightsNotFoundError, seed_everything
 from .report import Report
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'SECTIONS', 'PLUGIN_SECTIONS', 'DemoContext', 'section_toyworld', 'section_zoo', 'section_real_weights',
-           'section_second_order', 'section_multimodal', 'all_sections', 'run_demo']
+           'section_second_order', 'section_multimodal', 'all_sections', 'section_name', 'run_demo']
 
 # %% ../nbs/85_demo.ipynb #923108ec
 @dataclasses.dataclass
@@ -154,25 +155,65 @@ def all_sections() -> list[Callable]:
     from neuronlens.cli import _optional_module
     found = []
     for name in PLUGIN_SECTIONS:
-        module = _optional_module(name)
+        try: module = _optional_module(name)
+        except Exception as e: found.append(_broken_section(name, e)); continue  # reported as a failed section; the others run
         if module is not None and hasattr(module, 'demo_section'):
             found.append(module.demo_section)
     return SECTIONS + found
 
+def _broken_section(name:str, e:Exception) -> Callable:
+    "A stand-in section for plug-in module `name` that failed to import: running it raises the import's error."
+    def demo_section(r, ctx): raise e
+    demo_section.__module__ = f'neuronlens.{name}'
+    return demo_section
+
+def section_name(sec:Callable) -> str:
+    "How messages and timings name a section: its function name, or `<module>.demo_section` for a plug-in's."
+    name = getattr(sec, '__name__', repr(sec))
+    if name != 'demo_section': return name
+    return f"{(getattr(sec, '__module__', None) or '?').rsplit('.', 1)[-1]}.{name}"
+
 # %% ../nbs/85_demo.ipynb #e037ac84
+def _run_section(sec:Callable, r:Report, ctx:DemoContext) -> str|None:
+    "Run one section; a failure becomes a line in the report and the returned message (the job goes on)."
+    try: sec(r, ctx)
+    except Exception as e:
+        msg = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+        r.text(f"This section failed: {msg}")
+        log.warning('section %s failed: %s', section_name(sec), msg, exc_info=log.isEnabledFor(logging.INFO))
+        return msg
+    return None
+
 def run_demo(out:str|Path='reports', # folder for the report
              cache_dir:str|Path|None=None, # cache folder (default `default_cache_dir()`)
              n_scenes:int=256, seed:int=0,
-             sections:list[Callable]|None=None) -> Path:
-    "Run the main job and write `<out>/neuronlens-demo.html`; returns its path."
+             sections:list[Callable]|None=None, # default `all_sections()`
+             progress:bool=True) -> Path: # on stderr: each section as it starts, a bar, elapsed time, the report path
+    "Run the main job and write `<out>/neuronlens-demo.html`; returns its path. Failed sections are reported, then raised."
     from neuronlens.core import ConfigError
     if n_scenes < 16: raise ConfigError(f"n_scenes must be at least 16 (got {n_scenes}): the statistics need a few scenes")
     seed_everything(seed)
     ctx = DemoContext(TensorCache(cache_dir), n_scenes, seed)
     r = Report('neuronlens: the main job on the embedded default')
-    for sec in (all_sections() if sections is None else sections):
-        t = time.perf_counter(); sec(r, ctx); ctx.timings[sec.__name__] = time.perf_counter() - t
-        log.info('%s took %.1fs', sec.__name__, ctx.timings[sec.__name__])
+    secs = all_sections() if sections is None else list(sections)
+    failed, t0 = {}, time.perf_counter()
+    bar = tqdm(total=len(secs), desc='main job', unit='section', file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    for i, sec in enumerate(secs):
+        name = section_name(sec)
+        bar.set_description(name)
+        if progress: tqdm.write(f"[{i + 1}/{len(secs)}] {name} (started at {time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+        t = time.perf_counter()
+        err = _run_section(sec, r, ctx)
+        ctx.timings[name] = time.perf_counter() - t
+        if err: failed[name] = err
+        bar.update()
+        log.info('%s took %.1fs', name, ctx.timings[name])
+    bar.close()
     r.heading('Run details')
-    r.table([{'section': k, 'seconds': v} for k, v in ctx.timings.items()])
-    return r.save(Path(out)/'neuronlens-demo.html')
+    r.table([{'section': k, 'seconds': round(v, 2), 'status': 'failed' if k in failed else 'ok'} for k, v in ctx.timings.items()])
+    path = r.save(Path(out)/'neuronlens-demo.html')
+    if progress: print(f"report written to {path} after {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+    if failed:
+        raise NeuronLensError(f"{len(failed)} of {len(secs)} sections failed ({'; '.join(f'{k}: {v}' for k, v in failed.items())}); "
+                              f"the report {path} has the rest")
+    return path
