@@ -18,11 +18,12 @@ from .core import ConfigError
 
 # %% auto #0
 __all__ = ['SHAPES', 'COLOURS', 'SIZES', 'POSITIONS', 'TEXTURES', 'BACKGROUNDS', 'JITTER', 'MAX_OBJECTS', 'IMAGE_SIZES', 'KINDS',
-           'VOCAB', 'CONCEPTS', 'CONCEPT_INDEX', 'CONCEPT_KIND', 'SPLITS', 'POSITION_PHRASES', 'CAPTION_STYLES',
-           'IMAGE_EXTENSIONS', 'check_word', 'ObjectSpec', 'SceneSpec', 'object_from_words', 'sample_spec',
-           'check_split', 'split_seeds', 'shape_swap', 'phrase', 'describe', 'caption', 'class_prompts',
-           'shape_coverage', 'Scene', 'concept_vector', 'render', 'sample_scene', 'scene_grid', 'label_panel',
-           'ToyWorldDataset', 'collate_scenes', 'sample_batch', 'ToyWorldStream', 'ImageFolderDataset']
+           'VOCAB', 'CONCEPTS', 'CONCEPT_INDEX', 'CONCEPT_KIND', 'PLANTED', 'PLANTABLE', 'SPLITS', 'POSITION_PHRASES',
+           'CAPTION_STYLES', 'IMAGE_EXTENSIONS', 'check_word', 'ObjectSpec', 'SceneSpec', 'object_from_words',
+           'sample_spec', 'check_correlations', 'check_split', 'split_seeds', 'shape_swap', 'phrase', 'describe',
+           'caption', 'class_prompts', 'shape_coverage', 'Scene', 'concept_vector', 'render', 'sample_scene',
+           'scene_grid', 'label_panel', 'ToyWorldDataset', 'collate_scenes', 'sample_batch', 'ToyWorldStream',
+           'ImageFolderDataset']
 
 # %% ../nbs/01_toyworld.ipynb #0d501031
 SHAPES = ('circle', 'square', 'triangle', 'star', 'cross', 'heart', 'diamond', 'moon')
@@ -177,6 +178,7 @@ def sample_spec(seed:int, # scene seed: the same seed always gives the same spec
                 n_objects:int|None=None, # force 1, 2 or 3 objects; None draws 1-3 uniformly
                 vocab:dict|None=None, # restrict kinds to some words, e.g. {'shape': ['circle', 'star'], 'texture': []}
                 p_texture:float=0.25, # probability that an object is textured
+                correlations:dict|None=None, # planted correlations {shape: {kind: (word, p)}}; see `check_correlations`
                ) -> SceneSpec:
     "Draw a random scene spec, deterministic in `seed`."
     v = _vocab(vocab, n_objects)
@@ -189,7 +191,40 @@ def sample_spec(seed:int, # scene seed: the same seed always gives the same spec
     objs = tuple(ObjectSpec(rng.choice(v['shape']), rng.choice(v['colour']), size, pos,
                             rng.choice(v['texture']) if v['texture'] and rng.random() < p_texture else None, off)
                  for size, pos, off, _ in layout)
+    if correlations: objs = _plant(objs, check_correlations(correlations), seed)
     return SceneSpec(objs, rng.choice(v['background']), seed)
+
+# %% ../nbs/01_toyworld.ipynb #b7c0a1e1
+PLANTED = {'star': {'colour': ('yellow', 0.9)}, 'heart': {'texture': ('striped', 0.9)},
+           'moon': {'colour': ('blue', 0.9)}, 'cross': {'texture': ('dotted', 0.9)}}  # shape -> kind -> (word, p)
+PLANTABLE = ('colour', 'texture')  # kinds a correlation may set: they never change an object's box
+
+def check_correlations(table:dict, # {shape: {kind: (word, p)}}, e.g. PLANTED; lists work for tuples (JSON)
+                      ) -> dict:
+    "The correlation table with tuples, checked: known shapes, plantable kinds, their words, 0 <= p <= 1."
+    if not isinstance(table, dict): raise ConfigError(f"correlations must be a dict {{shape: {{kind: (word, p)}}}}, got {type(table).__name__}")
+    out = {}
+    for shape, row in table.items():
+        check_word('shape', shape)
+        if not isinstance(row, dict): raise ConfigError(f"correlations[{shape!r}] must be a dict {{kind: (word, p)}}, got {row!r}")
+        for kind, wp in row.items():
+            if kind not in PLANTABLE: raise ConfigError(f"correlations[{shape!r}] plants {kind!r}; accepted kinds: {', '.join(PLANTABLE)}")
+            if not isinstance(wp, (tuple, list)) or len(wp) != 2: raise ConfigError(f"correlations[{shape!r}][{kind!r}] must be (word, p), got {wp!r}")
+            word, p = check_word(kind, wp[0]), wp[1]
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+                raise ConfigError(f"correlations[{shape!r}][{kind!r}] has probability {p!r}; accepted: a number in [0, 1]")
+            out.setdefault(shape, {})[kind] = (word, float(p))
+    return out
+
+def _plant(objs:tuple, table:dict, seed:int) -> tuple:
+    "`objs` with the planted words of `table` drawn from the stream of `seed`."
+    rng = random.Random(f"plant:{seed}")
+    out = []
+    for o in objs:
+        for kind, (word, p) in table.get(o.shape, {}).items():
+            if rng.random() < p: o = replace(o, **{kind: word})
+        out.append(o)
+    return tuple(out)
 
 # %% ../nbs/01_toyworld.ipynb #b45207e1
 SPLITS = {'train': range(0, 10**8), 'valid': range(10**8, 2 * 10**8), 'test': range(2 * 10**8, 3 * 10**8)}
