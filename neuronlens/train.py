@@ -45,6 +45,7 @@ class TrainConfig:
     temperature:float=0.2  # toy-encoder: NT-Xent temperature
     min_crop:float=0.7  # toy-encoder: smallest crop side (fraction of the image) of an augmented view
     model_kwargs:dict=field(default_factory=dict)  # passed to `models.toyclip_config` or `models.ToyViT`
+    correlations:dict|None=None  # toy-clip: planted correlations of the train-time world ({shape: {kind: [word, p]}}, `toyworld.check_correlations`)
     device:str|None=None  # None: cuda if available, else cpu
     num_workers:int|None=None  # data worker processes; None: one per core but one, 0: in the main process
     log_every:int=10  # steps between metrics-log records
@@ -78,6 +79,7 @@ def recipe(name:str, # 'toy-clip' or 'toy-encoder'
     if not 0 <= cfg.sup_steps < cfg.steps: raise ConfigError(f"sup_steps must be in [0, steps), got {cfg.sup_steps} of {cfg.steps}")
     if not 0 <= cfg.twin_frac <= 1: raise ConfigError(f"twin_frac must be in [0, 1], got {cfg.twin_frac}")
     if cfg.lr <= 0 or cfg.warmup < 0: raise ConfigError(f"lr must be > 0 and warmup >= 0, got lr={cfg.lr}, warmup={cfg.warmup}")
+    if cfg.correlations: tw.check_correlations(cfg.correlations)
     return cfg
 
 # %% ../nbs/03_train.ipynb #9f8afa06
@@ -119,10 +121,10 @@ def make_batch(cfg:TrainConfig, step:int,
     seeds = step_seeds(cfg, step)
     out = dict(step=step)
     if step < cfg.sup_steps:  # supervised shape phase: single-object scenes
-        specs = [tw.sample_spec(s, n_objects=1) for s in seeds]
+        specs = [tw.sample_spec(s, n_objects=1, correlations=cfg.correlations) for s in seeds]
         out['shape'] = torch.tensor([tw.SHAPES.index(sp.objects[0].shape) for sp in specs])
     else:
-        specs = [tw.sample_spec(s) for s in seeds]
+        specs = [tw.sample_spec(s, correlations=cfg.correlations) for s in seeds]
         specs += [tw.shape_swap(sp) for sp in specs[:round(cfg.twin_frac * len(specs))]]
     scenes = [tw.render(sp, size) for sp in specs]
     if tokenizer is not None and 'shape' not in out: out['tokens'] = tokenizer([sc.caption for sc in scenes])
@@ -546,6 +548,7 @@ def add_recipe_args(p:argparse.ArgumentParser):
     p.add_argument('--resume', action=argparse.BooleanOptionalAction, default=True, help='continue from the last checkpoint in --out')
     p.add_argument('--ship', action='store_true', help='write the final model and its card into the zoo')
     p.add_argument('--zoo', type=Path, default=None, help='zoo folder for --ship (default: the package\'s neuronlens/zoo)')
+    p.add_argument('--name', default=None, help='zoo name for --ship (default: toyclip / toy-encoder), e.g. toyclip-planted')
     p.add_argument('--workers', type=int, default=None, help='data worker processes (default: cores - 1)')
     p.add_argument('--max-minutes', type=float, default=None, help='stop training after this many minutes (checkpointed)')
     p.add_argument('--no-eval', dest='eval', action='store_false', help='skip the held-out evaluation')
@@ -566,7 +569,8 @@ def run_train_cli(args:argparse.Namespace) -> int:
                                       num_workers=args.workers, max_minutes=args.max_minutes), **sets})
     out = args.out or Path('runs')/args.model
     cmd = shlex.join(['neuronlens', 'train', args.model, '--steps', str(cfg.steps), '--batch-size', str(cfg.batch_size), '--seed', str(cfg.seed),
-                      *[a for k, v in sets.items() for a in ('--set', f'{k}={json.dumps(v)}')]])
+                      *[a for k, v in sets.items() for a in ('--set', f'{k}={json.dumps(v)}')],
+                      *(['--name', args.name] if getattr(args, 'name', None) else [])])
     res = (train_toyclip if args.model == 'toy-clip' else train_toy_encoder)(cfg, out, resume=args.resume)
     model, metrics = res['model'], {}
     if args.eval:
@@ -582,7 +586,8 @@ def run_train_cli(args:argparse.Namespace) -> int:
         if done < cfg.steps: notes += f" Stopped by the time limit (--max-minutes {cfg.max_minutes}) at step {done} of {cfg.steps}."
         card = {'notes': notes, 'planned_steps': cfg.steps}
         if args.model == 'toy-clip': card['tokenizer'] = res['tokenizer'].to_dict()
-        print(ship(_ZOO_NAME[args.model], model, cfg, res['log'], metrics, cmd, card, args.zoo))
+        if cfg.correlations: card['correlations'] = cfg.correlations
+        print(ship(getattr(args, 'name', None) or _ZOO_NAME[args.model], model, cfg, res['log'], metrics, cmd, card, args.zoo))
     return 0
 
 # %% ../nbs/03_train.ipynb #6edf94e5
