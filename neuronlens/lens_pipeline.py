@@ -159,7 +159,7 @@ def run_second_order_cli(args) -> int:
     if rank == 0:
         run = run or run_second_order(adapter, source, args.layer, cache, args.shard_size, args.batch_size, args.k_top)
         key = save_run(run, cache)
-        print(json.dumps({'run': key, 'cache': str(cache.root), 'images': source.id, 'n_images': source.n, 'n_used': run.meta['n_used'],
+        print(json.dumps({'run': key, 'cache': str(cache.root), 'images': source.id, 'n_images': source.n, 'processes': world, 'n_used': run.meta['n_used'],
                           'n_skipped': run.meta['n_skipped'], 'skipped': run.meta['skipped'], 'layer': args.layer,
                           'median_top_share': float(run.explained.median())}))
     return 0
