@@ -643,40 +643,54 @@ def plot_soft_prompt(sp:dict, title:str='Soft tokens vs random vectors: cosine t
 # %% ../nbs/11_multimodal_neurons.ipynb #923d6dc6
 def add_neurons_args(p):
     "Options of `neuronlens neurons`."
+    from neuronlens.sources import add_source_args
     p.add_argument('--encoder', default='toy-encoder', help='the shipped captioner to read: its image encoder (zoo projection-<encoder>; default: toy-encoder)')
-    p.add_argument('--images', default='toy:test', help="'toy:<split>' (toy scenes with ground truth) or a folder of JPEG/PNG images (default: toy:test)")
-    p.add_argument('--n-images', type=int, default=64, help='number of images (default: 64)')
+    p.add_argument('--zoo', type=Path, default=None, help='folder holding projection-<encoder>.safetensors/.json (default: the package zoo)')
+    add_source_args(p, 'toy:test', captions=True)
+    p.add_argument('--n-images', type=int, default=64, help='number of images (others: the first n; default: 64)')
+    p.add_argument('--use-captions', action='store_true', help="concepts from the source's own captions (toy scenes, --captions, wds txt, HF caption column) instead of greedy captions")
     p.add_argument('--layers', default=None, help='comma-separated LM layers to attribute (default: all)')
     p.add_argument('--top-k', type=int, default=100, help='top units kept per image (default: 100, as in the paper)')
     p.add_argument('--batch-size', type=int, default=16, help='images per attribution batch (default: 16)')
+    p.add_argument('--shard-size', type=int, default=64, help='images per cached shard: a killed run continues from its last finished shard (default: 64)')
     p.add_argument('--contrast', action='store_true', help="rank units by their score minus its mean over the images (what sets each image apart)")
     p.add_argument('--no-score', dest='score', action='store_false', help='skip the toy-world scores (CLIPScore, BERTScore, ground truth, IoU, selectivity, ablation)')
     p.add_argument('--out', type=Path, default=Path('runs/neurons'), help='folder for summary.json and units.jsonl (default: runs/neurons)')
     p.add_argument('--cache', type=Path, default=None, help='cache folder (default: $NEURONLENS_CACHE or ~/.cache/neuronlens)')
+    p.add_argument('--device', default=None, help='cpu, cuda, ... (default: cpu; under accelerate launch, each process its own)')
     p.add_argument('--no-progress', dest='progress', action='store_false', help='no progress bar')
 
 def run_neurons_cli(args) -> int:
-    "Run `neuronlens neurons`: validate, load the captioner, find (cached), score on toy scenes, write the summary."
+    "Run `neuronlens neurons`: validate, load the captioner, find (sharded, cached, resumable; one share per process under accelerate), score on toy scenes, write the summary."
     from neuronlens import lens_pipeline as lp
     from neuronlens.projection import load_captioner, _atomic_write
+    from neuronlens.sources import source_from_args
     if args.n_images < 1: raise ConfigError(f"--n-images must be at least 1, got {args.n_images}")
     if args.top_k < 1: raise ConfigError(f"--top-k must be at least 1, got {args.top_k}")
     try: layers = None if args.layers is None else [int(v) for v in args.layers.split(',') if v.strip()]
     except ValueError: raise ConfigError(f"--layers must be comma-separated integers, got {args.layers!r}") from None
-    src = lp.image_source(args.images, args.n_images, 64)  # fails early on a bad spec or an empty folder
-    cap = load_captioner(args.encoder)
+    toy = args.images.startswith('toy:')
+    source_from_args(args, args.n_images, 64, captions=args.use_captions)  # fails early on a bad spec, an empty folder or missing shards
+    cap = load_captioner(args.encoder, root=args.zoo)
     if layers is not None: check_layers(cap.lm, layers)
-    x = torch.from_numpy(src.load(0, src.n)).permute(0, 3, 1, 2)
-    found = find_multimodal_neurons(cap, x, layers=layers, top_k=args.top_k, batch_size=args.batch_size,
-                                    cache=TensorCache(args.cache) if args.cache else TensorCache(), progress=args.progress, contrast=args.contrast)
-    summary = dict(encoder=args.encoder, images=src.id, **found.info, interpretable_fraction=found.interpretable_fraction,
-                   layer_counts=found.attribution.layer_counts())
-    if args.score and args.images.startswith('toy:'):
+    pp = cap.encoder.preprocess  # toy scenes at their native 64 px (the ground truth's size); other images at the encoder's input size
+    src = source_from_args(args, args.n_images, 64 if toy else tuple(pp.size), pp.resize_mode, captions=args.use_captions)
+    rank, world, state = lp._process_state(args.device)
+    cap.to(state.device if world > 1 and args.device != 'cpu' else (args.device or 'cpu'))
+    kw = dict(shard_size=args.shard_size, batch_size=args.batch_size, layers=layers, top_k=args.top_k, contrast=args.contrast, use_captions=args.use_captions)
+    cache = TensorCache(args.cache) if args.cache else TensorCache()
+    found = lp.run_multimodal_neurons(cap, src, cache, rank=rank, world=world, progress=args.progress and rank == 0, **kw)
+    if state is not None and world > 1: state.wait_for_everyone()
+    if rank != 0: return 0
+    found = found or lp.run_multimodal_neurons(cap, src, cache, **kw)
+    summary = dict(encoder=args.encoder, images=src.id, **{k: v for k, v in found.info.items() if k != 'image_index'}, processes=world,
+                   interpretable_fraction=found.interpretable_fraction, layer_counts=found.attribution.layer_counts())
+    if args.score and toy:
         split = args.images.split(':', 1)[1]
         seeds = list(tw.split_seeds(split, src.n))
         summary['toy_scores'] = evaluate_toy(cap, found, seeds, selectivity_seeds=list(tw.split_seeds(split, 256, 100_000)), batch_size=args.batch_size)
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
-    rows = [dict(image=i, caption=found.targets.captions[i], concept=found.targets.concepts[i], units=found.table(i, 10)) for i in range(len(found.targets))]
+    rows = [dict(image=int(j), caption=found.targets.captions[i], concept=found.targets.concepts[i], units=found.table(i, 10)) for i, j in enumerate(found.info['image_index'])]
     _atomic_write(out/'units.jsonl', lambda p: Path(p).write_text(''.join(json.dumps(r) + '\n' for r in rows)))
     _atomic_write(out/'summary.json', lambda p: Path(p).write_text(json.dumps(summary, indent=1, default=float)))
     print(json.dumps({k: v for k, v in summary.items() if k not in ('layer_counts', 'layers')}, indent=1, default=float)[:4000])
