@@ -17,13 +17,45 @@ from . import toyworld as tw
 from .projection import Captioner, as_images, first_noun, text_ids, position_ids
 
 # %% auto #0
-__all__ = ['concept_token', 'CaptionTargets', 'targets_from_captions', 'caption_targets', 'AttributionBatch',
-           'attribution_inputs', 'last_logits', 'check_layers', 'attribution_scores', 'finite_difference_attribution',
-           'Attribution', 'attribute', 'unit_output_weights', 'decode_units', 'is_interpretable', 'dictionary_words',
-           'clip_score', 'minilm_path', 'bert_score', 'unit_activations', 'activation_mask', 'mask_iou', 'selectivity',
-           'concept_probs', 'mean_activations', 'random_units_like', 'ablation_curve', 'soft_prompt_decodability',
-           'MultimodalNeurons', 'find_multimodal_neurons', 'evaluate_toy', 'plot_layer_counts', 'plot_ablation',
-           'localization_panel', 'plot_soft_prompt', 'add_neurons_args', 'run_neurons_cli']
+__all__ = ['DECODE_K', 'check_batch_size', 'check_units', 'concept_token', 'CaptionTargets', 'targets_from_captions',
+           'caption_targets', 'AttributionBatch', 'attribution_inputs', 'last_logits', 'check_layers',
+           'attribution_scores', 'finite_difference_attribution', 'Attribution', 'attribute', 'unit_output_weights',
+           'decode_units', 'final_norm_fold', 'unit_logits', 'direct_logit_change', 'is_interpretable',
+           'dictionary_words', 'vocab_strings', 'unit_vocab_stats', 'cached_vocab_stats', 'concept_percentiles',
+           'clip_score', 'minilm_path', 'bert_score', 'scorer_reads', 'unit_text', 'text_scores', 'unit_activations',
+           'activation_mask', 'mask_iou', 'unit_maps', 'selectivity', 'auc_matrix', 'heldout_selectivity',
+           'bootstrap_auc_diff', 'concept_probs', 'mean_activations', 'random_units_like', 'ablation_curve',
+           'paired_bootstrap', 'soft_prompt_decodability', 'MultimodalNeurons', 'find_multimodal_neurons',
+           'check_seeds', 'evaluate_toy', 'units_by_image', 'matched_random', 'graded_decoding', 'names_concept',
+           'localization_iou', 'ablation_drops', 'concept_labels', 'selectivity_units', 'evaluate_measures',
+           'plot_layer_counts', 'plot_ablation', 'localization_panel', 'plot_soft_prompt', 'add_neurons_args',
+           'run_neurons_cli']
+
+# %% ../nbs/11_multimodal_neurons.ipynb #a13chk01
+DECODE_K = 10  # tokens kept per decoded unit (the paper's top 10)
+_CACHE_VERSION = 2  # bump when a cached field's computation changes
+
+def _tokenizer_key(tokenizer) -> str:
+    "A hash of the tokenizer's vocabulary (decoded tokens and the filter depend on it)."
+    v = tokenizer.get_vocab() if hasattr(tokenizer, 'get_vocab') else getattr(tokenizer, 'stoi', {})
+    return cache_key(vocab=sorted(v.items()))
+
+def _dictionary_key(dictionary:frozenset) -> str: return cache_key(words=sorted(dictionary))
+def _images_key(x:torch.Tensor) -> str: return cache_key(images=x)
+
+def check_batch_size(batch_size, # images per batch
+                     name:str='batch_size') -> int:
+    "`batch_size` as an int if it is a positive int, else a `ConfigError` naming what is accepted."
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ConfigError(f"{name} must be a positive int, got {batch_size!r}")
+    return int(batch_size)
+
+def check_units(lm, units:Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    "`units` as (layer, unit) int pairs, or a `ConfigError` naming those out of range."
+    units = [(int(l), int(u)) for l, u in units]
+    bad = [(l, u) for l, u in units if not (0 <= l < lm.n_layers and 0 <= u < lm.d_mlp)]
+    if bad: raise ConfigError(f"units {bad[:5]} out of range: the LM has layers 0..{lm.n_layers - 1} of units 0..{lm.d_mlp - 1}")
+    return units
 
 # %% ../nbs/11_multimodal_neurons.ipynb #d805023f
 def concept_token(tokenizer, word:str, # the concept word, e.g. 'circle'
@@ -73,6 +105,7 @@ def targets_from_captions(tokenizer, captions:Sequence[str], # one caption per i
 def caption_targets(captioner:Captioner, images, # raw images (see `as_images`)
                     max_new_tokens:int=12, multi_token:str='first', batch_size:int=64) -> CaptionTargets:
     "Greedy-caption `images` and take each caption's first noun as its concept."
+    check_batch_size(batch_size)
     return targets_from_captions(captioner.lm.tokenizer, captioner.caption(images, max_new_tokens, batch_size=batch_size), None, multi_token)
 
 # %% ../nbs/11_multimodal_neurons.ipynb #b9754095
@@ -90,8 +123,8 @@ def attribution_inputs(captioner:Captioner, image_tokens:torch.Tensor, # [batch,
     if len(prefixes) != image_tokens.shape[0]: raise ConfigError(f"got {len(prefixes)} prefixes for {image_tokens.shape[0]} images")
     b, n, d = image_tokens.shape
     prompts = [(captioner.prompt + (' ' + p.strip() if p and p.strip() else '')) for p in prefixes]
-    emb, mask = captioner.prompt_embeds(image_tokens, prompts)  # rows left-padded: [pad, image, prompt + prefix]
-    start = (mask.shape[1] - n) - (mask.sum(1) - n)  # first image column per row
+    emb, mask = captioner.prompt_embeds(image_tokens, prompts)  # rows left-padded: [pad, captioner prefix, image, prompt + prefix]
+    start = mask.shape[1] - mask.sum(1) + len(getattr(captioner, 'prefix_ids', []))  # first image column per row
     image_pos = start[:, None] + torch.arange(n, device=mask.device)[None]
     return AttributionBatch(emb, mask, position_ids(mask), image_pos)
 
@@ -187,7 +220,7 @@ def attribute(captioner:Captioner, images, # raw images (see `as_images`)
              ) -> Attribution:
     "Activation x gradient attribution of every MLP unit for each image's concept token, batched; top `top_k` units per image."
     from tqdm.auto import tqdm
-    x = as_images(images)
+    x, batch_size = as_images(images), check_batch_size(batch_size)
     if len(targets) != len(x): raise ConfigError(f"got {len(targets)} targets for {len(x)} images")
     lm = captioner.lm
     layers = check_layers(lm, layers)
@@ -215,14 +248,46 @@ def unit_output_weights(lm, layer:int) -> torch.Tensor:
     return lm.mlp_weights(layer)['W_out']
 
 def decode_units(lm, units:Sequence[tuple[int, int]], # (layer, unit) pairs
-                 k:int=10) -> list[list[str]]:
+                 k:int=10,
+                 fold_norm:bool=False, # fold the final norm into the unembedding (see `unit_logits`); False: the paper's W_U w_out
+                ) -> list[list[str]]:
     "Top-`k` tokens of softmax(W_U w_out) per unit, as stripped strings (the LM's own token texts)."
     if not len(units): return []
-    W_U = lm.W_U.float()  # [d_model, d_vocab]
-    w = torch.stack([unit_output_weights(lm, int(l))[int(u)].float() for l, u in units])  # [n, d_model]
-    top = (w @ W_U).softmax(-1).topk(k, -1).indices  # softmax does not change the order; kept to mirror the paper
+    top = unit_logits(lm, units, fold_norm).softmax(-1).topk(k, -1).indices  # softmax does not change the order; kept to mirror the paper
     tok = lm.tokenizer
     return [[tok.decode([i]).strip() for i in row] for row in top.tolist()]
+
+# %% ../nbs/11_multimodal_neurons.ipynb #a13dec01
+def final_norm_fold(lm, w:torch.Tensor, # [n, d_model] vectors written into the residual stream
+                   ) -> torch.Tensor:
+    "`w` as the final norm reads it, linearised: centred for a LayerNorm, then scaled by the norm's gain (TransformerLens's `fold_ln`)."
+    w = w.float()
+    if isinstance(lm.final_norm, torch.nn.LayerNorm): w = w - w.mean(-1, keepdim=True)
+    g = getattr(lm.final_norm, 'weight', None)
+    return w if g is None else w * g.detach().float().to(w.device)
+
+def unit_logits(lm, units:Sequence[tuple[int, int]], # (layer, unit) pairs
+                fold_norm:bool=False, # fold the final norm's gain into the unembedding (TransformerLens `fold_ln`); False: the paper's W_U w_out
+               ) -> torch.Tensor:
+    "Direct logits [n, d_vocab] of each unit's output weight: W_U w_out (or W_U diag(g) w_out with `fold_norm`)."
+    units = check_units(lm, units)
+    w = torch.stack([unit_output_weights(lm, l)[u] for l, u in units]).float()  # [n, d_model]
+    if fold_norm: w = final_norm_fold(lm, w)
+    return w @ lm.W_U.float()  # [n, d_vocab]
+
+# %% ../nbs/11_multimodal_neurons.ipynb #a13dec02
+def direct_logit_change(captioner:Captioner, image_tokens:torch.Tensor, # [1, n, d_model]
+                        prefix:str, layer:int, unit:int, # the unit to nudge, at the last position
+                        delta:float=1e-3) -> torch.Tensor:
+    "Logit change [d_vocab] per unit of activation when `unit`'s activation at the last position grows by `delta` (a patched forward)."
+    (layer, unit), = check_units(captioner.lm, [(layer, unit)])
+    ab = attribution_inputs(captioner, image_tokens, [prefix])
+    def patch(x, hook):
+        x = x.clone(); x[0, -1, unit] += delta; return x
+    with torch.no_grad():
+        y0 = last_logits(captioner.lm, ab)[0]
+        with captioner.lm.hooks(fwd=[(f'blocks.{layer}.mlp.hook_post', patch)]): y1 = last_logits(captioner.lm, ab)[0]
+    return (y1 - y0).float() / delta
 
 # %% ../nbs/11_multimodal_neurons.ipynb #dbca3643
 def is_interpretable(tokens:Sequence[str], # a unit's decoded top tokens
@@ -235,6 +300,53 @@ def dictionary_words(n:int=30000) -> frozenset:
     "The filter's dictionary: the `n` most frequent English words (`decompose.word_pool`)."
     from neuronlens.decompose import word_pool
     return frozenset(word_pool(n))
+
+# %% ../nbs/11_multimodal_neurons.ipynb #a13voc01
+def vocab_strings(tokenizer, d_vocab:int) -> list[str]:
+    "The stripped text of every token id 0..d_vocab-1 (how `decode_units` shows a token)."
+    return [t.strip() for t in tokenizer.batch_decode([[i] for i in range(d_vocab)])]
+
+def unit_vocab_stats(lm, layers:Sequence[int], # the layers whose every unit is decoded
+                     dictionary:frozenset, # the filter's dictionary
+                     k:int=10, fold_norm:bool=False, chunk:int=512) -> dict:
+    "For every unit of `layers`: its top-`k` decoded token ids [len(layers), d_mlp, k] and whether it passes the filter [len(layers), d_mlp]."
+    layers = check_layers(lm, layers)
+    words = vocab_strings(lm.tokenizer, lm.d_vocab)
+    word_ok = torch.tensor([is_interpretable([w], dictionary, min_words=1) for w in words])  # [d_vocab]
+    top = torch.empty(len(layers), lm.d_mlp, k, dtype=torch.long)
+    with torch.no_grad():
+        for i, l in enumerate(layers):
+            for lo in range(0, lm.d_mlp, chunk):
+                hi = min(lo + chunk, lm.d_mlp)
+                top[i, lo:hi] = unit_logits(lm, [(l, u) for u in range(lo, hi)], fold_norm).topk(k, -1).indices.cpu()
+    return dict(top_ids=top, interpretable=word_ok[top].sum(-1) >= 7, layers=list(layers), k=k, fold_norm=fold_norm)
+
+# %% ../nbs/11_multimodal_neurons.ipynb #a13voc03
+def cached_vocab_stats(lm, layers:Sequence[int], dictionary:frozenset|None=None, k:int=10, fold_norm:bool=False,
+                       cache:TensorCache|None=None) -> dict:
+    "`unit_vocab_stats` of every unit of `layers`, read from `cache` when it holds them (keyed by the LM's weights, tokenizer and every setting)."
+    dictionary = dictionary or dictionary_words()
+    def compute():
+        s = unit_vocab_stats(lm, layers, dictionary, k, fold_norm)
+        return {'top_ids': s['top_ids'], 'interpretable': s['interpretable']}
+    if cache is None: t = compute()
+    else:
+        key = cache_key(lm=state_dict_hash(lm.model), tokenizer=_tokenizer_key(lm.tokenizer), layers=list(layers), dictionary=_dictionary_key(dictionary),
+                        k=k, fold_norm=fold_norm, version=_CACHE_VERSION)
+        t = cache.get_or_compute('unit-vocab', key, compute, dict(layers=list(layers), k=k, fold_norm=fold_norm))
+    return dict(top_ids=t['top_ids'], interpretable=t['interpretable'].bool(), layers=list(layers), k=k, fold_norm=fold_norm)
+
+# %% ../nbs/11_multimodal_neurons.ipynb #a13grd01
+def concept_percentiles(lm, units:Sequence[tuple[int, int]], token_ids:torch.Tensor, # long [n_units, c] tokens to rank per unit
+                        fold_norm:bool=False) -> torch.Tensor:
+    "Percentile rank [n_units, c] of each token in its unit's full-vocabulary decoding: the share of the vocabulary with a lower logit (1 = top)."
+    token_ids = torch.as_tensor(token_ids, dtype=torch.long)
+    if token_ids.ndim != 2 or token_ids.shape[0] != len(units): raise ConfigError(f"token_ids must be [{len(units)}, c], got {tuple(token_ids.shape)}")
+    if len(units) == 0: return torch.zeros(0, token_ids.shape[1])
+    with torch.no_grad():
+        z = unit_logits(lm, units, fold_norm)  # [n, d_vocab]
+        zc = z.gather(1, token_ids.to(z.device))  # [n, c]
+        return (z[:, None, :] < zc[:, :, None]).float().mean(-1).cpu()  # [n, c]
 
 # %% ../nbs/11_multimodal_neurons.ipynb #c4e9b258
 def clip_score(clip, images, # a `ClipAdapter` (e.g. ToyCLIP) and raw images (see `as_images`)
@@ -265,25 +377,60 @@ def _bert_model(path:str):
 
 def bert_score(candidates:Sequence[str], references:Sequence[str], # paired texts
                model_path:str|Path|None=None, # a local BERT-style model folder; default `minilm_path()`
-               num_layers:int=6) -> torch.Tensor:
-    "BERTScore F1 [n] of each candidate against its reference (torchmetrics, no idf, no baseline rescaling)."
-    from torchmetrics.functional.text.bert import bert_score as _bs
+               num_layers:int=6, batch_size:int=128) -> torch.Tensor:
+    "BERTScore F1 [n] of each candidate against its reference (greedy cosine matching of layer-`num_layers` token embeddings, no idf, no rescaling), batched."
     cands, refs = list(candidates), list(references)
     if len(cands) != len(refs): raise ConfigError(f"got {len(cands)} candidates for {len(refs)} references")
     model, tok = _bert_model(str(model_path or minilm_path()))
-    # pair by pair: torchmetrics sorts candidates and references by length separately, and an unstable sort
-    # pairs up the wrong texts when two have the same length (Lightning-AI/torchmetrics#2728)
-    return torch.tensor([float(_bs([c if c.strip() else '.'], [r], model=model, user_tokenizer=tok, num_layers=num_layers,
-                                   max_length=64, verbose=False)['f1']) for c, r in zip(cands, refs)])
+    texts = sorted({t if t.strip() else '.' for t in cands + refs})
+    emb = {}
+    with torch.no_grad():
+        for lo in range(0, len(texts), batch_size):
+            b = tok(texts[lo:lo + batch_size], padding=True, truncation=True, max_length=64, return_tensors='pt')
+            h = F.normalize(model(**b, output_hidden_states=True).hidden_states[num_layers], dim=-1)  # [b, L, d]
+            for t, e, m in zip(texts[lo:lo + batch_size], h, b['attention_mask']):
+                emb[t] = e[1:int(m.sum()) - 1]  # drop [CLS] and [SEP], as BERTScore does
+    def f1(c, r):
+        s = emb[c if c.strip() else '.'] @ emb[r if r.strip() else '.'].T  # [len c, len r] cosines
+        p, rc = s.max(1).values.mean(), s.max(0).values.mean()
+        return float(2 * p * rc / (p + rc))
+    return torch.tensor([f1(c, r) for c, r in zip(cands, refs)])
+
+
+# %% ../nbs/11_multimodal_neurons.ipynb #a13clr02
+def scorer_reads(tokenizer, tokens:Sequence[str]) -> float:
+    "Share of `tokens` that a word-level scorer's vocabulary reads (not `<unk>`); 1.0 for a sub-word tokenizer, which reads everything."
+    stoi = getattr(tokenizer, 'stoi', None)
+    if stoi is None: return 1.0
+    return float(np.mean([t.lower() in stoi for t in tokens])) if len(tokens) else float('nan')
+
+def unit_text(tokens:Sequence[str]) -> str:
+    "The words of a unit's decoded tokens that a text scorer is given (alphabetic tokens; '.' when none)."
+    return ' '.join(t for t in tokens if t.isalpha()) or '.'
+
+def text_scores(clip, images:torch.Tensor, captions:Sequence[str], # one per image
+                tokens:dict[int, list[str]], units:dict[int, list[int]], bert:bool=True) -> dict[str, np.ndarray]:
+    "Per image (NaN: no units), over its units: CLIPScore of the unit's words with the image, the share of its tokens the CLIP tokenizer reads, and BERTScore with the caption."
+    rows = [(j, i, f) for j, (i, us) in enumerate(units.items()) for f in us]
+    out = {k: np.full(len(units), np.nan) for k in ('clip', 'clip_reads', 'bert')}
+    if not rows: return out
+    texts = [unit_text(tokens[f]) for _, _, f in rows]
+    cs = clip_score(clip, images[[i for _, i, _ in rows]], texts).numpy()
+    bs = bert_score(texts, [captions[i] for _, i, _ in rows]).numpy() if bert else np.full(len(rows), np.nan)
+    reads = np.array([scorer_reads(clip.tokenizer, tokens[f]) for _, _, f in rows])
+    js = np.array([j for j, _, _ in rows])
+    for k, v in (('clip', cs), ('clip_reads', reads), ('bert', bs)):
+        out[k] = np.array([v[js == j].mean() if (js == j).any() else np.nan for j in range(len(units))])
+    return out
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a3f40b4b
 def unit_activations(captioner:Captioner, images, units:Sequence[tuple[int, int]], # (layer, unit) pairs
                      prefixes:Sequence[str]|None=None, # caption prefixes after the prompt (None: the prompt alone)
                      batch_size:int=32) -> torch.Tensor:
     "Activations [n_images, n_units, n_image_tokens] of `units` at each image's tokens (forward only, batched)."
-    x = as_images(images); units = [(int(l), int(u)) for l, u in units]
-    if not units: raise ConfigError("units is empty: give (layer, unit) pairs")
-    check_layers(captioner.lm, [l for l, _ in units])
+    x, batch_size = as_images(images), check_batch_size(batch_size)
+    if not len(units): raise ConfigError("units is empty: give (layer, unit) pairs")
+    units = check_units(captioner.lm, units)
     prefixes = [''] * len(x) if prefixes is None else list(prefixes)
     if len(prefixes) != len(x): raise ConfigError(f"got {len(prefixes)} prefixes for {len(x)} images")
     lm, out = captioner.lm, []
@@ -314,6 +461,27 @@ def mask_iou(pred:torch.Tensor, truth:torch.Tensor) -> torch.Tensor:
     inter, union = (pred & truth).flatten(1).sum(1), (pred | truth).flatten(1).sum(1)
     return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter, dtype=torch.float)).float()
 
+# %% ../nbs/11_multimodal_neurons.ipynb #a13map01
+def unit_maps(captioner:Captioner, images, units:Sequence[Sequence[tuple[int, int]]], # per image: its own (layer, unit) pairs
+              prefixes:Sequence[str]|None=None, # caption prefixes after the prompt (None: the prompt alone)
+              batch_size:int=32) -> list[torch.Tensor]:
+    "Per image, the activations [k_i, n_image_tokens] of its own units at its image tokens (forward only, batched)."
+    x, lm, batch_size = as_images(images), captioner.lm, check_batch_size(batch_size)
+    units = [check_units(lm, us) for us in units]
+    prefixes = [''] * len(x) if prefixes is None else list(prefixes)
+    if not len(units) == len(prefixes) == len(x): raise ConfigError(f"got {len(units)} unit lists and {len(prefixes)} prefixes for {len(x)} images")
+    names = [f'blocks.{l}.mlp.hook_post' for l in sorted({l for us in units for l, _ in us})]
+    out = []
+    for lo in range(0, len(x), batch_size):
+        hi = min(lo + batch_size, len(x))
+        with torch.no_grad():
+            ab = attribution_inputs(captioner, captioner.image_tokens(x[lo:hi]), prefixes[lo:hi])
+            with lm.hooks(record=names) as c: last_logits(lm, ab)
+        for j, us in enumerate(units[lo:hi]):
+            pos = ab.image_pos[j]
+            out.append(torch.stack([c[f'blocks.{l}.mlp.hook_post'][j, pos, u] for l, u in us]).float().cpu() if us else torch.zeros(0, pos.numel()))
+    return out
+
 # %% ../nbs/11_multimodal_neurons.ipynb #d25db795
 def selectivity(acts:torch.Tensor, # [n_images, n_units] activation per image (e.g. max over image tokens)
                 has_concept:torch.Tensor|np.ndarray, # bool [n_images, n_units]: image shows the unit's concept
@@ -328,6 +496,48 @@ def selectivity(acts:torch.Tensor, # [n_images, n_units] activation per image (e
     auc = np.array([roc_auc_score(h[:, j], a[:, j]) if 0 < h[:, j].sum() < len(h) else np.nan for j in range(n_u)])
     return dict(mean_on=on, mean_off=off, diff=on - off, auc=auc)
 
+# %% ../nbs/11_multimodal_neurons.ipynb #a13sel01
+def auc_matrix(acts, # [n_images, n_units] activations
+               has, # bool [n_images, n_concepts] labels
+              ) -> np.ndarray:
+    "ROC AUC [n_units, n_concepts] of every unit for every concept by the rank-sum (Mann-Whitney) formula; NaN where a concept has no positives or no negatives."
+    from scipy.stats import rankdata
+    a, h = np.asarray(acts, np.float64), np.asarray(has, np.float64)
+    if a.ndim != 2 or h.ndim != 2 or len(a) != len(h): raise ConfigError(f"acts [n, units] and has [n, concepts] must share n, got {a.shape} and {h.shape}")
+    r = rankdata(a, axis=0)  # [n, u], ties get average ranks
+    n_pos = h.sum(0); n_neg = len(h) - n_pos  # [c]
+    with np.errstate(divide='ignore', invalid='ignore'):
+        auc = (r.T @ h - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)  # [u, c]
+    auc[:, (n_pos == 0) | (n_neg == 0)] = np.nan
+    return auc
+
+# %% ../nbs/11_multimodal_neurons.ipynb #a13sel03
+def heldout_selectivity(acts_sel, has_sel, # [n_sel, u] activations, bool [n_sel, c] concepts on the selection scenes
+                        acts_test, has_test, # the same on fresh test scenes
+                        min_pos:int=5) -> dict:
+    "Per unit: the concept with the highest AUC on the selection scenes (>= `min_pos` positives), and that concept's AUC on fresh test scenes."
+    h_sel = np.asarray(has_sel, bool)
+    auc = auc_matrix(acts_sel, h_sel)
+    auc[:, h_sel.sum(0) < min_pos] = np.nan
+    if np.isnan(auc).all(1).any(): raise ConfigError(f"a unit has no concept with {min_pos}+ positive selection scenes; use more scenes or a lower min_pos")
+    best = np.nanargmax(auc, 1)  # [u]
+    test = auc_matrix(acts_test, has_test)[np.arange(len(best)), best]
+    return dict(concept=best, auc_sel=auc[np.arange(len(best)), best], auc_test=test)
+
+def bootstrap_auc_diff(acts_m, has_m, # [n, u_m] activations and bool labels (each unit's concept present) of the multimodal units
+                       acts_r, has_r, # the same for the random units, on the same n test scenes
+                       n_boot:int=1000, ci:float=0.95, seed:int=0) -> dict:
+    "Mean held-out AUC of multimodal and random units, and a percentile bootstrap interval (test scenes resampled) of their difference."
+    am, hm, ar, hr = (np.asarray(x) for x in (acts_m, has_m, acts_r, has_r))
+    def mean_auc(i):
+        return (np.nanmean(np.diag(auc_matrix(am[i], hm[i]))), np.nanmean(np.diag(auc_matrix(ar[i], hr[i]))))
+    m, r = mean_auc(np.arange(len(am)))
+    rng = np.random.default_rng(seed)
+    with np.errstate(all='ignore'):
+        d = np.array([np.subtract(*mean_auc(rng.integers(0, len(am), len(am)))) for _ in range(n_boot)])
+    lo, hi = np.nanquantile(d, [(1 - ci) / 2, (1 + ci) / 2])
+    return dict(multimodal=float(m), random=float(r), diff=float(m - r), lo=float(lo), hi=float(hi), n=int(len(am)))
+
 # %% ../nbs/11_multimodal_neurons.ipynb #2f1dd21c
 def concept_probs(captioner:Captioner, images, targets:CaptionTargets,
                   ablate:Sequence[Sequence[tuple[int, int]]]|None=None, # per image: (layer, unit) pairs to ablate
@@ -336,10 +546,10 @@ def concept_probs(captioner:Captioner, images, targets:CaptionTargets,
                   batch_size:int=32) -> torch.Tensor:
     "Probability [n_images] of each image's concept token at the attribution input, optionally with units ablated."
     if positions not in ('image', 'all'): raise ConfigError(f"positions must be 'image' or 'all', got {positions!r}")
-    x, lm = as_images(images), captioner.lm
+    x, lm, batch_size = as_images(images), captioner.lm, check_batch_size(batch_size)
     if len(targets) != len(x): raise ConfigError(f"got {len(targets)} targets for {len(x)} images")
     if not bool(targets.valid.all()): raise ConfigError("every image needs a concept token; pass targets.subset(targets.valid.nonzero()[:, 0])")
-    ablate = [[] for _ in range(len(x))] if ablate is None else [list(a) for a in ablate]
+    ablate = [[] for _ in range(len(x))] if ablate is None else [check_units(lm, a) for a in ablate]
     if len(ablate) != len(x): raise ConfigError(f"got {len(ablate)} ablation lists for {len(x)} images")
     out = []
     for lo in range(0, len(x), batch_size):
@@ -366,7 +576,7 @@ def concept_probs(captioner:Captioner, images, targets:CaptionTargets,
 
 def mean_activations(captioner:Captioner, images, batch_size:int=32) -> torch.Tensor:
     "Mean activation [n_layers, d_mlp] of every MLP unit over the image tokens of `images` (prompt alone): the fill of mean ablation."
-    x, lm = as_images(images), captioner.lm
+    x, lm, batch_size = as_images(images), captioner.lm, check_batch_size(batch_size)
     names = [f'blocks.{l}.mlp.hook_post' for l in range(lm.n_layers)]
     tot = torch.zeros(lm.n_layers, lm.d_mlp, dtype=torch.float64); n = 0
     for lo in range(0, len(x), batch_size):
@@ -380,16 +590,24 @@ def mean_activations(captioner:Captioner, images, batch_size:int=32) -> torch.Te
 
 # %% ../nbs/11_multimodal_neurons.ipynb #d77320e6
 def random_units_like(units:torch.Tensor, # long [n_images, k] flat unit indices (layer_row * d_mlp + unit)
-                      d_mlp:int, seed:int=0) -> torch.Tensor:
-    "Random flat units [n_images, k] in the same layers as `units` (each replaced by a random unit of its own layer, without repeats per image)."
+                      d_mlp:int, seed:int=0,
+                      pool:torch.Tensor|None=None, # bool [n_layer_rows, d_mlp]: the units a draw may take (e.g. those passing the filter); None: any
+                     ) -> torch.Tensor:
+    "Random flat units [n_images, k] in the same layers as `units` (each replaced by a random unit of its own layer, from `pool` when given, without repeats per image)."
+    units = torch.as_tensor(units, dtype=torch.long)
+    if units.numel() and units.min() < 0: raise ConfigError(f"flat unit indices must be >= 0, got {int(units.min())}")
+    if pool is not None and units.numel() and units.max() >= pool.numel(): raise ConfigError(f"flat unit index {int(units.max())} is beyond the pool's {pool.shape[0]} layers of {d_mlp} units")
+    cand = None if pool is None else [p.nonzero()[:, 0] for p in torch.as_tensor(pool, dtype=torch.bool)]
     g = torch.Generator().manual_seed(seed)
     out = torch.empty_like(units)
     for i in range(units.shape[0]):
         used = set(units[i].tolist())
         for j, f in enumerate(units[i].tolist()):
             lay = f // d_mlp
+            c = None if cand is None else cand[lay]
+            if c is not None and not set((lay * d_mlp + c).tolist()) - used: raise ConfigError(f"layer row {lay} has no unused unit in the pool to draw")
             while True:
-                r = lay * d_mlp + int(torch.randint(d_mlp, (1,), generator=g))
+                r = lay * d_mlp + (int(torch.randint(d_mlp, (1,), generator=g)) if c is None else int(c[torch.randint(len(c), (1,), generator=g)]))
                 if r not in used: break
             used.add(r); out[i, j] = r
     return out
@@ -416,12 +634,28 @@ def ablation_curve(captioner:Captioner, images, targets:CaptionTargets, attribut
                                   for r in range(n_random)])))
     return dict(k=ks, top=top, random=rnd, p_clean=float(p0.mean()), n_images=len(ok), mode=mode, positions=positions)
 
+# %% ../nbs/11_multimodal_neurons.ipynb #a13bst01
+def paired_bootstrap(a, b, # per image (pair) values: multimodal, random; NaN pairs are dropped
+                     n_boot:int=2000, ci:float=0.95, seed:int=0) -> dict:
+    "Means of `a`, `b` and of `a - b` over the pairs, with percentile bootstrap intervals (pairs resampled) of the difference and of the ratio of means."
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1: raise ConfigError(f"a and b must be 1-d and paired, got shapes {a.shape} and {b.shape}")
+    ok = ~(np.isnan(a) | np.isnan(b)); a, b = a[ok], b[ok]
+    if len(a) < 2: return dict(multimodal=float('nan'), random=float('nan'), diff=float('nan'), lo=float('nan'), hi=float('nan'), n=int(len(a)))
+    idx = np.random.default_rng(seed).integers(0, len(a), (n_boot, len(a)))
+    ma, mb = a[idx].mean(1), b[idx].mean(1)
+    q = [(1 - ci) / 2, (1 + ci) / 2]
+    lo, hi = np.quantile(ma - mb, q)
+    with np.errstate(divide='ignore', invalid='ignore'): rlo, rhi = np.quantile(ma / mb, q)
+    return dict(multimodal=float(a.mean()), random=float(b.mean()), diff=float(a.mean() - b.mean()), lo=float(lo), hi=float(hi),
+                ratio=float(a.mean() / b.mean()) if b.mean() else float('nan'), ratio_lo=float(rlo), ratio_hi=float(rhi), n=int(len(a)))
+
 # %% ../nbs/11_multimodal_neurons.ipynb #8b8feb1b
 def soft_prompt_decodability(captioner:Captioner, images, n_random:int|None=None, # random vectors (default: as many as soft tokens)
                              seed:int=0, batch_size:int=64) -> dict:
     "Nearest vocabulary token of each soft token, the nearest-token cosines of soft tokens vs matched random vectors, and their KS test."
     from scipy.stats import ks_2samp
-    x = as_images(images)
+    x, batch_size = as_images(images), check_batch_size(batch_size)
     with torch.no_grad(): soft = torch.cat([captioner.image_tokens(x[lo:lo + batch_size]).float().cpu() for lo in range(0, len(x), batch_size)])  # [n, t, d]
     flat = soft.flatten(0, 1)
     E = F.normalize(captioner.lm.W_E.float().cpu(), dim=-1)  # [d_vocab, d]
@@ -468,9 +702,9 @@ class MultimodalNeurons:
         return float(np.mean(list(self.interpretable.values()))) if self.interpretable else float('nan')
 
 # %% ../nbs/11_multimodal_neurons.ipynb #d5d54126
-def _decode_all(lm, flat:Sequence[int], layers:list, d_mlp:int, dictionary:frozenset, k:int=10) -> tuple[dict, dict]:
+def _decode_all(lm, flat:Sequence[int], layers:list, d_mlp:int, dictionary:frozenset, k:int=10, fold_norm:bool=False) -> tuple[dict, dict]:
     flat = sorted(set(int(f) for f in flat))
-    toks = decode_units(lm, [(layers[f // d_mlp], f % d_mlp) for f in flat], k)
+    toks = decode_units(lm, [(layers[f // d_mlp], f % d_mlp) for f in flat], k, fold_norm)
     dec = dict(zip(flat, toks))
     return dec, {f: is_interpretable(t, dictionary) for f, t in dec.items()}
 
@@ -481,16 +715,20 @@ def find_multimodal_neurons(captioner:Captioner, images, # raw images (see `as_i
                             dictionary:frozenset|None=None, # the filter's dictionary (default `dictionary_words()`)
                             progress:bool=False,
                             contrast:bool=False, # rank units by score minus its mean over `images` (see `attribute`)
+                            fold_norm:bool=False, # decode with the final norm folded in (see `unit_logits`); False: the paper's W_U w_out
                            ) -> MultimodalNeurons:
     "Caption, attribute (top `top_k` units per image), decode and filter; cached in `cache` when given."
     import time
-    x, lm = as_images(images), captioner.lm
+    x, lm, batch_size = as_images(images), captioner.lm, check_batch_size(batch_size)
     layers = check_layers(lm, layers)
+    dictionary = dictionary or dictionary_words()
     if len(x) == 0: raise ConfigError("the image set is empty")
     if captions is not None and len(list(captions)) != len(x): raise ConfigError(f"got {len(list(captions))} captions for {len(x)} images")
     enc = captioner.encoder  # every weight of projection, encoder and LM goes into the key (about half a second for SmolLM2)
     key = cache_key(projection=state_dict_hash(captioner.projection), encoder=state_dict_hash(enc.model), preprocess=dataclasses.asdict(enc.preprocess),
-                    lm=state_dict_hash(lm.model), images=x, captions=list(captions) if captions is not None else None, layers=layers, top_k=top_k, prompt=captioner.prompt, contrast=contrast)
+                    lm=state_dict_hash(lm.model), tokenizer=_tokenizer_key(lm.tokenizer), images=x, captions=list(captions) if captions is not None else None,
+                    layers=layers, top_k=top_k, prompt=captioner.prompt, prefix=getattr(captioner, 'prefix', ''), contrast=contrast,
+                    dictionary=_dictionary_key(dictionary), decode_k=DECODE_K, fold_norm=fold_norm, version=_CACHE_VERSION)
     if cache is not None:
         try: hit = cache.load('multimodal-neurons', key)
         except CacheError as e:  # a corrupt entry is recomputed, as TensorCache.get_or_compute does
@@ -505,8 +743,9 @@ def find_multimodal_neurons(captioner:Captioner, images, # raw images (see `as_i
     t1 = time.time()
     att = attribute(captioner, x, tg, layers, top_k, batch_size, progress, contrast)
     t2 = time.time()
-    dec, interp = _decode_all(lm, att.top_units[att.valid].flatten().tolist(), layers, lm.d_mlp, dictionary or dictionary_words())
-    info = dict(n_images=len(x), n_valid=int(att.valid.sum()), top_k=top_k, layers=layers, contrast=contrast, caption_s=round(t1 - t0, 2), attribution_s=round(t2 - t1, 2),
+    dec, interp = _decode_all(lm, att.top_units[att.valid].flatten().tolist(), layers, lm.d_mlp, dictionary, DECODE_K, fold_norm)
+    info = dict(n_images=len(x), n_valid=int(att.valid.sum()), top_k=top_k, layers=layers, contrast=contrast, fold_norm=fold_norm,
+                images_key=_images_key(x), dictionary_key=_dictionary_key(dictionary), caption_s=round(t1 - t0, 2), attribution_s=round(t2 - t1, 2),
                 images_per_s=round(float(att.valid.sum()) / max(t2 - t1, 1e-9), 3), cached=False)
     out = MultimodalNeurons(tg, att, dec, interp, info)
     if cache is not None:
@@ -514,6 +753,17 @@ def find_multimodal_neurons(captioner:Captioner, images, # raw images (see `as_i
                    dict(captions=tg.captions, concepts=tg.concepts, prefixes=tg.prefixes, decoded={str(k): v for k, v in dec.items()},
                         interpretable={str(k): v for k, v in interp.items()}, info=info))
     return out
+
+# %% ../nbs/11_multimodal_neurons.ipynb #a13ms01
+def check_seeds(found:'MultimodalNeurons', seeds:Sequence[int], image_size:int=64) -> list:
+    "The toy scenes of `seeds`, or a `ConfigError` when they are not the images `found` was computed on."
+    seeds = [int(s) for s in seeds]
+    if len(seeds) != len(found.targets): raise ConfigError(f"{len(seeds)} seeds for {len(found.targets)} images in `found`")
+    scenes = [tw.sample_scene(s, image_size) for s in seeds]
+    key = found.info.get('images_key')
+    if key is not None and _images_key(torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2)) != key:
+        raise ConfigError(f"these {len(seeds)} seeds at image_size={image_size} do not give the images `found` was computed on; pass the seeds and image size of those images")
+    return scenes
 
 # %% ../nbs/11_multimodal_neurons.ipynb #bd7d5a68
 def _words_present(spec) -> set:
@@ -530,9 +780,8 @@ def evaluate_toy(captioner:Captioner, found:MultimodalNeurons, seeds:Sequence[in
                  selectivity_seeds:Sequence[int]|None=None, # fresh scenes for selectivity (default: none, skip)
                  n_selective:int=20, ks:Sequence[int]=(1, 5, 10, 20, 50, 100), seed:int=0, batch_size:int=16) -> dict:
     "Table-1 scores, ground truth, localization, selectivity and ablation of `found` on toy scenes, each against its baseline."
-    seeds = list(seeds)
-    scenes = [tw.sample_scene(s, image_size) for s in seeds]
-    if len(scenes) != len(found.targets): raise ConfigError(f"{len(seeds)} seeds for {len(found.targets)} images in `found`")
+    seeds, batch_size = list(seeds), check_batch_size(batch_size)
+    scenes = check_seeds(found, seeds, image_size)
     att, d, layers = found.attribution, found.attribution.d_mlp, found.attribution.layers
     imgs = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2)
     ok = [i for i in range(len(scenes)) if att.valid[i] and found.units(i, n_units)]
@@ -596,6 +845,174 @@ def evaluate_toy(captioner:Captioner, found:MultimodalNeurons, seeds:Sequence[in
     ks = [k for k in ks if k <= att.top_units.shape[1]]
     out['ablation'] = ablation_curve(captioner, imgs, found.targets, att, ks, seed=seed, batch_size=batch_size)
     return out
+
+# %% ../nbs/11_multimodal_neurons.ipynb #a13ms02
+def units_by_image(found:'MultimodalNeurons', n_units:int=10, # per image: its first n top units
+                   filtered:bool=True) -> dict[int, list[int]]:
+    "Per valid image: its first `n_units` top units (flat indices), only those that pass the interpretability filter when `filtered`."
+    return {i: found.units(i, n_units, filtered) for i in range(len(found.targets)) if bool(found.attribution.valid[i])}
+
+def matched_random(units:dict[int, list[int]], d_mlp:int,
+                   pool:torch.Tensor|None=None, # bool [n_layer_rows, d_mlp] units a random draw may take (e.g. the interpretable ones); None: any
+                   seed:int=0) -> dict[int, list[int]]:
+    "Per image, as many random units as it has units, each from the same layer (and from `pool`, the same filter, when given)."
+    return {i: random_units_like(torch.tensor([us]), d_mlp, seed + i, pool)[0].tolist() if us else [] for i, us in units.items()}
+
+# %% ../nbs/11_multimodal_neurons.ipynb #a13ms03
+def _pairs(flat:Sequence[int], layers:list, d_mlp:int) -> list[tuple[int, int]]:
+    return [(layers[f // d_mlp], f % d_mlp) for f in flat]
+
+def graded_decoding(lm, units:dict[int, list[int]], layers:list, d_mlp:int,
+                    present:dict[int, set], # per image: the toy concept words of its scene
+                    target_ids:dict[int, int], # per image: the caption concept's token id
+                    fold_norm:bool=False) -> dict[str, np.ndarray]:
+    "Per image (NaN: no units), over its units: mean percentile rank of the scene's concept tokens ('scene'), that minus the absent toy concepts' ('contrast'), and the caption concept's ('target')."
+    words = list(tw.CONCEPTS)
+    ids = [concept_token(lm.tokenizer, w) for w in words]
+    out = {k: np.full(len(units), np.nan) for k in ('scene', 'contrast', 'target')}
+    for j, (i, us) in enumerate(units.items()):
+        if not us: continue
+        p = concept_percentiles(lm, _pairs(us, layers, d_mlp), torch.tensor([ids + [target_ids[i]]] * len(us)), fold_norm).numpy()
+        on = np.array([w in present[i] for w in words])
+        out['scene'][j], out['target'][j] = p[:, :-1][:, on].mean(), p[:, -1].mean()
+        out['contrast'][j] = out['scene'][j] - p[:, :-1][:, ~on].mean()
+    return out
+
+def names_concept(tokens:dict[int, list[str]], # flat unit -> its decoded top tokens
+                  units:dict[int, list[int]], present:dict[int, set]) -> np.ndarray:
+    "Per image (NaN: no units): the share of its units whose decoded top tokens name a concept of the scene (the paper's top-10 ground truth)."
+    return np.array([np.mean([bool({t.lower() for t in tokens[f]} & present[i]) for f in us]) if us else np.nan for i, us in units.items()])
+
+# %% ../nbs/11_multimodal_neurons.ipynb #a13ms04
+def localization_iou(captioner:Captioner, images:torch.Tensor, scenes:list, # toy `Scene`s (masks) of the images
+                     units:dict[int, list[int]], layers:list, d_mlp:int, targets:CaptionTargets,
+                     q:float=0.95, batch_size:int=32) -> np.ndarray:
+    "Per image (NaN: no units), over its units: IoU of the unit's thresholded activation map with the mask of the caption concept's object."
+    idx = list(units)
+    maps = unit_maps(captioner, images[idx], [_pairs(units[i], layers, d_mlp) for i in idx], [targets.prefixes[i] for i in idx], batch_size)
+    out = np.full(len(idx), np.nan)
+    for j, (i, m) in enumerate(zip(idx, maps)):
+        if not len(m): continue
+        pred = activation_mask(m, images.shape[-1], q)
+        truth = torch.from_numpy(_concept_masks(scenes[i], targets.concepts[i]))[None].expand_as(pred)
+        out[j] = float(mask_iou(pred, truth).mean())
+    return out
+
+def ablation_drops(captioner:Captioner, images:torch.Tensor, targets:CaptionTargets,
+                   units:dict[int, list[int]], layers:list, d_mlp:int, batch_size:int=32) -> np.ndarray:
+    "Per image (NaN: no units): 1 - p_ablated / p_clean of its concept token when its `units` are zeroed at the image tokens."
+    idx = [i for i, us in units.items() if us]
+    out = np.full(len(units), np.nan)
+    if not idx: return out
+    t = targets.subset(idx)
+    p0 = concept_probs(captioner, images[idx], t, batch_size=batch_size)
+    p1 = concept_probs(captioner, images[idx], t, [_pairs(units[i], layers, d_mlp) for i in idx], batch_size=batch_size)
+    pos = {i: j for j, i in enumerate(units)}
+    out[[pos[i] for i in idx]] = (1 - p1 / p0).numpy()
+    return out
+
+# %% ../nbs/11_multimodal_neurons.ipynb #a13ms05
+def concept_labels(specs:list, words:Sequence[str]=tw.CONCEPTS) -> np.ndarray:
+    "Bool [n_scenes, len(words)]: the scene shows the concept word (any object, or the background)."
+    return np.array([[w in _words_present(s) for w in words] for s in specs])
+
+def selectivity_units(found:'MultimodalNeurons', units:dict[int, list[int]], n:int=40) -> tuple[list[int], list[str]]:
+    "The `n` units that are top units of the most images, and the caption concept each is most often attributed for (ties: alphabetical)."
+    cnt = {}
+    for i, us in units.items():
+        for f in us: cnt.setdefault(f, []).append(found.targets.concepts[i])
+    top = sorted(cnt, key=lambda f: (-len(cnt[f]), f))[:n]
+    return top, [max(sorted(set(cnt[f])), key=cnt[f].count) for f in top]
+
+# %% ../nbs/11_multimodal_neurons.ipynb #a13ms06
+def _unit_set_values(captioner:Captioner, found:'MultimodalNeurons', units:dict, imgs:torch.Tensor, scenes:list, tokens:dict,
+                     clip, fold_norm:bool, bert:bool, batch_size:int) -> dict[str, np.ndarray]:
+    "Every per-image measure of one unit set (multimodal or random): graded decoding, top-10 naming, text scores, IoU, ablation."
+    lm, att = captioner.lm, found.attribution
+    present = {i: _words_present(scenes[i].spec) for i in units}
+    g = graded_decoding(lm, units, att.layers, att.d_mlp, present, {i: int(found.targets.token_ids[i]) for i in units}, fold_norm)
+    ts = text_scores(clip, imgs, [s.caption for s in scenes], tokens, units, bert)
+    return dict(graded_scene=g['scene'], graded_contrast=g['contrast'], graded_target=g['target'], names_concept=names_concept(tokens, units, present),
+                clip=ts['clip'], clip_reads=ts['clip_reads'], bert=ts['bert'],
+                iou=localization_iou(captioner, imgs, scenes, units, att.layers, att.d_mlp, found.targets, batch_size=batch_size),
+                ablation=ablation_drops(captioner, imgs, found.targets, units, att.layers, att.d_mlp, batch_size))
+
+def _selectivity_rows(captioner:Captioner, found:'MultimodalNeurons', units:dict, pool, imgs:torch.Tensor, scenes:list, fresh_seeds:Sequence[int],
+                      image_size:int, n_selective:int, n_boot:int, seed:int, batch_size:int) -> tuple[list, list]:
+    "Held-out selectivity of the most frequent top units vs layer-matched random units: the concept chosen on the attribution scenes, AUC on fresh ones."
+    att = found.attribution
+    sel, attributed = selectivity_units(found, units, n_selective)
+    rnd = random_units_like(torch.tensor([sel]), att.d_mlp, seed + 10_000, pool)[0].tolist()
+    fresh = [tw.sample_spec(s) for s in fresh_seeds]
+    fimgs = torch.from_numpy(tw.sample_batch(list(fresh_seeds), image_size, targets=False)['image']).permute(0, 3, 1, 2)
+    pairs = _pairs(sel + rnd, att.layers, att.d_mlp)
+    a_sel = unit_activations(captioner, imgs, pairs, batch_size=batch_size).max(-1).values.numpy()
+    a_test = unit_activations(captioner, fimgs, pairs, batch_size=batch_size).max(-1).values.numpy()
+    h_sel, h_test = concept_labels([s.spec for s in scenes]), concept_labels(fresh)
+    ho = heldout_selectivity(a_sel, h_sel, a_test, h_test)
+    lab = h_test[:, ho['concept']]  # [n_fresh, units]: each unit's chosen concept
+    m = len(sel)
+    rows = [dict(measure='selectivity_heldout', **bootstrap_auc_diff(a_test[:, :m], lab[:, :m], a_test[:, m:], lab[:, m:], n_boot, seed=seed))]
+    words = list(tw.CONCEPTS)
+    keep = [j for j, c in enumerate(attributed) if c in words]  # the attributed concept must be a toy word to be labelled
+    if keep:
+        la = h_test[:, [words.index(attributed[j]) for j in keep]]
+        rows.append(dict(measure='selectivity_attributed', **bootstrap_auc_diff(a_test[:, keep], la, a_test[:, [m + j for j in keep]], la, n_boot, seed=seed)))
+    per_unit = [dict(layer=att.layers[f // att.d_mlp], unit=f % att.d_mlp, attributed=attributed[j], chosen=words[ho['concept'][j]],
+                     auc_sel=round(float(ho['auc_sel'][j]), 3), auc_test=round(float(ho['auc_test'][j]), 3),
+                     random_auc_test=round(float(ho['auc_test'][m + j]), 3)) for j, f in enumerate(sel)]
+    return rows, per_unit
+
+# %% ../nbs/11_multimodal_neurons.ipynb #a13ms07
+def evaluate_measures(captioner:Captioner, found:'MultimodalNeurons', seeds:Sequence[int], # the toy scenes `found` was computed on
+                      fresh_seeds:Sequence[int], # other held-out scenes, for selectivity
+                      image_size:int=64, clip=None, # a ClipAdapter for CLIPScore (default: the shipped ToyCLIP)
+                      n_units:int=10, n_selective:int=40, cache:TensorCache|None=None, bert:bool=True,
+                      dictionary:frozenset|None=None, # the filter's dictionary `found` was computed with (default `dictionary_words()`)
+                      n_boot:int=2000, seed:int=0, batch_size:int=16) -> dict:
+    "Every measure of `found` vs layer-matched random units on the same scenes, unfiltered and with the same filter on both sides; 95% bootstrap intervals of each difference."
+    batch_size = check_batch_size(batch_size)
+    scenes = check_seeds(found, seeds, image_size)
+    imgs = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2)
+    lm, att = captioner.lm, found.attribution
+    fold = bool(found.info.get('fold_norm', False))
+    stats = cached_vocab_stats(lm, att.layers, dictionary, DECODE_K, fold, cache)
+    flat_ok = stats['interpretable'].flatten()
+    if any(bool(flat_ok[f]) != bool(v) for f, v in found.interpretable.items()):
+        raise ConfigError("`found` was filtered with another dictionary or decoding than this evaluation; pass the `dictionary` it was found with")
+    words, flat_top = vocab_strings(lm.tokenizer, lm.d_vocab), stats['top_ids'].flatten(0, 1)
+    if clip is None:
+        from neuronlens.models import load_model
+        clip = load_model('toyclip')
+    rows, per_unit, values = [], {}, {}
+    for units_kind, filt in (('all', False), ('filtered', True)):
+        pool = stats['interpretable'] if filt else None
+        mm = units_by_image(found, n_units, filt)
+        rnd = matched_random(mm, att.d_mlp, pool, seed)
+        tokens = {f: [words[t] for t in flat_top[f].tolist()] for us in (*mm.values(), *rnd.values()) for f in us}
+        v = {k: _unit_set_values(captioner, found, us, imgs, scenes, tokens, clip, fold, bert, batch_size) for k, us in (('multimodal', mm), ('random', rnd))}
+        values[units_kind] = v
+        for m in v['multimodal']:
+            rows.append(dict(measure=m, units=units_kind, **paired_bootstrap(v['multimodal'][m], v['random'][m], n_boot, seed=seed)))
+        sr, per_unit[units_kind] = _selectivity_rows(captioner, found, mm, pool, imgs, scenes, fresh_seeds, image_size, n_selective, n_boot, seed, batch_size)
+        rows += [dict(r, units=units_kind) for r in sr]
+    distinct = sorted(found.interpretable)
+    rand_frac = float(stats['interpretable'].float().mean(1)[[f // att.d_mlp for f in distinct]].mean())
+    return dict(rows=rows, n_images=len(scenes), n_fresh=len(fresh_seeds), n_units=n_units, interpretable_fraction=found.interpretable_fraction,
+                layer_matched_interpretable_fraction=rand_frac, paper_interpretable_fraction=0.5, selectivity_units=per_unit,
+                example=_example_unit(captioner, found, values['filtered']['multimodal'], units_by_image(found, n_units, True), seeds, fold),
+                values=values, fold_norm=fold)
+
+def _example_unit(captioner:Captioner, found:'MultimodalNeurons', mm_values:dict, units:dict, seeds:Sequence[int], fold:bool) -> dict|None:
+    "The decoded unit to show, chosen by the measure: of the image whose filtered units best name its concepts (graded contrast), the unit ranking its caption concept highest."
+    g = mm_values['graded_contrast']
+    if np.isnan(g).all(): return None
+    i = list(units)[int(np.nanargmax(g))]
+    pairs = _pairs(units[i], found.attribution.layers, found.attribution.d_mlp)
+    p = concept_percentiles(captioner.lm, pairs, torch.full((len(pairs), 1), int(found.targets.token_ids[i])), fold)[:, 0]
+    j = int(p.argmax()); f = units[i][j]
+    return dict(image=i, seed=int(seeds[i]), layer=pairs[j][0], unit=pairs[j][1], concept=found.targets.concepts[i], caption=found.targets.captions[i],
+                concept_percentile=float(p[j]), graded_contrast=float(g[list(units).index(i)]), tokens=found.decoded[f])
 
 # %% ../nbs/11_multimodal_neurons.ipynb #2054da25
 def plot_layer_counts(attribution:Attribution, title:str='Layers of the top attributed units'):
@@ -667,6 +1084,7 @@ def run_neurons_cli(args) -> int:
     from neuronlens.sources import source_from_args
     if args.n_images < 1: raise ConfigError(f"--n-images must be at least 1, got {args.n_images}")
     if args.top_k < 1: raise ConfigError(f"--top-k must be at least 1, got {args.top_k}")
+    check_batch_size(args.batch_size, '--batch-size')
     try: layers = None if args.layers is None else [int(v) for v in args.layers.split(',') if v.strip()]
     except ValueError: raise ConfigError(f"--layers must be comma-separated integers, got {args.layers!r}") from None
     toy = args.images.startswith('toy:')

@@ -24,11 +24,11 @@ from .models import CausalLMAdapter, PatchEncoder, ToyViT
 _logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['TOY_WORDS', 'pool_grid', 'pool_patches', 'ImageProjection', 'tiny_lm', 'tiny_encoder', 'first_noun', 'text_ids',
-           'as_images', 'Captioner', 'greedy_reference', 'build_caption_batch', 'position_ids', 'caption_loss',
-           'SceneSource', 'cache_features', 'ProjectionConfig', 'check_config', 'lr_at', 'step_indices', 'read_log',
-           'train_projection', 'caption_metrics', 'save_projection', 'load_projection', 'load_encoder',
-           'load_captioner', 'add_projection_train_args', 'run_projection_train_cli']
+__all__ = ['TOY_WORDS', 'DEFAULT_PROJECTIONS', 'pool_grid', 'pool_patches', 'ImageProjection', 'tiny_lm', 'tiny_encoder',
+           'first_noun', 'text_ids', 'as_images', 'Captioner', 'greedy_reference', 'build_caption_batch',
+           'position_ids', 'caption_loss', 'SceneSource', 'cache_features', 'ProjectionConfig', 'check_config', 'lr_at',
+           'embed_norm', 'step_indices', 'read_log', 'train_projection', 'caption_metrics', 'save_projection',
+           'load_projection', 'load_encoder', 'load_captioner', 'add_projection_train_args', 'run_projection_train_cli']
 
 # %% ../nbs/10_projection.ipynb #c551da7a
 def pool_grid(grid:tuple[int, int], # (rows, cols) of the encoder's patch grid
@@ -66,7 +66,9 @@ class ImageProjection(nn.Module):
     def __init__(self, d_enc:int, # width of the encoder's patch features
                  d_lm:int, # width of the LM's input embeddings (d_model)
                  n_tokens:int|None=None, # pool the patch grid to this many tokens; None keeps one token per patch
-                 grid:tuple[int, int]|None=None): # (h, w) of the encoder's patch grid; None: a square grid inferred from t
+                 grid:tuple[int, int]|None=None, # (h, w) of the encoder's patch grid; None: a square grid inferred from t
+                 out_norm:float|None=None, # None: the plain Linear (LiMBeR); else every soft token is L2-normalised to this norm
+                 learn_norm:bool=False): # with `out_norm`: the norm is a learned scalar initialised to `out_norm`
         super().__init__()
         for nm, v in (('d_enc', d_enc), ('d_lm', d_lm)):
             if not isinstance(v, (int, np.integer)) or v < 1: raise ConfigError(f"{nm} must be a positive int, got {v!r}")
@@ -75,6 +77,13 @@ class ImageProjection(nn.Module):
         self.d_enc, self.d_lm, self.n_tokens = int(d_enc), int(d_lm), n_tokens
         self.grid = tuple(int(g) for g in grid) if grid is not None else None
         self.proj = nn.Linear(self.d_enc, self.d_lm)
+        if out_norm is not None and not (isinstance(out_norm, (int, float)) and out_norm > 0): raise ConfigError(f"out_norm must be a positive number or None, got {out_norm!r}")
+        if learn_norm and out_norm is None: raise ConfigError("learn_norm=True needs an out_norm to start from")
+        self.out_norm, self.learn_norm = (None if out_norm is None else float(out_norm)), bool(learn_norm)
+        if self.out_norm is not None:
+            log_norm = torch.tensor(math.log(self.out_norm))
+            if self.learn_norm: self.log_norm = nn.Parameter(log_norm)
+            else: self.register_buffer('log_norm', log_norm)
 
     def forward(self, features:torch.Tensor) -> torch.Tensor:
         "Soft tokens [batch, n_tokens, d_lm] of patch features [batch, t, d_enc] (t = the grid, or already n_tokens)."
@@ -84,11 +93,19 @@ class ImageProjection(nn.Module):
         if self.n_tokens is not None and t != self.n_tokens:
             grid = self.grid or (math.isqrt(t),) * 2
             features = pool_patches(features, grid, self.n_tokens)  # [batch, n_tokens, d_enc]
-        return self.proj(features)  # [batch, n_tokens, d_lm]
+        y = self.proj(features)  # [batch, n_tokens, d_lm]
+        if self.out_norm is None: return y
+        return F.normalize(y, dim=-1) * self.log_norm.exp()
+
+    @property
+    def token_norm(self) -> float|None:
+        "The L2 norm every soft token has (None for the plain Linear, whose norms vary)."
+        return None if self.out_norm is None else float(self.log_norm.exp())
 
     def config(self) -> dict:
         "The JSON-able arguments that rebuild this module."
-        return dict(d_enc=self.d_enc, d_lm=self.d_lm, n_tokens=self.n_tokens, grid=list(self.grid) if self.grid else None)
+        c = dict(d_enc=self.d_enc, d_lm=self.d_lm, n_tokens=self.n_tokens, grid=list(self.grid) if self.grid else None)
+        return c if self.out_norm is None else {**c, 'out_norm': self.out_norm, 'learn_norm': self.learn_norm}
 
 # %% ../nbs/10_projection.ipynb #0580f27a
 TOY_WORDS = sorted({*tw.CONCEPTS, 'a', 'an', 'the', 'there', 'is', 'on', 'at', 'in', 'of', 'and', 'to', 'above', 'below',
@@ -143,6 +160,8 @@ def as_images(images) -> torch.Tensor:
         if a.ndim != 4 or a.shape[-1] not in (3, 4): raise ConfigError(f"images must be [batch, H, W, 3] arrays, got shape {a.shape}")
         x = torch.from_numpy(np.ascontiguousarray(a[..., :3])).permute(0, 3, 1, 2)
     if x.ndim != 4 or x.shape[1] != 3: raise ConfigError(f"image tensors must be [batch, 3, H, W], got {tuple(x.shape)}")
+    if x.is_floating_point() and x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ConfigError(f"float images must be in [0, 1], got values in [{float(x.min()):.3g}, {float(x.max()):.3g}]; pass uint8 (0-255) or floats scaled to [0, 1]")
     return x
 
 def _freeze(*modules:nn.Module):
@@ -155,14 +174,21 @@ def _freeze(*modules:nn.Module):
 class Captioner:
     "LiMBeR: a frozen `PatchEncoder`, a trained `ImageProjection` and a frozen `CausalLMAdapter`; images -> soft prompt -> captions."
     def __init__(self, encoder:PatchEncoder, lm:CausalLMAdapter, projection:ImageProjection,
-                 prompt:str='A picture of'): # the text after the image tokens (training and inference)
+                 prompt:str='A picture of', # the text after the image tokens (training and inference)
+                 prefix:str=''): # text before the image tokens, e.g. '<|im_start|>' (a real first token); '' (LiMBeR): the image opens the sequence
         if projection.d_enc != encoder.d_out: raise ConfigError(f"the encoder's patch features are {encoder.d_out} wide but the projection expects d_enc={projection.d_enc}")
         if projection.d_lm != lm.d_model: raise ConfigError(f"the projection writes {projection.d_lm}-wide tokens but the LM's embeddings are {lm.d_model} wide")
         if projection.grid is not None and tuple(projection.grid) != tuple(encoder.grid): raise ConfigError(f"the projection pools a {projection.grid} patch grid but the encoder's grid is {encoder.grid}")
         if projection.n_tokens is not None: pool_grid(encoder.grid, projection.n_tokens)
         if lm.tokenizer is None: raise ConfigError("the LM adapter has no tokenizer; captions need one")
         _freeze(encoder.model, lm.model)  # LiMBeR trains the projection only
-        self.encoder, self.lm, self.projection, self.prompt = encoder, lm, projection, prompt
+        if not isinstance(prefix, str): raise ConfigError(f"prefix must be a string, got {prefix!r}")
+        self.encoder, self.lm, self.projection, self.prompt, self.prefix = encoder, lm, projection, prompt, prefix
+
+    @property
+    def prefix_ids(self) -> list[int]:
+        "Token ids of the prefix (special tokens such as `<|im_start|>` are read as themselves)."
+        return text_ids(self.lm.tokenizer, [self.prefix])[0] if self.prefix else []
 
     def to(self, device:str|torch.device) -> 'Captioner':
         "Move encoder, projection and LM to `device`."
@@ -177,16 +203,18 @@ class Captioner:
     def prompt_embeds(self, image_tokens:torch.Tensor, # [batch, n, d_model]
                       prompt:str|Sequence[str]|None=None, # one prompt for all rows or one per row; None: `self.prompt`
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        "Input embeddings [batch, n + p, d_model] of image tokens then prompt, and the attention mask [batch, n + p] (rows left-padded)."
+        "Input embeddings [batch, f + n + p, d_model] of prefix, image tokens, prompt, and the attention mask (rows left-padded)."
         b, n, d = image_tokens.shape
         prompts = [self.prompt if prompt is None else prompt] * b if prompt is None or isinstance(prompt, str) else list(prompt)
         if len(prompts) != b: raise ConfigError(f"got {len(prompts)} prompts for {b} images")
         emb, ids = self.lm.model.get_input_embeddings(), text_ids(self.lm.tokenizer, prompts)
         p, dev = max(map(len, ids)), emb.weight.device
         x = image_tokens.to(dev, emb.weight.dtype)
-        rows = [torch.cat([x.new_zeros(p - len(t), d), x[i], emb(torch.tensor(t, dtype=torch.long, device=dev))]) for i, t in enumerate(ids)]
-        mask = torch.tensor([[0] * (p - len(t)) + [1] * (n + len(t)) for t in ids], device=dev)
-        return torch.stack(rows), mask  # [batch, n + p, d_model], [batch, n + p]
+        pre = self.prefix_ids
+        head = emb(torch.tensor(pre, dtype=torch.long, device=dev)) if pre else x.new_zeros(0, d)  # [f, d_model]
+        rows = [torch.cat([x.new_zeros(p - len(t), d), head, x[i], emb(torch.tensor(t, dtype=torch.long, device=dev))]) for i, t in enumerate(ids)]
+        mask = torch.tensor([[0] * (p - len(t)) + [1] * (len(pre) + n + len(t)) for t in ids], device=dev)
+        return torch.stack(rows), mask  # [batch, f + n + p, d_model], [batch, f + n + p]
 
     def caption(self, images, max_new_tokens:int=12, greedy:bool=True,
                 temperature:float=1.0, # sampling temperature (greedy=False)
@@ -209,7 +237,7 @@ class Captioner:
 
     first_noun = staticmethod(first_noun)
 
-    def __repr__(self): return f"Captioner({self.encoder!r}, {self.lm!r}, n_tokens={self.projection.n_tokens}, prompt={self.prompt!r})"
+    def __repr__(self): return f"Captioner({self.encoder!r}, {self.lm!r}, n_tokens={self.projection.n_tokens}, prompt={self.prompt!r}, prefix={self.prefix!r})"
 
 # %% ../nbs/10_projection.ipynb #359f9ae9
 def greedy_reference(captioner:Captioner, images, max_new_tokens:int=12) -> list[list[int]]:
@@ -323,6 +351,10 @@ class ProjectionConfig:
     min_lr_ratio:float = 0.1 # the cosine decays to lr * min_lr_ratio
     grad_clip:float = 1.0 # max gradient norm (0: off)
     prompt:str = 'A picture of' # text between the image tokens and the caption (paper)
+    prefix:str = '' # text before the image tokens, e.g. '<|im_start|>' ('' as in LiMBeR: the image opens the sequence)
+    out_norm:float|str|None = None # soft-token L2 norm: None (plain Linear, LiMBeR), a number, or 'embed' (the LM's mean token-embedding norm)
+    learn_norm:bool = False # with out_norm: learn the norm (a scalar initialised to out_norm)
+    init_from:str|None = None # a zoo projection (name or path) whose Linear starts the run (a warm start); None: random init
     n_train:int = 8192 # training scenes (features cached once; epochs wrap around)
     image_size:int = 64 # toy-world image side in pixels (the encoder's preprocess resizes)
     max_caption_tokens:int = 32
@@ -336,7 +368,7 @@ class ProjectionConfig:
     progress:bool = True # tqdm progress bar
 
 _RUN_KEYS = ('n_tokens', 'steps', 'batch_size', 'lr', 'betas', 'weight_decay', 'warmup', 'min_lr_ratio', 'grad_clip', 'prompt',
-             'n_train', 'image_size', 'max_caption_tokens', 'seed')  # what a resumed run must share with its checkpoint
+             'n_train', 'image_size', 'max_caption_tokens', 'seed', 'prefix', 'out_norm', 'learn_norm', 'init_from')  # what a resumed run must share with its checkpoint
 
 # %% ../nbs/10_projection.ipynb #adfd7980
 def check_config(cfg:ProjectionConfig) -> ProjectionConfig:
@@ -348,6 +380,11 @@ def check_config(cfg:ProjectionConfig) -> ProjectionConfig:
         raise ConfigError(f"need lr > 0, warmup >= 0, 0 <= min_lr_ratio <= 1, grad_clip >= 0; got lr={cfg.lr}, warmup={cfg.warmup}, min_lr_ratio={cfg.min_lr_ratio}, grad_clip={cfg.grad_clip}")
     if cfg.n_train < cfg.batch_size: raise ConfigError(f"n_train ({cfg.n_train}) must be at least batch_size ({cfg.batch_size})")
     if not isinstance(cfg.prompt, str): raise ConfigError(f"prompt must be a string, got {cfg.prompt!r}")
+    if not isinstance(cfg.prefix, str): raise ConfigError(f"prefix must be a string, got {cfg.prefix!r}")
+    if not (cfg.out_norm is None or cfg.out_norm == 'embed' or (isinstance(cfg.out_norm, (int, float)) and not isinstance(cfg.out_norm, bool) and cfg.out_norm > 0)):
+        raise ConfigError(f"out_norm must be None, a positive number or 'embed', got {cfg.out_norm!r}")
+    if cfg.learn_norm and cfg.out_norm is None: raise ConfigError("learn_norm needs an out_norm to start from")
+    if cfg.init_from is not None and not isinstance(cfg.init_from, str): raise ConfigError(f"init_from must be a zoo projection name or path, got {cfg.init_from!r}")
     tw._check_size(cfg.image_size)
     return cfg
 
@@ -356,6 +393,12 @@ def lr_at(step:int, cfg:ProjectionConfig) -> float:
     if step < cfg.warmup: return cfg.lr * (step + 1) / cfg.warmup
     t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup - 1))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+# %% ../nbs/10_projection.ipynb #a13embn1
+def embed_norm(lm:CausalLMAdapter, out_norm:float|str|None) -> float|None:
+    "`out_norm` as a number: 'embed' is the mean L2 norm of the LM's token embeddings (rows of W_E)."
+    if out_norm != 'embed': return out_norm
+    return float(lm.W_E.float().norm(dim=-1).mean())
 
 # %% ../nbs/10_projection.ipynb #a6235666
 def step_indices(step:int, batch_size:int, n:int, # optimizer step, captions per step, training scenes
@@ -379,7 +422,10 @@ def _atomic_write(path:Path, write) -> Path:
         if os.path.exists(tmp): os.remove(tmp)
     return path
 
-def _run_keys(cfg:dict) -> dict: return json.loads(json.dumps({k: cfg.get(k) for k in _RUN_KEYS}))
+def _run_keys(cfg:dict) -> dict:
+    "The settings a resumed run must share (keys an older checkpoint lacks take their defaults)."
+    d = dataclasses.asdict(ProjectionConfig())
+    return json.loads(json.dumps({k: cfg.get(k, d[k]) for k in _RUN_KEYS}))
 
 def _restore(out:Path, cfg:ProjectionConfig, projection:nn.Module, opt:torch.optim.Optimizer, main:bool=True) -> tuple[int, float]:
     "Load `out/checkpoint.pt` into the projection and optimizer; (step, training seconds so far), (0, 0.0) if none."
@@ -438,6 +484,13 @@ def _train_steps(cap:Captioner, proj:nn.Module, opt, acc, feats:torch.Tensor, sr
     return step, elapsed + time.time() - t_start
 
 # %% ../nbs/10_projection.ipynb #9a0c5dc3
+def _warm_start(projection:ImageProjection, init_from:str):
+    "Copy the Linear of zoo projection `init_from` into `projection` (same widths; a normalised output keeps only its directions)."
+    src, _ = load_projection(init_from)
+    if (src.d_enc, src.d_lm) != (projection.d_enc, projection.d_lm):
+        raise ConfigError(f"init_from {init_from!r} maps {src.d_enc} -> {src.d_lm} wide tokens, the run needs {projection.d_enc} -> {projection.d_lm}")
+    with torch.no_grad(): projection.proj.load_state_dict(src.proj.state_dict())
+
 def train_projection(encoder:PatchEncoder, # frozen image encoder
                      lm:CausalLMAdapter, # frozen LM (with tokenizer)
                      cfg:ProjectionConfig|None=None, # default `ProjectionConfig()`
@@ -450,7 +503,9 @@ def train_projection(encoder:PatchEncoder, # frozen image encoder
     acc = _accelerator(cfg.device)
     if cfg.batch_size % acc.num_processes: raise ConfigError(f"batch_size {cfg.batch_size} must divide among {acc.num_processes} processes")
     seed_everything(cfg.seed)
-    cap = Captioner(encoder, lm, ImageProjection(encoder.d_out, lm.d_model, cfg.n_tokens, encoder.grid), cfg.prompt)
+    cap = Captioner(encoder, lm, ImageProjection(encoder.d_out, lm.d_model, cfg.n_tokens, encoder.grid, embed_norm(lm, cfg.out_norm), cfg.learn_norm),
+                    cfg.prompt, cfg.prefix)
+    if cfg.init_from: _warm_start(cap.projection, cfg.init_from)
     cap.to(acc.device)  # the Captioner froze the encoder and the LM
     src = SceneSource('train', cfg.n_train, size=cfg.image_size)
     with acc.main_process_first(): feats = cache_features(encoder, src, cache, cfg.n_tokens, progress=cfg.progress and acc.is_main_process)
@@ -509,7 +564,7 @@ def load_projection(name_or_path:str|Path, # a zoo name ('projection-toy-encoder
     card = json.loads((base/f'{name}.json').read_text())
     if models._sha256(base/f'{name}.safetensors') != card.get('sha256'): raise CacheError(f"{base/name}.safetensors does not match the checksum in its card")
     c = card['projection']
-    proj = ImageProjection(c['d_enc'], c['d_lm'], c['n_tokens'], tuple(c['grid']) if c['grid'] else None)
+    proj = ImageProjection(c['d_enc'], c['d_lm'], c['n_tokens'], tuple(c['grid']) if c['grid'] else None, c.get('out_norm'), c.get('learn_norm', False))
     proj.load_state_dict({k: v.float() for k, v in load_file(str(base/f'{name}.safetensors')).items()})
     return proj.eval(), card
 
@@ -528,17 +583,31 @@ def load_encoder(name:str, # 'toy-encoder', 'efficientnet-lite0', 'random-toy-en
     if not isinstance(enc, PatchEncoder): raise ConfigError(f"{name!r} is a {type(enc).__name__}, not an image encoder; use toy-encoder, efficientnet-lite0 or random-toy-encoder")
     return enc
 
-def load_captioner(encoder:str='toy-encoder', # the encoder the projection was trained on (zoo file `projection-<encoder>`)
+DEFAULT_PROJECTIONS = {}  # encoder -> the zoo projection `load_captioner(encoder)` reads when none is named (else `projection-<encoder>`)
+
+def load_captioner(encoder:str='toy-encoder', # the encoder the projection was trained on
                    lm:CausalLMAdapter|None=None, # default: load the card's LM (SmolLM2-135M)
-                   root:str|Path|None=None) -> Captioner:
-    "The shipped LiMBeR captioner for `encoder`: encoder, projection and LM, as named in the projection's card."
-    proj, card = load_projection(f'projection-{encoder}', root)
+                   root:str|Path|None=None,
+                   projection:str|None=None, # a zoo projection name; None: `DEFAULT_PROJECTIONS` or `projection-<encoder>`
+                  ) -> Captioner:
+    "The shipped LiMBeR captioner for `encoder`: encoder, projection, LM and prompt (and prefix), as named in the projection's card."
+    name = projection or DEFAULT_PROJECTIONS.get(encoder, f'projection-{encoder}')
+    proj, card = load_projection(name, root)
+    if projection is not None and card.get('encoder', encoder) != encoder and encoder != 'toy-encoder':
+        raise ConfigError(f"projection {name!r} was trained on encoder {card.get('encoder')!r}, not {encoder!r}")
     lm = lm if lm is not None else models.load_causal_lm(card['lm'])
-    cap = Captioner(load_encoder(card['encoder'], card.get('seed', 0)), lm, proj, card.get('train_config', {}).get('prompt', 'A picture of'))
+    tc = card.get('train_config', {})
+    cap = Captioner(load_encoder(card['encoder'], card.get('seed', 0)), lm, proj, tc.get('prompt', 'A picture of'), tc.get('prefix', ''))
     cap.info = card
     return cap
 
 # %% ../nbs/10_projection.ipynb #95af9b02
+def _out_norm_arg(v:str):
+    "--out-norm: 'embed' or a positive number."
+    if v == 'embed': return v
+    try: return float(v)
+    except ValueError: raise argparse.ArgumentTypeError(f"--out-norm must be 'embed' or a number, got {v!r}") from None
+
 def add_projection_train_args(p:argparse.ArgumentParser):
     "Options of `neuronlens train projection`."
     d = ProjectionConfig()
@@ -548,6 +617,11 @@ def add_projection_train_args(p:argparse.ArgumentParser):
                            ('--warmup', 'warmup', int), ('--n-train', 'n_train', int), ('--n-eval', 'n_eval', int), ('--seed', 'seed', int),
                            ('--ckpt-every', 'ckpt_every', int), ('--max-minutes', 'max_minutes', float)):
         p.add_argument(flag, dest=key, type=typ, default=getattr(d, key), help=f'(default: {getattr(d, key)})')
+    p.add_argument('--prefix', default=d.prefix, help="text before the image tokens, e.g. '<|im_start|>' (default: none, as in LiMBeR)")
+    p.add_argument('--out-norm', dest='out_norm', type=_out_norm_arg, default=None, help="soft-token L2 norm: a number or 'embed' (the LM's mean token-embedding norm); default: the plain Linear")
+    p.add_argument('--learn-norm', dest='learn_norm', action='store_true', help='learn the soft-token norm (a scalar starting at --out-norm)')
+    p.add_argument('--init-from', dest='init_from', default=None, help='warm start: a zoo projection (name or path) whose Linear starts the run (default: random init)')
+    p.add_argument('--name', default=None, help='zoo name that --ship writes (default: projection-<encoder>)')
     p.add_argument('--bf16', action='store_true', help='bf16 autocast for the LM')
     p.add_argument('--device', default=None, help="cpu, cuda, ... (default: accelerate's choice)")
     p.add_argument('--out', type=Path, default=None, help='run folder (default: runs/projection-<encoder>)')
@@ -575,5 +649,5 @@ def run_projection_train_cli(args:argparse.Namespace) -> int:
         command = getattr(args, 'command_line', None) or shlex.join(['neuronlens', *sys.argv[1:]] if Path(sys.argv[0]).name == 'neuronlens' else sys.argv)
         meta = dict(encoder=args.encoder, lm=args.lm, command=command, seed=cfg.seed, train_config=dataclasses.asdict(cfg), git_commit=_git_commit(),
                     **{k: cap.info.get(k) for k in ('metrics', 'train_seconds', 's_per_step', 'steps', 'device', 'processes')})
-        print(save_projection(cap.projection, f'projection-{stem}', meta, args.zoo))
+        print(save_projection(cap.projection, getattr(args, 'name', None) or f'projection-{stem}', meta, args.zoo))
     return 0
