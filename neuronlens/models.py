@@ -23,8 +23,9 @@ _logger = logging.getLogger(__name__)
 __all__ = ['ZOO', 'HookSite', 'HookedAdapter', 'ImagePreprocess', 'mha_weights', 'clip_block_weights', 'clip_hook_table',
            'ClipAdapter', 'load_clip', 'make_conv_stem', 'toyclip_config', 'create_toyclip', 'WordTokenizer', 'ToyViT',
            'lm_hook_table', 'CausalLMAdapter', 'load_smollm2', 'load_causal_lm', 'PatchEncoder', 'hf_vit_encoder',
-           'open_clip_encoder', 'efficientnet_encoder', 'toy_vit_encoder', 'load_efficientnet_lite0',
-           'imagenet_classes', 'zoo_dir', 'ZooEntry', 'save_zoo_model', 'load_zoo_model', 'load_model']
+           'open_clip_encoder', 'efficientnet_encoder', 'toy_vit_encoder', 'load_image_encoder',
+           'load_efficientnet_lite0', 'imagenet_classes', 'zoo_dir', 'ZooEntry', 'save_zoo_model', 'load_zoo_model',
+           'load_model']
 
 # %% ../nbs/02_models.ipynb #79b03a61
 @dataclasses.dataclass(frozen=True)
@@ -606,6 +607,38 @@ def toy_vit_encoder(model:ToyViT, preprocess:ImagePreprocess|None=None) -> Patch
     "The patch tokens of a `ToyViT` (CLS dropped)."
     g = model.config['image_size'] // model.config['patch_size']
     return PatchEncoder(model, lambda m, x: m(x)[:, 1:].unflatten(1, (x.shape[-2] // model.config['patch_size'], -1)), preprocess or ImagePreprocess((model.config['image_size'],) * 2), 'toy-encoder')
+
+# %% ../nbs/02_models.ipynb #d7e6f5a1
+_HF_VISION_TYPES = ('vit', 'beit', 'deit', 'dinov2', 'data2vec-vision')
+
+def _hf_preprocess(folder:Path, config) -> ImagePreprocess:
+    "The `ImagePreprocess` of a transformers vision folder: its preprocessor_config.json, else the config's size with [-1, 1] scaling."
+    size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
+    try: pc = json.loads((folder/'preprocessor_config.json').read_text())
+    except (OSError, ValueError): return ImagePreprocess((size, size), resize_mode='squash')
+    s = pc.get('crop_size') if pc.get('do_center_crop') else pc.get('size')
+    hw = (s, s) if isinstance(s, int) else (s.get('height', s.get('shortest_edge', size)), s.get('width', s.get('shortest_edge', size))) if isinstance(s, dict) else (size, size)
+    return ImagePreprocess(tuple(hw), tuple(pc.get('image_mean', (0.5,) * 3)), tuple(pc.get('image_std', (0.5,) * 3)),
+                           'shortest' if pc.get('do_center_crop') else 'squash', 'bilinear' if pc.get('resample') == 2 else 'bicubic')
+
+def load_image_encoder(spec:str|Path, # a transformers ViT/BEiT folder, 'open_clip:<arch>[:<checkpoint>]' or 'open_clip:local-dir:<folder>'
+                      ) -> PatchEncoder:
+    "A local image encoder as a `PatchEncoder`: a transformers ViT/BEiT folder or an open_clip image tower; never downloads."
+    s = str(spec)
+    if s.startswith('open_clip:'):
+        rest = s[len('open_clip:'):]
+        arch, ckpt = (rest, None) if rest.startswith('local-dir:') else (rest.split(':', 1) + [None])[:2]
+        enc = open_clip_encoder(load_clip(arch, pretrained=ckpt or None))
+    elif Path(s).is_dir() and (Path(s)/'config.json').exists():
+        from transformers import AutoConfig, AutoModel
+        cfg = AutoConfig.from_pretrained(s, local_files_only=True)
+        if cfg.model_type not in _HF_VISION_TYPES: raise ConfigError(f"{s} holds a {cfg.model_type!r} model; image encoders from transformers folders: {', '.join(_HF_VISION_TYPES)}")
+        kw = dict(add_pooling_layer=False) if cfg.model_type in ('vit', 'beit', 'deit', 'data2vec-vision') else {}
+        with _quiet_hf(): model = AutoModel.from_pretrained(s, local_files_only=True, **kw)
+        enc = hf_vit_encoder(model, _hf_preprocess(Path(s), cfg))
+    else: raise WeightsNotFoundError(f"no image encoder at {s!r}: give a transformers ViT/BEiT folder (save_pretrained), 'open_clip:<arch>:<checkpoint>' or 'open_clip:local-dir:<folder>'; neuronlens never downloads")
+    enc.name = s
+    return enc
 
 # %% ../nbs/02_models.ipynb #85295002
 def load_efficientnet_lite0() -> PatchEncoder:

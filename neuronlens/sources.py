@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'BadImageError', 'decode_image', 'Record', 'ImageSource', 'folder_source', 'wds_source', 'hf_source',
-           'image_source', 'toy_source', 'add_source_args', 'source_from_args']
+           'image_source', 'toy_source', 'add_source_args', 'source_from_args', 'TrainingData',
+           'training_data_from_args']
 
 # %% ../nbs/04_sources.ipynb #1a0ff8cd
 class BadImageError(ConfigError):
@@ -281,11 +282,11 @@ def toy_source(split:str, n:int|None, size:int=64) -> ImageSource:
         return [Record(f'toy:{split}:{s}', im, c) for s, im, c in zip(seeds[a:b], batch['image'], batch['caption'])]
     return ImageSource(f'toy:{split}:{size}px:n={n}', n, read, (size, size), 'shortest', False, True)
 
-# %% ../nbs/04_sources.ipynb #82673495
+# %% ../nbs/04_sources.ipynb #b2ea06f9
 def add_source_args(p, default:str='toy:test', # the default --images
                     captions:bool=False): # also the caption options (for training data)
     "Add --images, --skip-bad, --image-key, --split (and --captions, --caption-key) to an argparse parser."
-    p.add_argument('--images', default=default, help=f"'toy:<split>', a folder of JPEG/PNG images, 'wds:/data/shard-{{000..009}}.tar' (webdataset) or 'hf:/path' (datasets save_to_disk or parquet) (default: {default})")
+    p.add_argument('--images', default=default, help=f"'toy:<split>', a folder of JPEG/PNG images, 'wds:/data/shard-{{000..009}}.tar' (webdataset) or 'hf:/path' (datasets save_to_disk or parquet) (default: {default or 'the toy world'})")
     p.add_argument('--skip-bad', action='store_true', help='skip unreadable images (counted in the summary) instead of stopping with an error naming the file')
     p.add_argument('--image-key', default=None, help='webdataset member extension / HF column of the image (default: jpg/jpeg/png/webp; the datasets.Image or image column)')
     p.add_argument('--split', default=None, help="split of a saved HF DatasetDict (default: train, or its only split)")
@@ -302,3 +303,35 @@ def source_from_args(args, n:int|None, size, resize_mode:str='shortest', caption
         raise ConfigError(f"training on the folder {spec} needs its captions: pass --captions FILE (.csv filename,caption or .jsonl)")
     return image_source(spec, n, size, resize_mode, getattr(args, 'skip_bad', False), getattr(args, 'captions', None),
                         getattr(args, 'image_key', None), ck if captions else None, getattr(args, 'split', None))
+
+# %% ../nbs/04_sources.ipynb #e3d5084a
+class TrainingData:
+    "A captioned `ImageSource` as LiMBeR training data: images by position, their captions, and a cache key."
+    def __init__(self, source:ImageSource):
+        if not source.captioned: raise ConfigError(f"training data needs captions; {source.id} has none (folders: --captions FILE; wds: --caption-key txt; hf: --caption-key caption)")
+        self.source, self.index = source, np.arange(source.n)
+        if source.skip_bad: self.index = np.concatenate([source.load_indexed(a, min(a + 256, source.n))[1] for a in range(0, source.n, 256)])
+        if len(self.index) == 0: raise ConfigError(f"no readable images in {source.id}")
+        self.n = len(self.index)
+
+    def images(self, lo:int, hi:int):
+        "uint8 images [hi - lo, 3, H, W] (a torch tensor) of training images lo..hi-1."
+        import torch
+        idx = self.index[lo:hi]
+        contiguous = len(idx) and idx[-1] - idx[0] == len(idx) - 1
+        a = self.source.load(int(idx[0]), int(idx[-1]) + 1) if contiguous else np.concatenate([self.source.load(int(i), int(i) + 1) for i in idx])
+        return torch.from_numpy(a).permute(0, 3, 1, 2)
+
+    def captions(self, index:Sequence[int], epochs:Sequence[int]|None=None) -> list[str]:
+        "Captions of training images `index` (the same in every epoch)."
+        return self.source.captions([int(self.index[int(i)]) for i in index])
+
+    def key(self) -> dict: return dict(source=self.source.id, n=self.n)  # the feature cache's key for this data
+
+    @property
+    def tag(self) -> str: return hashlib.sha256(self.source.id.encode()).hexdigest()[:8]
+
+def training_data_from_args(args, preprocess) -> TrainingData|None:
+    "The `TrainingData` named by `--images` and its caption options at the encoder's input size; None without `--images`."
+    if getattr(args, 'images', None) is None: return None
+    return TrainingData(source_from_args(args, getattr(args, 'n_train', None), tuple(preprocess.size), preprocess.resize_mode, captions=True))
