@@ -317,6 +317,8 @@ class SceneSource:
         return out
 
 # %% ../nbs/10_projection.ipynb #51df3f25
+def _data_key(src) -> dict: return src.key() if hasattr(src, 'key') else dataclasses.asdict(src)
+
 def cache_features(encoder:PatchEncoder, images_or_source, # a `SceneSource`, or images (see `as_images`)
                    cache:TensorCache|None=None, # default: `TensorCache()` under `default_cache_dir()`
                    n_tokens:int|None=None, # store features pooled to this many tokens (None: the full grid)
@@ -324,17 +326,17 @@ def cache_features(encoder:PatchEncoder, images_or_source, # a `SceneSource`, or
     "Patch features [N, t, d_out] (float32) of a `SceneSource` or of images, encoded once and then read from `cache`."
     if n_tokens is not None: pool_grid(encoder.grid, n_tokens)  # fail before encoding anything
     src = images_or_source
-    imgs = None if isinstance(src, SceneSource) else as_images(src)
+    imgs = None if hasattr(src, 'images') else as_images(src)  # a SceneSource or sources.TrainingData, else plain images
     n, get = (src.n, src.images) if imgs is None else (len(imgs), lambda lo, hi: imgs[lo:hi])
     key = cache_key(encoder=state_dict_hash(encoder.model), preprocess=dataclasses.asdict(encoder.preprocess), grid=list(encoder.grid),
-                    data=dataclasses.asdict(src) if imgs is None else imgs, n_tokens=n_tokens, dtype='float16')
+                    data=_data_key(src) if imgs is None else imgs, n_tokens=n_tokens, dtype='float16')
     def encode():
         out = []
         for lo in tqdm(range(0, n, batch_size), desc='encoding', disable=not progress, leave=False):
             with torch.no_grad(): f = encoder.encode(get(lo, min(lo + batch_size, n)))  # [batch, h*w, d_out]
             out.append((pool_patches(f, encoder.grid, n_tokens) if n_tokens else f).half().cpu())
         return {'features': torch.cat(out)}
-    meta = dict(encoder=encoder.name, n=n, n_tokens=n_tokens, source=dataclasses.asdict(src) if imgs is None else 'images')
+    meta = dict(encoder=encoder.name, n=n, n_tokens=n_tokens, source=_data_key(src) if imgs is None else 'images')
     return (cache if cache is not None else TensorCache()).get_or_compute('patch-features', key, encode, meta)['features'].float()
 
 # %% ../nbs/10_projection.ipynb #8efa06f4
@@ -497,7 +499,8 @@ def train_projection(encoder:PatchEncoder, # frozen image encoder
                      out_dir:str|Path='runs/projection', # checkpoint, metrics.jsonl, summary.json
                      resume:bool=True, # continue from `out_dir/checkpoint.pt` if there is one
                      until:int|None=None, # stop after this step (the schedule still spans cfg.steps), as an interruption would
-                     cache:TensorCache|None=None) -> Captioner: # feature cache; default `TensorCache()`
+                     cache:TensorCache|None=None, # feature cache; default `TensorCache()`
+                     data=None) -> Captioner: # captioned training data (`sources.TrainingData`); None: toy-world train scenes
     "Train a LiMBeR projection from `encoder`'s patch features into `lm`'s input embeddings on toy-world captions; resumable."
     cfg, out = check_config(cfg or ProjectionConfig()), Path(out_dir)
     acc = _accelerator(cfg.device)
@@ -507,7 +510,7 @@ def train_projection(encoder:PatchEncoder, # frozen image encoder
                     cfg.prompt, cfg.prefix)
     if cfg.init_from: _warm_start(cap.projection, cfg.init_from)
     cap.to(acc.device)  # the Captioner froze the encoder and the LM
-    src = SceneSource('train', cfg.n_train, size=cfg.image_size)
+    src = data if data is not None else SceneSource('train', cfg.n_train, size=cfg.image_size)
     with acc.main_process_first(): feats = cache_features(encoder, src, cache, cfg.n_tokens, progress=cfg.progress and acc.is_main_process)
     opt = torch.optim.AdamW(cap.projection.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     out.mkdir(parents=True, exist_ok=True)
@@ -519,7 +522,7 @@ def train_projection(encoder:PatchEncoder, # frozen image encoder
     if cap.info['finished'] and acc.is_main_process:
         log = read_log(out)
         cap.info['s_per_step'] = float(np.median([r['s_per_step'] for r in log if 's_per_step' in r])) if log else None
-        if cfg.n_eval: cap.info['metrics'] = caption_metrics(cap, 'test', cfg.n_eval, image_size=cfg.image_size)
+        if cfg.n_eval and data is None: cap.info['metrics'] = caption_metrics(cap, 'test', cfg.n_eval, image_size=cfg.image_size)
         with open(out/'metrics.jsonl', 'a') as fh: fh.write(json.dumps(dict(step=step, eval=cap.info.get('metrics'))) + '\n')
         _atomic_write(out/'summary.json', lambda p: Path(p).write_text(json.dumps(cap.info, indent=1)))
     acc.wait_for_everyone()
@@ -569,9 +572,10 @@ def load_projection(name_or_path:str|Path, # a zoo name ('projection-toy-encoder
     return proj.eval(), card
 
 # %% ../nbs/10_projection.ipynb #67bc69af
-def load_encoder(name:str, # 'toy-encoder', 'efficientnet-lite0', 'random-toy-encoder', or a zoo ToyViT .safetensors path
+def load_encoder(name:str, # 'toy-encoder', 'efficientnet-lite0', 'random-toy-encoder', a zoo ToyViT .safetensors path, a ViT/BEiT folder, 'open_clip:...'
                  seed:int=0) -> PatchEncoder: # seed of the random-init baseline
     "An image encoder for LiMBeR by name; 'random-toy-encoder' is the toy encoder's architecture with random weights (the baseline)."
+    if name.startswith('open_clip:') or Path(name).is_dir(): return models.load_image_encoder(name)  # a local ViT/BEiT folder or open_clip tower
     if name == 'random-toy-encoder':
         try: card = json.loads((models.zoo_dir()/'toy-encoder.json').read_text()); config, pre = card['config'], models._card_preprocess(card, card['config']['image_size'])
         except (OSError, KeyError, ValueError): config, pre = {}, None
@@ -611,7 +615,7 @@ def _out_norm_arg(v:str):
 def add_projection_train_args(p:argparse.ArgumentParser):
     "Options of `neuronlens train projection`."
     d = ProjectionConfig()
-    p.add_argument('--encoder', default='toy-encoder', help="image encoder: toy-encoder, efficientnet-lite0, random-toy-encoder, or a zoo ToyViT .safetensors path (default: toy-encoder)")
+    p.add_argument('--encoder', default='toy-encoder', help="image encoder: toy-encoder, efficientnet-lite0, random-toy-encoder, a zoo ToyViT .safetensors path, a transformers ViT/BEiT folder, open_clip:<arch>:<checkpoint> or open_clip:local-dir:<folder> (default: toy-encoder)")
     p.add_argument('--lm', default='smollm2-135m', help='frozen LM: smollm2-135m or a local save_pretrained folder (default: smollm2-135m)')
     for flag, key, typ in (('--steps', 'steps', int), ('--batch-size', 'batch_size', int), ('--n-tokens', 'n_tokens', int), ('--lr', 'lr', float),
                            ('--warmup', 'warmup', int), ('--n-train', 'n_train', int), ('--n-eval', 'n_eval', int), ('--seed', 'seed', int),
@@ -630,6 +634,8 @@ def add_projection_train_args(p:argparse.ArgumentParser):
     p.add_argument('--no-progress', dest='progress', action='store_false', help='no progress bar')
     p.add_argument('--ship', action='store_true', help='write projection-<encoder>.safetensors/.json into the zoo when done')
     p.add_argument('--zoo', type=Path, default=None, help='where --ship writes (default: the package zoo)')
+    from neuronlens.sources import add_source_args
+    add_source_args(p, default=None, captions=True)  # --images: captioned training data (folder + --captions, wds:, hf:) instead of the toy world
 
 # %% ../nbs/10_projection.ipynb #848eb38d
 def _git_commit() -> str|None:
@@ -640,9 +646,12 @@ def run_projection_train_cli(args:argparse.Namespace) -> int:
     "Run `neuronlens train projection`: load encoder and LM, train (resuming), print the metrics, and ship if asked."
     keys = {f.name for f in dataclasses.fields(ProjectionConfig)}
     cfg = check_config(ProjectionConfig(**{k: v for k, v in vars(args).items() if k in keys and v is not None or k == 'max_minutes'}))
-    stem = Path(args.encoder).stem if args.encoder.endswith('.safetensors') else args.encoder
+    stem = Path(args.encoder).stem if args.encoder.endswith('.safetensors') else Path(args.encoder.split(':')[-1]).stem or args.encoder
     encoder, lm = load_encoder(args.encoder, cfg.seed), models.load_causal_lm(args.lm)
-    cap = train_projection(encoder, lm, cfg, args.out or Path('runs')/f'projection-{stem}', args.resume, cache=TensorCache(args.cache) if args.cache else None)
+    from neuronlens.sources import training_data_from_args
+    data = training_data_from_args(args, encoder.preprocess)  # None: the toy world
+    cap = train_projection(encoder, lm, cfg, args.out or Path('runs')/(f'projection-{stem}' + (f'-{data.tag}' if data else '')), args.resume,
+                           cache=TensorCache(args.cache) if args.cache else None, data=data)
     print(json.dumps({k: v for k, v in cap.info.items() if k != 'config'}, indent=1))
     if not cap.info['finished']: print(f"stopped at step {cap.info['steps']} of {cfg.steps}; run the same command again to resume", file=sys.stderr); return 0
     if args.ship:
