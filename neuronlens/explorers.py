@@ -16,11 +16,11 @@ from .records import (NeuronRecord, SecondOrderLayer, MultimodalView, second_ord
                                 search_terms, first_order_terms)
 
 # %% auto #0
-__all__ = ['plot_values', 'plot_terms', 'overlay', 'plot_map', 'plot_units', 'plot_ablation_probs', 'refresh', 'images_html',
-           'scores_html', 'record_header_html', 'senses_html', 'SecondOrderExplorer', 'second_order_explorer',
-           'MultimodalExplorer', 'multimodal_explorer', 'plot_norm_scatter', 'ComparisonView', 'comparison_view',
-           'main_job_layer', 'main_job_view', 'explorer_notebook', 'start_lab', 'wait_for_lab', 'register_commands',
-           'demo_section']
+__all__ = ['plot_values', 'plot_terms', 'overlay', 'plot_map', 'plot_units', 'plot_ablation_probs', 'draw', 'refresh',
+           'images_html', 'scores_html', 'record_header_html', 'senses_html', 'segmentation_overlay',
+           'SecondOrderExplorer', 'second_order_explorer', 'MultimodalExplorer', 'multimodal_explorer',
+           'plot_norm_scatter', 'ComparisonView', 'comparison_view', 'main_job_layer', 'main_job_view',
+           'explorer_notebook', 'start_lab', 'wait_for_lab', 'register_commands', 'demo_section']
 
 # %% ../nbs/30_explorers.ipynb #774006d9
 def plot_values(values:np.ndarray, # [n_images] a unit's value on every image
@@ -91,16 +91,23 @@ def plot_ablation_probs(ks:Sequence[int], p_top:Sequence[float], p_random:Sequen
                       margin=dict(l=50, r=10, t=40 if title else 10, b=40), template='plotly_white', legend=dict(x=0.45, y=0.98))
     return fig
 
-# %% ../nbs/30_explorers.ipynb #921018b8
+# %% ../nbs/30_explorers.ipynb #ed120a39
+def draw(current, fig):
+    "A `FigureWidget` showing `fig`: a new one the first time (plotly's widget takes its first state from its constructor), else `current` refreshed."
+    import plotly.graph_objects as go
+    return go.FigureWidget(fig) if current is None else refresh(current, fig)
+
 def refresh(widget, fig):
-    "Copy the traces and layout of a freshly drawn `fig` into an existing `FigureWidget`, in one batch."
+    "Copy the traces and layout of a freshly drawn `fig` into an existing `FigureWidget`, in one batch (the template stays as first drawn)."
+    layout = fig.layout.to_plotly_json()
+    layout.pop('template', None)  # the same for every figure of an explorer: not sent again
     with widget.batch_update():
         if len(widget.data) == len(fig.data) and all(a.type == b.type for a, b in zip(widget.data, fig.data)):
             for a, b in zip(widget.data, fig.data): a.update(b.to_plotly_json(), overwrite=True)
         else:
             widget.data = []
             widget.add_traces(list(fig.data))
-        widget.layout.update(fig.layout.to_plotly_json(), overwrite=True)
+        widget.layout.update(layout)
     return widget
 
 # %% ../nbs/30_explorers.ipynb #3f7d9fd3
@@ -141,14 +148,20 @@ def senses_html(rec:NeuronRecord, size:int=56) -> str:
         parts.append(f"<div><b>{html.escape(str(s['sense']))}</b>{share}{fresh}{top}{images_html(rec.images.get(f'sense{j}'), size=size) if f'sense{j}' in rec.images else ''}</div>")
     return ''.join(parts)
 
-# %% ../nbs/30_explorers.ipynb #37751274
-def _segmentation_fn():
-    "The zero-shot segmentation of `neuronlens.applications`, if the installed library has one."
-    try: from neuronlens import applications
+# %% ../nbs/30_explorers.ipynb #6fd712e9
+def segmentation_overlay(L:SecondOrderLayer, image:np.ndarray, # uint8 [H, W, 3]
+                         text:str) -> np.ndarray|None:
+    "[H, W] map in [0, 1]: `neuronlens.applications`' zero-shot segmentation of `image` for `text` from this layer's top neurons by |direction . class|; None if the library has none."
+    try: from neuronlens import applications as ap
     except ImportError: return None
-    return getattr(applications, 'segment_image', None) or getattr(applications, 'zero_shot_segmentation', None)
+    if L.clip is None or not all(hasattr(ap, f) for f in ('class_embeddings', 'neuron_selection', 'segmentation_maps', 'upsample_maps')): return None
+    emb = ap.class_embeddings(L.clip, [text])  # [1, d_out]
+    W = ap.neuron_selection({L.layer: L.run}, emb, top_k=min(200, L.d_mlp))
+    maps = ap.segmentation_maps(L.clip, image[None], torch.zeros(1, dtype=torch.long), emb, {'second-order neurons': W}, [L.layer],
+                                methods=('second-order neurons',))
+    return ap.upsample_maps(maps['second-order neurons'], image.shape[:2])[0].numpy()
 
-# %% ../nbs/30_explorers.ipynb #e1db6106
+# %% ../nbs/30_explorers.ipynb #0f883be4
 import ipywidgets as widgets
 
 class SecondOrderExplorer(widgets.VBox):
@@ -166,7 +179,7 @@ class SecondOrderExplorer(widgets.VBox):
         self.seg_text = widgets.Text(placeholder='a class, e.g. red circle', description='segment')
         self.header, self.scores, self.top_html, self.range_html, self.senses = (widgets.HTML() for _ in range(5))
         self.seg_html = widgets.HTML()
-        self.hist, self.terms, self.map = (go.FigureWidget(f) for f in (go.Figure(), go.Figure(), go.Figure()))
+        self.hist = self.terms = self.map = None  # FigureWidgets, made by the first `show`
         self.neuron.observe(lambda ch: self.show(ch['new']), 'value')
         self.significant.observe(lambda ch: ch['new'] is not None and self._set(ch['new']), 'value')
         self.query.observe(lambda ch: self.search(ch['new']), 'value')
@@ -174,11 +187,11 @@ class SecondOrderExplorer(widgets.VBox):
         self.top_pick.observe(lambda ch: self.show_map(ch['new']), 'value')
         self.range_pick.observe(lambda ch: ch['new'] is not None and self.show_range(ch['new']), 'value')
         self.seg_text.observe(lambda ch: self.segment(ch['new']), 'value')
+        self.show(sig[0] if neuron is None and sig else int(neuron or 0))
         row = widgets.HBox
         super().__init__([row([self.neuron, self.significant]), row([self.query, self.hits]), self.header, self.scores,
                           row([self.hist, self.terms]), row([widgets.VBox([self.top_pick, self.top_html]), self.map]),
                           self.range_pick, self.range_html, widgets.HTML('<b>senses</b>'), self.senses, self.seg_text, self.seg_html])
-        self.show(sig[0] if neuron is None and sig else int(neuron or 0))
 
     def _label(self, n:int) -> str: return f"{n}: " + ', '.join(w for w, _ in self.L.terms[n][:3])
     def _set(self, n:int):
@@ -191,7 +204,7 @@ class SecondOrderExplorer(widgets.VBox):
         if n not in self._records: self._records[n] = second_order_record(self.L, n)
         return self._records[n]
 
-# %% ../nbs/30_explorers.ipynb #84a419d4
+# %% ../nbs/30_explorers.ipynb #540f0110
 def _show(self, n:int):
     "Draw neuron `n`: header, scores, histogram, decomposition, top images, map, ranges, senses."
     if self.neuron.value != int(n):
@@ -199,8 +212,8 @@ def _show(self, n:int):
         return self.rec
     rec = self.record(int(n)); self.rec = rec
     self.header.value, self.scores.value = record_header_html(rec), scores_html(rec.scores)
-    refresh(self.hist, plot_values(rec.values, rec.value_name, title=f'neuron {rec.unit}: effect norm over {len(rec.values)} images'))
-    refresh(self.terms, plot_terms(rec.description, rec.description_kind, title='decomposition'))
+    self.hist = draw(self.hist, plot_values(rec.values, rec.value_name, title=f'neuron {rec.unit}: effect norm over {len(rec.values)} images'))
+    self.terms = draw(self.terms, plot_terms(rec.description, rec.description_kind, title='decomposition'))
     self.top_html.value = images_html(rec.images['top'], [f'#{i}: {rec.values[i]:.3g}' for i in rec.top])
     self.top_pick.max = max(len(rec.top) - 1, 0)
     self.show_map(min(self.top_pick.value, self.top_pick.max))
@@ -212,13 +225,13 @@ def _show(self, n:int):
     return rec
 SecondOrderExplorer.show = _show
 
-# %% ../nbs/30_explorers.ipynb #b2b7a5ec
+# %% ../nbs/30_explorers.ipynb #072669cf
 def _show_map(self, i:int):
     "Draw the neuron's patch activations over its `i`-th top image."
     rec = self.rec
     if not len(rec.top): return
     amap = rec.maps['top'][i] if 'top' in rec.maps else None
-    refresh(self.map, plot_map(rec.images['top'][i], amap, title=f"image {rec.top[i]}" + ('' if amap is not None else ' (no map: open the layer with its model)')))
+    self.map = draw(self.map, plot_map(rec.images['top'][i], amap, title=f"image {rec.top[i]}" + ('' if amap is not None else ' (no map: open the layer with its model)')))
 
 def _show_range(self, j:int):
     "Show the images of the neuron's `j`-th effect range."
@@ -233,17 +246,20 @@ def _search(self, query:str) -> list:
 
 SecondOrderExplorer.show_map, SecondOrderExplorer.show_range, SecondOrderExplorer.search = _show_map, _show_range, _search
 
-# %% ../nbs/30_explorers.ipynb #a8420af0
+# %% ../nbs/30_explorers.ipynb #ce3059e5
 def _segment(self, text:str):
     "Overlay `applications`' zero-shot segmentation of the chosen top image for the class `text`, if available."
-    fn = _segmentation_fn()
+    from neuronlens.core import NeuronLensError
     if not text: self.seg_html.value = ''; return
-    if fn is None or self.L.clip is None:
+    img = self.rec.images['top'][self.top_pick.value]
+    try: m = segmentation_overlay(self.L, img, text)
+    except (NeuronLensError, TypeError, AttributeError) as e:  # a bad class text, or an applications module of another version
+        self.seg_html.value = f'<p><em>Segmentation failed: {html.escape(str(e))}</em></p>'; return
+    if m is None:
         self.seg_html.value = ('<p><em>Segmentation is not available here: it needs <code>neuronlens.applications</code> '
                                '(zero-shot segmentation) and the layer\'s model.</em></p>'); return
-    img = self.rec.images['top'][self.top_pick.value]
-    mask = np.asarray(fn(self.L.clip, img, text), np.float32)
-    self.seg_html.value = images_html(np.stack([img, overlay(img, mask)]), ['image', f'segmentation: {text}'], size=128)
+    self.seg_html.value = images_html(np.stack([img, overlay(img, m), overlay(img, (m > 0.5).astype(np.float32))]),
+                                      ['image', f'map: {text}', 'mask (> 0.5)'], size=128)
 SecondOrderExplorer.segment = _segment
 
 # %% ../nbs/30_explorers.ipynb #8fc10c14
@@ -253,7 +269,7 @@ def second_order_explorer(layer:SecondOrderLayer, # from `records.open_layer`
     "The second-order neuron explorer of a cached layer, as one widget."
     return SecondOrderExplorer(layer, neuron)
 
-# %% ../nbs/30_explorers.ipynb #ba19ebc1
+# %% ../nbs/30_explorers.ipynb #8874849b
 class MultimodalExplorer(widgets.VBox):
     "Explorer of a prepared multimodal view (`records.prepare_multimodal`); callbacks `show_image`, `show_unit`, `show_k`."
     def __init__(self, view:MultimodalView, image:int=0):
@@ -264,22 +280,22 @@ class MultimodalExplorer(widgets.VBox):
         self.unit = widgets.Dropdown(options=[], description='unit', layout=dict(width='380px'))
         self.k = widgets.SelectionSlider(options=[0, *view.ks], value=0, description='zero top-k')
         self.picture, self.caption, self.header, self.scores = (widgets.HTML() for _ in range(4))
-        self.units, self.map, self.tokens, self.ablation = (go.FigureWidget(go.Figure()) for _ in range(4))
+        self.units = self.map = self.tokens = self.ablation = None  # FigureWidgets, made by the first `show_image`
         self.image.observe(lambda ch: self.show_image(ch['new']), 'value')
         self._busy = False
         self.unit.observe(lambda ch: ch['new'] is not None and not self._busy and self.show_unit(ch['new']), 'value')
         self.k.observe(lambda ch: self.show_k(ch['new']), 'value')
+        self.show_image(image)
         row = widgets.HBox
         super().__init__([row([self.image, self.unit]), row([self.picture, self.units]), self.header, self.scores,
                           row([self.map, self.tokens]), self.k, row([self.caption, self.ablation])])
-        self.show_image(image)
 
     def record(self, layer:int, unit:int) -> NeuronRecord:
         "The record of LM unit (`layer`, `unit`) (built once, then kept)."
         if (layer, unit) not in self._records: self._records[(layer, unit)] = multimodal_record(self.V, layer, unit)
         return self._records[(layer, unit)]
 
-# %% ../nbs/30_explorers.ipynb #55adc769
+# %% ../nbs/30_explorers.ipynb #37dd9f58
 def _unit_rows(found, i:int) -> list[dict]:
     "Image `i`'s top units, best first: layer, unit, score, decoded tokens."
     a = found.attribution
@@ -296,7 +312,7 @@ def _mm_show_image(self, i:int):
     rows = _unit_rows(f, self.i)
     self.rows = rows[:self.V.maps.shape[1]]
     self.picture.value = images_html(self.V.images[self.i:self.i + 1], [f'concept: {f.targets.concepts[self.i]}'], size=160)
-    refresh(self.units, plot_units(rows, 0 if rows else None, title=f'top {len(rows)} units of image {self.i}'))
+    self.units = draw(self.units, plot_units(rows, 0 if rows else None, title=f'top {len(rows)} units of image {self.i}'))
     opts = [(f"L{r['layer']} u{r['unit']}: {r['tokens'][:40]}", j) for j, r in enumerate(self.rows)]
     self._busy = True  # new options reset the menu's value: draw once, below
     self.unit.options = opts
@@ -309,9 +325,9 @@ def _mm_show_unit(self, j:int):
     "Draw the image's `j`-th top unit: its map over this image, decoded tokens, scores."
     r = self.rows[j]; rec = self.record(r['layer'], r['unit']); self.rec = rec
     g = math.isqrt(self.V.maps.shape[-1])
-    refresh(self.map, plot_map(self.V.images[self.i], self.V.maps[self.i, j].reshape(g, g).numpy(), title=f"L{r['layer']} u{r['unit']} over image {self.i}"))
-    refresh(self.tokens, plot_terms(rec.description, rec.description_kind, title='decoded tokens'))
-    refresh(self.units, plot_units(_unit_rows(self.V.found, self.i), j, title=self.units.layout.title.text))
+    self.map = draw(self.map, plot_map(self.V.images[self.i], self.V.maps[self.i, j].reshape(g, g).numpy(), title=f"L{r['layer']} u{r['unit']} over image {self.i}"))
+    self.tokens = draw(self.tokens, plot_terms(rec.description, rec.description_kind, title='decoded tokens'))
+    self.units = draw(self.units, plot_units(_unit_rows(self.V.found, self.i), j, title=self.units.layout.title.text))
     self.header.value, self.scores.value = record_header_html(rec), scores_html(rec.scores)
     return rec
 MultimodalExplorer.show_unit = _mm_show_unit
@@ -320,7 +336,7 @@ def _mm_show_k(self, k:int):
     "Show the caption with the image's top-`k` units zeroed, and the concept's probability curve with k marked."
     xs = [0, *self.V.ks]; j = xs.index(k)
     p, q = self.V.p_top[self.i].tolist(), self.V.p_random[self.i].tolist()
-    refresh(self.ablation, plot_ablation_probs(self.V.ks, p, q, k, title=f'p({self.V.found.targets.concepts[self.i]})'))
+    self.ablation = draw(self.ablation, plot_ablation_probs(self.V.ks, p, q, k, title=f'p({self.V.found.targets.concepts[self.i]})'))
     self.caption.value = (f"<p><b>caption</b>: {html.escape(self.V.captions[self.i][0])}</p>"
                           f"<p><b>with the top {k} units zeroed</b>: {html.escape(self.V.captions[self.i][j])}</p>"
                           f"<p>p(concept) {p[j]:.3g} (top-k) vs {q[j]:.3g} (k random units)</p>")
@@ -332,7 +348,7 @@ def multimodal_explorer(view:MultimodalView, # from `records.prepare_multimodal`
     "The multimodal neuron explorer of a prepared view, as one widget."
     return MultimodalExplorer(view, image)
 
-# %% ../nbs/30_explorers.ipynb #00e1c613
+# %% ../nbs/30_explorers.ipynb #1312740d
 def plot_norm_scatter(first:np.ndarray, second:np.ndarray, title:str='', height:int=280):
     "Per image: first-order vs second-order effect norm of one neuron."
     import plotly.graph_objects as go
@@ -347,15 +363,15 @@ class ComparisonView(widgets.VBox):
         import plotly.graph_objects as go
         self.L, self.first_terms = layer, first_terms
         self.neuron = widgets.BoundedIntText(min=0, max=layer.d_mlp - 1, description='neuron', layout=dict(width='160px'))
-        self.fo_terms, self.so_terms, self.scatter = (go.FigureWidget(go.Figure()) for _ in range(3))
+        self.fo_terms = self.so_terms = self.scatter = None  # FigureWidgets, made by the first `show`
         self.fo_top, self.so_top, self.summary = widgets.HTML(), widgets.HTML(), widgets.HTML()
         self.neuron.observe(lambda ch: self.show(ch['new']), 'value')
+        self.show(int(layer.significant[0]) if neuron is None else neuron)
         col = widgets.VBox
         super().__init__([self.neuron, self.summary, widgets.HBox([col([widgets.HTML('<b>first-order (direct effect at CLS)</b>'), self.fo_terms, self.fo_top]),
                                                                    col([widgets.HTML('<b>second-order (through later heads)</b>'), self.so_terms, self.so_top])]), self.scatter])
-        self.show(int(layer.significant[0]) if neuron is None else neuron)
 
-# %% ../nbs/30_explorers.ipynb #ad3f6756
+# %% ../nbs/30_explorers.ipynb #13e23304
 def _cmp_show(self, n:int):
     "Draw neuron `n` through both lenses."
     n = int(n); e = self.L.run.effects
@@ -365,11 +381,11 @@ def _cmp_show(self, n:int):
     fo, so = e.first_norms[:, n].float().numpy(), e.norms[:, n].float().numpy()
     k = e.top_idx.shape[1]; fo_top = np.argsort(-fo, kind='stable')[:k].tolist(); so_top = e.top_idx[n].tolist()
     from neuronlens.records import _thumbs
-    refresh(self.fo_terms, plot_terms(self.first_terms[n], title=f'neuron {n}, first-order'))
-    refresh(self.so_terms, plot_terms(self.L.terms[n], title=f'neuron {n}, second-order'))
+    self.fo_terms = draw(self.fo_terms, plot_terms(self.first_terms[n], title=f'neuron {n}, first-order'))
+    self.so_terms = draw(self.so_terms, plot_terms(self.L.terms[n], title=f'neuron {n}, second-order'))
     self.fo_top.value = images_html(_thumbs(self.L.source, fo_top, self.L.memo), [f'#{i}' for i in fo_top])
     self.so_top.value = images_html(_thumbs(self.L.source, so_top, self.L.memo), [f'#{i}' for i in so_top])
-    refresh(self.scatter, plot_norm_scatter(fo, so, title=f'neuron {n}: both effects on each of {len(fo)} images'))
+    self.scatter = draw(self.scatter, plot_norm_scatter(fo, so, title=f'neuron {n}: both effects on each of {len(fo)} images'))
     shared = len(set(fo_top) & set(so_top)); words = {w for w, _ in self.first_terms[n]} & {w for w, _ in self.L.terms[n]}
     r = float(np.corrcoef(fo, so)[0, 1]) if fo.std() > 0 and so.std() > 0 else float('nan')
     self.summary.value = (f'<p>top images in common: {shared} of {k} (chance {k * k / len(fo):.2g}); words in common: '
@@ -417,7 +433,7 @@ def explorer_notebook(cache_dir:str|Path|None=None, n_scenes:int=256, multimodal
     for i, c in enumerate(cells): c['id'] = f'cell{i}'
     return {'cells': cells, 'metadata': {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}}, 'nbformat': 4, 'nbformat_minor': 5}
 
-# %% ../nbs/30_explorers.ipynb #5b626146
+# %% ../nbs/30_explorers.ipynb #a9f950a6
 def start_lab(folder:Path, notebook:str, port:int=0, token:str|None=None, extra:Sequence[str]=()) -> tuple[subprocess.Popen, str]:
     "Start JupyterLab on `folder` (127.0.0.1), opened on `notebook`; returns the process and the URL (token included)."
     import secrets, socket
@@ -426,6 +442,7 @@ def start_lab(folder:Path, notebook:str, port:int=0, token:str|None=None, extra:
         with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
     cmd = [sys.executable, '-m', 'jupyterlab', '--no-browser', '--ip=127.0.0.1', f'--port={port}', f'--ServerApp.root_dir={folder}',
            f'--IdentityProvider.token={token}', '--ServerApp.open_browser=False', *extra]
+    if hasattr(os, 'geteuid') and os.geteuid() == 0: cmd.append('--allow-root')  # containers often run as root
     proc = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     return proc, f'http://127.0.0.1:{port}/lab/tree/{notebook}?token={token}'
 
