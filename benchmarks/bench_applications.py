@@ -1,0 +1,82 @@
+"""Applications of the second-order lens on ToyCLIP: scores next to their baselines (held-out seeds, bootstrap intervals),
+and segmentation speed batched vs a per-image loop in the same run, with peak memory.
+
+    python benchmarks/bench_applications.py [--device cpu|cuda] [--n-scenes 1000] [--only segment,ablate,adversarial,attributes]
+
+GPU row: the same command with --device cuda on a machine with a GPU.
+"""
+import argparse, json, os, sys, time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from benchcommon import hardware, PeakMemory, sync
+
+from neuronlens import applications as A, models, toyworld as tw
+from neuronlens.core import TensorCache
+
+OUT = Path(__file__).parent / 'results' / 'applications.json'
+
+
+def _clean(o):
+    return A._jsonable(o)
+
+
+def seg_speed(clip, cache, dev, n_loop:int=40, batch:int=100, n_images:int=2000):
+    "Images/s of the segmentation maps (all methods) batched vs one image at a time, same scenes, plus peak memory."
+    layers = A.default_layers(clip)
+    runs = A.lens_runs(clip, layers, cache, n_images=n_images)
+    sc = A.segmentation_scenes(batch)
+    names = sorted(set(sc['classes'])); cemb = A.class_embeddings(clip, [tw.class_prompts('shape')[tw.SHAPES.index(c)] for c in names])
+    W = {'second-order neurons': A.neuron_selection(runs, cemb).to(dev)}
+    cls = torch.tensor([names.index(c) for c in sc['classes']])
+    A.segmentation_maps(clip, sc['images'][:4], cls[:4], cemb.to(dev), W, layers)  # warm-up
+    with PeakMemory(dev) as pm:
+        sync(dev); t = time.perf_counter(); A.segmentation_maps(clip, sc['images'], cls, cemb.to(dev), W, layers); sync(dev); tb = time.perf_counter() - t
+    sync(dev); t = time.perf_counter()
+    for i in range(n_loop): A.segmentation_maps(clip, sc['images'][i:i + 1], cls[i:i + 1], cemb.to(dev), W, layers)
+    sync(dev); tl = time.perf_counter() - t
+    return {'batched_images_per_s': batch / tb, 'loop_images_per_s': n_loop / tl, 'speedup': (batch / tb) / (n_loop / tl), 'batch': batch,
+            'loop_images': n_loop, 'peak_rss_mib': pm.rss_mib, 'peak_cuda_mib': pm.cuda_mib, 'methods': list(A.SEG_METHODS)}
+
+
+def main():
+    p = argparse.ArgumentParser(); p.add_argument('--device', default='cpu'); p.add_argument('--n-scenes', type=int, default=1000)
+    p.add_argument('--only', default='speed,segment,ablate,adversarial,attributes'); p.add_argument('--cache', default=None)
+    p.add_argument('--n-images', type=int, default=2000)
+    a = p.parse_args()
+    dev = torch.device(a.device); cache = TensorCache(a.cache)
+    clip = models.load_model('toyclip'); clip.model.to(dev)
+    res = json.loads(OUT.read_text()) if OUT.exists() else {}
+    res.setdefault('runs', {})
+    row = {'hardware': hardware(dev), 'n_scenes': a.n_scenes, 'n_images_lens_runs': a.n_images, 'split_lens_runs': 'valid', 'split_scored': 'test'}
+    for what in a.only.split(','):
+        t = time.perf_counter()
+        if what == 'speed': row['segmentation_speed'] = seg_speed(clip, cache, dev, n_images=a.n_images)
+        elif what == 'segment':
+            with PeakMemory(dev) as pm: s = A.segmentation_study(clip, cache=cache, n_scenes=a.n_scenes, n_images=a.n_images)
+            row['segmentation'] = {**_clean(s), 'peak_rss_mib': pm.rss_mib}
+        elif what == 'ablate': row['ablation'] = _clean(A.ablation_study(clip, cache=cache, n_scenes=a.n_scenes, n_images=a.n_images))
+        elif what == 'adversarial':
+            adv = A.adversarial_study(clip, cache=cache, n_images=a.n_images)
+            row['adversarial'] = {k: {'summary': v['summary'], 'clean_accuracy': v['clean_accuracy'], 'n_pairs': len(v['pairs']),
+                                      'pairs': [{'c0': q['c0'], 'c1': q['c1'], 'rate': q['rate'], 'words': q['words']} for q in v['pairs']]}
+                                  for k, v in adv['kinds'].items()}
+        elif what == 'attributes':
+            row['attributes'] = {}
+            for name in ('toyclip-planted', 'toyclip'):
+                try: m = models.load_model(name)
+                except Exception as e: row['attributes'][name] = {'skipped': str(e)}; continue
+                row['attributes'][name] = _clean(A.attribute_study(m, cache=cache, n_images=a.n_images))
+        row.setdefault('seconds', {})[what] = round(time.perf_counter() - t, 1)
+        res['runs'][f'{dev.type}'] = row
+        OUT.parent.mkdir(parents=True, exist_ok=True); OUT.write_text(json.dumps(res, indent=1))
+        print(what, row['seconds'][what], 's', flush=True)
+    res['gpu_command'] = 'python benchmarks/bench_applications.py --device cuda'
+    OUT.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == '__main__':
+    main()
