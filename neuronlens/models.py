@@ -161,7 +161,7 @@ def clip_hook_table(visual:nn.Module, # an open_clip `VisionTransformer`
 
 # %% ../nbs/02_models.ipynb #cf7b85a8
 def _ln_scale(x:torch.Tensor, eps:float) -> torch.Tensor:
-    "LayerNorm scale sqrt(var + eps) of x [..., d_model] -> [..., 1]."
+    "LayerNorm scale sqrt(var + eps) of x [..., d_model] -> [..., 1], computed in float32 (the hook value; cf. second_order._ln_sigma)."
     return (x.float().var(-1, keepdim=True, unbiased=False) + eps).sqrt().to(x.dtype)
 
 def _clip_derived(adapter) -> dict[str, tuple[str, Callable]]:

@@ -70,8 +70,8 @@ class LensInputs:
     embeds: torch.Tensor      # [batch, d_out] unnormalized image embeddings
 
 # %% ../nbs/20_second_order.ipynb #775d81d5
-def _ln_scale(ln:nn.LayerNorm, x:torch.Tensor) -> torch.Tensor:
-    "The standard deviation LayerNorm `ln` divides `x` by, over the last dim."
+def _ln_sigma(ln:nn.LayerNorm, x:torch.Tensor) -> torch.Tensor:
+    "The standard deviation [...] that LayerNorm `ln` divides `x` [..., d] by (no kept dim, in x's dtype; cf. models._ln_scale)."
     return torch.sqrt(x.var(-1, unbiased=False) + ln.eps)
 
 def _bf(x:torch.Tensor, attn:nn.MultiheadAttention) -> torch.Tensor:
@@ -89,7 +89,7 @@ def _late_blocks(visual:nn.Module, x:torch.Tensor, # input of the first later bl
         blk = blocks[l]; last = j == len(later) - 1
         y = blk.ln_1(x)  # `_bf` swaps batch and position for a batch_first=False attention, both ways
         out, pattern = blk.attn(_bf(y[:, :1] if last else y, blk.attn), _bf(y, blk.attn), _bf(y, blk.attn), need_weights=True, average_attn_weights=False)
-        rows.append(pattern[:, :, 0]); sig.append(_ln_scale(blk.ln_1, x))  # pattern [batch, heads, queries, pos]
+        rows.append(pattern[:, :, 0]); sig.append(_ln_sigma(blk.ln_1, x))  # pattern [batch, heads, queries, pos]
         x = (x[:, :1] if last else x) + blk.ls_1(_bf(out, blk.attn))  # the last block: CLS only from here on
         x = x + blk.ls_2(blk.mlp(blk.ln_2(x)))
     return torch.stack(rows, 1), torch.stack(sig, 1), x[:, 0]
@@ -111,7 +111,7 @@ def record_lens_inputs(model:nn.Module, images:torch.Tensor, # [batch, 3, H, W] 
     acts = _bf(ha.cache[inv[blocks[layer].mlp.gelu]], blocks[layer].attn)
     attn_cls, sigma_1, cls = _late_blocks(visual, _bf(box['x'], blocks[layer + 1].attn), later)
     emb = visual.ln_post(cls)
-    return LensInputs(layer, acts, attn_cls, sigma_1, _ln_scale(visual.ln_post, cls), emb @ visual.proj if visual.proj is not None else emb)
+    return LensInputs(layer, acts, attn_cls, sigma_1, _ln_sigma(visual.ln_post, cls), emb @ visual.proj if visual.proj is not None else emb)
 
 # %% ../nbs/20_second_order.ipynb #6051a398
 def _center(x:torch.Tensor) -> torch.Tensor: return x - x.mean(-1, keepdim=True)
@@ -190,12 +190,12 @@ def second_order_reference(model:nn.Module, image:torch.Tensor, # one preprocess
         blk = blocks[l]; attn = blk.attn; d = contrib.shape[-1]; h = attn.num_heads; dh = d // h
         x = _bf(hi.cache[names[blk.ln_1]], attn)[0]; y = _bf(ho.cache[names[blk.ln_1]], attn)
         _, pattern = attn(y, y, y, need_weights=True, average_attn_weights=False)  # [1, heads, pos, pos]
-        normed = _center(contrib) / _ln_scale(blk.ln_1, x)[:, None, None] * blk.ln_1.weight  # [pos, d_mlp, d_model]
+        normed = _center(contrib) / _ln_sigma(blk.ln_1, x)[:, None, None] * blk.ln_1.weight  # [pos, d_mlp, d_model]
         v = (normed @ attn.in_proj_weight[2*d:].T).view(*normed.shape[:2], h, dh)  # [pos, d_mlp, heads, d_head]
         mixed = torch.einsum('hst,tnhe->snhe', pattern[0], v)  # [pos, d_mlp, heads, d_head]
         out = _ls(blk.ls_1, mixed.reshape(*mixed.shape[:2], d) @ attn.out_proj.weight.T)  # [pos, d_mlp, d_model]
         total = total + out[0]  # CLS row
-    return (_center(total) / _ln_scale(visual.ln_post, post_cls) * visual.ln_post.weight) @ visual.proj
+    return (_center(total) / _ln_sigma(visual.ln_post, post_cls) * visual.ln_post.weight) @ visual.proj
 
 # %% ../nbs/20_second_order.ipynb #31d071ba
 def rel_err(a:torch.Tensor, b:torch.Tensor) -> float:
@@ -219,13 +219,13 @@ def patched_embedding(model:nn.Module, image:torch.Tensor, # one preprocessed im
         blk = blocks[l]; attn = blk.attn
         x = _bf(hi.cache[names[blk]], attn)[0]; y = ho.cache[names[blk.ln_1]]
         _, pattern = attn(y, y, y, need_weights=True, average_attn_weights=False)  # clean pattern [1, heads, pos, pos]
-        frozen_ln = lambda z: (z - z.mean(-1, keepdim=True)) / _ln_scale(blk.ln_1, x)[:, None] * blk.ln_1.weight + blk.ln_1.bias
+        frozen_ln = lambda z: (z - z.mean(-1, keepdim=True)) / _ln_sigma(blk.ln_1, x)[:, None] * blk.ln_1.weight + blk.ln_1.bias
         d = x.shape[-1]; h = attn.num_heads; Wv, bv = attn.in_proj_weight[2*d:], attn.in_proj_bias[2*d:]
         head = lambda z: _ls(blk.ls_1, F.linear(torch.einsum('hst,the->she', pattern[0], F.linear(frozen_ln(z), Wv, bv).view(-1, h, d // h)).reshape(-1, d),
                                                attn.out_proj.weight, attn.out_proj.bias))
         change = change + (head(x - write) - head(x))[0]
     post = x_out[0] + change
-    sigma = _ln_scale(visual.ln_post, x_out[0])
+    sigma = _ln_sigma(visual.ln_post, x_out[0])
     return ((post - post.mean()) / sigma * visual.ln_post.weight + visual.ln_post.bias) @ visual.proj
 
 # %% ../nbs/20_second_order.ipynb #f8366676
