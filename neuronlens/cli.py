@@ -47,7 +47,7 @@ def _add_verbose(p:argparse.ArgumentParser):
 
 # %% ../nbs/90_cli.ipynb #485b60a2
 def main(argv:Sequence[str]|None=None) -> int:
-    "Entry point of the `neuronlens` command: any error becomes one line on stderr and exit status 1 (`--verbose`: with the traceback)."
+    "Entry point of the `neuronlens` command: any error is one line on stderr and exit status 1 (`--verbose`: with its traceback)."
     _register_builtin()
     args = build_parser().parse_args(argv)
     level = logging.INFO if args.verbose else logging.WARNING
@@ -131,7 +131,8 @@ def _demo_run(args) -> int:
     return 0
 
 # %% ../nbs/90_cli.ipynb #aa6021ac
-COMMAND_MODULES = ('lens_pipeline', 'multimodal', 'applications', 'explorers', 'sources', 'simulate')  # modules that may add sub-commands
+# modules that may add sub-commands
+COMMAND_MODULES = ('lens_pipeline', 'multimodal', 'applications', 'explorers', 'sources', 'simulate')
 
 def _optional_module(name:str):
     "The module `neuronlens.<name>` if the installed library has it, else None (an import error inside it still raises)."
@@ -143,11 +144,13 @@ def _register_builtin():
     "Register the sub-commands that ship with the library (idempotent)."
     add_command('demo', 'run the main job on the embedded default and write an HTML report', _demo_args, _demo_run)
     from neuronlens import lens_pipeline
-    add_command('second-order', 'compute and cache second-order effects and directions of a CLIP layer (resumable, accelerate-ready)',
-                lens_pipeline.add_second_order_args, lens_pipeline.run_second_order_cli)
-    add_command('train', 'train a model of the embedded zoo (toy-clip, toy-encoder) or a LiMBeR projection', _train_args, _train_run)
+    add_command('second-order', 'compute and cache second-order effects and directions of a CLIP layer '
+                '(resumable, accelerate-ready)', lens_pipeline.add_second_order_args, lens_pipeline.run_second_order_cli)
+    add_command('train', 'train a model of the embedded zoo (toy-clip, toy-encoder) or a LiMBeR projection',
+                _train_args, _train_run)
     from neuronlens import multimodal
-    add_command('neurons', 'find, decode and score the multimodal neurons of a LiMBeR captioner (cached)', multimodal.add_neurons_args, multimodal.run_neurons_cli)
+    add_command('neurons', 'find, decode and score the multimodal neurons of a LiMBeR captioner (cached)',
+                multimodal.add_neurons_args, multimodal.run_neurons_cli)
     for name in COMMAND_MODULES: _register_plugin(name)
 
 def _register_plugin(name:str):
@@ -156,7 +159,8 @@ def _register_plugin(name:str):
         module = _optional_module(name)
         if module is not None and hasattr(module, 'register_commands'): module.register_commands(add_command)
     except Exception as e:
-        print(f"neuronlens: the sub-commands of neuronlens.{name} are unavailable: {type(e).__name__}: {e}", file=sys.stderr)
+        msg = f"neuronlens: the sub-commands of neuronlens.{name} are unavailable: {type(e).__name__}: {e}"
+        print(msg, file=sys.stderr)
 
 def _train_args(p:argparse.ArgumentParser):
     "`neuronlens train MODEL`: one sub-parser per zoo recipe, plus `projection`."

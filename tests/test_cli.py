@@ -153,3 +153,9 @@ def test_local_open_clip_checkpoint_says_what_was_loaded(tmp_path, caplog):
                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, 'OMP_NUM_THREADS': '1'})
     assert res.returncode == 0, res.stderr[-3000:]
     assert 'randomly' not in res.stderr and f'all {n} tensors matched' in res.stderr, res.stderr[-3000:]
+
+
+def test_simulate_command_is_registered_and_checks_its_input(tmp_path):
+    res = _run('simulate', '--k-words', '0', '--cache', str(tmp_path / 'c'))
+    assert res.returncode == 1 and 'must be positive' in res.stderr and 'Traceback' not in res.stderr, res.stderr[-2000:]
+    assert not (tmp_path / 'c').exists()  # refused before any work
