@@ -6,7 +6,7 @@
 from __future__ import annotations
 import dataclasses, json, logging, math, time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -26,16 +26,23 @@ __all__ = ['log', 'merge_layer_effects', 'SecondOrderRun', 'run_second_order', '
 def _shard_range(s:int, shard_size:int, n:int) -> tuple[int, int]: return s * shard_size, min((s + 1) * shard_size, n)
 
 # %% ../nbs/23_lens_pipeline.ipynb #d32e3f61
-def merge_layer_effects(parts:Sequence[LayerEffects], # shards in image order
+def _top_merge(a:LayerEffects, b:LayerEffects, k_top:int) -> tuple[torch.Tensor, torch.Tensor]:
+    "The `k_top` largest-norm effects per neuron of two top sets (image indices already global): (top_idx, top_effects)."
+    idx, eff = torch.cat([a.top_idx, b.top_idx], 1), torch.cat([a.top_effects, b.top_effects], 1)
+    pos = eff.float().norm(dim=-1).topk(min(k_top, idx.shape[1]), dim=1).indices
+    return idx.gather(1, pos), eff.gather(1, pos[..., None].expand(-1, -1, eff.shape[-1]))
+
+def merge_layer_effects(parts:Iterable[LayerEffects], # shards in image order (may be a generator: read one at a time)
                         k_top:int) -> LayerEffects:
-    "Merge per-shard `LayerEffects` (image indices already global) into one."
-    if not parts: raise ConfigError("nothing to merge: no shards")
-    idx = torch.cat([p.top_idx for p in parts], 1); eff = torch.cat([p.top_effects for p in parts], 1)
-    nrm = eff.float().norm(dim=-1)
-    k = min(k_top, nrm.shape[1]); pos = nrm.topk(k, dim=1).indices
-    return LayerEffects(parts[0].layer, torch.cat([p.norms for p in parts]), torch.cat([p.first_norms for p in parts]),
-                        idx.gather(1, pos), eff.gather(1, pos[..., None].expand(-1, -1, eff.shape[-1])),
-                        sum(p.effect_sum for p in parts))
+    "Merge per-shard `LayerEffects` (image indices already global) into one, folding the top sets shard by shard."
+    acc, norms, first = None, [], []
+    for p in parts:
+        norms.append(p.norms); first.append(p.first_norms)
+        if acc is None: acc = p; continue
+        top_idx, top_eff = _top_merge(acc, p, k_top)
+        acc = LayerEffects(acc.layer, acc.norms, acc.first_norms, top_idx, top_eff, acc.effect_sum + p.effect_sum)
+    if acc is None: raise ConfigError("nothing to merge: no shards")
+    return LayerEffects(acc.layer, torch.cat(norms), torch.cat(first), acc.top_idx, acc.top_effects, acc.effect_sum)  # a shard's top set is sorted already
 
 # %% ../nbs/23_lens_pipeline.ipynb #54098fd3
 @dataclasses.dataclass
@@ -91,12 +98,18 @@ def run_second_order(model:nn.Module, # an open_clip CLIP, or a `ClipAdapter` (i
 # %% ../nbs/23_lens_pipeline.ipynb #f1a2b3c4
 def _merge_second_order(cache:TensorCache, settings:dict, n_shards:int, layer:int, k_top:int, n:int) -> SecondOrderRun|None:
     "Merge the cached shards of a run (`None` while any is missing)."
-    parts = [cache.load('so-shard', cache_key(shard=s, **settings)) for s in range(n_shards)]
-    if any(p is None for p in parts): return None
-    merged = merge_layer_effects([LayerEffects.from_tensors(layer, p[0]) for p in parts], k_top)
+    keys = [cache_key(shard=s, **settings) for s in range(n_shards)]
+    if any(not cache.path('so-shard', k).exists() for k in keys): return None
+    index, skipped = [], []
+    def shards():  # one shard in memory at a time
+        for s, k in enumerate(keys):
+            t, meta = cache.load('so-shard', k)
+            index.append(t['image_index'] if 'image_index' in t else torch.arange(*_shard_range(s, settings['shard_size'], n)))
+            skipped.extend(meta.get('skipped', []))
+            yield LayerEffects.from_tensors(layer, t)
+    merged = merge_layer_effects(shards(), k_top)
     dirs, expl = neuron_directions(merged.top_effects)
-    index = torch.cat([p[0]['image_index'] if 'image_index' in p[0] else torch.arange(*_shard_range(s, settings['shard_size'], n)) for s, p in enumerate(parts)])
-    skipped = [f for p in parts for f in p[1].get('skipped', [])]
+    index = torch.cat(index)
     return SecondOrderRun(merged, dirs, expl, dict(n_images=n, n_used=len(index), n_skipped=len(skipped), skipped=skipped[:20], n_shards=n_shards, **settings), index)
 
 # %% ../nbs/23_lens_pipeline.ipynb #9d1d7a05
