@@ -184,10 +184,11 @@ def _is_openclip_name(name:str) -> bool:
 # %% ../nbs/23_lens_pipeline.ipynb #e1d2c3b1
 def _mm_settings(captioner, source:ImageSource, shard_size:int, layers:list, top_k:int, contrast:bool, use_captions:bool) -> dict:
     "Everything a multimodal shard depends on: every weight of the captioner, its preprocessing, the source and the settings."
-    enc = captioner.encoder
+    from neuronlens import multimodal as mm
+    enc, lm = captioner.encoder, captioner.lm
     return dict(projection=state_dict_hash(captioner.projection), encoder=state_dict_hash(enc.model), preprocess=dataclasses.asdict(enc.preprocess),
-                lm=state_dict_hash(captioner.lm.model), prompt=captioner.prompt, source=source.id, shard_size=shard_size, layers=layers,
-                top_k=top_k, contrast=contrast, use_captions=use_captions)
+                lm=state_dict_hash(lm.model), tokenizer=mm._tokenizer_key(lm.tokenizer), prompt=captioner.prompt, prefix=getattr(captioner, 'prefix', ''),
+                source=source.id, shard_size=shard_size, layers=layers, top_k=top_k, contrast=contrast, use_captions=use_captions, version=mm._CACHE_VERSION)
 
 def _mm_shard(captioner, source:ImageSource, a:int, b:int, layers:list, top_k:int, batch_size:int, contrast:bool, use_captions:bool, progress:bool):
     "(tensors, meta) of one shard: targets, attribution (raw float32 scores and peak tokens when `contrast`)."
@@ -263,9 +264,10 @@ def _merge_multimodal(captioner, parts:list, settings:dict, layers:list, top_k:i
         top_tokens = t['unit_tokens'].long().flatten(1).gather(1, top_units)
         top_scores[~valid], top_units[~valid], top_tokens[~valid] = 0, 0, 0
         att = mm.Attribution(us, top_units, top_scores, top_tokens, att.logits, layers, d_mlp, valid)
-    dec, interp = mm._decode_all(captioner.lm, att.top_units[att.valid].flatten().tolist(), layers, d_mlp, dictionary or mm.dictionary_words())
+    dictionary = dictionary or mm.dictionary_words()
+    dec, interp = mm._decode_all(captioner.lm, att.top_units[att.valid].flatten().tolist(), layers, d_mlp, dictionary, mm.DECODE_K)
     cap_s, att_s = sum(p[1]['caption_s'] for p in parts), sum(p[1]['attribution_s'] for p in parts)
     info = dict(n_images=n, n_used=len(tg), n_valid=int(att.valid.sum()), n_skipped=len(meta['skipped']), skipped=meta['skipped'][:20],
-                n_shards=len(parts), top_k=top_k, layers=layers, contrast=contrast, caption_s=round(cap_s, 2), attribution_s=round(att_s, 2),
+                n_shards=len(parts), top_k=top_k, layers=layers, contrast=contrast, fold_norm=False, dictionary_key=mm._dictionary_key(dictionary), caption_s=round(cap_s, 2), attribution_s=round(att_s, 2),
                 images_per_s=round(len(tg) / max(cap_s + att_s, 1e-9), 3), cached=False, image_index=t['image_index'].tolist())
     return mm.MultimodalNeurons(tg, att, dec, interp, info)
