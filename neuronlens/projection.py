@@ -26,9 +26,10 @@ _logger = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['TOY_WORDS', 'DEFAULT_PROJECTIONS', 'pool_grid', 'pool_patches', 'ImageProjection', 'tiny_lm', 'tiny_encoder',
            'first_noun', 'text_ids', 'as_images', 'Captioner', 'greedy_reference', 'build_caption_batch',
-           'position_ids', 'caption_loss', 'SceneSource', 'cache_features', 'ProjectionConfig', 'check_config', 'lr_at',
-           'embed_norm', 'step_indices', 'read_log', 'train_projection', 'caption_metrics', 'save_projection',
-           'load_projection', 'load_encoder', 'load_captioner', 'add_projection_train_args', 'run_projection_train_cli']
+           'position_ids', 'caption_loss', 'SceneSource', 'cache_features', 'ProjectionConfig', 'check_config',
+           'projection_lr_at', 'embed_norm', 'step_indices', 'read_run_log', 'train_projection', 'caption_metrics',
+           'save_projection', 'load_projection', 'load_encoder', 'load_captioner', 'add_projection_train_args',
+           'run_projection_train_cli']
 
 # %% ../nbs/10_projection.ipynb #c551da7a
 def pool_grid(grid:tuple[int, int], # (rows, cols) of the encoder's patch grid
@@ -390,8 +391,8 @@ def check_config(cfg:ProjectionConfig) -> ProjectionConfig:
     tw._check_size(cfg.image_size)
     return cfg
 
-def lr_at(step:int, cfg:ProjectionConfig) -> float:
-    "Learning rate of 0-based optimizer step `step`: linear warm-up over `cfg.warmup` steps, then cosine decay to `lr * min_lr_ratio`."
+def projection_lr_at(step:int, cfg:ProjectionConfig) -> float:
+    "Learning rate of 0-based projection step `step` (one phase; cf. `train.recipe_lr_at`): linear warm-up over `cfg.warmup` steps, then cosine decay to `lr * min_lr_ratio`."
     if step < cfg.warmup: return cfg.lr * (step + 1) / cfg.warmup
     t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup - 1))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
@@ -429,7 +430,7 @@ def _run_keys(cfg:dict) -> dict:
     d = dataclasses.asdict(ProjectionConfig())
     return json.loads(json.dumps({k: cfg.get(k, d[k]) for k in _RUN_KEYS}))
 
-def _restore(out:Path, cfg:ProjectionConfig, projection:nn.Module, opt:torch.optim.Optimizer, main:bool=True) -> tuple[int, float]:
+def _restore_projection(out:Path, cfg:ProjectionConfig, projection:nn.Module, opt:torch.optim.Optimizer, main:bool=True) -> tuple[int, float]:
     "Load `out/checkpoint.pt` into the projection and optimizer; (step, training seconds so far), (0, 0.0) if none."
     ck = out/'checkpoint.pt'
     if not ck.exists(): return 0, 0.0
@@ -445,8 +446,8 @@ def _restore(out:Path, cfg:ProjectionConfig, projection:nn.Module, opt:torch.opt
     return state['step'], state['elapsed']
 
 # %% ../nbs/10_projection.ipynb #0d50845d
-def read_log(out_dir:str|Path) -> list[dict]:
-    "The records of a run's `metrics.jsonl`."
+def read_run_log(out_dir:str|Path) -> list[dict]:
+    "The records of the `metrics.jsonl` in run folder `out_dir` (`train.read_log` reads a log file by path)."
     p = Path(out_dir)/'metrics.jsonl'
     return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
 
@@ -468,7 +469,7 @@ def _train_steps(cap:Captioner, proj:nn.Module, opt, acc, feats:torch.Tensor, sr
             _atomic_write(out/'checkpoint.pt', lambda p: torch.save(state, p))
     while step < stop:
         idx, ep = (t[acc.process_index::acc.num_processes] for t in step_indices(step, cfg.batch_size, len(feats), cfg.seed))
-        for g in opt.param_groups: g['lr'] = lr_at(step, cfg)
+        for g in opt.param_groups: g['lr'] = projection_lr_at(step, cfg)
         with torch.autocast(acc.device.type, torch.bfloat16, enabled=cfg.bf16):
             loss = caption_loss(cap, proj(feats[idx].to(acc.device)), src.captions(idx.tolist(), ep.tolist()), cfg.prompt, cfg.max_caption_tokens)
         acc.backward(loss)
@@ -477,7 +478,7 @@ def _train_steps(cap:Captioner, proj:nn.Module, opt, acc, feats:torch.Tensor, sr
         losses.append(acc.reduce(loss.detach(), 'mean').item()); step += 1; bar.update(); bar.set_postfix(loss=f'{losses[-1]:.3f}')
         timeout = cfg.max_minutes is not None and time.time() - t_start > 60 * cfg.max_minutes
         if acc.is_main_process and (step % cfg.log_every == 0 or step == stop or timeout):
-            rec = dict(step=step, loss=float(np.mean(losses)), lr=lr_at(step - 1, cfg), s_per_step=(time.time() - t_log) / len(losses), elapsed_s=elapsed + time.time() - t_start)
+            rec = dict(step=step, loss=float(np.mean(losses)), lr=projection_lr_at(step - 1, cfg), s_per_step=(time.time() - t_log) / len(losses), elapsed_s=elapsed + time.time() - t_start)
             with open(out/'metrics.jsonl', 'a') as fh: fh.write(json.dumps(rec) + '\n')
             losses, t_log = [], time.time()
         if step % cfg.ckpt_every == 0 or step == stop or timeout: save(step)
@@ -514,13 +515,13 @@ def train_projection(encoder:PatchEncoder, # frozen image encoder
     with acc.main_process_first(): feats = cache_features(encoder, src, cache, cfg.n_tokens, progress=cfg.progress and acc.is_main_process)
     opt = torch.optim.AdamW(cap.projection.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     out.mkdir(parents=True, exist_ok=True)
-    start, elapsed = _restore(out, cfg, cap.projection, opt, acc.is_main_process) if resume else (0, 0.0)
+    start, elapsed = _restore_projection(out, cfg, cap.projection, opt, acc.is_main_process) if resume else (0, 0.0)
     if not resume and acc.is_main_process: (out/'metrics.jsonl').unlink(missing_ok=True)
     proj, opt = acc.prepare(cap.projection, opt)
     step, elapsed = _train_steps(cap, proj, opt, acc, feats, src, cfg, out, start, min(cfg.steps, until or cfg.steps), elapsed)
     cap.info = dict(steps=step, finished=step >= cfg.steps, train_seconds=round(elapsed, 1), device=str(acc.device), processes=acc.num_processes, config=dataclasses.asdict(cfg))
     if cap.info['finished'] and acc.is_main_process:
-        log = read_log(out)
+        log = read_run_log(out)
         cap.info['s_per_step'] = float(np.median([r['s_per_step'] for r in log if 's_per_step' in r])) if log else None
         if cfg.n_eval and data is None: cap.info['metrics'] = caption_metrics(cap, 'test', cfg.n_eval, image_size=cfg.image_size)
         with open(out/'metrics.jsonl', 'a') as fh: fh.write(json.dumps(dict(step=step, eval=cap.info.get('metrics'))) + '\n')
@@ -638,9 +639,7 @@ def add_projection_train_args(p:argparse.ArgumentParser):
     add_source_args(p, default=None, captions=True)  # --images: captioned training data (folder + --captions, wds:, hf:) instead of the toy world
 
 # %% ../nbs/10_projection.ipynb #848eb38d
-def _git_commit() -> str|None:
-    try: return subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
-    except Exception: return None
+from .train import _git_commit  # one definition (it honours $NEURONLENS_GIT_COMMIT)
 
 def run_projection_train_cli(args:argparse.Namespace) -> int:
     "Run `neuronlens train projection`: load encoder and LM, train (resuming), print the metrics, and ship if asked."

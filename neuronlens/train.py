@@ -21,7 +21,7 @@ from . import toyworld as tw
 from . import models
 
 # %% auto #0
-__all__ = ['RECIPES', 'TrainConfig', 'recipe', 'lr_at', 'step_seeds', 'toyworld_tokenizer', 'make_batch', 'StepBatches',
+__all__ = ['RECIPES', 'TrainConfig', 'recipe', 'recipe_lr_at', 'step_seeds', 'toyworld_tokenizer', 'make_batch', 'StepBatches',
            'step_loader', 'save_checkpoint', 'load_checkpoint', 'read_log', 'fit', 'pixels', 'clip_loss',
            'toyclip_loss', 'encode_images', 'encode_texts', 'class_embeddings', 'heldout_scenes', 'model_image_size',
            'zero_shot_accuracy', 'retrieval_metrics', 'evaluate_toyclip', 'train_toyclip', 'augment', 'nt_xent',
@@ -83,9 +83,9 @@ def recipe(name:str, # 'toy-clip' or 'toy-encoder'
     return cfg
 
 # %% ../nbs/03_train.ipynb #9f8afa06
-def lr_at(step:int, # 0-based optimizer step
+def recipe_lr_at(step:int, # 0-based optimizer step
           cfg:TrainConfig) -> float:
-    "Learning rate of `step`: per phase, linear warm-up, then cosine decay to 10% of `cfg.lr`."
+    "Learning rate of a zoo recipe's `step` (cf. `projection.projection_lr_at`): per phase, linear warm-up, then cosine decay to 10% of `cfg.lr`."
     start, n = (0, cfg.sup_steps) if step < cfg.sup_steps else (cfg.sup_steps, cfg.steps - cfg.sup_steps)
     t, w = step - start, min(cfg.warmup, max(1, n // 4))
     if t < w: return cfg.lr * (t + 1) / w
@@ -180,7 +180,7 @@ def _rewrite_log(path:Path, recs:list[dict]):
     tmp = path.with_suffix('.tmp'); tmp.write_text(''.join(json.dumps(r) + '\n' for r in recs)); os.replace(tmp, path)
 
 # %% ../nbs/03_train.ipynb #e4b68a2d
-def _restore(ckpt:dict|None, cfg:TrainConfig, modules:dict[str, nn.Module], opt:torch.optim.Optimizer) -> int:
+def _restore_recipe(ckpt:dict|None, cfg:TrainConfig, modules:dict[str, nn.Module], opt:torch.optim.Optimizer) -> int:
     "Load `ckpt` into `modules` and `opt` and return its step (0 without a checkpoint)."
     if ckpt is None: return 0
     want = {k: v for k, v in asdict(cfg).items() if k not in _RUNTIME}
@@ -204,7 +204,7 @@ def _state(cfg, modules, opt, step) -> dict:
 
 def _train_step(opt, loss_fn, batch, step:int, cfg:TrainConfig, dev:torch.device):
     "One optimizer step under autocast with gradient clipping; returns (loss, grad norm, info)."
-    for g in opt.param_groups: g['lr'] = lr_at(step, cfg)
+    for g in opt.param_groups: g['lr'] = recipe_lr_at(step, cfg)
     with torch.autocast(dev.type, dtype=autocast_dtype(dev)): loss, info = loss_fn(batch, step)
     opt.zero_grad(set_to_none=True); loss.backward()
     gnorm = nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g['params']], 1.0)
@@ -225,7 +225,7 @@ def fit(cfg:TrainConfig, out_dir:str|Path, modules:dict[str, nn.Module], # modul
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = out_dir/'checkpoints'/'last.pt', out_dir/'metrics.jsonl'
     dev, opt = model_device(next(iter(modules.values()))), _optimizer(cfg, modules)
-    step = _restore(load_checkpoint(ckpt_path) if resume else None, cfg, modules, opt)
+    step = _restore_recipe(load_checkpoint(ckpt_path) if resume else None, cfg, modules, opt)
     _rewrite_log(log_path, read_log(log_path, upto=step) if resume else [])
     stop, t0, t_base = min(cfg.steps, stop_at or cfg.steps), time.time(), (read_log(log_path) or [{'time': 0.0}])[-1]['time']
     for m in modules.values(): m.train()
@@ -237,7 +237,7 @@ def fit(cfg:TrainConfig, out_dir:str|Path, modules:dict[str, nn.Module], # modul
             timeout = cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes
             end = step == stop or timeout
             if step % cfg.log_every == 0 or end:
-                rec = {'step': step, 'lr': lr_at(step - 1, cfg), 'loss': loss.item(), 'grad_norm': gnorm.item(),
+                rec = {'step': step, 'lr': recipe_lr_at(step - 1, cfg), 'loss': loss.item(), 'grad_norm': gnorm.item(),
                        'time': round(t_base + time.time() - t0, 3), **{k: float(v.detach() if torch.is_tensor(v) else v) for k, v in info.items()}}
                 if eval_fn and cfg.eval_every and (step % cfg.eval_every == 0 or end): rec |= _quiet_eval(eval_fn, modules)
                 log.write(json.dumps(rec) + '\n'); log.flush(); bar.set_postfix(loss=f"{rec['loss']:.3f}", refresh=False)
