@@ -22,7 +22,7 @@ __all__ = ['plot_values', 'plot_terms', 'overlay', 'plot_map', 'plot_units', 'pl
            'plot_norm_scatter', 'ComparisonView', 'comparison_view', 'main_job_layer', 'main_job_view',
            'explorer_notebook', 'start_lab', 'wait_for_lab', 'register_commands', 'demo_section']
 
-# %% ../nbs/30_explorers.ipynb #774006d9
+# %% ../nbs/30_explorers.ipynb #014f7657
 def plot_values(values:np.ndarray, # [n_images] a unit's value on every image
                 name:str='value', # axis title
                 others:dict|None=None, # more series to overlay: label -> [n_images]
@@ -40,8 +40,12 @@ def plot_terms(terms:Sequence[tuple[str, float]], # [(word, value)], largest |va
     "Horizontal bar chart of a description: words or tokens with their coefficients or logits."
     import plotly.graph_objects as go
     ws, vs = [str(w) for w, _ in terms][::-1], [float(v) for _, v in terms][::-1]
-    fig = go.Figure(go.Bar(x=vs, y=ws, orientation='h', marker_color=['#3b5b92' if v >= 0 else '#c0504d' for v in vs]))
-    fig.update_layout(title=title, xaxis_title=value_name, height=height, margin=dict(l=110, r=10, t=40 if title else 10, b=40), template='plotly_white')
+    pos = [i for i, v in enumerate(vs) if v >= 0]; neg = [i for i, v in enumerate(vs) if v < 0]
+    # numbers only in the traces, the words in the layout: a FigureWidget's browser side drops updates of string arrays
+    fig = go.Figure([go.Bar(x=[vs[i] for i in pos], y=pos, orientation='h', marker_color='#3b5b92', name='positive'),
+                     go.Bar(x=[vs[i] for i in neg], y=neg, orientation='h', marker_color='#c0504d', name='negative')])
+    fig.update_layout(title=title, xaxis_title=value_name, height=height, margin=dict(l=110, r=10, t=40 if title else 10, b=40), template='plotly_white',
+                      showlegend=False, barmode='overlay', yaxis=dict(tickmode='array', tickvals=list(range(len(ws))), ticktext=ws, range=[-0.6, max(len(ws), 1) - 0.4]))
     return fig
 
 # %% ../nbs/30_explorers.ipynb #20bb6f75
@@ -65,14 +69,14 @@ def plot_map(image:np.ndarray, amap:np.ndarray|None, title:str='', height:int=26
                       xaxis_visible=False, yaxis_visible=False)
     return fig
 
-# %% ../nbs/30_explorers.ipynb #692fa487
+# %% ../nbs/30_explorers.ipynb #00149a81
 def plot_units(rows:Sequence[dict], # [{'layer', 'unit', 'score', 'tokens'}] an image's top units
                chosen:int|None=None, # index of the highlighted row
                title:str='', height:int=260):
-    "An image's top attributed units: score by LM layer, hover shows the decoded tokens; the chosen one ringed."
+    "An image's top attributed units: score by LM layer; the chosen one ringed."
     import plotly.graph_objects as go
     x = [r['layer'] for r in rows]; y = [r['score'] for r in rows]
-    fig = go.Figure([go.Scatter(x=x, y=y, mode='markers', text=[f"L{r['layer']} u{r['unit']}: {r['tokens']}" for r in rows], hoverinfo='text', name='top units'),
+    fig = go.Figure([go.Scatter(x=x, y=y, mode='markers', name='top units'),  # no per-point text: see plot_terms
                      go.Scatter(x=x[chosen:chosen + 1] if chosen is not None else [], y=y[chosen:chosen + 1] if chosen is not None else [], mode='markers',
                                 marker=dict(size=16, color='rgba(0,0,0,0)', line=dict(width=2, color='#c0504d')), hoverinfo='skip', name='chosen')])
     fig.update_layout(title=title, xaxis_title='LM layer', yaxis_title='activation x gradient', height=height, showlegend=False,
