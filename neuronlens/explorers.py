@@ -500,7 +500,11 @@ def demo_section(r, ctx):
     except WeightsNotFoundError as e:
         r.text(f'Skipped: {e}'); return
     out = Path(getattr(ctx, 'out', None) or 'reports')
-    index = atlas.write_atlas(L, out/'atlas', n_neurons=24)
+    stamp, n_pages = out/'atlas'/'.neuronlens-run', 16
+    index = out/'atlas'/'index.html'
+    if not (index.exists() and stamp.exists() and stamp.read_text() == f'{L.key} {n_pages}'):  # pages of this run already written: keep them
+        index = atlas.write_atlas(L, out/'atlas', n_neurons=n_pages)
+        stamp.write_text(f'{L.key} {n_pages}')
     r.text(f'A static atlas of ToyCLIP layer {L.layer} ({L.d_mlp} neurons, {L.run.effects.n_images} held-out scenes): '
            f'{index.relative_to(out) if index.is_relative_to(out) else index}, one page per significant neuron, searchable by word, offline.')
     r.parts.append('<ul>' + ''.join(f'<li><a href="atlas/{p.name}">{html.escape(p.stem)}</a></li>' for p in sorted(index.parent.glob('*.html'))[:8]) + '</ul>')
