@@ -27,9 +27,9 @@ __all__ = ['DECODE_K', 'check_batch_size', 'check_units', 'concept_token', 'Capt
            'bootstrap_auc_diff', 'concept_probs', 'mean_activations', 'random_units_like', 'ablation_curve',
            'paired_bootstrap', 'soft_prompt_decodability', 'MultimodalNeurons', 'find_multimodal_neurons',
            'check_seeds', 'evaluate_toy', 'units_by_image', 'matched_random', 'graded_decoding', 'names_concept',
-           'localization_iou', 'ablation_drops', 'concept_labels', 'selectivity_units', 'evaluate_measures',
-           'plot_layer_counts', 'plot_ablation', 'localization_panel', 'plot_soft_prompt', 'add_neurons_args',
-           'run_neurons_cli']
+           'image_token_acts', 'localization_iou', 'ablation_drops', 'concept_labels', 'selectivity_units',
+           'evaluate_measures', 'plot_layer_counts', 'plot_ablation', 'localization_panel', 'plot_soft_prompt',
+           'add_neurons_args', 'run_neurons_cli']
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13chk01
 DECODE_K = 10  # tokens kept per decoded unit (the paper's top 10)
@@ -884,28 +884,39 @@ def names_concept(tokens:dict[int, list[str]], # flat unit -> its decoded top to
     return np.array([np.mean([bool({t.lower() for t in tokens[f]} & present[i]) for f in us]) if us else np.nan for i, us in units.items()])
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13ms04
-def localization_iou(captioner:Captioner, images:torch.Tensor, scenes:list, # toy `Scene`s (masks) of the images
-                     units:dict[int, list[int]], layers:list, d_mlp:int, targets:CaptionTargets,
-                     q:float=0.95, batch_size:int=32) -> np.ndarray:
+def image_token_acts(captioner:Captioner, images, layers:Sequence[int], batch_size:int=32) -> torch.Tensor:
+    "Activations [n_images, len(layers), n_image_tokens, d_mlp] (float16) of every unit of `layers` at the image tokens (prompt alone)."
+    x, lm, batch_size, layers = as_images(images), captioner.lm, check_batch_size(batch_size), check_layers(captioner.lm, layers)
+    names, out = [f'blocks.{l}.mlp.hook_post' for l in layers], []
+    for lo in range(0, len(x), batch_size):
+        with torch.no_grad():
+            ab = attribution_inputs(captioner, captioner.image_tokens(x[lo:lo + batch_size]), [''] * len(x[lo:lo + batch_size]))
+            with lm.hooks(record=names) as c: last_logits(lm, ab)
+        rows = torch.arange(ab.embeds.shape[0])[:, None]
+        out.append(torch.stack([c[n][rows, ab.image_pos] for n in names], 1).half().cpu())  # [b, layers, n_tok, d_mlp]
+    return torch.cat(out)
+
+def localization_iou(acts:torch.Tensor, # [n_images, n_layer_rows, n_image_tokens, d_mlp] from `image_token_acts`
+                     scenes:list, units:dict[int, list[int]], d_mlp:int, targets:CaptionTargets, q:float=0.95) -> np.ndarray:
     "Per image (NaN: no units), over its units: IoU of the unit's thresholded activation map with the mask of the caption concept's object."
-    idx = list(units)
-    maps = unit_maps(captioner, images[idx], [_pairs(units[i], layers, d_mlp) for i in idx], [targets.prefixes[i] for i in idx], batch_size)
-    out = np.full(len(idx), np.nan)
-    for j, (i, m) in enumerate(zip(idx, maps)):
-        if not len(m): continue
-        pred = activation_mask(m, images.shape[-1], q)
+    out = np.full(len(units), np.nan)
+    for j, (i, us) in enumerate(units.items()):
+        if not us: continue
+        m = torch.stack([acts[i, f // d_mlp, :, f % d_mlp] for f in us]).float()  # [k, n_tok]
+        pred = activation_mask(m, scenes[i].image.shape[0], q)
         truth = torch.from_numpy(_concept_masks(scenes[i], targets.concepts[i]))[None].expand_as(pred)
         out[j] = float(mask_iou(pred, truth).mean())
     return out
 
-def ablation_drops(captioner:Captioner, images:torch.Tensor, targets:CaptionTargets,
-                   units:dict[int, list[int]], layers:list, d_mlp:int, batch_size:int=32) -> np.ndarray:
+def ablation_drops(captioner:Captioner, images:torch.Tensor, targets:CaptionTargets, units:dict[int, list[int]], layers:list, d_mlp:int,
+                   p_clean:torch.Tensor|None=None, # [n_images] clean concept probabilities (None: computed here)
+                   batch_size:int=32) -> np.ndarray:
     "Per image (NaN: no units): 1 - p_ablated / p_clean of its concept token when its `units` are zeroed at the image tokens."
     idx = [i for i, us in units.items() if us]
     out = np.full(len(units), np.nan)
     if not idx: return out
     t = targets.subset(idx)
-    p0 = concept_probs(captioner, images[idx], t, batch_size=batch_size)
+    p0 = concept_probs(captioner, images[idx], t, batch_size=batch_size) if p_clean is None else p_clean[idx]
     p1 = concept_probs(captioner, images[idx], t, [_pairs(units[i], layers, d_mlp) for i in idx], batch_size=batch_size)
     pos = {i: j for j, i in enumerate(units)}
     out[[pos[i] for i in idx]] = (1 - p1 / p0).numpy()
@@ -926,29 +937,26 @@ def selectivity_units(found:'MultimodalNeurons', units:dict[int, list[int]], n:i
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13ms06
 def _unit_set_values(captioner:Captioner, found:'MultimodalNeurons', units:dict, imgs:torch.Tensor, scenes:list, tokens:dict,
-                     clip, fold_norm:bool, bert:bool, batch_size:int) -> dict[str, np.ndarray]:
-    "Every per-image measure of one unit set (multimodal or random): graded decoding, top-10 naming, text scores, IoU, ablation."
+                     clip, acts:torch.Tensor, p_clean:torch.Tensor|None, fold_norm:bool, bert:bool, batch_size:int) -> dict[str, np.ndarray]:
+    "Every per-image measure of one unit set (multimodal or random): graded decoding, top-10 naming, text scores, IoU, ablation (when `p_clean` is given)."
     lm, att = captioner.lm, found.attribution
     present = {i: _words_present(scenes[i].spec) for i in units}
     g = graded_decoding(lm, units, att.layers, att.d_mlp, present, {i: int(found.targets.token_ids[i]) for i in units}, fold_norm)
     ts = text_scores(clip, imgs, [s.caption for s in scenes], tokens, units, bert)
-    return dict(graded_scene=g['scene'], graded_contrast=g['contrast'], graded_target=g['target'], names_concept=names_concept(tokens, units, present),
-                clip=ts['clip'], clip_reads=ts['clip_reads'], bert=ts['bert'],
-                iou=localization_iou(captioner, imgs, scenes, units, att.layers, att.d_mlp, found.targets, batch_size=batch_size),
-                ablation=ablation_drops(captioner, imgs, found.targets, units, att.layers, att.d_mlp, batch_size))
+    out = dict(graded_scene=g['scene'], graded_contrast=g['contrast'], graded_target=g['target'], names_concept=names_concept(tokens, units, present),
+               clip=ts['clip'], clip_reads=ts['clip_reads'], bert=ts['bert'], iou=localization_iou(acts, scenes, units, att.d_mlp, found.targets))
+    if p_clean is not None: out['ablation'] = ablation_drops(captioner, imgs, found.targets, units, att.layers, att.d_mlp, p_clean, batch_size)
+    return out
 
-def _selectivity_rows(captioner:Captioner, found:'MultimodalNeurons', units:dict, pool, imgs:torch.Tensor, scenes:list, fresh_seeds:Sequence[int],
-                      image_size:int, n_selective:int, n_boot:int, seed:int, batch_size:int) -> tuple[list, list]:
+def _selectivity_rows(found:'MultimodalNeurons', units:dict, pool, acts:torch.Tensor, fresh_acts:torch.Tensor, scenes:list, fresh_specs:list,
+                      n_selective:int, n_boot:int, seed:int) -> tuple[list, list]:
     "Held-out selectivity of the most frequent top units vs layer-matched random units: the concept chosen on the attribution scenes, AUC on fresh ones."
-    att = found.attribution
+    att = found.attribution; d = att.d_mlp
     sel, attributed = selectivity_units(found, units, n_selective)
-    rnd = random_units_like(torch.tensor([sel]), att.d_mlp, seed + 10_000, pool)[0].tolist()
-    fresh = [tw.sample_spec(s) for s in fresh_seeds]
-    fimgs = torch.from_numpy(tw.sample_batch(list(fresh_seeds), image_size, targets=False)['image']).permute(0, 3, 1, 2)
-    pairs = _pairs(sel + rnd, att.layers, att.d_mlp)
-    a_sel = unit_activations(captioner, imgs, pairs, batch_size=batch_size).max(-1).values.numpy()
-    a_test = unit_activations(captioner, fimgs, pairs, batch_size=batch_size).max(-1).values.numpy()
-    h_sel, h_test = concept_labels([s.spec for s in scenes]), concept_labels(fresh)
+    rnd = random_units_like(torch.tensor([sel]), d, seed + 10_000, pool)[0].tolist()
+    def peak(a, us): return torch.stack([a[:, f // d, :, f % d].float().max(-1).values for f in us], 1).numpy()  # [n, units]
+    a_sel, a_test = peak(acts, sel + rnd), peak(fresh_acts, sel + rnd)
+    h_sel, h_test = concept_labels([s.spec for s in scenes]), concept_labels(fresh_specs)
     ho = heldout_selectivity(a_sel, h_sel, a_test, h_test)
     lab = h_test[:, ho['concept']]  # [n_fresh, units]: each unit's chosen concept
     m = len(sel)
@@ -958,7 +966,7 @@ def _selectivity_rows(captioner:Captioner, found:'MultimodalNeurons', units:dict
     if keep:
         la = h_test[:, [words.index(attributed[j]) for j in keep]]
         rows.append(dict(measure='selectivity_attributed', **bootstrap_auc_diff(a_test[:, keep], la, a_test[:, [m + j for j in keep]], la, n_boot, seed=seed)))
-    per_unit = [dict(layer=att.layers[f // att.d_mlp], unit=f % att.d_mlp, attributed=attributed[j], chosen=words[ho['concept'][j]],
+    per_unit = [dict(layer=att.layers[f // d], unit=f % d, attributed=attributed[j], chosen=words[ho['concept'][j]],
                      auc_sel=round(float(ho['auc_sel'][j]), 3), auc_test=round(float(ho['auc_test'][j]), 3),
                      random_auc_test=round(float(ho['auc_test'][m + j]), 3)) for j, f in enumerate(sel)]
     return rows, per_unit
@@ -984,17 +992,24 @@ def evaluate_measures(captioner:Captioner, found:'MultimodalNeurons', seeds:Sequ
     if clip is None:
         from neuronlens.models import load_model
         clip = load_model('toyclip')
+    acts = image_token_acts(captioner, imgs, att.layers, batch_size)  # causal LM: the same at the image tokens whatever text follows
+    fresh_specs = [tw.sample_spec(s) for s in fresh_seeds]
+    fresh_acts = image_token_acts(captioner, tw.sample_batch(list(fresh_seeds), image_size, targets=False)['image'], att.layers, batch_size)
+    ok = found.targets.valid.nonzero()[:, 0]
+    p_clean = torch.full((len(scenes),), float('nan'))
+    p_clean[ok] = concept_probs(captioner, imgs[ok], found.targets.subset(ok), batch_size=batch_size)
     rows, per_unit, values = [], {}, {}
     for units_kind, filt in (('all', False), ('filtered', True)):
         pool = stats['interpretable'] if filt else None
         mm = units_by_image(found, n_units, filt)
         rnd = matched_random(mm, att.d_mlp, pool, seed)
         tokens = {f: [words[t] for t in flat_top[f].tolist()] for us in (*mm.values(), *rnd.values()) for f in us}
-        v = {k: _unit_set_values(captioner, found, us, imgs, scenes, tokens, clip, fold, bert, batch_size) for k, us in (('multimodal', mm), ('random', rnd))}
+        v = {k: _unit_set_values(captioner, found, us, imgs, scenes, tokens, clip, acts, None if filt else p_clean, fold, bert, batch_size)
+             for k, us in (('multimodal', mm), ('random', rnd))}
         values[units_kind] = v
         for m in v['multimodal']:
             rows.append(dict(measure=m, units=units_kind, **paired_bootstrap(v['multimodal'][m], v['random'][m], n_boot, seed=seed)))
-        sr, per_unit[units_kind] = _selectivity_rows(captioner, found, mm, pool, imgs, scenes, fresh_seeds, image_size, n_selective, n_boot, seed, batch_size)
+        sr, per_unit[units_kind] = _selectivity_rows(found, mm, pool, acts, fresh_acts, scenes, fresh_specs, n_selective, n_boot, seed)
         rows += [dict(r, units=units_kind) for r in sr]
     distinct = sorted(found.interpretable)
     rand_frac = float(stats['interpretable'].float().mean(1)[[f // att.d_mlp for f in distinct]].mean())
