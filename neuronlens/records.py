@@ -227,9 +227,11 @@ def _so_senses(L:SecondOrderLayer, n:int, fresh:int=4) -> list[dict]:
         imgs = [int(i) for i in top if ci is not None and L.concepts[i, ci]]
         sense = {'sense': s or 'neither', 'share': share, 'images': imgs}
         if L.clip is not None:
-            ex = le.sense_images(s, fresh, size, avoid=p.senses if s is None else ())
-            sense['fresh_norm'] = float(le.neuron_effect_norms(L.clip, L.layer, n, ex).mean())
-            sense['_examples'] = ex
+            try: ex = le.sense_images(s, fresh, size, avoid=p.senses if s is None else ())
+            except ConfigError: ex = None  # lens_eval renders shapes, colours, sizes, textures and backgrounds; a position sense it cannot
+            if ex is not None:
+                sense['fresh_norm'] = float(le.neuron_effect_norms(L.clip, L.layer, n, ex).mean())
+                sense['_examples'] = ex
         out.append(sense)
     return out
 
