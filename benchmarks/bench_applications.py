@@ -51,7 +51,9 @@ def main():
     clip = models.load_model('toyclip'); clip.model.to(dev)
     res = json.loads(OUT.read_text()) if OUT.exists() else {}
     res.setdefault('runs', {})
-    row = {'hardware': hardware(dev), 'n_scenes': a.n_scenes, 'n_images_lens_runs': a.n_images, 'split_lens_runs': 'valid', 'split_scored': 'test'}
+    row = res['runs'].get(dev.type, {})  # sections run separately add to the same row
+    row.update({'split_lens_runs': 'valid', 'split_scored': 'test'})
+    row.setdefault('hardware_by_section', {})
     for what in a.only.split(','):
         t = time.perf_counter()
         if what == 'speed': row['segmentation_speed'] = seg_speed(clip, cache, dev, n_images=a.n_images)
@@ -66,11 +68,12 @@ def main():
                                   for k, v in adv['kinds'].items()}
         elif what == 'attributes':
             row['attributes'] = {}
-            for name in ('toyclip-planted', 'toyclip'):
-                try: m = models.load_model(name)
+            for name, src in {'toyclip-planted': 'toyclip-planted', 'toyclip-planted-control': models.zoo_dir() / 'toyclip-planted-control.safetensors', 'toyclip': 'toyclip'}.items():
+                try: m = models.load_model(src)
                 except Exception as e: row['attributes'][name] = {'skipped': str(e)}; continue
                 row['attributes'][name] = _clean(A.attribute_study(m, cache=cache, n_images=a.n_images))
         row.setdefault('seconds', {})[what] = round(time.perf_counter() - t, 1)
+        row['hardware_by_section'][what] = {**hardware(dev), 'n_scenes': a.n_scenes, 'n_images_lens_runs': a.n_images}
         res['runs'][f'{dev.type}'] = row
         OUT.parent.mkdir(parents=True, exist_ok=True); OUT.write_text(json.dumps(res, indent=1))
         print(what, row['seconds'][what], 's', flush=True)

@@ -770,7 +770,7 @@ def register_commands(add_command):
     add_command('apply', 'second-order lens applications: zero-shot segmentation, mean-ablation study, semantic adversarial images, attribute discovery',
                 add_apply_args, run_apply_cli)
 
-# %% ../nbs/22_applications.ipynb #ff0dcf25
+# %% ../nbs/22_applications.ipynb #ac8f0b44
 def demo_section(r, ctx):
     "The applications section of the main job: segmentation, ablation, adversarial images and attribute discovery on ToyCLIP."
     from neuronlens import models
@@ -779,7 +779,7 @@ def demo_section(r, ctx):
     try: clip = models.load_model('toyclip')
     except WeightsNotFoundError as e:
         r.text(f'Skipped: {e}'); return
-    n = max(64, min(ctx.n_scenes, 256)); kw = dict(cache=ctx.cache, n_images=500, seed=ctx.seed)
+    n = max(32, min(ctx.n_scenes, 128)); kw = dict(cache=ctx.cache, n_images=500, seed=ctx.seed)
     seg = segmentation_study(clip, n_scenes=n, batch_size=64, **kw)
     r.text(f"Zero-shot segmentation of {n} held-out scenes (class = shape of the first object, exact masks): top {seg['top_k']} neurons of layers "
            f"{seg['layers']} by |direction . class embedding|, mean patch activation, bilinear upsampling, min-max, threshold 0.5 (the official recipe), "
@@ -787,17 +787,18 @@ def demo_section(r, ctx):
     r.table([{'method': x['method'], 'pixel accuracy': x['pixel_acc'], 'mIoU': x['miou'], 'mAP': x['map'],
               'mIoU 95% CI': f"{x['miou_ci'][0]:.3f}-{x['miou_ci'][1]:.3f}"} for x in seg['rows']])
     r.image(plot_segmentation(seg), caption='rows: ' + ', '.join(segmentation_row_labels(seg)) + '; red: above threshold')
-    ab = ablation_study(clip, n_scenes=n, n_ref=200, n_random=2, **kw)
+    ab = ablation_study(clip, n_scenes=n, n_ref=100, n_random=1, **kw)
     r.figure(plot_ablation(ab), caption=f"mean-ablation per layer, {n} held-out single-object scenes (clean accuracy {ab['clean']:.3f})")
-    adv = adversarial_study(clip, kinds=('shape',), pairs=8, n_desc=6, **kw)
+    adv = adversarial_study(clip, kinds=('shape',), pairs=4, n_desc=4, **kw)
     s = adv['kinds']['shape']['summary']
     r.table([{'words from': k, 'success rate (classified as c1)': v['rate'], '95% CI over pairs': f"{v['ci'][0]:.3f}-{v['ci'][1]:.3f}"} for k, v in s.items()])
     img, caps = plot_adversarial(adv)
-    r.image(img, caption='semantic adversarial images (shape pairs, first 8 pairs): ' + ' | '.join(caps))
-    for name in ('toyclip-planted', 'toyclip'):
+    r.image(img, caption='semantic adversarial images (shape pairs, first 4 pairs): ' + ' | '.join(caps))
+    for name in ('toyclip-planted', models.zoo_dir() / 'toyclip-planted-control.safetensors'):
         try: m = models.load_model(name)
         except (WeightsNotFoundError, KeyError) as e:
             r.text(f'{name}: skipped ({e})'); continue
         at = attribute_study(m, **kw)
+        name = getattr(name, 'stem', name)
         r.text(f"Attribute discovery on {name}: planted pairs {', '.join(f'{c}->{w}' for c, w in at['planted'])}.")
         r.table([{'method': x['method'], 'precision': x['precision'], 'recall': x['recall'], 'found': ', '.join(f'{c}->{w}' for c, w in x['found'])} for x in at['rows']])
