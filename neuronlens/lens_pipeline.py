@@ -104,6 +104,7 @@ def _merge_second_order(cache:TensorCache, settings:dict, n_shards:int, layer:in
     def shards():  # one shard in memory at a time
         for s, k in enumerate(keys):
             t, meta = cache.load('so-shard', k)
+            t = {k_: v.clone() if k_ in ('norms', 'first_norms', 'image_index') else v for k_, v in t.items()}  # kept parts must not pin the shard's file buffer
             index.append(t['image_index'] if 'image_index' in t else torch.arange(*_shard_range(s, settings['shard_size'], n)))
             skipped.extend(meta.get('skipped', []))
             yield LayerEffects.from_tensors(layer, t)
