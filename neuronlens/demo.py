@@ -115,7 +115,7 @@ def _decomposition_words(clip, dirs, k:int=5) -> list[str]:
 
 # %% ../nbs/85_demo.ipynb #db16efdd
 def section_multimodal(r:Report, ctx:DemoContext, n_max:int=64):
-    "Multimodal neurons in SmolLM2-135M reading toy scenes through the shipped projection."
+    "Multimodal neurons in SmolLM2-135M reading toy scenes through the default projection, each measure against layer-matched random units with a 95% interval."
     from neuronlens import multimodal as mm, toyworld as tw
     from neuronlens.projection import load_captioner
     r.heading('Multimodal neurons in SmolLM2-135M')
@@ -123,26 +123,33 @@ def section_multimodal(r:Report, ctx:DemoContext, n_max:int=64):
     except WeightsNotFoundError as e:
         r.text(f'Skipped: {e}'); return
     n = min(n_max, ctx.n_scenes)
-    seeds = list(tw.split_seeds('test', n))
+    seeds, fresh = list(tw.split_seeds('test', n)), list(tw.split_seeds('test', n, 100_000))
     x = torch.from_numpy(tw.sample_batch(seeds, 64, targets=False)['image']).permute(0, 3, 1, 2)
     found = mm.find_multimodal_neurons(cap, x, cache=ctx.cache)
     m = cap.info.get('metrics') or {}
-    r.text(f"LiMBeR: frozen toy encoder -> one linear layer ({cap.projection.n_tokens} soft tokens) -> frozen SmolLM2-135M, prompt "
-           f"'{cap.prompt}'. Held-out single-object caption accuracy of the shipped projection: shape {m.get('shape_acc', float('nan')):.1%}, "
-           f"colour {m.get('colour_acc', float('nan')):.1%}. {n} held-out scenes; concept = first noun of the greedy caption; "
-           f"top {found.info['top_k']} units per image by activation x gradient; {found.interpretable_fraction:.1%} of the "
+    r.text(f"LiMBeR: frozen toy encoder -> projection {cap.info.get('name')} ({cap.projection.n_tokens} soft tokens"
+           f"{'' if cap.projection.token_norm is None else f' of norm {cap.projection.token_norm:.2f}'}"
+           f"{'' if not cap.prefix else f', after {cap.prefix!r}'}) -> frozen SmolLM2-135M, prompt '{cap.prompt}'. Held-out single-object caption "
+           f"accuracy: shape {m.get('shape_acc', float('nan')):.1%}, colour {m.get('colour_acc', float('nan')):.1%}. {n} held-out scenes; concept = first "
+           f"noun of the greedy caption; top {found.info['top_k']} units per image by activation x gradient; {found.interpretable_fraction:.1%} of the "
            f"{len(found.interpretable)} distinct top units pass the interpretability filter (paper: about half).")
     r.table([dict(truth=tw.sample_scene(s).caption, caption=c, concept=k) for s, c, k in zip(seeds[:6], found.targets.captions, found.targets.concepts)])
     r.figure(mm.plot_layer_counts(found.attribution), caption='where the top units live')
-    ev = mm.evaluate_toy(cap, found, seeds, selectivity_seeds=list(tw.split_seeds('test', 256, 100_000)))
-    r.table([dict(texts=t['texts'], clip_score=t['clip_score'], bert_score=t['bert_score']) for t in ev['table1']])
-    r.text('Table 1 analogue: CLIPScore with ToyCLIP, BERTScore F1 with MiniLM against the true caption '
-           '(paper, GPT-J + BEiT on COCO: random units 21.74 / .3627, multimodal neurons 23.43 / .3848, captions 23.62 / .5251).')
-    r.table([{'units': k, 'names a concept of the scene': ev['ground_truth'][k]['names_present_concept'],
-              "names the caption's concept": ev['ground_truth'][k]['names_caption_concept'], 'IoU with the object': ev['iou'][k],
-              'selectivity AUC': ev['selectivity']['mean_auc'][k]} for k in ('multimodal', 'random')])
-    r.figure(mm.plot_ablation(ev['ablation']), caption='zeroing the top-k attributed units at the image tokens vs k random units of the same layers')
-    r.table([dict(image=i, caption=found.targets.captions[i], **row) for i in range(2) for row in found.table(i, 5)])
+    ev = mm.evaluate_measures(cap, found, seeds, fresh, cache=ctx.cache, n_boot=1000)
+    r.table([{'measure': row['measure'], 'units': row['units'], 'multimodal': round(row['multimodal'], 4), 'random (same layers, same filter)': round(row['random'], 4),
+              'difference [95% interval]': f"{row['diff']:+.4f} [{row['lo']:+.4f}, {row['hi']:+.4f}]", 'n': row['n']} for row in ev['rows']])
+    r.text('Each image\'s first 10 top units against as many random units from the same layers ("filtered": both sides through the '
+           'interpretability filter); graded_* = percentile rank of the scene\'s concept tokens in the unit\'s full decoding (contrast: minus '
+           'the absent toy concepts); clip = CLIPScore over the words ToyCLIP reads (clip_reads: the share it reads); ablation = drop of the '
+           'concept probability when the units are zeroed; selectivity = AUC on fresh scenes of the concept chosen on these. Intervals: '
+           'images resampled (selectivity: fresh scenes). Full run on 256 scenes: benchmarks/results/multimodal_eval.json.')
+    ex = ev['example']
+    if ex is not None:
+        acts = mm.unit_activations(cap, x[ex['image']:ex['image'] + 1], [(ex['layer'], ex['unit'])], [found.targets.prefixes[ex['image']]])[0, 0]
+        truth = mm._concept_masks(tw.sample_scene(ex['seed']), ex['concept'])
+        r.image(mm.localization_panel(x[ex['image']], acts, truth), caption=f"layer {ex['layer']} unit {ex['unit']}, chosen by the measure (best graded "
+                f"decoding): decodes to '{' '.join(ex['tokens'])}'; ranks '{ex['concept']}' above {ex['concept_percentile']:.1%} of the vocabulary. "
+                f"Image, activation map, map above its 0.95 quantile (white) over the object (blue). Caption: {ex['caption']}", width=384)
     sp = mm.soft_prompt_decodability(cap, x)
     r.figure(mm.plot_soft_prompt(sp), caption="nearest-token cosines of the soft prompt vs random vectors (paper: not decodable, KS p > .5)")
 

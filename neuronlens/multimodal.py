@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_multimodal_neurons.ipynb #881b73f5
 from __future__ import annotations
-import dataclasses, functools, json, logging, math, re
+import dataclasses, functools, json, logging, math, re, warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -531,9 +531,10 @@ def bootstrap_auc_diff(acts_m, has_m, # [n, u_m] activations and bool labels (ea
     am, hm, ar, hr = (np.asarray(x) for x in (acts_m, has_m, acts_r, has_r))
     def mean_auc(i):
         return (np.nanmean(np.diag(auc_matrix(am[i], hm[i]))), np.nanmean(np.diag(auc_matrix(ar[i], hr[i]))))
-    m, r = mean_auc(np.arange(len(am)))
     rng = np.random.default_rng(seed)
-    with np.errstate(all='ignore'):
+    with warnings.catch_warnings(), np.errstate(all='ignore'):
+        warnings.simplefilter('ignore', RuntimeWarning)  # a unit without positives has a NaN AUC, left out of the mean
+        m, r = mean_auc(np.arange(len(am)))
         d = np.array([np.subtract(*mean_auc(rng.integers(0, len(am), len(am)))) for _ in range(n_boot)])
     lo, hi = np.nanquantile(d, [(1 - ci) / 2, (1 + ci) / 2])
     return dict(multimodal=float(m), random=float(r), diff=float(m - r), lo=float(lo), hi=float(hi), n=int(len(am)))
