@@ -46,6 +46,7 @@ SRC_DIR = Path('_build') / 'docs_src'          # relative to ROOT
 DOCTREES = Path('_build') / 'docs_doctrees'
 
 PLOTLY_MIME = 'application/vnd.plotly.v1+json'
+EXTRA_SITES = ('atlas',)                       # folders of the site written by `write_atlas_site`, not by Sphinx
 WIDGET_MIME = 'application/vnd.jupyter.widget-view+json'
 
 
@@ -254,6 +255,7 @@ class PageConverter:
         here = Path(self.rel).parent
         target = os.path.normpath((here / path).as_posix())
         if target.startswith('..'): return url
+        if target.split('/')[0] in EXTRA_SITES: return url      # static sites written next to the pages (the neuron atlas)
         name = page_name(target)
         if name in self.pages: return self._rel_url(name, anchor)
         self.problems.append(f"link to a page that is not built: {u}")
@@ -557,6 +559,35 @@ def write_source_tree(root: Path, src: Path, rels: list[Path], proc_ok: set, set
     return problems, notes, plotly_pages
 
 
+ATLAS_CACHE = Path('_build') / 'atlas_cache'   # relative to ROOT; kept between builds, so a rebuild reads the runs from it
+
+
+def write_atlas_site(root: Path, site: Path) -> list[str]:
+    """The neuron atlas of the shipped ToyCLIP layer under `site/atlas/`, through `neuronlens atlas`; returns problems.
+    NEURONLENS_DOCS_ATLAS=all adds the shipped captioner's multimodal units (`--captioner`: loads SmolLM2; measured
+    over 10 minutes on a loaded 2-core machine, so not by default: a stub page says how to build it);
+    NEURONLENS_DOCS_ATLAS=0 leaves the atlas out (its links are then broken, and the build says so)."""
+    which = os.environ.get('NEURONLENS_DOCS_ATLAS', 'toyclip').strip().lower()
+    if which in ('0', 'no', 'off', 'false'): return ['NEURONLENS_DOCS_ATLAS=0: the atlas was not built']
+    exe = Path(sys.executable).parent / 'neuronlens'
+    cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ['-m', 'neuronlens.cli']), 'atlas',
+           '--out', str(site / 'atlas'), '--cache', str(root / ATLAS_CACHE), '--n-neurons', '12']
+    if which == 'all': cmd.append('--captioner')
+    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1'}
+    t = time.time()
+    res = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env)
+    if res.returncode: return [f"neuronlens atlas failed (exit {res.returncode}): {res.stderr[-3000:]}"]
+    if which != 'all':
+        stub = site / 'atlas' / 'captioner' / 'index.html'
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        stub.write_text('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>captioner atlas</title><link rel="icon" href="data:,"></head>'
+                        '<body><h1>The captioner\'s multimodal units</h1><p>Not built with these docs (it loads SmolLM2-135M). Build it with '
+                        '<code>neuronlens atlas --captioner --out atlas</code>, or the docs with <code>NEURONLENS_DOCS_ATLAS=all</code>.</p>'
+                        '<p><a href="../index.html">ToyCLIP layer atlas</a></p></body></html>', encoding='utf-8')
+    log(f"atlas: {len(list((site / 'atlas').rglob('*.html')))} page(s) in {time.time() - t:.1f}s")
+    return []
+
+
 def _safe_to_replace(out: Path) -> bool:
     "Only an empty folder or an earlier Sphinx/Quarto build may be wiped."
     if not out.exists(): return True
@@ -592,11 +623,15 @@ def build(root: Path = ROOT, out: Path | None = None, force: bool = False, stric
     if workers > 1 and len(rels) > 4: cmd[3:3] = ['-j', str(workers)]
     rc = subprocess.run(cmd, cwd=root).returncode
     t3 = time.time()
+    atlas_problems = write_atlas_site(root, tmp_out) if (tmp_out / 'index.html').exists() else []
+    for p in atlas_problems: log(f"PROBLEM: {p}")
+    problems += atlas_problems
+    t4 = time.time()
     if (tmp_out / 'index.html').exists():
         if out.exists(): shutil.rmtree(out)
         shutil.move(str(tmp_out), str(out))
         (out / '.nojekyll').touch()
-    log(f"nbdev processing {t1 - t0:.1f}s, conversion {t2 - t1:.1f}s, sphinx {t3 - t2:.1f}s; "
+    log(f"nbdev processing {t1 - t0:.1f}s, conversion {t2 - t1:.1f}s, sphinx {t3 - t2:.1f}s, atlas {t4 - t3:.1f}s; "
         f"{len(ok)} page(s), plotly on {len(plotly_pages)} -> {out}")
     failed = bool(errors) or rc != 0 or (strict and bool(problems))
     if failed:
