@@ -4,7 +4,7 @@
 
 # %% ../nbs/20_second_order.ipynb #44e0bb6b
 from __future__ import annotations
-import dataclasses, math
+import contextlib, dataclasses, math
 from typing import Iterable, Sequence
 
 import torch
@@ -12,12 +12,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import ConfigError, Hooks, model_device
+from .models import clip_hook_table
 
 # %% auto #0
-__all__ = ['vit_parts', 'check_layer', 'tiny_clip', 'LensInputs', 'record_lens_inputs', 'neuron_writes', 'direction_bank',
-           'lens_coefficients', 'second_order_effects', 'first_order_effects', 'first_order_norms',
-           'second_order_reference', 'rel_err', 'patched_embedding', 'LayerEffects', 'compute_layer_effects',
-           'sparsity_summary', 'significant_neurons', 'neuron_directions', 'direction_cosines', 'plot_effect_norms']
+__all__ = ['vit_parts', 'check_layer', 'tiny_clip', 'LensInputs', 'hook_sites', 'record_hooks', 'record_lens_inputs',
+           'neuron_writes', 'direction_bank', 'lens_coefficients', 'second_order_effects', 'first_order_effects',
+           'first_order_norms', 'second_order_reference', 'rel_err', 'patched_embedding', 'LayerEffects',
+           'compute_layer_effects', 'sparsity_summary', 'significant_neurons', 'neuron_directions', 'direction_cosines',
+           'plot_effect_norms']
 
 # %% ../nbs/20_second_order.ipynb #6542cd4c
 def vit_parts(model:nn.Module) -> nn.Module:
@@ -78,6 +80,26 @@ def _bf(x:torch.Tensor, attn:nn.MultiheadAttention) -> torch.Tensor:
     "`x` as [batch, pos, d] whatever the attention's layout."
     return x if attn.batch_first else x.transpose(0, 1)
 
+# %% ../nbs/20_second_order.ipynb #7b736370
+def hook_sites(visual:nn.Module, names:Sequence[str]) -> dict:
+    "Where each canonical hook name (see `models.clip_hook_table`) lives in the open_clip ViT `visual`."
+    table = clip_hook_table(visual, prefix='')
+    missing = [n for n in names if n not in table]
+    if missing: raise ConfigError(f"no canonical hook {missing[0]!r} in this ViT; known: blocks.L.mlp.hook_post, blocks.L.hook_resid_pre, ...")
+    return {n: table[n] for n in names}
+
+@contextlib.contextmanager
+def record_hooks(visual:nn.Module, names:Sequence[str]):
+    "Record canonical hooks `names` of `visual` during the block; the yielded dict is filled on exit with [batch, pos, ...] tensors."
+    sites, out = hook_sites(visual, names), {}
+    by_kind = {kind: [s.module for s in sites.values() if s.kind == kind] for kind in ('output', 'input')}
+    with Hooks(visual, record=by_kind['output']) as ho, Hooks(visual, record=by_kind['input'], kind='input') as hi:
+        yield out
+    for n, s in sites.items():
+        t = (ho if s.kind == 'output' else hi).cache[s.module]
+        out[n] = t.transpose(0, 1) if s.seq_first and t.dim() == 3 else t
+
+
 # %% ../nbs/20_second_order.ipynb #7b736369
 class _Stop(Exception): "Raised by a hook to end a forward pass early."
 
@@ -101,17 +123,19 @@ def record_lens_inputs(model:nn.Module, images:torch.Tensor, # [batch, 3, H, W] 
     "One clean forward pass recording what the second-order lens of MLP `layer` needs (the embedding included)."
     visual = vit_parts(model); check_layer(model, layer)
     blocks = visual.transformer.resblocks; later = range(layer + 1, len(blocks))
-    inv = {m: n for n, m in visual.named_modules()}
+    nxt = hook_sites(visual, [f'blocks.{layer + 1}.hook_resid_pre'])[f'blocks.{layer + 1}.hook_resid_pre']
     box = {}
     def stop(t, hook): box['x'] = t; raise _Stop
-    with Hooks(visual, record=[inv[blocks[layer].mlp.gelu]]) as ha, Hooks(visual, fwd=[(inv[blocks[layer + 1]], stop)], kind='input'):
+    with record_hooks(visual, [f'blocks.{layer}.mlp.hook_post']) as rec, Hooks(visual, fwd=[(nxt.module, stop)], kind=nxt.kind):
         try: visual(images.to(model_device(model)))
         except _Stop: pass
     if 'x' not in box: raise ConfigError(f"block {layer + 1} of the ViT never ran: the lens needs open_clip's sequential resblocks")
-    acts = _bf(ha.cache[inv[blocks[layer].mlp.gelu]], blocks[layer].attn)
+    acts = rec[f'blocks.{layer}.mlp.hook_post']  # [batch, pos, d_mlp]
     attn_cls, sigma_1, cls = _late_blocks(visual, _bf(box['x'], blocks[layer + 1].attn), later)
     emb = visual.ln_post(cls)
-    return LensInputs(layer, acts, attn_cls, sigma_1, _ln_sigma(visual.ln_post, cls), emb @ visual.proj if visual.proj is not None else emb)
+    sigma_post = _ln_sigma(visual.ln_post, cls)
+    return LensInputs(layer, acts, attn_cls, sigma_1, sigma_post, emb @ visual.proj if visual.proj is not None else emb)
+
 
 # %% ../nbs/20_second_order.ipynb #6051a398
 def _center(x:torch.Tensor) -> torch.Tensor: return x - x.mean(-1, keepdim=True)
@@ -177,18 +201,18 @@ def second_order_reference(model:nn.Module, image:torch.Tensor, # one preprocess
                            layer:int) -> torch.Tensor:
     "Token-level second-order effects of every neuron of MLP `layer` on one image: [d_mlp, d_out]."
     visual = vit_parts(model); blocks = visual.transformer.resblocks
-    names = {m: n for n, m in visual.named_modules()}
     later = list(range(layer + 1, len(blocks)))
-    with Hooks(visual, record=[names[blocks[layer].mlp.gelu]] + [names[blocks[l].ln_1] for l in later]) as ho, \
-         Hooks(visual, record=[names[blocks[l].ln_1] for l in later] + [names[visual.ln_post]], kind='input') as hi:
-        visual(image[None].to(model_device(model)))
-    a = _bf(ho.cache[names[blocks[layer].mlp.gelu]], blocks[layer].attn)[0]  # [pos, d_mlp]
+    names = [f'blocks.{layer}.mlp.hook_post', 'ln_final.hook_in']
+    names += [f'blocks.{l}.{h}' for l in later for h in ('hook_resid_pre', 'ln1.hook_normalized')]
+    with record_hooks(visual, names) as rec: visual(image[None].to(model_device(model)))
+    a = rec[f'blocks.{layer}.mlp.hook_post'][0]  # [pos, d_mlp]
     contrib = a[:, :, None] * neuron_writes(model, layer)[None]  # [pos, d_mlp, d_model]
-    post_in = hi.cache[names[visual.ln_post]]; post_cls = post_in[0] if post_in.dim() == 2 else post_in[0, 0]
+    post_in = rec['ln_final.hook_in']; post_cls = post_in[0] if post_in.dim() == 2 else post_in[0, 0]
     total = 0
     for l in later:
         blk = blocks[l]; attn = blk.attn; d = contrib.shape[-1]; h = attn.num_heads; dh = d // h
-        x = _bf(hi.cache[names[blk.ln_1]], attn)[0]; y = _bf(ho.cache[names[blk.ln_1]], attn)
+        x = rec[f'blocks.{l}.hook_resid_pre'][0]  # [pos, d_model]
+        y = _bf(rec[f'blocks.{l}.ln1.hook_normalized'], attn)  # the attention's own layout
         _, pattern = attn(y, y, y, need_weights=True, average_attn_weights=False)  # [1, heads, pos, pos]
         normed = _center(contrib) / _ln_sigma(blk.ln_1, x)[:, None, None] * blk.ln_1.weight  # [pos, d_mlp, d_model]
         v = (normed @ attn.in_proj_weight[2*d:].T).view(*normed.shape[:2], h, dh)  # [pos, d_mlp, heads, d_head]
@@ -196,6 +220,7 @@ def second_order_reference(model:nn.Module, image:torch.Tensor, # one preprocess
         out = _ls(blk.ls_1, mixed.reshape(*mixed.shape[:2], d) @ attn.out_proj.weight.T)  # [pos, d_mlp, d_model]
         total = total + out[0]  # CLS row
     return (_center(total) / _ln_sigma(visual.ln_post, post_cls) * visual.ln_post.weight) @ visual.proj
+
 
 # %% ../nbs/20_second_order.ipynb #31d071ba
 def rel_err(a:torch.Tensor, b:torch.Tensor) -> float:
@@ -209,24 +234,26 @@ def patched_embedding(model:nn.Module, image:torch.Tensor, # one preprocessed im
                      ) -> torch.Tensor:
     "Image embedding with `write` removed after MLP `layer`, frozen patterns/LN scales/later MLPs, and second-order paths only."
     visual = vit_parts(model); blocks = visual.transformer.resblocks
-    names = {m: n for n, m in visual.named_modules()}; later = range(layer + 1, len(blocks))
-    with Hooks(visual, record=[names[blocks[l]] for l in later] + [names[blocks[l].ln_1] for l in later]) as ho, \
-         Hooks(visual, record=[names[blocks[l]] for l in later], kind='input') as hi:
-        visual(image[None].to(model_device(model)))
-    x_out = _bf(ho.cache[names[blocks[-1]]], blocks[-1].attn)[0]  # clean final residual [pos, d]
+    later = range(layer + 1, len(blocks)); last = len(blocks) - 1
+    names = [f'blocks.{l}.{h}' for l in later for h in ('hook_resid_pre', 'ln1.hook_normalized')] + [f'blocks.{last}.hook_resid_post']
+    with record_hooks(visual, names) as rec: visual(image[None].to(model_device(model)))
+    x_out = rec[f'blocks.{last}.hook_resid_post'][0]  # clean final residual [pos, d]
     change = -write[0]  # direct path at CLS
     for l in later:
         blk = blocks[l]; attn = blk.attn
-        x = _bf(hi.cache[names[blk]], attn)[0]; y = ho.cache[names[blk.ln_1]]
+        x = rec[f'blocks.{l}.hook_resid_pre'][0]
+        y = _bf(rec[f'blocks.{l}.ln1.hook_normalized'], attn)  # the attention's own layout
         _, pattern = attn(y, y, y, need_weights=True, average_attn_weights=False)  # clean pattern [1, heads, pos, pos]
         frozen_ln = lambda z: (z - z.mean(-1, keepdim=True)) / _ln_sigma(blk.ln_1, x)[:, None] * blk.ln_1.weight + blk.ln_1.bias
         d = x.shape[-1]; h = attn.num_heads; Wv, bv = attn.in_proj_weight[2*d:], attn.in_proj_bias[2*d:]
-        head = lambda z: _ls(blk.ls_1, F.linear(torch.einsum('hst,the->she', pattern[0], F.linear(frozen_ln(z), Wv, bv).view(-1, h, d // h)).reshape(-1, d),
-                                               attn.out_proj.weight, attn.out_proj.bias))
+        value = lambda z: F.linear(frozen_ln(z), Wv, bv).view(-1, h, d // h)  # [pos, heads, d_head]
+        mix = lambda z: torch.einsum('hst,the->she', pattern[0], value(z)).reshape(-1, d)
+        head = lambda z: _ls(blk.ls_1, F.linear(mix(z), attn.out_proj.weight, attn.out_proj.bias))
         change = change + (head(x - write) - head(x))[0]
     post = x_out[0] + change
     sigma = _ln_sigma(visual.ln_post, x_out[0])
     return ((post - post.mean()) / sigma * visual.ln_post.weight + visual.ln_post.bias) @ visual.proj
+
 
 # %% ../nbs/20_second_order.ipynb #f8366676
 @dataclasses.dataclass
