@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 # %% auto #0
-__all__ = ['COMMANDS', 'MIN_FREE_MB', 'COMMAND_MODULES', 'add_command', 'build_parser', 'main', 'error_line', 'check_writable',
-           'check_folders']
+__all__ = ['COMMANDS', 'MIN_FREE_MB', 'COMMAND_MODULES', 'COMMAND_INDEX', 'add_command', 'build_parser', 'main', 'error_line',
+           'check_writable', 'check_folders', 'command_of', 'register_plugins']
 
 # %% ../nbs/90_cli.ipynb #919009e5
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {}
@@ -23,7 +23,8 @@ def add_command(name:str, # sub-command name, e.g. 'demo'
     COMMANDS[name] = (help, add_args, run)
 
 # %% ../nbs/90_cli.ipynb #b163150d
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only:str|None=None, # None: every sub-command's options; a name: only that one's (the others list their help)
+                ) -> argparse.ArgumentParser:
     "The `neuronlens` argument parser with every registered sub-command."
     p = argparse.ArgumentParser(prog='neuronlens', description='Find and explain the neurons that carry images into language, '
                                 'and read what CLIP neurons write.')
@@ -31,8 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', metavar='COMMAND', required=True)
     for name, (help_, add_args, _) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
-        add_args(sp)
-        _add_verbose(sp)
+        if only is None or name == only:
+            add_args(sp)
+            _add_verbose(sp)
     return p
 
 _VERBOSE_HELP = 'log progress details, and show the traceback of an error'
@@ -48,8 +50,11 @@ def _add_verbose(p:argparse.ArgumentParser):
 # %% ../nbs/90_cli.ipynb #485b60a2
 def main(argv:Sequence[str]|None=None) -> int:
     "Entry point of the `neuronlens` command: any error is one line on stderr and exit status 1 (`--verbose`: with its traceback)."
+    argv = sys.argv[1:] if argv is None else list(argv)
+    name = command_of(argv)
     _register_builtin()
-    args = build_parser().parse_args(argv)
+    register_plugins(name)
+    args = build_parser(only=name or '').parse_args(argv)
     level = logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format='%(levelname)s %(name)s: %(message)s')
     try:
@@ -133,6 +138,28 @@ def _demo_run(args) -> int:
 # %% ../nbs/90_cli.ipynb #aa6021ac
 # modules that may add sub-commands
 COMMAND_MODULES = ('lens_pipeline', 'multimodal', 'applications', 'explorers', 'sources', 'simulate')
+# which module registers each plug-in command: running it imports that module only
+COMMAND_INDEX = {'apply': 'applications', 'explore': 'explorers', 'atlas': 'explorers', 'simulate': 'simulate'}
+
+def command_of(argv:Sequence[str]) -> str|None:
+    "The sub-command named in `argv` (the first word that is not an option), or None (no command, or help before it)."
+    for a in argv:
+        if a in ('-h', '--help'): return None
+        if not a.startswith('-'): return a
+    return None
+
+def register_plugins(name:str|None=None): # the command about to run; None: all of them
+    "Register the plug-in commands that running `name` needs: none for a built-in, its module if indexed, else every module."
+    if name in COMMANDS: return
+    modules = [COMMAND_INDEX[name]] if name in COMMAND_INDEX else COMMAND_MODULES
+    for module in modules: _register_plugin(module)
+
+def _lazy(module:str, fn:str) -> Callable:
+    "A function that imports `neuronlens.<module>` when first called and calls its `fn`."
+    def call(*args):
+        import importlib
+        return getattr(importlib.import_module(f'neuronlens.{module}'), fn)(*args)
+    return call
 
 def _optional_module(name:str):
     "The module `neuronlens.<name>` if the installed library has it, else None (an import error inside it still raises)."
@@ -143,15 +170,13 @@ def _optional_module(name:str):
 def _register_builtin():
     "Register the sub-commands that ship with the library (idempotent)."
     add_command('demo', 'run the main job on the embedded default and write an HTML report', _demo_args, _demo_run)
-    from neuronlens import lens_pipeline
     add_command('second-order', 'compute and cache second-order effects and directions of a CLIP layer '
-                '(resumable, accelerate-ready)', lens_pipeline.add_second_order_args, lens_pipeline.run_second_order_cli)
+                '(resumable, accelerate-ready)', _lazy('lens_pipeline', 'add_second_order_args'),
+                _lazy('lens_pipeline', 'run_second_order_cli'))
     add_command('train', 'train a model of the embedded zoo (toy-clip, toy-encoder) or a LiMBeR projection',
                 _train_args, _train_run)
-    from neuronlens import multimodal
     add_command('neurons', 'find, decode and score the multimodal neurons of a LiMBeR captioner (cached)',
-                multimodal.add_neurons_args, multimodal.run_neurons_cli)
-    for name in COMMAND_MODULES: _register_plugin(name)
+                _lazy('multimodal', 'add_neurons_args'), _lazy('multimodal', 'run_neurons_cli'))
 
 def _register_plugin(name:str):
     "Let module `name` add its sub-commands; one that fails to import or register is reported in one line, and the others still work."
