@@ -127,11 +127,13 @@ def _demo_args(p:argparse.ArgumentParser):
     p.add_argument('--cache', type=Path, default=None, help='cache folder (default: $NEURONLENS_CACHE or ~/.cache/neuronlens)')
     p.add_argument('--n-scenes', type=int, default=256, help='held-out toy scenes to analyse (default: 256)')
     p.add_argument('--seed', type=int, default=0, help='seed of the run (default: 0)')
+    p.add_argument('--n-multimodal', type=int, default=32, help='scenes of the multimodal-neurons section (default: 32)')
     p.add_argument('--no-progress', dest='progress', action='store_false', help='no section lines, bar or timings on stderr')
 
 def _demo_run(args) -> int:
     from neuronlens.demo import run_demo
-    path = run_demo(out=args.out, cache_dir=args.cache, n_scenes=args.n_scenes, seed=args.seed, progress=args.progress)
+    path = run_demo(out=args.out, cache_dir=args.cache, n_scenes=args.n_scenes, seed=args.seed,
+                    n_multimodal=args.n_multimodal, progress=args.progress)
     print(path)
     return 0
 

@@ -28,6 +28,8 @@ class DemoContext:
     cache: TensorCache
     n_scenes: int = 256
     seed: int = 0
+    out: Path|None = None  # the report's folder: a section may write pages next to the report (the atlas)
+    n_multimodal: int = 32  # scenes of the multimodal section (the full evaluation: benchmarks/eval_multimodal.py)
     timings: dict = dataclasses.field(default_factory=dict)
 
 # %% ../nbs/85_demo.ipynb #16af991a
@@ -114,7 +116,7 @@ def _decomposition_words(clip, dirs, k:int=5) -> list[str]:
     return [', '.join(f'{w} ({c:+.2f})' for w, c in terms) for terms in dec.terms]
 
 # %% ../nbs/85_demo.ipynb #db16efdd
-def section_multimodal(r:Report, ctx:DemoContext, n_max:int=64):
+def section_multimodal(r:Report, ctx:DemoContext):
     "Multimodal neurons in SmolLM2-135M reading toy scenes through the default projection, each measure against layer-matched random units with a 95% interval."
     from neuronlens import multimodal as mm, toyworld as tw
     from neuronlens.projection import load_captioner
@@ -122,8 +124,9 @@ def section_multimodal(r:Report, ctx:DemoContext, n_max:int=64):
     try: cap = load_captioner('toy-encoder')
     except WeightsNotFoundError as e:
         r.text(f'Skipped: {e}'); return
-    n = min(n_max, ctx.n_scenes)
-    seeds, fresh = list(tw.split_seeds('test', n)), list(tw.split_seeds('test', n, 100_000))
+    n = min(ctx.n_multimodal, ctx.n_scenes)
+    seeds = list(tw.split_seeds('test', n))
+    fresh = list(tw.split_seeds('test', max(2 * n, 64), 100_000))
     x = torch.from_numpy(tw.sample_batch(seeds, 64, targets=False)['image']).permute(0, 3, 1, 2)
     found = mm.find_multimodal_neurons(cap, x, cache=ctx.cache)
     m = cap.info.get('metrics') or {}
@@ -194,13 +197,15 @@ def _run_section(sec:Callable, r:Report, ctx:DemoContext) -> str|None:
 def run_demo(out:str|Path='reports', # folder for the report
              cache_dir:str|Path|None=None, # cache folder (default `default_cache_dir()`)
              n_scenes:int=256, seed:int=0,
+             n_multimodal:int=32, # scenes of the multimodal section
              sections:list[Callable]|None=None, # default `all_sections()`
              progress:bool=True) -> Path: # on stderr: each section as it starts, a bar, elapsed time, the report path
     "Run the main job and write `<out>/neuronlens-demo.html`; returns its path. Failed sections are reported, then raised."
     from neuronlens.core import ConfigError
     if n_scenes < 16: raise ConfigError(f"n_scenes must be at least 16 (got {n_scenes}): the statistics need a few scenes")
+    if n_multimodal < 8: raise ConfigError(f"n_multimodal must be at least 8 (got {n_multimodal}): held-out selectivity needs a few scenes")
     seed_everything(seed)
-    ctx = DemoContext(TensorCache(cache_dir), n_scenes, seed)
+    ctx = DemoContext(TensorCache(cache_dir), n_scenes, seed, out=Path(out), n_multimodal=n_multimodal)
     r = Report('neuronlens: the main job on the embedded default')
     secs = all_sections() if sections is None else list(sections)
     failed, t0 = {}, time.perf_counter()
