@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .core import ConfigError, TensorCache
-from .records import (NeuronRecord, SecondOrderLayer, MultimodalView, second_order_record, multimodal_record,
+from .records import (NeuronRecord, SecondOrderLayer, MultimodalView, second_order_record, add_senses, multimodal_record,
                                 search_terms, first_order_terms)
 
 # %% auto #0
@@ -23,30 +23,44 @@ __all__ = ['plot_values', 'plot_terms', 'overlay', 'plot_map', 'plot_units', 'pl
            'explorer_notebook', 'start_lab', 'wait_for_lab', 'register_commands', 'demo_section']
 
 # %% ../nbs/30_explorers.ipynb #014f7657
+def _figure(data:list, layout:dict, as_dict:bool=False, template:str|None='plotly_white'):
+    "A plotly `Figure` of trace dicts `data` and `layout` in the explorers' style, or (`as_dict`) the figure's dict, built and checked by the widget it updates."
+    fig = {'data': data, 'layout': {**layout, 'template': template}}
+    return fig if as_dict else _styled(fig)
+
+def _styled(fig:dict):
+    "The plotly `Figure` of a figure dict whose layout names its template."
+    import plotly.graph_objects as go, plotly.io as pio
+    layout = dict(fig['layout']); name = layout.pop('template', None)
+    out = go.Figure({'data': fig['data'], 'layout': layout})
+    if name is None: return out
+    # The registered template is set without validating it again (30 ms a figure), as plotly sets its default one
+    # (`BaseFigure._initialize_layout_template`); the figure is the same as with `template=name`.
+    out.layout._validate = False
+    try: out.layout.template = pio.templates[name]
+    finally: out.layout._validate = True
+    return out
+
 def plot_values(values:np.ndarray, # [n_images] a unit's value on every image
                 name:str='value', # axis title
                 others:dict|None=None, # more series to overlay: label -> [n_images]
-                title:str='', height:int=260):
+                title:str='', height:int=260, as_dict:bool=False):
     "Histogram of a unit's values over the images (Neuronpedia's activation histogram), optionally overlaid."
-    import plotly.graph_objects as go
     series = {name: values, **(others or {})}
-    fig = go.Figure([go.Histogram(x=np.asarray(v, np.float32).tolist(), name=k, nbinsx=30, opacity=0.7 if others else 1) for k, v in series.items()])
-    fig.update_layout(title=title, xaxis_title=name, yaxis_title='images', barmode='overlay', height=height, showlegend=bool(others),
-                      margin=dict(l=50, r=10, t=40 if title else 10, b=40), template='plotly_white')
-    return fig
+    return _figure([dict(type='histogram', x=np.asarray(v, np.float32).tolist(), name=k, nbinsx=30, opacity=0.7 if others else 1) for k, v in series.items()],
+                   dict(title=dict(text=title), xaxis=dict(title=dict(text=name)), yaxis=dict(title=dict(text='images')), barmode='overlay', height=height,
+                        showlegend=bool(others), margin=dict(l=50, r=10, t=40 if title else 10, b=40)), as_dict)
 
 def plot_terms(terms:Sequence[tuple[str, float]], # [(word, value)], largest |value| first
-               value_name:str='coefficient', title:str='', height:int=260):
+               value_name:str='coefficient', title:str='', height:int=260, as_dict:bool=False):
     "Horizontal bar chart of a description: words or tokens with their coefficients or logits."
-    import plotly.graph_objects as go
     ws, vs = [str(w) for w, _ in terms][::-1], [float(v) for _, v in terms][::-1]
     pos = [i for i, v in enumerate(vs) if v >= 0]; neg = [i for i, v in enumerate(vs) if v < 0]
     # numbers only in the traces, the words in the layout: a FigureWidget's browser side drops updates of string arrays
-    fig = go.Figure([go.Bar(x=[vs[i] for i in pos], y=pos, orientation='h', marker_color='#3b5b92', name='positive'),
-                     go.Bar(x=[vs[i] for i in neg], y=neg, orientation='h', marker_color='#c0504d', name='negative')])
-    fig.update_layout(title=title, xaxis_title=value_name, height=height, margin=dict(l=110, r=10, t=40 if title else 10, b=40), template='plotly_white',
-                      showlegend=False, barmode='overlay', yaxis=dict(tickmode='array', tickvals=list(range(len(ws))), ticktext=ws, range=[-0.6, max(len(ws), 1) - 0.4]))
-    return fig
+    return _figure([dict(type='bar', x=[vs[i] for i in pos], y=pos, orientation='h', marker=dict(color='#3b5b92'), name='positive'),
+                    dict(type='bar', x=[vs[i] for i in neg], y=neg, orientation='h', marker=dict(color='#c0504d'), name='negative')],
+                   dict(title=dict(text=title), xaxis=dict(title=dict(text=value_name)), height=height, margin=dict(l=110, r=10, t=40 if title else 10, b=40),
+                        showlegend=False, barmode='overlay', yaxis=dict(tickmode='array', tickvals=list(range(len(ws))), ticktext=ws, range=[-0.6, max(len(ws), 1) - 0.4])), as_dict)
 
 # %% ../nbs/30_explorers.ipynb #20bb6f75
 def overlay(image:np.ndarray, # uint8 [H, W, 3]
@@ -60,57 +74,55 @@ def overlay(image:np.ndarray, # uint8 [H, W, 3]
     red = np.array([255, 40, 40], np.float32)
     return (image * (1 - alpha * heat) + red * alpha * heat).round().clip(0, 255).astype(np.uint8)
 
-def plot_map(image:np.ndarray, amap:np.ndarray|None, title:str='', height:int=260):
+def plot_map(image:np.ndarray, amap:np.ndarray|None, title:str='', height:int=260, as_dict:bool=False):
     "The image with a unit's map over it, as a plotly image (PNG inside the figure)."
-    import plotly.graph_objects as go
     from neuronlens.report import png_data_uri
-    fig = go.Figure(go.Image(source=png_data_uri(overlay(image, amap))))
-    fig.update_layout(title=title, height=height, width=height, margin=dict(l=5, r=5, t=30 if title else 5, b=5),
-                      xaxis_visible=False, yaxis_visible=False)
-    return fig
+    return _figure([dict(type='image', source=png_data_uri(overlay(image, amap)))],
+                   dict(title=dict(text=title), height=height, width=height, margin=dict(l=5, r=5, t=30 if title else 5, b=5),
+                        xaxis=dict(visible=False), yaxis=dict(visible=False)), as_dict, template=None)
 
 # %% ../nbs/30_explorers.ipynb #00149a81
 def plot_units(rows:Sequence[dict], # [{'layer', 'unit', 'score', 'tokens'}] an image's top units
                chosen:int|None=None, # index of the highlighted row
-               title:str='', height:int=260):
+               title:str='', height:int=260, as_dict:bool=False):
     "An image's top attributed units: score by LM layer; the chosen one ringed."
-    import plotly.graph_objects as go
     x = [r['layer'] for r in rows]; y = [r['score'] for r in rows]
-    fig = go.Figure([go.Scatter(x=x, y=y, mode='markers', name='top units'),  # no per-point text: see plot_terms
-                     go.Scatter(x=x[chosen:chosen + 1] if chosen is not None else [], y=y[chosen:chosen + 1] if chosen is not None else [], mode='markers',
-                                marker=dict(size=16, color='rgba(0,0,0,0)', line=dict(width=2, color='#c0504d')), hoverinfo='skip', name='chosen')])
-    fig.update_layout(title=title, xaxis_title='LM layer', yaxis_title='activation x gradient', height=height, showlegend=False,
-                      margin=dict(l=50, r=10, t=40 if title else 10, b=40), template='plotly_white')
-    return fig
+    return _figure([dict(type='scatter', x=x, y=y, mode='markers', name='top units'),  # no per-point text: see plot_terms
+                    dict(type='scatter', x=x[chosen:chosen + 1] if chosen is not None else [], y=y[chosen:chosen + 1] if chosen is not None else [], mode='markers',
+                         marker=dict(size=16, color='rgba(0,0,0,0)', line=dict(width=2, color='#c0504d')), hoverinfo='skip', name='chosen')],
+                   dict(title=dict(text=title), xaxis=dict(title=dict(text='LM layer')), yaxis=dict(title=dict(text='activation x gradient')), height=height,
+                        showlegend=False, margin=dict(l=50, r=10, t=40 if title else 10, b=40)), as_dict)
 
 def plot_ablation_probs(ks:Sequence[int], p_top:Sequence[float], p_random:Sequence[float], # clean first, then one per k
-                        k:int|None=None, title:str='', height:int=260):
+                        k:int|None=None, title:str='', height:int=260, as_dict:bool=False):
     "Concept probability as the top-k units (vs k random units) are zeroed; a marker at the chosen k."
-    import plotly.graph_objects as go
     xs = [0, *ks]; i = xs.index(k) if k in xs else None
-    fig = go.Figure([go.Scatter(x=xs, y=list(p_top), mode='lines+markers', name='top-k attributed units'),
-                     go.Scatter(x=xs, y=list(p_random), mode='lines+markers', name='k random units'),
-                     go.Scatter(x=[] if i is None else [xs[i]], y=[] if i is None else [p_top[i]], mode='markers', marker=dict(size=14, color='#c0504d'), name='chosen k')])
-    fig.update_layout(title=title, xaxis_title='units zeroed (k)', yaxis_title='p(concept)', height=height,
-                      margin=dict(l=50, r=10, t=40 if title else 10, b=40), template='plotly_white', legend=dict(x=0.45, y=0.98))
-    return fig
+    return _figure([dict(type='scatter', x=xs, y=list(p_top), mode='lines+markers', name='top-k attributed units'),
+                    dict(type='scatter', x=xs, y=list(p_random), mode='lines+markers', name='k random units'),
+                    dict(type='scatter', x=[] if i is None else [xs[i]], y=[] if i is None else [p_top[i]], mode='markers', marker=dict(size=14, color='#c0504d'), name='chosen k')],
+                   dict(title=dict(text=title), xaxis=dict(title=dict(text='units zeroed (k)')), yaxis=dict(title=dict(text='p(concept)')), height=height,
+                        margin=dict(l=50, r=10, t=40 if title else 10, b=40), legend=dict(x=0.45, y=0.98)), as_dict)
 
 # %% ../nbs/30_explorers.ipynb #ed120a39
 def draw(current, fig):
-    "A `FigureWidget` showing `fig`: a new one the first time (plotly's widget takes its first state from its constructor), else `current` refreshed."
+    "A `FigureWidget` showing `fig` (a `Figure`, or a `plot_*(..., as_dict=True)` dict): a new one the first time (plotly's widget takes its first state from its constructor), else `current` refreshed."
     import plotly.graph_objects as go
-    return go.FigureWidget(fig) if current is None else refresh(current, fig)
+    if current is not None: return refresh(current, fig)
+    fig = fig if isinstance(fig, go.Figure) else _styled(fig)
+    # from the figure's dict, not validated again: `fig` already was (a widget validating it takes 60 ms, 13 ms without)
+    return go.FigureWidget(fig.to_dict(), _validate=False)
 
 def refresh(widget, fig):
-    "Copy the traces and layout of a freshly drawn `fig` into an existing `FigureWidget`, in one batch (the template stays as first drawn)."
-    layout = fig.layout.to_plotly_json()
+    "Copy the traces and layout of a freshly drawn `fig` (a `Figure` or a figure dict) into an existing `FigureWidget`, in one batch (the template stays as first drawn)."
+    if isinstance(fig, dict): data, layout = fig['data'], dict(fig['layout'])
+    else: data, layout = [t.to_plotly_json() for t in fig.data], fig.layout.to_plotly_json()
     layout.pop('template', None)  # the same for every figure of an explorer: not sent again
     with widget.batch_update():
-        if len(widget.data) == len(fig.data) and all(a.type == b.type for a, b in zip(widget.data, fig.data)):
-            for a, b in zip(widget.data, fig.data): a.update(b.to_plotly_json(), overwrite=True)
+        if len(widget.data) == len(data) and all(a.type == b.get('type', 'scatter') for a, b in zip(widget.data, data)):
+            for a, b in zip(widget.data, data): a.update(b, overwrite=True)
         else:
             widget.data = []
-            widget.add_traces(list(fig.data))
+            widget.add_traces(list(data))
         widget.layout.update(layout)
     return widget
 
@@ -183,6 +195,9 @@ class SecondOrderExplorer(widgets.VBox):
         self.seg_text = widgets.Text(placeholder='a class, e.g. red circle', description='segment')
         self.header, self.scores, self.top_html, self.range_html, self.senses = (widgets.HTML() for _ in range(5))
         self.seg_html = widgets.HTML()
+        # senses (k-means of the top set, fresh scenes of each sense and the neuron's effect on them) are computed
+        # only while their pane is open: every other view of a neuron is read from the run and its cached tables
+        self.senses_pane = widgets.Accordion(children=[self.senses], titles=('senses (polysemy)',), selected_index=None)
         self.hist = self.terms = self.map = None  # FigureWidgets, made by the first `show`
         self.neuron.observe(lambda ch: self.show(ch['new']), 'value')
         self.significant.observe(lambda ch: ch['new'] is not None and self._set(ch['new']), 'value')
@@ -191,11 +206,12 @@ class SecondOrderExplorer(widgets.VBox):
         self.top_pick.observe(lambda ch: self.show_map(ch['new']), 'value')
         self.range_pick.observe(lambda ch: ch['new'] is not None and self.show_range(ch['new']), 'value')
         self.seg_text.observe(lambda ch: self.segment(ch['new']), 'value')
+        self.senses_pane.observe(lambda ch: self.show_senses(), 'selected_index')
         self.show(sig[0] if neuron is None and sig else int(neuron or 0))
         row = widgets.HBox
         super().__init__([row([self.neuron, self.significant]), row([self.query, self.hits]), self.header, self.scores,
                           row([self.hist, self.terms]), row([widgets.VBox([self.top_pick, self.top_html]), self.map]),
-                          self.range_pick, self.range_html, widgets.HTML('<b>senses</b>'), self.senses, self.seg_text, self.seg_html])
+                          self.range_pick, self.range_html, self.senses_pane, self.seg_text, self.seg_html])
 
     def _label(self, n:int) -> str: return f"{n}: " + ', '.join(w for w, _ in self.L.terms[n][:3])
     def _set(self, n:int):
@@ -204,8 +220,8 @@ class SecondOrderExplorer(widgets.VBox):
         else: self.neuron.value = n
 
     def record(self, n:int) -> NeuronRecord:
-        "The record of neuron `n` (built once, then kept)."
-        if n not in self._records: self._records[n] = second_order_record(self.L, n)
+        "The record of neuron `n` (built once, then kept; its senses are added when the senses pane opens)."
+        if n not in self._records: self._records[n] = second_order_record(self.L, n, senses=False)
         return self._records[n]
 
 # %% ../nbs/30_explorers.ipynb #540f0110
@@ -216,15 +232,15 @@ def _show(self, n:int):
         return self.rec
     rec = self.record(int(n)); self.rec = rec
     self.header.value, self.scores.value = record_header_html(rec), scores_html(rec.scores)
-    self.hist = draw(self.hist, plot_values(rec.values, rec.value_name, title=f'neuron {rec.unit}: effect norm over {len(rec.values)} images'))
-    self.terms = draw(self.terms, plot_terms(rec.description, rec.description_kind, title='decomposition'))
+    self.hist = draw(self.hist, plot_values(rec.values, rec.value_name, title=f'neuron {rec.unit}: effect norm over {len(rec.values)} images', as_dict=True))
+    self.terms = draw(self.terms, plot_terms(rec.description, rec.description_kind, title='decomposition', as_dict=True))
     self.top_html.value = images_html(rec.images['top'], [f'#{i}: {rec.values[i]:.3g}' for i in rec.top])
     self.top_pick.max = max(len(rec.top) - 1, 0)
     self.show_map(min(self.top_pick.value, self.top_pick.max))
     labels = [f"{r['lo']:.2g}-{r['hi']:.2g} ({r['count']})" for r in rec.ranges]
     with self.range_pick.hold_trait_notifications(): self.range_pick.options = list(zip(labels, range(len(labels))))
     self.show_range(len(labels) - 1 if self.range_pick.value is None else self.range_pick.value)
-    self.senses.value = senses_html(rec)
+    self.show_senses()
     if self.seg_text.value: self.segment(self.seg_text.value)
     return rec
 SecondOrderExplorer.show = _show
@@ -235,7 +251,7 @@ def _show_map(self, i:int):
     rec = self.rec
     if not len(rec.top): return
     amap = rec.maps['top'][i] if 'top' in rec.maps else None
-    self.map = draw(self.map, plot_map(rec.images['top'][i], amap, title=f"image {rec.top[i]}" + ('' if amap is not None else ' (no map: open the layer with its model)')))
+    self.map = draw(self.map, plot_map(rec.images['top'][i], amap, title=f"image {rec.top[i]}" + ('' if amap is not None else ' (no map: open the layer with its model)'), as_dict=True))
 
 def _show_range(self, j:int):
     "Show the images of the neuron's `j`-th effect range."
@@ -248,7 +264,14 @@ def _search(self, query:str) -> list:
     self.hits.options = [(f'{n}: {w} ({c:+.2f})', n) for n, w, c in hits] or [(f'no neuron names {query!r}', None)] if query else []
     return hits
 
-SecondOrderExplorer.show_map, SecondOrderExplorer.show_range, SecondOrderExplorer.search = _show_map, _show_range, _search
+def _show_senses(self):
+    "Fill the senses pane for the current neuron if it is open (computing the senses once per neuron), else empty it."
+    if self.senses_pane.selected_index is None: self.senses.value = ''; return
+    rec = self.rec
+    if not rec.extra.get('senses'): add_senses(self.L, rec)
+    self.senses.value = senses_html(rec)
+
+SecondOrderExplorer.show_map, SecondOrderExplorer.show_range, SecondOrderExplorer.search, SecondOrderExplorer.show_senses = _show_map, _show_range, _search, _show_senses
 
 # %% ../nbs/30_explorers.ipynb #ce3059e5
 def _segment(self, text:str):
@@ -316,7 +339,7 @@ def _mm_show_image(self, i:int):
     rows = _unit_rows(f, self.i)
     self.rows = rows[:self.V.maps.shape[1]]
     self.picture.value = images_html(self.V.images[self.i:self.i + 1], [f'concept: {f.targets.concepts[self.i]}'], size=160)
-    self.units = draw(self.units, plot_units(rows, 0 if rows else None, title=f'top {len(rows)} units of image {self.i}'))
+    self.units = draw(self.units, plot_units(rows, 0 if rows else None, title=f'top {len(rows)} units of image {self.i}', as_dict=True))
     opts = [(f"L{r['layer']} u{r['unit']}: {r['tokens'][:40]}", j) for j, r in enumerate(self.rows)]
     self._busy = True  # new options reset the menu's value: draw once, below
     self.unit.options = opts
@@ -329,9 +352,9 @@ def _mm_show_unit(self, j:int):
     "Draw the image's `j`-th top unit: its map over this image, decoded tokens, scores."
     r = self.rows[j]; rec = self.record(r['layer'], r['unit']); self.rec = rec
     g = math.isqrt(self.V.maps.shape[-1])
-    self.map = draw(self.map, plot_map(self.V.images[self.i], self.V.maps[self.i, j].reshape(g, g).numpy(), title=f"L{r['layer']} u{r['unit']} over image {self.i}"))
-    self.tokens = draw(self.tokens, plot_terms(rec.description, rec.description_kind, title='decoded tokens'))
-    self.units = draw(self.units, plot_units(_unit_rows(self.V.found, self.i), j, title=self.units.layout.title.text))
+    self.map = draw(self.map, plot_map(self.V.images[self.i], self.V.maps[self.i, j].reshape(g, g).numpy(), title=f"L{r['layer']} u{r['unit']} over image {self.i}", as_dict=True))
+    self.tokens = draw(self.tokens, plot_terms(rec.description, rec.description_kind, title='decoded tokens', as_dict=True))
+    self.units = draw(self.units, plot_units(_unit_rows(self.V.found, self.i), j, title=self.units.layout.title.text, as_dict=True))
     self.header.value, self.scores.value = record_header_html(rec), scores_html(rec.scores)
     return rec
 MultimodalExplorer.show_unit = _mm_show_unit
@@ -340,7 +363,7 @@ def _mm_show_k(self, k:int):
     "Show the caption with the image's top-`k` units zeroed, and the concept's probability curve with k marked."
     xs = [0, *self.V.ks]; j = xs.index(k)
     p, q = self.V.p_top[self.i].tolist(), self.V.p_random[self.i].tolist()
-    self.ablation = draw(self.ablation, plot_ablation_probs(self.V.ks, p, q, k, title=f'p({self.V.found.targets.concepts[self.i]})'))
+    self.ablation = draw(self.ablation, plot_ablation_probs(self.V.ks, p, q, k, title=f'p({self.V.found.targets.concepts[self.i]})', as_dict=True))
     self.caption.value = (f"<p><b>caption</b>: {html.escape(self.V.captions[self.i][0])}</p>"
                           f"<p><b>with the top {k} units zeroed</b>: {html.escape(self.V.captions[self.i][j])}</p>"
                           f"<p>p(concept) {p[j]:.3g} (top-k) vs {q[j]:.3g} (k random units)</p>")
@@ -353,13 +376,11 @@ def multimodal_explorer(view:MultimodalView, # from `records.prepare_multimodal`
     return MultimodalExplorer(view, image)
 
 # %% ../nbs/30_explorers.ipynb #1312740d
-def plot_norm_scatter(first:np.ndarray, second:np.ndarray, title:str='', height:int=280):
+def plot_norm_scatter(first:np.ndarray, second:np.ndarray, title:str='', height:int=280, as_dict:bool=False):
     "Per image: first-order vs second-order effect norm of one neuron."
-    import plotly.graph_objects as go
-    fig = go.Figure(go.Scattergl(x=np.asarray(first, np.float32).tolist(), y=np.asarray(second, np.float32).tolist(), mode='markers', marker=dict(size=4)))
-    fig.update_layout(title=title, xaxis_title='||first-order effect||', yaxis_title='||second-order effect||', height=height,
-                      margin=dict(l=60, r=10, t=40 if title else 10, b=40), template='plotly_white')
-    return fig
+    return _figure([dict(type='scattergl', x=np.asarray(first, np.float32).tolist(), y=np.asarray(second, np.float32).tolist(), mode='markers', marker=dict(size=4))],
+                   dict(title=dict(text=title), xaxis=dict(title=dict(text='||first-order effect||')), yaxis=dict(title=dict(text='||second-order effect||')), height=height,
+                        margin=dict(l=60, r=10, t=40 if title else 10, b=40)), as_dict)
 
 class ComparisonView(widgets.VBox):
     "First-order vs second-order reading of a neuron of a cached layer; callback `show`."
@@ -385,11 +406,11 @@ def _cmp_show(self, n:int):
     fo, so = e.first_norms[:, n].float().numpy(), e.norms[:, n].float().numpy()
     k = e.top_idx.shape[1]; fo_top = np.argsort(-fo, kind='stable')[:k].tolist(); so_top = e.top_idx[n].tolist()
     from neuronlens.records import _thumbs
-    self.fo_terms = draw(self.fo_terms, plot_terms(self.first_terms[n], title=f'neuron {n}, first-order'))
-    self.so_terms = draw(self.so_terms, plot_terms(self.L.terms[n], title=f'neuron {n}, second-order'))
+    self.fo_terms = draw(self.fo_terms, plot_terms(self.first_terms[n], title=f'neuron {n}, first-order', as_dict=True))
+    self.so_terms = draw(self.so_terms, plot_terms(self.L.terms[n], title=f'neuron {n}, second-order', as_dict=True))
     self.fo_top.value = images_html(_thumbs(self.L.source, fo_top, self.L.memo), [f'#{i}' for i in fo_top])
     self.so_top.value = images_html(_thumbs(self.L.source, so_top, self.L.memo), [f'#{i}' for i in so_top])
-    self.scatter = draw(self.scatter, plot_norm_scatter(fo, so, title=f'neuron {n}: both effects on each of {len(fo)} images'))
+    self.scatter = draw(self.scatter, plot_norm_scatter(fo, so, title=f'neuron {n}: both effects on each of {len(fo)} images', as_dict=True))
     shared = len(set(fo_top) & set(so_top)); words = {w for w, _ in self.first_terms[n]} & {w for w, _ in self.L.terms[n]}
     r = float(np.corrcoef(fo, so)[0, 1]) if fo.std() > 0 and so.std() > 0 else float('nan')
     self.summary.value = (f'<p>top images in common: {shared} of {k} (chance {k * k / len(fo):.2g}); words in common: '

@@ -142,7 +142,10 @@ def sense_images(sense:str, # a toy-world concept word, e.g. 'circle' or 'red'
         sp = tw.sample_spec(tw.split_seeds('test', 1, s)[0], n_objects=1); s += 1
         if sense is not None:
             kind = tw.CONCEPT_KIND[sense]
-            sp = dataclasses.replace(sp, background=sense) if kind == 'background' else dataclasses.replace(sp, objects=(dataclasses.replace(sp.objects[0], **{kind: sense}),))
+            o = sp.objects[0]
+            if kind == 'position':  # the sampled offset is kept, shrunk to the new anchor's jitter
+                jx, jy = tw.JITTER[sense]; o = dataclasses.replace(o, position=sense, offset=(max(-jx, min(jx, o.offset[0])), max(-jy, min(jy, o.offset[1]))))
+            sp = dataclasses.replace(sp, background=sense) if kind == 'background' else dataclasses.replace(sp, objects=(o if kind == 'position' else dataclasses.replace(o, **{kind: sense}),))
         words = {w for w in sp.objects[0].words if w} | {sp.background}
         if words & set(avoid): continue
         out.append(tw.render(sp, size).image)

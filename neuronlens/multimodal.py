@@ -738,7 +738,7 @@ def find_multimodal_neurons(captioner:Captioner, images, # raw images (see `as_i
             t, m = hit
             tg = CaptionTargets(m['captions'], m['concepts'], m['prefixes'], t['token_ids'])
             return MultimodalNeurons(tg, Attribution.from_tensors(t, lm.d_mlp), {int(k): v for k, v in m['decoded'].items()},
-                                     {int(k): v for k, v in m['interpretable'].items()}, {**m['info'], 'cached': True})
+                                     {int(k): v for k, v in m['interpretable'].items()}, {**m['info'], 'cached': True, 'cache_key': key})
     t0 = time.time()
     tg = caption_targets(captioner, x) if captions is None else targets_from_captions(lm.tokenizer, captions)
     t1 = time.time()
@@ -747,7 +747,8 @@ def find_multimodal_neurons(captioner:Captioner, images, # raw images (see `as_i
     dec, interp = _decode_all(lm, att.top_units[att.valid].flatten().tolist(), layers, lm.d_mlp, dictionary, DECODE_K, fold_norm)
     info = dict(n_images=len(x), n_valid=int(att.valid.sum()), top_k=top_k, layers=layers, contrast=contrast, fold_norm=fold_norm,
                 images_key=_images_key(x), dictionary_key=_dictionary_key(dictionary), caption_s=round(t1 - t0, 2), attribution_s=round(t2 - t1, 2),
-                images_per_s=round(float(att.valid.sum()) / max(t2 - t1, 1e-9), 3), cached=False)
+                images_per_s=round(float(att.valid.sum()) / max(t2 - t1, 1e-9), 3), cached=False,
+                cache_key=key)  # the 'multimodal-neurons' entry of this run (neuron records cite it as their provenance)
     out = MultimodalNeurons(tg, att, dec, interp, info)
     if cache is not None:
         cache.save('multimodal-neurons', key, {**att.to_tensors(), 'token_ids': tg.token_ids},

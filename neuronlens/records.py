@@ -15,8 +15,9 @@ from .core import ConfigError, TensorCache, cache_key
 
 # %% auto #0
 __all__ = ['NeuronRecord', 'save_record', 'load_record', 'value_ranges', 'source_from_id', 'SecondOrderLayer', 'layer_terms',
-           'toy_concepts', 'open_layer', 'second_order_record', 'search_terms', 'first_order_terms', 'unit_logits',
-           'ablated_captions', 'MultimodalView', 'prepare_multimodal', 'multimodal_record']
+           'toy_concepts', 'open_layer', 'layer_maps', 'add_senses', 'second_order_record', 'search_terms',
+           'first_order_terms', 'unit_logits', 'ablated_captions', 'MultimodalView', 'prepare_multimodal',
+           'multimodal_record']
 
 # %% ../nbs/29_records.ipynb #c8169814
 @dataclasses.dataclass
@@ -128,6 +129,8 @@ class SecondOrderLayer:
     words: list|None = None # the decomposition dictionary
     embeddings: torch.Tensor|None = None # [n_words, d_out] its text embeddings
     memo: dict = dataclasses.field(default_factory=dict, repr=False) # images already read, by index
+    cache: object = None  # the `TensorCache` it was opened from: per-layer tables (`layer_maps`) are kept there
+    tables: dict = dataclasses.field(default_factory=dict, repr=False) # per-layer tables computed once, by name
 
     @property
     def layer(self) -> int: return int(self.run.meta['layer'])
@@ -159,7 +162,16 @@ def toy_concepts(source) -> np.ndarray|None:
     from neuronlens import toyworld as tw
     m = re.fullmatch(r'toy:(\w+):\d+px:n=(\d+)', source.id)
     if not m: return None
-    return tw.sample_batch(tw.split_seeds(m.group(1), int(m.group(2))), targets=False)['concepts']
+    seeds = tw.split_seeds(m.group(1), int(m.group(2)))
+    return np.stack([tw.concept_vector(tw.sample_spec(s)) for s in seeds]) if len(seeds) else np.zeros((0, len(tw.CONCEPTS)), np.float32)  # specs only, no drawing
+
+def _text_embeddings(clip, words:list, cache:TensorCache|None) -> torch.Tensor:
+    "The dictionary's text embeddings [n_words, d_out] by `clip` (cached by model weights and words)."
+    from neuronlens import decompose as dc
+    from neuronlens.core import state_dict_hash
+    def compute(): return {'embeddings': dc.embed_texts(lambda t: clip.encode_text(t), words)}
+    if cache is None: return compute()['embeddings']
+    return cache.get_or_compute('text-embeddings', cache_key(model=state_dict_hash(clip.model), words=words), compute, meta={'n_words': len(words)})['embeddings']
 
 def open_layer(cache:TensorCache, key:str, # the `so-run` entry (as `save_run` returned it)
                clip=None, # the `ClipAdapter` the run was computed with (text embeddings, maps); None: no maps
@@ -174,12 +186,12 @@ def open_layer(cache:TensorCache, key:str, # the `so-run` entry (as `save_run` r
     words = list(words) if words is not None else dc.toy_vocabulary()
     if embeddings is None:
         if clip is None: raise ConfigError("open_layer needs clip= (to embed the dictionary) or embeddings=")
-        embeddings = dc.embed_texts(lambda t: clip.encode_text(t), words)
+        embeddings = _text_embeddings(clip, words, cache)
     terms, cos, rcos = layer_terms(run.directions, embeddings, words, k, cache)
     source = source if source is not None else source_from_id(run.meta['source'])
     if source.id != run.meta['source']: raise ConfigError(f"the source {source.id!r} is not the run's ({run.meta['source']!r})")
     return SecondOrderLayer(run, key, source, terms, cos, rcos, model, clip, toy_concepts(source), so.significant_neurons(run.effects),
-                            words, embeddings)
+                            words, embeddings, cache=cache)
 
 # %% ../nbs/29_records.ipynb #eb624f18
 def _thumbs(source, idx:Sequence[int], memo:dict|None=None) -> np.ndarray:
@@ -197,6 +209,26 @@ def _patch_maps(clip, layer:int, unit:int, images:np.ndarray) -> np.ndarray:
     a = record_lens_inputs(clip.model, x, layer).acts[:, 1:, unit]  # [k, patches]
     g = math.isqrt(a.shape[1])
     return a.reshape(-1, g, g).float().numpy()
+
+def layer_maps(L:SecondOrderLayer, batch:int=64) -> torch.Tensor:
+    "float32 [d_mlp, k_top, g, g]: every neuron's activation at each patch of each of its top images, from one pass over the layer's distinct top images (computed once, kept in `L.cache`)."
+    if 'maps' in L.tables: return L.tables['maps']
+    if L.clip is None: raise ConfigError("maps need the layer's model: open_layer(..., clip=)")
+    from neuronlens.second_order import record_lens_inputs
+    top = L.run.effects.top_idx; uniq, inv = top.reshape(-1).unique(return_inverse=True)
+    def compute():
+        acts = []
+        with torch.no_grad():
+            for a in range(0, len(uniq), batch):
+                x = L.clip.preprocess(torch.from_numpy(_thumbs(L.source, uniq[a:a + batch].tolist(), L.memo)).permute(0, 3, 1, 2))
+                acts.append(record_lens_inputs(L.clip.model, x, L.layer).acts[:, 1:].float())  # [b, patches, d_mlp]
+        acts = torch.cat(acts)  # [n_uniq, patches, d_mlp]
+        m = acts[inv.reshape(top.shape), :, torch.arange(L.d_mlp)[:, None]]  # [d_mlp, k_top, patches]
+        g = math.isqrt(m.shape[-1])
+        return {'maps': m.reshape(*top.shape, g, g).contiguous()}
+    t = L.cache.get_or_compute('so-top-maps', cache_key(run=L.key, images=uniq), compute) if L.cache is not None else compute()
+    L.tables['maps'] = t['maps']
+    return t['maps']
 
 # %% ../nbs/29_records.ipynb #4d9f0871
 def _so_scores(L:SecondOrderLayer, n:int) -> list[dict]:
@@ -227,13 +259,19 @@ def _so_senses(L:SecondOrderLayer, n:int, fresh:int=4) -> list[dict]:
         imgs = [int(i) for i in top if ci is not None and L.concepts[i, ci]]
         sense = {'sense': s or 'neither', 'share': share, 'images': imgs}
         if L.clip is not None:
-            try: ex = le.sense_images(s, fresh, size, avoid=p.senses if s is None else ())
-            except ConfigError: ex = None  # lens_eval renders shapes, colours, sizes, textures and backgrounds; a position sense it cannot
-            if ex is not None:
-                sense['fresh_norm'] = float(le.neuron_effect_norms(L.clip, L.layer, n, ex).mean())
-                sense['_examples'] = ex
+            ex = le.sense_images(s, fresh, size, avoid=p.senses if s is None else ())
+            sense['fresh_norm'] = float(le.neuron_effect_norms(L.clip, L.layer, n, ex).mean())
+            sense['_examples'] = ex
         out.append(sense)
     return out
+
+def add_senses(L:SecondOrderLayer, rec:NeuronRecord) -> NeuronRecord:
+    "Fill in the polysemy senses of a record built with `senses=False` (and their fresh examples); the explorer calls it when its senses pane opens."
+    rec.senses = _so_senses(L, rec.unit)
+    for j, s in enumerate(rec.senses):
+        if '_examples' in s: rec.images[f'sense{j}'] = s.pop('_examples')
+    rec.extra['senses'] = True
+    return rec
 
 # %% ../nbs/29_records.ipynb #3ff14195
 def second_order_record(L:SecondOrderLayer, neuron:int, n_top:int=8, n_ranges:int=4, per_range:int=4,
@@ -246,14 +284,12 @@ def second_order_record(L:SecondOrderLayer, neuron:int, n_top:int=8, n_ranges:in
     top = [int(i) for i in e.top_idx[n, :n_top]]
     ranges = value_ranges(values, n_ranges, per_range)
     images = {'top': _thumbs(L.source, top, L.memo), **{f'range{j}': _thumbs(L.source, r['images'], L.memo) for j, r in enumerate(ranges)}}
-    maps = {'top': _patch_maps(L.clip, L.layer, n, images['top'])} if L.clip is not None else {}
-    sens = _so_senses(L, n) if senses else []
-    for j, s in enumerate(sens):
-        if '_examples' in s: images[f'sense{j}'] = s.pop('_examples')
+    maps = {'top': layer_maps(L)[n, :len(top)].numpy()} if L.clip is not None else {}
     prov = {'cache': 'so-run', 'key': L.key, 'source': L.source.id, 'model_sha256': L.run.meta['model'], 'n_images': e.n_images, 'k_top': e.top_idx.shape[1]}
-    return NeuronRecord(L.model, L.layer, n, 'second-order', L.terms[n], 'OMP coefficient', _so_scores(L, n), values, '||second-order effect||',
-                        top, ranges, sens, prov, images, maps,
-                        extra={'first_order_norms': e.first_norms[:, n].float().tolist() if e.n_images <= 2048 else None})
+    rec = NeuronRecord(L.model, L.layer, n, 'second-order', L.terms[n], 'OMP coefficient', _so_scores(L, n), values, '||second-order effect||',
+                       top, ranges, [], prov, images, maps,
+                       extra={'first_order_norms': e.first_norms[:, n].float().tolist() if e.n_images <= 2048 else None, 'senses': False})
+    return add_senses(L, rec) if senses else rec
 
 # %% ../nbs/29_records.ipynb #e6426bfd
 def search_terms(terms:Sequence[Sequence[tuple[str, float]]], # per neuron: [(word, coefficient)]
