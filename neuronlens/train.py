@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
-from .core import ConfigError, get_device, autocast_dtype, seed_everything, model_device
+from .core import ConfigError, get_device, autocast, autocast_dtype, seed_everything, model_device
 from . import toyworld as tw
 from . import models
 
@@ -205,7 +205,7 @@ def _state(cfg, modules, opt, step) -> dict:
 def _train_step(opt, loss_fn, batch, step:int, cfg:TrainConfig, dev:torch.device):
     "One optimizer step under autocast with gradient clipping; returns (loss, grad norm, info)."
     for g in opt.param_groups: g['lr'] = recipe_lr_at(step, cfg)
-    with torch.autocast(dev.type, dtype=autocast_dtype(dev)): loss, info = loss_fn(batch, step)
+    with autocast(dev): loss, info = loss_fn(batch, step)  # off where autocast_dtype is float32 (CPUs without bf16 units)
     opt.zero_grad(set_to_none=True); loss.backward()
     gnorm = nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g['params']], 1.0)
     opt.step()
