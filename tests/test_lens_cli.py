@@ -39,10 +39,13 @@ def test_second_order_cli_single_and_two_processes(tiny_zoo_model, tmp_path):
     one = subprocess.run([str(BIN / 'neuronlens'), *_args(tiny_zoo_model, tmp_path / 'c1')], capture_output=True, text=True, env=env, cwd=ROOT)
     assert one.returncode == 0, one.stderr[-3000:]
     assert json.loads(one.stdout.strip().splitlines()[-1])['n_images'] == 24
-    two = subprocess.run([str(BIN / 'accelerate'), 'launch', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no',
-                          '--dynamo_backend', 'no', '--cpu', '-m', 'neuronlens.cli', *_args(tiny_zoo_model, tmp_path / 'c2')],
+    # `--multi_gpu` starts two torchrun processes (gloo on CPU); `--cpu` would start one only
+    two = subprocess.run([str(BIN / 'accelerate'), 'launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1',
+                          '--mixed_precision', 'no', '--dynamo_backend', 'no', '-m', 'neuronlens.cli',
+                          *_args(tiny_zoo_model, tmp_path / 'c2')],
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
+    assert json.loads(two.stdout.strip().splitlines()[-1])['processes'] == 2
     a, b = _load(tmp_path / 'c1'), _load(tmp_path / 'c2')
     assert len(list((tmp_path / 'c2').glob('so-shard-*'))) == 3
     for k in ('norms', 'top_idx', 'directions'):
