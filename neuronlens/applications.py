@@ -4,7 +4,7 @@
 
 # %% ../nbs/22_applications.ipynb #b3a737d7
 from __future__ import annotations
-import dataclasses, json, logging, math
+import dataclasses, json, logging, math, re
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -18,16 +18,16 @@ from . import toyworld as tw
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SEG_METHODS', 'ATTRIBUTE_KINDS', 'PLANTABLE_WORDS', 'APPLY', 'BaselineError', 'check_baseline',
+__all__ = ['log', 'SEG_METHODS', 'ATTRIBUTE_KINDS', 'LM_PROMPT', 'PLANTABLE_WORDS', 'APPLY', 'BaselineError', 'check_baseline',
            'check_class_texts', 'class_embeddings', 'bootstrap_ci', 'default_layers', 'lens_runs', 'scene_specs',
            'zero_shot', 'encode_uint8', 'run_from_mlp', 'ablation_means', 'ablated_embeddings', 'lens_pass', 'margins',
            'ablation_study', 'plot_ablation', 'segmentation_scenes', 'check_masks', 'average_precision',
            'upsample_maps', 'segmentation_counts', 'segmentation_scores', 'neuron_selection', 'rollout', 'gradcam_maps',
            'segmentation_maps', 'segmentation_study', 'plot_segmentation', 'segmentation_row_labels', 'word_vocabulary',
            'neuron_terms', 'spurious_words', 'compose_descriptions', 'render_descriptions', 'adversarial_pair',
-           'adversarial_study', 'plot_adversarial', 'planted_pairs', 'attribute_scores', 'discovered_pairs',
-           'precision_recall', 'attribute_study', 'plot_attributes', 'add_apply_args', 'run_apply_cli',
-           'register_commands', 'demo_section']
+           'adversarial_study', 'plot_adversarial', 'parse_description', 'LMWriter', 'planted_pairs',
+           'attribute_scores', 'discovered_pairs', 'precision_recall', 'attribute_study', 'plot_attributes',
+           'add_apply_args', 'run_apply_cli', 'register_commands', 'demo_section']
 
 # %% ../nbs/22_applications.ipynb #8edda3ef
 class BaselineError(NeuronLensError, RuntimeError):
@@ -556,14 +556,21 @@ def adversarial_pair(clip, runs:dict, terms:dict, class_emb:torch.Tensor, classe
     sets = {'second-order words': spurious_words(runs, terms, class_emb[i0], class_emb[i1], allowed, n_neurons, n_words),
             'random words': list(rng.choice(allowed, n_words, replace=False)),
             'random neurons': spurious_words(runs, terms, class_emb[i0], class_emb[i1], allowed, n_neurons, n_words, True, seed)}
-    out = {'c0': c0, 'c1': c1, 'words': {}, 'rate': {}, 'clean_c0': {}, 'examples': {}}
+    out = {'c0': c0, 'c1': c1, 'words': {}, 'rate': {}, 'rate_attempts': {}, 'parse_rate': {}, 'clean_c0': {}, 'examples': {}}
     for name, words in sets.items():
         words = words or list(rng.choice(allowed, 1))
         descs = [d for d in writer(c0, words, n_desc, kind, seed) if c1 not in d.split()]
-        if not descs: raise ConfigError(f"the writer gave no description of {c0!r} without {c1!r}")
+        attempts = getattr(writer, 'last_attempts', None)  # a writer that may fail (`LMWriter`) says how many it tried
+        out['words'][name] = words
+        if not descs:
+            if attempts is None: raise ConfigError(f"the writer gave no description of {c0!r} without {c1!r}")
+            out['rate'][name] = out['clean_c0'][name] = None; out['rate_attempts'][name] = out['parse_rate'][name] = 0.0
+            out['examples'][name] = ([], np.zeros((0, 1, 1, 3), np.uint8)); continue
         imgs = generator(descs)
         pred = zero_shot(encode_uint8(clip, imgs), class_emb)
-        out['words'][name], out['rate'][name] = words, float((pred == i1).float().mean())
+        flips = int((pred == i1).sum()); attempts = attempts or len(descs)
+        out['rate'][name], out['rate_attempts'][name] = flips / len(descs), flips / attempts
+        out['parse_rate'][name] = len(descs) / attempts
         out['clean_c0'][name] = float((pred == i0).float().mean())
         out['examples'][name] = (descs[:3], imgs[:3])
     return out
@@ -573,6 +580,7 @@ def adversarial_study(clip, layers:Sequence[int]|None=None, cache:TensorCache|No
                       kinds:Sequence[str]=('shape', 'colour'), # every ordered class pair of each kind
                       n_neurons:int=20, n_words:int=4, n_desc:int=10, n_images:int=2000,
                       margin:float=0.1, seed:int=0, compute:bool=True, pairs:int|None=None, # limit pairs per kind (tests)
+                      pair_stride:int=1, # every `pair_stride`-th ordered pair of a kind (a spread-out subset for a slow writer)
                       only:tuple|None=None, # one (c0, c1) pair instead of all
                       writer:Callable|None=None, generator:Callable|None=None) -> dict:
     "Semantic adversarial images over every class pair of each kind: success rates of the lens's words vs random words and random neurons."
@@ -583,7 +591,7 @@ def adversarial_study(clip, layers:Sequence[int]|None=None, cache:TensorCache|No
     res = {'layers': list(layers), 'kinds': {}, 'n_desc': n_desc, 'n_neurons': n_neurons, 'n_words': n_words}
     for kind in kinds:
         classes = list(tw.VOCAB[kind]); cemb = class_embeddings(clip, tw.class_prompts(kind))
-        todo = [tuple(only)] if only else [(a, b) for a in classes for b in classes if a != b][:pairs]
+        todo = [tuple(only)] if only else [(a, b) for a in classes for b in classes if a != b][::pair_stride][:pairs]
         # clean check: plain descriptions of each class (random attributes) must be recognised
         rng = np.random.default_rng(seed)
         clean = [float((zero_shot(encode_uint8(clip, render_descriptions(compose_descriptions(c, list(rng.choice(word_vocabulary(kind), 3, replace=False)), n_desc, kind, seed),
@@ -592,21 +600,128 @@ def adversarial_study(clip, layers:Sequence[int]|None=None, cache:TensorCache|No
         per = [adversarial_pair(clip, runs, terms, cemb, classes, a, b, kind, n_neurons, n_words, n_desc, seed, writer, generator) for a, b in todo]
         summary = {}
         for name in per[0]['rate']:
-            r = np.array([p['rate'][name] for p in per])
-            summary[name] = {'rate': float(r.mean()), 'ci': list(bootstrap_ci(lambda i: r[i].mean(), len(r), seed=seed))}
+            r = np.array([np.nan if p['rate'][name] is None else p['rate'][name] for p in per])
+            ra = np.array([p['rate_attempts'][name] for p in per])
+            summary[name] = {'rate': float(np.nanmean(r)) if np.isfinite(r).any() else None,
+                             'ci': list(bootstrap_ci(lambda i: np.nanmean(r[i]), len(r), seed=seed)) if np.isfinite(r).all() else None,
+                             'rate_attempts': float(ra.mean()), 'ci_attempts': list(bootstrap_ci(lambda i: ra[i].mean(), len(ra), seed=seed)),
+                             'parse_rate': float(np.mean([p['parse_rate'][name] for p in per]))}
         res['kinds'][kind] = {'pairs': per, 'summary': summary, 'clean_accuracy': float(np.mean(clean))}
     return res
 
-def plot_adversarial(study:dict, kind:str='shape', n:int=3) -> tuple:
-    "Example adversarial images of the pairs with the highest lens success: (uint8 grid, captions)."
-    per = sorted(study['kinds'][kind]['pairs'], key=lambda p: -p['rate']['second-order words'])[:n]
+def plot_adversarial(study:dict, kind:str='shape', n:int=3, method:str='second-order words') -> tuple:
+    "Example adversarial images of the pairs with the highest success of `method`: (uint8 grid, captions)."
+    per = [p for p in study['kinds'][kind]['pairs'] if len(p['examples'][method][0])]
+    per = sorted(per, key=lambda p: -p['rate'][method])[:n]
+    if not per: raise ConfigError(f"no pair of kind {kind!r} has example images for {method!r}")
     tiles, caps = [], []
     for p in per:
-        descs, imgs = p['examples']['second-order words']
+        descs, imgs = p['examples'][method]
         tiles.append(np.concatenate(list(imgs), 1))
-        caps.append(f"{p['c0']} -> {p['c1']} ({p['rate']['second-order words']:.0%}): words {', '.join(p['words']['second-order words'])}; e.g. '{descs[0]}'")
+        caps.append(f"{p['c0']} -> {p['c1']} ({p['rate'][method]:.0%}): words {', '.join(p['words'][method])}; e.g. '{descs[0]}'")
     grid = np.concatenate([np.pad(t, ((0, 0), (0, max(x.shape[1] for x in tiles) - t.shape[1]), (0, 0))) for t in tiles], 0)
     return np.kron(grid, np.ones((2, 2, 1), np.uint8)), caps
+
+# %% ../nbs/22_applications.ipynb #c5a1e0d2
+LM_PROMPT = ("Short descriptions of pictures. Each picture shows one object.\n"
+             "Object: circle. Words: red, striped. Description: a large striped red circle on a black background.\n"
+             "Object: square. Words: small, white background. Description: a small green square on a white background.\n"
+             "Object: moon. Words: dotted, orange. Description: a large dotted orange moon on a gray background.\n"
+             "Object: {c0}. Words: {words}. Description:")  # few-shot prompt of `LMWriter`; {c0}, {words} filled in
+
+_ALIASES = {'grey': 'gray'}
+
+def parse_description(text:str, # free text, e.g. an LM's continuation; read up to its first line break
+                      c0:str, # the class the description must show
+                      kind:str='shape', # the kind of c0
+                      rng:np.random.Generator|None=None, # draws the attributes the text leaves out (default: seed 0)
+                     ) -> tuple[str|None, str]: # (toy-grammar description or None, 'ok' or the reason of the failure)
+    "A tolerant toy-grammar reading of `text` as one object of class `c0` at the centre; unknown words are skipped."
+    if kind not in ATTRIBUTE_KINDS or c0 not in tw.VOCAB.get(kind, ()):
+        raise ConfigError(f"c0 must be a {kind} word ({', '.join(tw.VOCAB.get(kind, ()))}) of a kind in {', '.join(ATTRIBUTE_KINDS)}, got {c0!r}")
+    rng = rng if rng is not None else np.random.default_rng(0)
+    words = re.findall('[a-z]+', text.split('\n')[0].lower())
+    found = {}
+    for w in words:
+        w = _ALIASES.get(w, w)
+        if w not in tw.CONCEPT_KIND and w.endswith('s') and w[:-1] in tw.CONCEPT_KIND: w = w[:-1]
+        k = tw.CONCEPT_KIND.get(w)
+        if k is None or k == 'position': continue
+        if k == kind and w != c0: return None, 'names another class'
+        found.setdefault(k, w)
+    if not found: return None, 'names nothing'
+    if kind not in found: return None, f'names no {kind}'
+    attrs = {k: found.get(k) or str(rng.choice(tw.VOCAB[k])) for k in ('shape', 'colour', 'size', 'background')}
+    attrs['texture'] = found.get('texture') or rng.choice(list(tw.TEXTURES) + [None, None])
+    spec = tw.SceneSpec([tw.ObjectSpec(attrs['shape'], attrs['colour'], attrs['size'], 'center', attrs['texture'])], attrs['background'])
+    return tw.describe(spec, background=True), 'ok'
+
+
+# %% ../nbs/22_applications.ipynb #c5a1e0d4
+def _word_phrase(w:str) -> str: return f"{w} background" if tw.CONCEPT_KIND[w] == 'background' else w
+
+class LMWriter:
+    "A description writer backed by a language model: prompts it, parses its text with `parse_description`, counts failures."
+    def __init__(self, lm, # a `CausalLMAdapter` (model + tokenizer), or a callable (prompts, seed) -> continuations
+                 max_new_tokens:int=20, # continuation length (generation also stops at a line break)
+                 temperature:float=0.0, # 0: greedy (a prompt asked again is answered from memory); else seeded sampling
+                 prompt:str=LM_PROMPT, # with {c0} and {words}
+                 batch:int=32): # prompts per generate call
+        self.lm, self.max_new_tokens, self.temperature, self.prompt, self.batch = lm, max_new_tokens, temperature, prompt, batch
+        self.records, self._stops, self._memo = [], None, {}  # records: one dict per attempt (c0, words, text, description, reason)
+
+    def complete(self, prompts:Sequence[str], seed:int=0) -> list[str]:
+        "The LM's continuations of `prompts` (batched, left-padded; seeded)."
+        if not (hasattr(self.lm, 'model') and hasattr(self.lm, 'tokenizer')): return list(self.lm(list(prompts), seed))
+        if self.temperature > 0: return self._generate(list(prompts), seed)
+        todo = list(dict.fromkeys(p for p in prompts if p not in self._memo))
+        self._memo |= dict(zip(todo, self._generate(todo, seed) if todo else []))
+        return [self._memo[p] for p in prompts]
+
+    def _generate(self, prompts:list[str], seed:int) -> list[str]:
+        tok, model = self.lm.tokenizer, self.lm.model
+        if self._stops is None:  # every token that holds a line break ends a continuation
+            self._stops = [i for t, i in tok.get_vocab().items() if '\n' in tok.convert_tokens_to_string([t])] + [tok.eos_token_id]
+        out, side, pad_tok = [], tok.padding_side, tok.pad_token
+        try:
+            tok.padding_side = 'left'
+            if pad_tok is None: tok.pad_token = tok.eos_token  # pad with end-of-text, as generate does
+            pad = tok.pad_token_id
+            for i in range(0, len(prompts), self.batch):
+                enc = tok(list(prompts[i:i + self.batch]), return_tensors='pt', padding=True).to(model_device(model))
+                sample = dict(do_sample=True, temperature=self.temperature, top_k=0, top_p=1.0) if self.temperature > 0 else dict(do_sample=False)
+                with torch.random.fork_rng(devices=[]), torch.no_grad():
+                    torch.manual_seed(seed + i)
+                    ids = model.generate(**enc, max_new_tokens=self.max_new_tokens, eos_token_id=self._stops, pad_token_id=pad, **sample)
+                out += tok.batch_decode(ids[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
+        finally:
+            tok.padding_side = side
+            if pad_tok is None: tok.pad_token = None
+        return out
+
+    def __call__(self, c0:str, words:Sequence[str], n:int=10, kind:str='shape', seed:int=0) -> list[str]:
+        "`n` attempts at a description of a `c0` scene with a random non-empty subset of `words` each; returns the parsed ones."
+        if not words: raise ConfigError("no words to write descriptions from: the word list is empty")
+        rng = np.random.default_rng(seed)
+        subsets = [list(rng.permutation(list(words))[:rng.integers(1, min(3, len(words)) + 1)]) for _ in range(n)]
+        texts = self.complete([self.prompt.format(c0=c0, words=', '.join(_word_phrase(w) for w in sorted(s))) for s in subsets], seed)
+        out, self.last_attempts = [], n
+        for s, t in zip(subsets, texts):
+            d, why = parse_description(t, c0, kind, rng)
+            self.records.append({'c0': c0, 'words': s, 'text': t, 'description': d, 'reason': why})
+            if d is not None: out.append(d)
+        return out
+
+    def stats(self) -> dict:
+        "Parse rate, failure reasons, and how often a parsed description holds at least one of the words asked for."
+        n = len(self.records); ok = [r for r in self.records if r['description'] is not None]
+        reasons = {}
+        for r in self.records:
+            if r['description'] is None: reasons[r['reason']] = reasons.get(r['reason'], 0) + 1
+        has = [any(w in r['description'].split() for w in r['words']) for r in ok]
+        return {'attempts': n, 'parsed': len(ok), 'parse_rate': len(ok) / n if n else float('nan'), 'failures': reasons,
+                'with_a_word': float(np.mean(has)) if has else float('nan')}
+
 
 # %% ../nbs/22_applications.ipynb #660ab2e2
 PLANTABLE_WORDS = tuple(w for k in tw.PLANTABLE for w in tw.VOCAB[k])  # the attribute words a planted table may name
