@@ -153,6 +153,7 @@ def add_atlas_args(p:argparse.ArgumentParser):
     p.add_argument('--n-scenes', type=int, default=256, help="held-out scenes of the main job's run (default: 256)")
     p.add_argument('--n-neurons', type=int, default=50, help='significant neurons with a page (default: 50)')
     p.add_argument('--captioner', action='store_true', help="also the shipped captioner's multimodal units (loads SmolLM2)")
+    p.add_argument('--captioner-scenes', type=int, default=16, help="held-out scenes the captioner's units are found on (default: 16, as the main job)")
     p.add_argument('--records', action='store_true', help='also save every record (JSON + safetensors) under OUT/records')
 
 def run_atlas_cli(args) -> int:
@@ -161,10 +162,11 @@ def run_atlas_cli(args) -> int:
     from neuronlens.records import open_layer
     if args.n_neurons < 1: raise ConfigError(f"--n-neurons must be at least 1, got {args.n_neurons}")
     if args.n_scenes < 16: raise ConfigError(f"--n-scenes must be at least 16, got {args.n_scenes}")
+    if args.captioner_scenes < 1: raise ConfigError(f"--captioner-scenes must be at least 1, got {args.captioner_scenes}")
     cache = TensorCache(args.cache)
     L = open_layer(cache, args.run, models.load_model('toyclip')) if args.run else ex.main_job_layer(cache, args.n_scenes)
     idx = write_atlas(L, args.out, args.n_neurons, save_records=args.records)
     print(idx)
     if args.captioner:  # its pages share the layer atlas's plotly.js
-        print(write_multimodal_atlas(ex.main_job_view(cache), Path(args.out)/'captioner', save_records=args.records, plotly_src='../plotly.min.js'))
+        print(write_multimodal_atlas(ex.main_job_view(cache, args.captioner_scenes), Path(args.out)/'captioner', save_records=args.records, plotly_src='../plotly.min.js'))
     return 0

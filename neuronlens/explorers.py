@@ -343,6 +343,7 @@ def _mm_show_image(self, i:int):
     opts = [(f"L{r['layer']} u{r['unit']}: {r['tokens'][:40]}", j) for j, r in enumerate(self.rows)]
     self._busy = True  # new options reset the menu's value: draw once, below
     self.unit.options = opts
+    self.unit.value = 0 if opts else None  # the menu names the unit drawn
     self._busy = False
     if opts: self.show_unit(0)
     self.show_k(self.k.value)

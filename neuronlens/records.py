@@ -244,23 +244,42 @@ def _so_scores(L:SecondOrderLayer, n:int) -> list[dict]:
             row('decomposition cosine', L.cosine[n], L.random_cosine.median(), 'random directions, same words')]
 
 # %% ../nbs/29_records.ipynb #51248643
+def _fresh(L:SecondOrderLayer, sense:str|None, fresh:int, size:int, avoid:tuple=()) -> tuple[np.ndarray, torch.Tensor]:
+    "Fresh scenes of `sense` (`lens_eval.sense_images`) and every neuron's second-order effect norm on them [fresh, d_mlp], kept in `L.tables`; every single concept's are computed at the first call, in one batch, and kept in `L.cache`."
+    from neuronlens import toyworld as tw, lens_eval as le
+    tab = L.tables.setdefault('fresh', {})
+    if (tw.CONCEPTS[0], fresh, size, ()) not in tab:  # all single concepts at once: what nearly every sense asks for
+        def compute():
+            ims = np.concatenate([le.sense_images(c, fresh, size) for c in tw.CONCEPTS])
+            return {'images': torch.from_numpy(ims), 'norms': le.neuron_effect_norms(L.clip, L.layer, slice(None), ims)}  # norms [n_concepts * fresh, d_mlp]
+        key = cache_key(run=L.key, fresh=fresh, size=size, concepts=list(tw.CONCEPTS), version=1)
+        t = L.cache.get_or_compute('so-sense-scenes', key, compute) if L.cache is not None else compute()
+        for j, c in enumerate(tw.CONCEPTS): tab[(c, fresh, size, ())] = (t['images'][j * fresh:(j + 1) * fresh].numpy(), t['norms'][j * fresh:(j + 1) * fresh])
+    k = (sense, fresh, size, tuple(sorted(avoid)))
+    if k not in tab:
+        im = le.sense_images(sense, fresh, size, avoid=avoid)
+        tab[k] = (im, le.neuron_effect_norms(L.clip, L.layer, slice(None), im))
+    return tab[k]
+
 def _so_senses(L:SecondOrderLayer, n:int, fresh:int=4) -> list[dict]:
     "Senses of neuron `n` (toy ground truth): top images per sense and, with a model, its effect on fresh scenes of each sense."
     from neuronlens import toyworld as tw, lens_eval as le
     if L.concepts is None: return []
     top = L.run.effects.top_idx[n].numpy()
     kinds = [tw.CONCEPT_KIND[c] for c in tw.CONCEPTS]
+    size = L.source.load(0, 1).shape[1]
+    if L.clip is not None: _fresh(L, tw.CONCEPTS[0], fresh, size)  # the layer's table of fresh scenes, the first time
     splits = le.concept_splits(top[None], L.concepts, tw.CONCEPTS, kinds)
     if not splits: return []
-    p = splits[0]; size = L.source.load(0, 1).shape[1]
+    p = splits[0]
     out = []
     for s, share in zip((*p.senses, None), (*p.shares, None)):
         ci = tw.CONCEPT_INDEX.get(s)
         imgs = [int(i) for i in top if ci is not None and L.concepts[i, ci]]
         sense = {'sense': s or 'neither', 'share': share, 'images': imgs}
         if L.clip is not None:
-            ex = le.sense_images(s, fresh, size, avoid=p.senses if s is None else ())
-            sense['fresh_norm'] = float(le.neuron_effect_norms(L.clip, L.layer, n, ex).mean())
+            ex, norms = _fresh(L, s, fresh, size, tuple(p.senses) if s is None else ())
+            sense['fresh_norm'] = float(norms[:, n].mean())
             sense['_examples'] = ex
         out.append(sense)
     return out
