@@ -15,19 +15,26 @@ __all__ = ['COMMANDS', 'MIN_FREE_MB', 'COMMAND_MODULES', 'COMMAND_INDEX', 'add_c
 # %% ../nbs/90_cli.ipynb #919009e5
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {}
 
-def add_command(name:str, # sub-command name, e.g. 'demo'
-                help:str, # one line shown by `neuronlens --help`
-                add_args:Callable[[argparse.ArgumentParser], None], # adds the sub-command's options
-                run:Callable[[argparse.Namespace], int|None]): # runs it; returns the exit status (None = 0)
+
+def add_command(
+    name: str,  # sub-command name, e.g. 'demo'
+    help: str,  # one line shown by `neuronlens --help`
+    add_args: Callable[[argparse.ArgumentParser], None],  # adds the sub-command's options
+    run: Callable[[argparse.Namespace], int | None],
+):  # runs it; returns the exit status (None = 0)
     "Register a `neuronlens` sub-command."
     COMMANDS[name] = (help, add_args, run)
 
 # %% ../nbs/90_cli.ipynb #b163150d
-def build_parser(only:str|None=None, # None: every sub-command's options; a name: only that one's (the others list their help)
-                ) -> argparse.ArgumentParser:
+def build_parser(
+    only: str | None = None,  # None: every sub-command's options; a name: only that one's (the others list their help)
+) -> argparse.ArgumentParser:
     "The `neuronlens` argument parser with every registered sub-command."
-    p = argparse.ArgumentParser(prog='neuronlens', description='Find and explain the neurons that carry images into language, '
-                                'and read what CLIP neurons write.')
+    p = argparse.ArgumentParser(
+        prog='neuronlens',
+        description='Find and explain the neurons that carry images into language, '
+        'and read what CLIP neurons write.',
+    )
     p.add_argument('-v', '--verbose', action='store_true', help=_VERBOSE_HELP)
     sub = p.add_subparsers(dest='command', metavar='COMMAND', required=True)
     for name, (help_, add_args, _) in COMMANDS.items():
@@ -37,18 +44,21 @@ def build_parser(only:str|None=None, # None: every sub-command's options; a name
             _add_verbose(sp)
     return p
 
+
 _VERBOSE_HELP = 'log progress details, and show the traceback of an error'
 
-def _add_verbose(p:argparse.ArgumentParser):
+
+def _add_verbose(p: argparse.ArgumentParser):
     "Accept `--verbose` after the sub-command too (and after its own sub-commands), without overriding the global one."
     if not any('--verbose' in a.option_strings for a in p._actions):
         p.add_argument('-v', '--verbose', action='store_true', default=argparse.SUPPRESS, help=_VERBOSE_HELP)
     for a in p._actions:
         if isinstance(a, argparse._SubParsersAction):
-            for child in a.choices.values(): _add_verbose(child)
+            for child in a.choices.values():
+                _add_verbose(child)
 
 # %% ../nbs/90_cli.ipynb #485b60a2
-def main(argv:Sequence[str]|None=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     "Entry point of the `neuronlens` command: any error is one line on stderr and exit status 1 (`--verbose`: with its traceback)."
     argv = sys.argv[1:] if argv is None else list(argv)
     name = command_of(argv)
@@ -69,71 +79,111 @@ def main(argv:Sequence[str]|None=None) -> int:
     return int(rc or 0)
 
 # %% ../nbs/90_cli.ipynb #890a2eee
-def error_line(command:str, # the sub-command that failed
-               e:BaseException, # what it raised
-               verbose:bool=False) -> str: # also print the traceback (to stderr) first
+def error_line(
+    command: str,  # the sub-command that failed
+    e: BaseException,  # what it raised
+    verbose: bool = False,
+) -> str:  # also print the traceback (to stderr) first
     "The one line that `main` prints for an error raised by `command`."
     from neuronlens.core import NeuronLensError
-    if verbose: traceback.print_exception(e, file=sys.stderr)
+
+    if verbose:
+        traceback.print_exception(e, file=sys.stderr)
     msg = ' '.join(str(e).split()) or type(e).__name__
-    if len(msg) > 600: msg = msg[:600] + ' ...'
-    if isinstance(e, NeuronLensError): return f"neuronlens {command}: error: {msg}"
+    if len(msg) > 600:
+        msg = msg[:600] + ' ...'
+    if isinstance(e, NeuronLensError):
+        return f"neuronlens {command}: error: {msg}"
     hint = '' if verbose else f" (run `neuronlens --verbose {command} ...` for the traceback)"
     return f"neuronlens {command}: unexpected {type(e).__name__}: {msg}{hint}"
 
 # %% ../nbs/90_cli.ipynb #63d339e5
 MIN_FREE_MB = 500  # a cache or output folder on a disk with less free space is refused before work starts
 
-def _nearest_existing(path:Path) -> Path:
+
+def _nearest_existing(path: Path) -> Path:
     "`path`, or its nearest ancestor that exists."
     p = path.expanduser().absolute()
-    while not p.exists() and p != p.parent: p = p.parent
+    while not p.exists() and p != p.parent:
+        p = p.parent
     return p
+
 
 def _min_free_mb() -> float:
     from neuronlens.core import ConfigError
-    v = os.environ.get('NEURONLENS_MIN_FREE_MB', MIN_FREE_MB)
-    try: return float(v)
-    except ValueError: raise ConfigError(f"NEURONLENS_MIN_FREE_MB must be a number of megabytes, got {v!r}") from None
 
-def check_writable(path:str|Path, # a folder the command will write (it need not exist yet)
-                   what:str='cache folder', # how the message names it
-                   min_free_mb:float|None=None): # None: `$NEURONLENS_MIN_FREE_MB` or `MIN_FREE_MB`
+    v = os.environ.get('NEURONLENS_MIN_FREE_MB', MIN_FREE_MB)
+    try:
+        return float(v)
+    except ValueError:
+        raise ConfigError(f"NEURONLENS_MIN_FREE_MB must be a number of megabytes, got {v!r}") from None
+
+
+def check_writable(
+    path: str | Path,  # a folder the command will write (it need not exist yet)
+    what: str = 'cache folder',  # how the message names it
+    min_free_mb: float | None = None,
+):  # None: `$NEURONLENS_MIN_FREE_MB` or `MIN_FREE_MB`
     "Raise `ConfigError` if `path` cannot be created and written, or its disk has under `min_free_mb` MB free."
     from neuronlens.core import ConfigError
+
     path = Path(path)
     base = _nearest_existing(path)
-    if not base.is_dir(): raise ConfigError(f"{what} {path} cannot be created: {base} is a file, not a folder")
+    if not base.is_dir():
+        raise ConfigError(f"{what} {path} cannot be created: {base} is a file, not a folder")
     try:
-        with tempfile.TemporaryFile(dir=base): pass
+        with tempfile.TemporaryFile(dir=base):
+            pass
     except OSError as e:
-        raise ConfigError(f"{what} {path} is not writable ({e.strerror or e}); pass a folder you can write to") from None
+        raise ConfigError(
+            f"{what} {path} is not writable ({e.strerror or e}); pass a folder you can write to"
+        ) from None
     need = _min_free_mb() if min_free_mb is None else min_free_mb
     free = shutil.disk_usage(base).free / 2**20
     if free < need:
-        raise ConfigError(f"{what} {path} is on a disk with {free:.0f} MB free, under the {need:.0f} MB a run needs; "
-                          "free some space or pass a folder on another disk")
+        raise ConfigError(
+            f"{what} {path} is on a disk with {free:.0f} MB free, under the {need:.0f} MB a run needs; "
+            "free some space or pass a folder on another disk"
+        )
 
-def check_folders(args:argparse.Namespace):
+
+def check_folders(args: argparse.Namespace):
     "Check the cache and output folders a parsed command will write (see `check_writable`)."
     from neuronlens.core import default_cache_dir
-    if hasattr(args, 'cache'): check_writable(args.cache or default_cache_dir(), 'cache folder')
+
+    if hasattr(args, 'cache'):
+        check_writable(args.cache or default_cache_dir(), 'cache folder')
     out = getattr(args, 'out', None)
-    if isinstance(out, (str, Path)): check_writable(out, 'output folder')
+    if isinstance(out, (str, Path)):
+        check_writable(out, 'output folder')
 
 # %% ../nbs/90_cli.ipynb #9651f1fd
-def _demo_args(p:argparse.ArgumentParser):
+def _demo_args(p: argparse.ArgumentParser):
     p.add_argument('--out', type=Path, default=Path('reports'), help='folder for the HTML report (default: ./reports)')
-    p.add_argument('--cache', type=Path, default=None, help='cache folder (default: $NEURONLENS_CACHE or ~/.cache/neuronlens)')
+    p.add_argument(
+        '--cache', type=Path, default=None, help='cache folder (default: $NEURONLENS_CACHE or ~/.cache/neuronlens)'
+    )
     p.add_argument('--n-scenes', type=int, default=256, help='held-out toy scenes to analyse (default: 256)')
     p.add_argument('--seed', type=int, default=0, help='seed of the run (default: 0)')
-    p.add_argument('--n-multimodal', type=int, default=32, help='scenes of the multimodal-neurons section (default: 32)')
-    p.add_argument('--no-progress', dest='progress', action='store_false', help='no section lines, bar or timings on stderr')
+    p.add_argument(
+        '--n-multimodal', type=int, default=32, help='scenes of the multimodal-neurons section (default: 32)'
+    )
+    p.add_argument(
+        '--no-progress', dest='progress', action='store_false', help='no section lines, bar or timings on stderr'
+    )
+
 
 def _demo_run(args) -> int:
     from neuronlens.demo import run_demo
-    path = run_demo(out=args.out, cache_dir=args.cache, n_scenes=args.n_scenes, seed=args.seed,
-                    n_multimodal=args.n_multimodal, progress=args.progress)
+
+    path = run_demo(
+        out=args.out,
+        cache_dir=args.cache,
+        n_scenes=args.n_scenes,
+        seed=args.seed,
+        n_multimodal=args.n_multimodal,
+        progress=args.progress,
+    )
     print(path)
     return 0
 
@@ -143,64 +193,100 @@ COMMAND_MODULES = ('lens_pipeline', 'multimodal', 'applications', 'explorers', '
 # which module registers each plug-in command: running it imports that module only
 COMMAND_INDEX = {'apply': 'applications', 'explore': 'explorers', 'atlas': 'explorers', 'simulate': 'simulate'}
 
-def command_of(argv:Sequence[str]) -> str|None:
+
+def command_of(argv: Sequence[str]) -> str | None:
     "The sub-command named in `argv` (the first word that is not an option), or None (no command, or help before it)."
     for a in argv:
-        if a in ('-h', '--help'): return None
-        if not a.startswith('-'): return a
+        if a in ('-h', '--help'):
+            return None
+        if not a.startswith('-'):
+            return a
     return None
 
-def register_plugins(name:str|None=None): # the command about to run; None: all of them
-    "Register the plug-in commands that running `name` needs: none for a built-in, its module if indexed, else every module."
-    if name in COMMANDS: return
-    modules = [COMMAND_INDEX[name]] if name in COMMAND_INDEX else COMMAND_MODULES
-    for module in modules: _register_plugin(module)
 
-def _lazy(module:str, fn:str) -> Callable:
+def register_plugins(name: str | None = None):  # the command about to run; None: all of them
+    "Register the plug-in commands that running `name` needs: none for a built-in, its module if indexed, else every module."
+    if name in COMMANDS:
+        return
+    modules = [COMMAND_INDEX[name]] if name in COMMAND_INDEX else COMMAND_MODULES
+    for module in modules:
+        _register_plugin(module)
+
+
+def _lazy(module: str, fn: str) -> Callable:
     "A function that imports `neuronlens.<module>` when first called and calls its `fn`."
+
     def call(*args):
         import importlib
+
         return getattr(importlib.import_module(f'neuronlens.{module}'), fn)(*args)
+
     return call
 
-def _optional_module(name:str):
+
+def _optional_module(name: str):
     "The module `neuronlens.<name>` if the installed library has it, else None (an import error inside it still raises)."
     import importlib, importlib.util
-    if importlib.util.find_spec(f'neuronlens.{name}') is None: return None
+
+    if importlib.util.find_spec(f'neuronlens.{name}') is None:
+        return None
     return importlib.import_module(f'neuronlens.{name}')
+
 
 def _register_builtin():
     "Register the sub-commands that ship with the library (idempotent)."
     add_command('demo', 'run the main job on the embedded default and write an HTML report', _demo_args, _demo_run)
-    add_command('second-order', 'compute and cache second-order effects and directions of a CLIP layer '
-                '(resumable, accelerate-ready)', _lazy('lens_pipeline', 'add_second_order_args'),
-                _lazy('lens_pipeline', 'run_second_order_cli'))
-    add_command('train', 'train a model of the embedded zoo (toy-clip, toy-encoder) or a LiMBeR projection',
-                _train_args, _train_run)
-    add_command('neurons', 'find, decode and score the multimodal neurons of a LiMBeR captioner (cached)',
-                _lazy('multimodal', 'add_neurons_args'), _lazy('multimodal', 'run_neurons_cli'))
+    add_command(
+        'second-order',
+        'compute and cache second-order effects and directions of a CLIP layer ' '(resumable, accelerate-ready)',
+        _lazy('lens_pipeline', 'add_second_order_args'),
+        _lazy('lens_pipeline', 'run_second_order_cli'),
+    )
+    add_command(
+        'train',
+        'train a model of the embedded zoo (toy-clip, toy-encoder) or a LiMBeR projection',
+        _train_args,
+        _train_run,
+    )
+    add_command(
+        'neurons',
+        'find, decode and score the multimodal neurons of a LiMBeR captioner (cached)',
+        _lazy('multimodal', 'add_neurons_args'),
+        _lazy('multimodal', 'run_neurons_cli'),
+    )
 
-def _register_plugin(name:str):
+
+def _register_plugin(name: str):
     "Let module `name` add its sub-commands; one that fails to import or register is reported in one line, and the others still work."
     try:
         module = _optional_module(name)
-        if module is not None and hasattr(module, 'register_commands'): module.register_commands(add_command)
+        if module is not None and hasattr(module, 'register_commands'):
+            module.register_commands(add_command)
     except Exception as e:
         msg = f"neuronlens: the sub-commands of neuronlens.{name} are unavailable: {type(e).__name__}: {e}"
         print(msg, file=sys.stderr)
 
-def _train_args(p:argparse.ArgumentParser):
+
+def _train_args(p: argparse.ArgumentParser):
     "`neuronlens train MODEL`: one sub-parser per zoo recipe, plus `projection`."
     from neuronlens import train, projection
+
     sub = p.add_subparsers(dest='model', metavar='MODEL', required=True)
-    for name in train.RECIPES: train.add_recipe_args(sub.add_parser(name, help=f'train the {name} recipe'))
-    projection.add_projection_train_args(sub.add_parser('projection', help='train a LiMBeR projection (image encoder -> frozen LM)'))
+    for name in train.RECIPES:
+        train.add_recipe_args(sub.add_parser(name, help=f'train the {name} recipe'))
+    projection.add_projection_train_args(
+        sub.add_parser('projection', help='train a LiMBeR projection (image encoder -> frozen LM)')
+    )
+
 
 def _train_run(args) -> int:
     from neuronlens import train, projection
+
     return projection.run_projection_train_cli(args) if args.model == 'projection' else train.run_train_cli(args)
 
 # %% ../nbs/90_cli.ipynb #8213e98a
 if __name__ == '__main__':
-    try: get_ipython  # inside a notebook kernel: do nothing
-    except NameError: sys.exit(main())
+    try:
+        get_ipython  # inside a notebook kernel: do nothing
+    except NameError:
+        sys.exit(main())

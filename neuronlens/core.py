@@ -22,22 +22,29 @@ __all__ = ['NeuronLensError', 'ConfigError', 'WeightsNotFoundError', 'HookError'
 class NeuronLensError(Exception):
     "Base class of the errors neuronlens raises on purpose."
 
+
 class ConfigError(NeuronLensError, ValueError):
     "A bad argument, shape, name or setting, found before any work is done."
+
 
 class WeightsNotFoundError(NeuronLensError, FileNotFoundError):
     "Model weights are not on this machine; the message says how to provide them."
 
+
 class HookError(NeuronLensError, KeyError):
     "An unknown module name, or a hook that was registered but never fired."
-    def __str__(self): return str(self.args[0]) if self.args else ''
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ''
+
 
 class CacheError(NeuronLensError, RuntimeError):
     "A cache entry is corrupt or does not match what was asked for."
 
 # %% ../nbs/00_core.ipynb #c017758b
-def get_device(device:str|torch.device|None=None, # explicit choice; `None` picks cuda, then mps, then cpu
-              ) -> torch.device:
+def get_device(
+    device: str | torch.device | None = None,  # explicit choice; `None` picks cuda, then mps, then cpu
+) -> torch.device:
     "The device to use: `device` if given (and available), else the best one on this machine."
     if device is not None:
         dev = torch.device(device)
@@ -46,103 +53,137 @@ def get_device(device:str|torch.device|None=None, # explicit choice; `None` pick
         if dev.type == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
             raise ConfigError(f"device {str(device)!r} was asked for but MPS is not available; use 'cpu' or None")
         return dev
-    if torch.cuda.is_available(): return torch.device('cuda')
-    if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available(): return torch.device('mps')
+    if torch.cuda.is_available():
+        return torch.device('cuda')
+    if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available():
+        return torch.device('mps')
     return torch.device('cpu')
 
 # %% ../nbs/00_core.ipynb #5a088bb7
-def model_device(model:nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
     "The device of `model`'s first parameter (or buffer); cpu for a model with neither."
-    for t in (*model.parameters(), *model.buffers()): return t.device
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
     return torch.device('cpu')
 
-def model_dtype(model:nn.Module) -> torch.dtype:
+
+def model_dtype(model: nn.Module) -> torch.dtype:
     "The dtype of `model`'s first floating-point parameter; float32 if it has none."
     for p in model.parameters():
-        if p.is_floating_point(): return p.dtype
+        if p.is_floating_point():
+            return p.dtype
     return torch.float32
 
 # %% ../nbs/00_core.ipynb #e042cd4f
-def _bf16_speed_ratio(n:int=256, # side of the square product
-                      reps:int=5) -> float:
+def _bf16_speed_ratio(
+    n: int = 256,  # side of the square product
+    reps: int = 5,
+) -> float:
     "bf16 throughput over float32 throughput of an [n, n] @ [n, n] CPU product (best of `reps`)."
     a, b = torch.randn(n, n), torch.randn(n, n)
+
     def best(x, y):
         x @ y  # warm-up
         ts = []
         for _ in range(reps):
-            t0 = time.perf_counter(); x @ y; ts.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            x @ y
+            ts.append(time.perf_counter() - t0)
         return min(ts)
+
     return best(a, b) / max(best(a.bfloat16(), b.bfloat16()), 1e-9)
+
 
 @functools.lru_cache(maxsize=None)
 def cpu_bf16_native() -> bool:
     "Whether this CPU computes bfloat16 natively (oneDNN reports AVX512-BF16/AMX and a tiny timed product agrees); decided once."
     env = os.environ.get('NEURONLENS_CPU_BF16')
-    if env in ('0', '1'): return env == '1'
-    try: reported = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError): reported = False
+    if env in ('0', '1'):
+        return env == '1'
+    try:
+        reported = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        reported = False
     return reported and _bf16_speed_ratio() >= 0.5
+
 
 def cpu_capability() -> dict:
     "What a benchmark row records about the CPU's vector units: torch's dispatch level and whether bf16 is native."
     return dict(cpu_capability=torch.backends.cpu.get_cpu_capability(), cpu_bf16_native=cpu_bf16_native())
 
 # %% ../nbs/00_core.ipynb #a1d40c6b
-def autocast_dtype(device:torch.device|str) -> torch.dtype:
+def autocast_dtype(device: torch.device | str) -> torch.dtype:
     "The automatic mixed-precision dtype on `device`: bf16 where it is fast, fp16 on older GPUs, float32 (no autocast) on CPUs without bf16 units."
     dev = torch.device(device)
-    if dev.type == 'cuda': return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if dev.type == 'cpu': return torch.bfloat16 if cpu_bf16_native() else torch.float32
+    if dev.type == 'cuda':
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dev.type == 'cpu':
+        return torch.bfloat16 if cpu_bf16_native() else torch.float32
     return torch.bfloat16
 
-def autocast(device:torch.device|str, # where the block computes
-             dtype:torch.dtype|None=None): # None: `autocast_dtype(device)`; float32 turns autocast off
+
+def autocast(
+    device: torch.device | str,  # where the block computes
+    dtype: torch.dtype | None = None,
+):  # None: `autocast_dtype(device)`; float32 turns autocast off
     "`torch.autocast` for `device` in `dtype` (default: the automatic choice), disabled when that is float32."
     dev = torch.device(device)
     dtype = dtype or autocast_dtype(dev)
-    return torch.autocast(dev.type, dtype=torch.bfloat16 if dtype == torch.float32 else dtype, enabled=dtype != torch.float32)
+    return torch.autocast(
+        dev.type, dtype=torch.bfloat16 if dtype == torch.float32 else dtype, enabled=dtype != torch.float32
+    )
 
 # %% ../nbs/00_core.ipynb #6d42228b
-def seed_everything(seed:int, # the seed for python, numpy and torch (all devices)
-                   ) -> torch.Generator:
+def seed_everything(
+    seed: int,  # the seed for python, numpy and torch (all devices)
+) -> torch.Generator:
     "Seed every random number generator the library uses; returns a fresh CPU `torch.Generator` with that seed."
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
     return torch.Generator().manual_seed(int(seed))
 
 # %% ../nbs/00_core.ipynb #389ef968
 @dataclasses.dataclass
 class HookPoint:
     "Where a hook fired: the module name, the module, whether it saw the module's input or output, and how often."
+
     name: str
     module: nn.Module
     kind: str = 'output'  # 'output' or 'input'
     n_calls: int = 0
 
 # %% ../nbs/00_core.ipynb #df556786
-def _resolve(model:nn.Module, names:Iterable[str]) -> dict[str, nn.Module]:
+def _resolve(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
     "Map module names to modules, raising `HookError` that lists close names for unknown ones."
     mods = dict(model.named_modules())
     out = {}
     for n in names:
         if n not in mods:
             close = [m for m in mods if m and (n.split('.')[-1] in m)][:8]
-            raise HookError(f"no module named {n!r} in {type(model).__name__}; similar names: {close or list(mods)[1:9]}")
+            raise HookError(
+                f"no module named {n!r} in {type(model).__name__}; similar names: {close or list(mods)[1:9]}"
+            )
         out[n] = mods[n]
     return out
 
 # %% ../nbs/00_core.ipynb #c435c226
 class Hooks:
     "Context manager that records and/or patches the outputs (or inputs) of named submodules of `model`."
-    def __init__(self, model:nn.Module,
-                 fwd:Sequence[tuple[str, Callable]]=(), # (module name, fn(tensor, *, hook) -> Tensor|None) pairs
-                 record:Sequence[str]=(), # module names whose outputs are stored in `self.cache`
-                 kind:str='output', # hook the module's 'output' or its first positional 'input'
-                 detach:bool=True, # store detached tensors (False keeps the graph, e.g. for gradients)
-                 strict:bool=True): # raise at exit if a registered hook never fired
-        if kind not in ('output', 'input'): raise ConfigError(f"kind must be 'output' or 'input', got {kind!r}")
+
+    def __init__(
+        self,
+        model: nn.Module,
+        fwd: Sequence[tuple[str, Callable]] = (),  # (module name, fn(tensor, *, hook) -> Tensor|None) pairs
+        record: Sequence[str] = (),  # module names whose outputs are stored in `self.cache`
+        kind: str = 'output',  # hook the module's 'output' or its first positional 'input'
+        detach: bool = True,  # store detached tensors (False keeps the graph, e.g. for gradients)
+        strict: bool = True,
+    ):  # raise at exit if a registered hook never fired
+        if kind not in ('output', 'input'):
+            raise ConfigError(f"kind must be 'output' or 'input', got {kind!r}")
         self.model, self.kind, self.detach, self.strict = model, kind, detach, strict
         self.fwd, self.record = list(fwd), list(record)
         self.modules = _resolve(model, [n for n, _ in self.fwd] + self.record)
@@ -150,29 +191,39 @@ class Hooks:
         self.points: dict[str, HookPoint] = {}
         self._handles = []
 
-    def _make(self, name:str, fns:list[Callable], rec:bool):
+    def _make(self, name: str, fns: list[Callable], rec: bool):
         point = self.points.setdefault(name, HookPoint(name, self.modules[name], self.kind))
+
         def _apply(t):
             point.n_calls += 1
             for fn in fns:
                 r = fn(t, hook=point)
-                if r is not None: t = r
-            if rec: self.cache[name] = t.detach() if self.detach else t
+                if r is not None:
+                    t = r
+            if rec:
+                self.cache[name] = t.detach() if self.detach else t
             return t
+
         if self.kind == 'output':
+
             def hook(mod, args, out):
                 new = _apply(out)
                 return new if new is not out else None
+
         else:
+
             def hook(mod, args):
                 new = _apply(args[0])
                 return (new, *args[1:]) if new is not args[0] else None
+
         return hook
 
     def __enter__(self):
         by_name: dict[str, list] = {}
-        for n, fn in self.fwd: by_name.setdefault(n, []).append(fn)
-        for n in self.record: by_name.setdefault(n, [])
+        for n, fn in self.fwd:
+            by_name.setdefault(n, []).append(fn)
+        for n in self.record:
+            by_name.setdefault(n, [])
         for n, fns in by_name.items():
             mod = self.modules[n]
             h = self._make(n, fns, n in self.record)
@@ -182,45 +233,65 @@ class Hooks:
 
     def remove(self):
         "Remove every hook this object registered."
-        for h in self._handles: h.remove()
+        for h in self._handles:
+            h.remove()
         self._handles = []
 
     def __exit__(self, exc_type, exc, tb):
         self.remove()
         if exc_type is None and self.strict:
             silent = [n for n, p in self.points.items() if p.n_calls == 0]
-            if silent: raise HookError(f"hooks registered but never fired: {silent}; did the forward pass use these modules?")
+            if silent:
+                raise HookError(f"hooks registered but never fired: {silent}; did the forward pass use these modules?")
 
 # %% ../nbs/00_core.ipynb #f1f8493c
-def run_with_cache(model:nn.Module, *args,
-                   names:Sequence[str], # module names to record
-                   kind:str='output', # record module 'output's or 'input's
-                   **kwargs) -> tuple[Any, dict[str, torch.Tensor]]:
+def run_with_cache(
+    model: nn.Module,
+    *args,
+    names: Sequence[str],  # module names to record
+    kind: str = 'output',  # record module 'output's or 'input's
+    **kwargs,
+) -> tuple[Any, dict[str, torch.Tensor]]:
     "Run `model(*args, **kwargs)` and return `(output, cache)` with the named modules' detached outputs."
-    with Hooks(model, record=names, kind=kind) as h: out = model(*args, **kwargs)
+    with Hooks(model, record=names, kind=kind) as h:
+        out = model(*args, **kwargs)
     return out, h.cache
 
 # %% ../nbs/00_core.ipynb #b1a959da
 def _jsonable(o):
-    if isinstance(o, (str, int, float, bool)) or o is None: return o
-    if isinstance(o, Mapping): return {str(k): _jsonable(v) for k, v in sorted(o.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(o, (list, tuple)): return [_jsonable(v) for v in o]
-    if isinstance(o, Path): return str(o)
-    if isinstance(o, torch.Tensor): return {'tensor_sha256': hashlib.sha256(_tensor_bytes(o)).hexdigest(), 'shape': list(o.shape)}
-    if isinstance(o, np.ndarray): return {'array_sha256': hashlib.sha256(np.ascontiguousarray(o).tobytes()).hexdigest(), 'shape': list(o.shape)}
-    if dataclasses.is_dataclass(o): return _jsonable(dataclasses.asdict(o))
-    if isinstance(o, nn.Module): return {'module': type(o).__name__, 'state_sha256': state_dict_hash(o)}
-    raise ConfigError(f"cannot hash a {type(o).__name__} into a cache key; use str, numbers, lists, dicts, tensors, arrays or modules")
+    if isinstance(o, (str, int, float, bool)) or o is None:
+        return o
+    if isinstance(o, Mapping):
+        return {str(k): _jsonable(v) for k, v in sorted(o.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, torch.Tensor):
+        return {'tensor_sha256': hashlib.sha256(_tensor_bytes(o)).hexdigest(), 'shape': list(o.shape)}
+    if isinstance(o, np.ndarray):
+        return {'array_sha256': hashlib.sha256(np.ascontiguousarray(o).tobytes()).hexdigest(), 'shape': list(o.shape)}
+    if dataclasses.is_dataclass(o):
+        return _jsonable(dataclasses.asdict(o))
+    if isinstance(o, nn.Module):
+        return {'module': type(o).__name__, 'state_sha256': state_dict_hash(o)}
+    raise ConfigError(
+        f"cannot hash a {type(o).__name__} into a cache key; use str, numbers, lists, dicts, tensors, arrays or modules"
+    )
 
-def _tensor_bytes(t:torch.Tensor) -> np.ndarray:
+
+def _tensor_bytes(t: torch.Tensor) -> np.ndarray:
     "The raw bytes of `t` as a uint8 array, without a copy where `t` is a contiguous CPU tensor (any dtype, bfloat16 too)."
     return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
 
-def state_dict_hash(model:nn.Module) -> str:
+
+def state_dict_hash(model: nn.Module) -> str:
     "SHA-256 over a module's parameter and buffer names, shapes and values (every weight: no sampling, no memo)."
     h = hashlib.sha256()
     for k, v in model.state_dict().items():
-        h.update(k.encode()); h.update(str(tuple(v.shape)).encode()); h.update(_tensor_bytes(v))
+        h.update(k.encode())
+        h.update(str(tuple(v.shape)).encode())
+        h.update(_tensor_bytes(v))
     return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #6734a6ae
@@ -230,66 +301,91 @@ def cache_key(**parts) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 # %% ../nbs/00_core.ipynb #2670c0f8
-def _file_sha256(path:Path) -> str:
+def _file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
     return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #0681a721
 def default_cache_dir() -> Path:
     "The cache root: `$NEURONLENS_CACHE` if set, else `~/.cache/neuronlens`."
-    return Path(os.environ.get('NEURONLENS_CACHE', Path.home()/'.cache'/'neuronlens')).expanduser()
+    return Path(os.environ.get('NEURONLENS_CACHE', Path.home() / '.cache' / 'neuronlens')).expanduser()
 
 # %% ../nbs/00_core.ipynb #6eda5a11
 class TensorCache:
     "An on-disk cache of named tensor dicts, keyed by a hash of what produced them, written atomically."
-    def __init__(self, root:str|Path|None=None): # folder of the cache; default `default_cache_dir()`
+
+    def __init__(self, root: str | Path | None = None):  # folder of the cache; default `default_cache_dir()`
         self.root = Path(root) if root is not None else default_cache_dir()
 
-    def path(self, name:str, key:str) -> Path:
+    def path(self, name: str, key: str) -> Path:
         "The folder of entry `name` with key `key`."
-        if not name or '/' in name or name.startswith('.'): raise ConfigError(f"cache entry name must be a plain non-empty name, got {name!r}")
-        return self.root/f"{name}-{key}"
+        if not name or '/' in name or name.startswith('.'):
+            raise ConfigError(f"cache entry name must be a plain non-empty name, got {name!r}")
+        return self.root / f"{name}-{key}"
 
-    def save(self, name:str, key:str, tensors:Mapping[str, torch.Tensor], meta:Mapping|None=None) -> Path:
+    def save(self, name: str, key: str, tensors: Mapping[str, torch.Tensor], meta: Mapping | None = None) -> Path:
         "Write `tensors` (and JSON-able `meta`) as entry `name`/`key`, atomically."
         bad = [k for k, v in tensors.items() if not isinstance(v, torch.Tensor)]
-        if bad: raise ConfigError(f"only tensors can be cached; these values are not: {bad}")
-        dest = self.path(name, key); self.root.mkdir(parents=True, exist_ok=True)
+        if bad:
+            raise ConfigError(f"only tensors can be cached; these values are not: {bad}")
+        dest = self.path(name, key)
+        self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=self.root))
         try:
-            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp/'tensors.safetensors'))
-            info = {'name': name, 'key': key, 'sha256': _file_sha256(tmp/'tensors.safetensors'), 'created': time.time(), 'meta': _jsonable(dict(meta or {}))}
-            (tmp/'meta.json').write_text(json.dumps(info, indent=1))
-            if dest.exists(): _rmtree(dest)
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / 'tensors.safetensors'))
+            info = {
+                'name': name,
+                'key': key,
+                'sha256': _file_sha256(tmp / 'tensors.safetensors'),
+                'created': time.time(),
+                'meta': _jsonable(dict(meta or {})),
+            }
+            (tmp / 'meta.json').write_text(json.dumps(info, indent=1))
+            if dest.exists():
+                _rmtree(dest)
             os.replace(tmp, dest)
         finally:
-            if tmp.exists(): _rmtree(tmp)
+            if tmp.exists():
+                _rmtree(tmp)
         return dest
 
-    def load(self, name:str, key:str) -> tuple[dict[str, torch.Tensor], dict] | None:
+    def load(self, name: str, key: str) -> tuple[dict[str, torch.Tensor], dict] | None:
         "Entry `name`/`key` as `(tensors, meta)`; `None` if absent. A corrupt or mismatched entry raises `CacheError`."
         p = self.path(name, key)
-        if not p.exists(): return None
-        try: info = json.loads((p/'meta.json').read_text())
-        except (OSError, ValueError) as e: raise CacheError(f"cache entry {p} has no readable meta.json ({e})") from e
-        if info.get('key') != key or info.get('name') != name: raise CacheError(f"cache entry {p} was written for another key")
-        f = p/'tensors.safetensors'
-        if not f.exists() or _file_sha256(f) != info.get('sha256'): raise CacheError(f"cache entry {p} is corrupt (tensor file missing or checksum mismatch)")
+        if not p.exists():
+            return None
+        try:
+            info = json.loads((p / 'meta.json').read_text())
+        except (OSError, ValueError) as e:
+            raise CacheError(f"cache entry {p} has no readable meta.json ({e})") from e
+        if info.get('key') != key or info.get('name') != name:
+            raise CacheError(f"cache entry {p} was written for another key")
+        f = p / 'tensors.safetensors'
+        if not f.exists() or _file_sha256(f) != info.get('sha256'):
+            raise CacheError(f"cache entry {p} is corrupt (tensor file missing or checksum mismatch)")
         return load_file(str(f)), info['meta']
 
-    def get_or_compute(self, name:str, key:str, fn:Callable[[], Mapping[str, torch.Tensor]], meta:Mapping|None=None):
+    def get_or_compute(
+        self, name: str, key: str, fn: Callable[[], Mapping[str, torch.Tensor]], meta: Mapping | None = None
+    ):
         "Load entry `name`/`key`, or compute it with `fn()`, save it and return it. Corrupt entries are recomputed."
         try:
             hit = self.load(name, key)
-            if hit is not None: return hit[0]
+            if hit is not None:
+                return hit[0]
         except CacheError as e:
-            import logging; logging.getLogger(__name__).warning("%s; recomputing", e)
+            import logging
+
+            logging.getLogger(__name__).warning("%s; recomputing", e)
         tensors = dict(fn())
         self.save(name, key, tensors, meta)
         return tensors
 
 # %% ../nbs/00_core.ipynb #b7b93c89
-def _rmtree(p:Path):
-    import shutil; shutil.rmtree(p, ignore_errors=True)
+def _rmtree(p: Path):
+    import shutil
+
+    shutil.rmtree(p, ignore_errors=True)

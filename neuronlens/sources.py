@@ -25,27 +25,35 @@ __all__ = ['log', 'BadImageError', 'decode_image', 'Record', 'ImageSource', 'fol
 class BadImageError(ConfigError):
     "A file or record that is not a readable image; the message names it."
 
-def decode_image(data:bytes|str|Path, # encoded image bytes, or the path of an image file
-                 name:str, # how the error message names it (file path, shard and key, dataset row)
-                 size:tuple[int, int]|None=None, # (height, width) to resize to; None keeps the stored size
-                 resize_mode:str='shortest', # 'shortest' (resize the shorter side, centre crop) or 'squash'
-                ) -> np.ndarray:
+
+def decode_image(
+    data: bytes | str | Path,  # encoded image bytes, or the path of an image file
+    name: str,  # how the error message names it (file path, shard and key, dataset row)
+    size: tuple[int, int] | None = None,  # (height, width) to resize to; None keeps the stored size
+    resize_mode: str = 'shortest',  # 'shortest' (resize the shorter side, centre crop) or 'squash'
+) -> np.ndarray:
     "RGB uint8 [H, W, 3] of an encoded image, resized; `BadImageError` naming `name` if it cannot be read."
     try:
         im = Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data)
-        if size is not None and im.format == 'JPEG': im.draft('RGB', (size[1] * 2, size[0] * 2))
+        if size is not None and im.format == 'JPEG':
+            im.draft('RGB', (size[1] * 2, size[0] * 2))
         im = im.convert('RGB')
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise BadImageError(f"{name} is not a readable image ({type(e).__name__}: {e}); fix or remove it, or pass --skip-bad to skip unreadable images") from None
-    if size is not None: im = _resize(im, size, resize_mode)
+        raise BadImageError(
+            f"{name} is not a readable image ({type(e).__name__}: {e}); fix or remove it, or pass --skip-bad to skip unreadable images"
+        ) from None
+    if size is not None:
+        im = _resize(im, size, resize_mode)
     return np.asarray(im, dtype=np.uint8)
 
 # %% ../nbs/04_sources.ipynb #1f82d09d
-def _resize(im:Image.Image, size:tuple[int, int], mode:str) -> Image.Image:
+def _resize(im: Image.Image, size: tuple[int, int], mode: str) -> Image.Image:
     "`im` resized to (height, width) `size`: shorter side + centre crop ('shortest') or both sides ('squash')."
     h, w = size
-    if mode == 'squash': return im.resize((w, h), Image.BICUBIC)
-    if mode != 'shortest': raise ConfigError(f"resize_mode must be 'shortest' or 'squash', got {mode!r}")
+    if mode == 'squash':
+        return im.resize((w, h), Image.BICUBIC)
+    if mode != 'shortest':
+        raise ConfigError(f"resize_mode must be 'shortest' or 'squash', got {mode!r}")
     s = max(h / im.height, w / im.width)
     im = im.resize((max(w, round(im.width * s)), max(h, round(im.height * s))), Image.BICUBIC)
     left, top = (im.width - w) // 2, (im.height - h) // 2
@@ -55,58 +63,82 @@ def _resize(im:Image.Image, size:tuple[int, int], mode:str) -> Image.Image:
 @dataclasses.dataclass
 class Record:
     "One item of a source before decoding: how to name it, its image (encoded bytes, a path or a uint8 array) and its caption."
+
     name: str
     image: object
-    caption: str|None = None
+    caption: str | None = None
+
 
 @dataclasses.dataclass
 class ImageSource:
     "Images (and captions) addressed by index and read lazily in ranges, resized for the encoder."
+
     id: str  # format, location, fingerprint, size and count, e.g. 'folder:/photos:3f2a..:224x224:shortest:n=52'; enters every cache key
     n: int  # number of records
     read: Callable[[int, int], list]  # read(start, stop) -> [Record]
-    size: tuple[int, int]|None = None  # (height, width) every image is resized to
+    size: tuple[int, int] | None = None  # (height, width) every image is resized to
     resize_mode: str = 'shortest'
     skip_bad: bool = False  # drop unreadable images (counted in `skipped`) instead of raising
     captioned: bool = False  # whether records carry captions
     skipped: list = dataclasses.field(default_factory=list)  # names of the records skipped so far
 
-    def load_indexed(self, start:int, stop:int) -> tuple[np.ndarray, np.ndarray]:
+    def load_indexed(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         "uint8 images [k, H, W, 3] of records start..stop-1 and their indices [k] (k < stop - start when bad ones are skipped)."
         recs, imgs, keep = self.read(start, stop), [], []
         for i, r in zip(range(start, stop), recs):
-            if isinstance(r.image, np.ndarray): imgs.append(r.image); keep.append(i); continue
-            try: imgs.append(decode_image(r.image, r.name, self.size, self.resize_mode)); keep.append(i)
+            if isinstance(r.image, np.ndarray):
+                imgs.append(r.image)
+                keep.append(i)
+                continue
+            try:
+                imgs.append(decode_image(r.image, r.name, self.size, self.resize_mode))
+                keep.append(i)
             except BadImageError as e:
-                if not self.skip_bad: raise
-                self.skipped.append(r.name); log.warning('skipped: %s', e)
+                if not self.skip_bad:
+                    raise
+                self.skipped.append(r.name)
+                log.warning('skipped: %s', e)
         h, w = self.size or (imgs[0].shape[:2] if imgs else (0, 0))
         return (np.stack(imgs) if imgs else np.zeros((0, h, w, 3), np.uint8)), np.asarray(keep, dtype=np.int64)
 
-    def load(self, start:int, stop:int) -> np.ndarray:
+    def load(self, start: int, stop: int) -> np.ndarray:
         "uint8 images [k, H, W, 3] of records start..stop-1 (bad ones dropped with `skip_bad`)."
         return self.load_indexed(start, stop)[0]
 
-    def captions(self, index:Sequence[int]) -> list[str]:
+    def captions(self, index: Sequence[int]) -> list[str]:
         "The captions of records `index`."
-        if not self.captioned: raise ConfigError(f"the source {self.id} has no captions; give a captions file (folders) or a caption key/column")
+        if not self.captioned:
+            raise ConfigError(
+                f"the source {self.id} has no captions; give a captions file (folders) or a caption key/column"
+            )
         out = []
-        for i in index: out.append(self.read(int(i), int(i) + 1)[0].caption)
+        for i in index:
+            out.append(self.read(int(i), int(i) + 1)[0].caption)
         return out
 
 # %% ../nbs/04_sources.ipynb #2e61b73e
-def _fingerprint(items:Sequence) -> str:
+def _fingerprint(items: Sequence) -> str:
     "A short hash of (name, size, mtime, ...) tuples."
     return hashlib.sha256(json.dumps([list(map(str, t)) for t in items]).encode()).hexdigest()[:12]
 
-def _stat(p:Path) -> tuple: st = p.stat(); return (st.st_size, st.st_mtime_ns)
 
-def _size_tag(size, mode:str) -> str: return 'native' if size is None else f'{size[0]}x{size[1]}:{mode}'
+def _stat(p: Path) -> tuple:
+    st = p.stat()
+    return (st.st_size, st.st_mtime_ns)
 
-def folder_source(root:str|Path, # folder of JPEG/PNG images (searched recursively)
-                  captions:str|Path|None=None, # .csv (filename,caption) or .jsonl file; None: no captions
-                  n:int|None=None, # the first n files (default: all)
-                  size:tuple[int, int]|None=None, resize_mode:str='shortest', skip_bad:bool=False) -> ImageSource:
+
+def _size_tag(size, mode: str) -> str:
+    return 'native' if size is None else f'{size[0]}x{size[1]}:{mode}'
+
+
+def folder_source(
+    root: str | Path,  # folder of JPEG/PNG images (searched recursively)
+    captions: str | Path | None = None,  # .csv (filename,caption) or .jsonl file; None: no captions
+    n: int | None = None,  # the first n files (default: all)
+    size: tuple[int, int] | None = None,
+    resize_mode: str = 'shortest',
+    skip_bad: bool = False,
+) -> ImageSource:
     "The images of a folder (sorted), optionally captioned from a file."
     root = Path(root)
     files = tw._find_images(root)[:n]
@@ -115,223 +147,410 @@ def folder_source(root:str|Path, # folder of JPEG/PNG images (searched recursive
         table, keys = tw._read_captions(Path(captions)), [p.relative_to(root).as_posix() for p in files]
         caps = [table.get(k, table.get(p.name)) for k, p in zip(keys, files)]
         missing = [k for k, c in zip(keys, caps) if c is None]
-        if missing: raise ConfigError(f"{len(missing)} of {len(files)} images have no entry in {Path(captions).name}, e.g. {missing[:3]}")
-    fp = _fingerprint([(p.relative_to(root).as_posix(), *_stat(p)) for p in files] + ([('captions', *_stat(Path(captions)))] if captions else []))
-    def read(a, b): return [Record(str(p), p, None if caps is None else caps[i]) for i, p in zip(range(a, b), files[a:b])]
-    return ImageSource(f'folder:{root.resolve()}:{fp}:{_size_tag(size, resize_mode)}:n={len(files)}', len(files), read, size, resize_mode, skip_bad, caps is not None)
+        if missing:
+            raise ConfigError(
+                f"{len(missing)} of {len(files)} images have no entry in {Path(captions).name}, e.g. {missing[:3]}"
+            )
+    fp = _fingerprint(
+        [(p.relative_to(root).as_posix(), *_stat(p)) for p in files]
+        + ([('captions', *_stat(Path(captions)))] if captions else [])
+    )
+
+    def read(a, b):
+        return [Record(str(p), p, None if caps is None else caps[i]) for i, p in zip(range(a, b), files[a:b])]
+
+    return ImageSource(
+        f'folder:{root.resolve()}:{fp}:{_size_tag(size, resize_mode)}:n={len(files)}',
+        len(files),
+        read,
+        size,
+        resize_mode,
+        skip_bad,
+        caps is not None,
+    )
 
 # %% ../nbs/04_sources.ipynb #41020178
 _WDS_IMAGE_KEYS = ('jpg', 'jpeg', 'png', 'webp')
 
-def _tar_index(path:Path) -> list[tuple[str, dict]]:
+
+def _tar_index(path: Path) -> list[tuple[str, dict]]:
     "[(sample key, {extension: (offset, size)})] of a tar shard, in file order, from its headers only."
     from webdataset.tariterators import base_plus_ext
+
     out, where = [], {}
     try:
         with tarfile.open(path, 'r:') as tf:
             for m in tf:
-                if not m.isfile(): continue
+                if not m.isfile():
+                    continue
                 key, ext = base_plus_ext(m.name)
-                if key is None: continue
-                if key not in where: where[key] = len(out); out.append((key, {}))
+                if key is None:
+                    continue
+                if key not in where:
+                    where[key] = len(out)
+                    out.append((key, {}))
                 out[where[key]][1][ext.lower()] = (m.offset_data, m.size)
-    except tarfile.ReadError as e: raise ConfigError(f"{path} is not an uncompressed tar shard ({e}); webdataset shards must be plain .tar files here") from None
+    except tarfile.ReadError as e:
+        raise ConfigError(
+            f"{path} is not an uncompressed tar shard ({e}); webdataset shards must be plain .tar files here"
+        ) from None
     return out
 
-def _read_member(path:Path, where:tuple[int, int]) -> bytes:
-    with open(path, 'rb') as f: f.seek(where[0]); return f.read(where[1])
+
+def _read_member(path: Path, where: tuple[int, int]) -> bytes:
+    with open(path, 'rb') as f:
+        f.seek(where[0])
+        return f.read(where[1])
 
 # %% ../nbs/04_sources.ipynb #0d3ef900
-def wds_source(spec:str, # shard files, e.g. '/data/shard-{000..009}.tar' (the part after 'wds:')
-               image_key:str|None=None, # member extension of the image (default: the first of jpg, jpeg, png, webp)
-               caption_key:str|None=None, # member extension of the caption, e.g. 'txt' (None: no captions)
-               n:int|None=None, size:tuple[int, int]|None=None, resize_mode:str='shortest', skip_bad:bool=False) -> ImageSource:
+def wds_source(
+    spec: str,  # shard files, e.g. '/data/shard-{000..009}.tar' (the part after 'wds:')
+    image_key: str | None = None,  # member extension of the image (default: the first of jpg, jpeg, png, webp)
+    caption_key: str | None = None,  # member extension of the caption, e.g. 'txt' (None: no captions)
+    n: int | None = None,
+    size: tuple[int, int] | None = None,
+    resize_mode: str = 'shortest',
+    skip_bad: bool = False,
+) -> ImageSource:
     "Samples of webdataset tar shards, addressed by index through an index of the tar headers."
     from webdataset.shardlists import expand_urls
+
     shards = [Path(u) for u in expand_urls(spec)]
     missing = [str(s) for s in shards if not s.is_file()]
-    if missing: raise ConfigError(f"webdataset shard(s) not found: {missing[:3]} ({len(missing)} of {len(shards)}); give local paths, e.g. wds:/data/shard-{{000..009}}.tar")
+    if missing:
+        raise ConfigError(
+            f"webdataset shard(s) not found: {missing[:3]} ({len(missing)} of {len(shards)}); give local paths, e.g. wds:/data/shard-{{000..009}}.tar"
+        )
     samples = [(s, key, members) for s in shards for key, members in _tar_index(s)]
-    if not samples: raise ConfigError(f"no samples in {spec}")
+    if not samples:
+        raise ConfigError(f"no samples in {spec}")
     samples = samples[:n]
+
     def pick(s, key, members, want, what, required):
         ks = [want] if want else (_WDS_IMAGE_KEYS if what == 'image' else ())
         hit = next((k for k in ks if k in members), None)
-        if hit is None and required: raise ConfigError(f"sample {key!r} of {s} has no {what} member {'/'.join(ks) or want}; it has {sorted(members)} (use --{what}-key)")
+        if hit is None and required:
+            raise ConfigError(
+                f"sample {key!r} of {s} has no {what} member {'/'.join(ks) or want}; it has {sorted(members)} (use --{what}-key)"
+            )
         return hit
+
     first = samples[0]
     pick(*first, image_key, 'image', True)
-    if caption_key: pick(*first, caption_key, 'caption', True)
+    if caption_key:
+        pick(*first, caption_key, 'caption', True)
+
     def read(a, b):
         out = []
         for s, key, members in samples[a:b]:
             k = pick(s, key, members, image_key, 'image', True)
-            cap = _read_member(s, members[caption_key]).decode('utf-8').strip() if caption_key and caption_key in members else None
-            if caption_key and cap is None: raise ConfigError(f"sample {key!r} of {s} has no {caption_key!r} caption member")
+            cap = (
+                _read_member(s, members[caption_key]).decode('utf-8').strip()
+                if caption_key and caption_key in members
+                else None
+            )
+            if caption_key and cap is None:
+                raise ConfigError(f"sample {key!r} of {s} has no {caption_key!r} caption member")
             out.append(Record(f'{s}:{key}.{k}', _read_member(s, members[k]), cap))
         return out
+
     fp = _fingerprint([(s.resolve(), *_stat(s)) for s in shards] + [(image_key, caption_key)])
-    return ImageSource(f'wds:{spec}:{fp}:{_size_tag(size, resize_mode)}:n={len(samples)}', len(samples), read, size, resize_mode, skip_bad, caption_key is not None)
+    return ImageSource(
+        f'wds:{spec}:{fp}:{_size_tag(size, resize_mode)}:n={len(samples)}',
+        len(samples),
+        read,
+        size,
+        resize_mode,
+        skip_bad,
+        caption_key is not None,
+    )
 
 # %% ../nbs/04_sources.ipynb #4dc0f9fb
-def _cell_image(v) -> bytes|str:
+def _cell_image(v) -> bytes | str:
     "Encoded bytes or a path from a datasets image cell ({'bytes', 'path'}, bytes or str); b'' for an empty cell (it fails to decode)."
-    if isinstance(v, dict): v = v.get('bytes') or v.get('path')
+    if isinstance(v, dict):
+        v = v.get('bytes') or v.get('path')
     return v if isinstance(v, (bytes, bytearray, str)) else b''
 
-def _pick_column(names:Sequence[str], want:str|None, defaults:Sequence[str], what:str, where:str) -> str:
-    if want is not None and want not in names: raise ConfigError(f"{where} has no {what} column {want!r}; its columns: {list(names)}")
+
+def _pick_column(names: Sequence[str], want: str | None, defaults: Sequence[str], what: str, where: str) -> str:
+    if want is not None and want not in names:
+        raise ConfigError(f"{where} has no {what} column {want!r}; its columns: {list(names)}")
     col = want or next((c for c in defaults if c in names), None)
-    if col is None: raise ConfigError(f"{where}: cannot tell the {what} column among {list(names)}; name it with --{what}-key")
+    if col is None:
+        raise ConfigError(f"{where}: cannot tell the {what} column among {list(names)}; name it with --{what}-key")
     return col
 
 # %% ../nbs/04_sources.ipynb #c0144515
-def _parquet_reader(files:list[Path], columns:list[str]):
+def _parquet_reader(files: list[Path], columns: list[str]):
     "(n_rows, read(a, b) -> {column: values}) over parquet files, a row group at a time (the last one kept)."
     import pyarrow.parquet as pq
-    groups = [(f, g, pq.ParquetFile(f).metadata.row_group(g).num_rows) for f in files for g in range(pq.ParquetFile(f).metadata.num_row_groups)]
+
+    groups = [
+        (f, g, pq.ParquetFile(f).metadata.row_group(g).num_rows)
+        for f in files
+        for g in range(pq.ParquetFile(f).metadata.num_row_groups)
+    ]
     starts = np.cumsum([0] + [r for *_, r in groups])
     last = {}
+
     def group(j):
-        if j not in last: last.clear(); last[j] = pq.ParquetFile(groups[j][0]).read_row_group(groups[j][1], columns=columns).to_pydict()
+        if j not in last:
+            last.clear()
+            last[j] = pq.ParquetFile(groups[j][0]).read_row_group(groups[j][1], columns=columns).to_pydict()
         return last[j]
+
     def read(a, b):
         out = {c: [] for c in columns}
         for j in range(max(0, int(np.searchsorted(starts, a, 'right')) - 1), len(groups)):
-            if starts[j] >= b: break
-            g = group(j); lo, hi = max(a, starts[j]) - starts[j], min(b, starts[j + 1]) - starts[j]
-            for c in columns: out[c] += g[c][lo:hi]
+            if starts[j] >= b:
+                break
+            g = group(j)
+            lo, hi = max(a, starts[j]) - starts[j], min(b, starts[j + 1]) - starts[j]
+            for c in columns:
+                out[c] += g[c][lo:hi]
         return out
+
     return int(starts[-1]), read
 
 # %% ../nbs/04_sources.ipynb #43d839b8
-def hf_source(path:str|Path, # a save_to_disk folder, a .parquet file, or a folder of .parquet files
-              image_key:str|None=None, # image column (default: the datasets.Image column, or image/img/jpg)
-              caption_key:str|None=None, # caption column, e.g. 'caption' or 'text' (None: no captions)
-              split:str|None=None, # split of a saved DatasetDict (default: 'train', or its only split)
-              n:int|None=None, size:tuple[int, int]|None=None, resize_mode:str='shortest', skip_bad:bool=False) -> ImageSource:
+def hf_source(
+    path: str | Path,  # a save_to_disk folder, a .parquet file, or a folder of .parquet files
+    image_key: str | None = None,  # image column (default: the datasets.Image column, or image/img/jpg)
+    caption_key: str | None = None,  # caption column, e.g. 'caption' or 'text' (None: no captions)
+    split: str | None = None,  # split of a saved DatasetDict (default: 'train', or its only split)
+    n: int | None = None,
+    size: tuple[int, int] | None = None,
+    resize_mode: str = 'shortest',
+    skip_bad: bool = False,
+) -> ImageSource:
     "Rows of a Hugging Face dataset saved on disk (save_to_disk or parquet), read lazily."
     p = Path(path)
-    if not p.exists(): raise ConfigError(f"no dataset at {str(p)!r}: give a save_to_disk folder or parquet file(s) after 'hf:'")
+    if not p.exists():
+        raise ConfigError(f"no dataset at {str(p)!r}: give a save_to_disk folder or parquet file(s) after 'hf:'")
     parquet = [p] if p.suffix == '.parquet' else sorted(p.rglob('*.parquet'))
-    if (p/'dataset_info.json').exists() or (p/'dataset_dict.json').exists() or (p/'state.json').exists():
+    if (p / 'dataset_info.json').exists() or (p / 'dataset_dict.json').exists() or (p / 'state.json').exists():
         import datasets
+
         ds = datasets.load_from_disk(str(p))
         if isinstance(ds, datasets.DatasetDict):
             split = split or ('train' if 'train' in ds or len(ds) != 1 else next(iter(ds)))
-            if split not in ds: raise ConfigError(f"{p} has splits {list(ds)}, not {split!r}; pick one with --split")
+            if split not in ds:
+                raise ConfigError(f"{p} has splits {list(ds)}, not {split!r}; pick one with --split")
             ds = ds[split]
         feats = ds.features
-        img = _pick_column(ds.column_names, image_key, [c for c, f in feats.items() if isinstance(f, datasets.Image)] + ['image', 'img', 'jpg'], 'image', str(p))
-        if caption_key: _pick_column(ds.column_names, caption_key, (), 'caption', str(p))
-        if isinstance(feats[img], datasets.Image): ds = ds.cast_column(img, datasets.Image(decode=False))
+        img = _pick_column(
+            ds.column_names,
+            image_key,
+            [c for c, f in feats.items() if isinstance(f, datasets.Image)] + ['image', 'img', 'jpg'],
+            'image',
+            str(p),
+        )
+        if caption_key:
+            _pick_column(ds.column_names, caption_key, (), 'caption', str(p))
+        if isinstance(feats[img], datasets.Image):
+            ds = ds.cast_column(img, datasets.Image(decode=False))
         cols, total, fp = [img] + ([caption_key] if caption_key else []), len(ds), ds._fingerprint
-        def rows(a, b): return ds[a:b]
+
+        def rows(a, b):
+            return ds[a:b]
+
     elif parquet:
         import pyarrow.parquet as pq
+
         names = pq.ParquetFile(parquet[0]).schema_arrow.names
         img = _pick_column(names, image_key, ['image', 'img', 'jpg'], 'image', str(p))
-        if caption_key: _pick_column(names, caption_key, (), 'caption', str(p))
+        if caption_key:
+            _pick_column(names, caption_key, (), 'caption', str(p))
         cols = [img] + ([caption_key] if caption_key else [])
         total, rows = _parquet_reader(parquet, cols)
         fp = _fingerprint([(f.resolve(), *_stat(f)) for f in parquet])
-    else: raise ConfigError(f"{p} is neither a save_to_disk folder (dataset_info.json / state.json) nor parquet file(s)")
+    else:
+        raise ConfigError(f"{p} is neither a save_to_disk folder (dataset_info.json / state.json) nor parquet file(s)")
     m = total if n is None else min(n, total)
-    if m == 0: raise ConfigError(f"the dataset at {p} is empty")
+    if m == 0:
+        raise ConfigError(f"the dataset at {p} is empty")
+
     def read(a, b):
         r = rows(a, min(b, m))
-        return [Record(f'{p}[{i}]', _cell_image(v), None if not caption_key else str(r[caption_key][j]))
-                for j, (i, v) in enumerate(zip(range(a, b), r[img]))]
+        return [
+            Record(f'{p}[{i}]', _cell_image(v), None if not caption_key else str(r[caption_key][j]))
+            for j, (i, v) in enumerate(zip(range(a, b), r[img]))
+        ]
+
     tag = f'{fp}:{img}:{caption_key}:{split}'
-    return ImageSource(f'hf:{p.resolve()}:{tag}:{_size_tag(size, resize_mode)}:n={m}', m, read, size, resize_mode, skip_bad, caption_key is not None)
+    return ImageSource(
+        f'hf:{p.resolve()}:{tag}:{_size_tag(size, resize_mode)}:n={m}',
+        m,
+        read,
+        size,
+        resize_mode,
+        skip_bad,
+        caption_key is not None,
+    )
 
 # %% ../nbs/04_sources.ipynb #06de7422
-def _as_hw(size) -> tuple[int, int]|None:
-    if size is None: return None
+def _as_hw(size) -> tuple[int, int] | None:
+    if size is None:
+        return None
     hw = (size, size) if isinstance(size, (int, np.integer)) else tuple(int(s) for s in size)
-    if len(hw) != 2 or min(hw) < 1: raise ConfigError(f"size must be a positive int or (height, width), got {size!r}")
+    if len(hw) != 2 or min(hw) < 1:
+        raise ConfigError(f"size must be a positive int or (height, width), got {size!r}")
     return hw
 
-def image_source(spec:str, # 'toy:<split>', a folder, 'wds:<shards>' or 'hf:<path>'
-                 n:int|None=None, # how many images (toy: required; others: the first n, default all)
-                 size:int|tuple[int, int]|None=64, # toy: scene side; others: (height, width) to resize to (None: as stored)
-                 resize_mode:str='shortest', # how other images are fitted to `size`: 'shortest' or 'squash'
-                 skip_bad:bool=False, # skip unreadable images (counted in `source.skipped`) instead of raising
-                 captions:str|Path|None=None, # folders: a .csv/.jsonl captions file
-                 image_key:str|None=None, # wds: member extension; hf: column of the image
-                 caption_key:str|None=None, # wds: member extension (e.g. 'txt'); hf: column (e.g. 'caption')
-                 split:str|None=None) -> ImageSource: # hf: split of a saved DatasetDict
+
+def image_source(
+    spec: str,  # 'toy:<split>', a folder, 'wds:<shards>' or 'hf:<path>'
+    n: int | None = None,  # how many images (toy: required; others: the first n, default all)
+    size: int | tuple[int, int] | None = 64,  # toy: scene side; others: (height, width) to resize to (None: as stored)
+    resize_mode: str = 'shortest',  # how other images are fitted to `size`: 'shortest' or 'squash'
+    skip_bad: bool = False,  # skip unreadable images (counted in `source.skipped`) instead of raising
+    captions: str | Path | None = None,  # folders: a .csv/.jsonl captions file
+    image_key: str | None = None,  # wds: member extension; hf: column of the image
+    caption_key: str | None = None,  # wds: member extension (e.g. 'txt'); hf: column (e.g. 'caption')
+    split: str | None = None,
+) -> ImageSource:  # hf: split of a saved DatasetDict
     "An `ImageSource` from a spec: toy scenes, a folder, webdataset shards or a Hugging Face dataset on disk."
-    if n is not None and n < 1: raise ConfigError(f"the number of images must be at least 1, got {n}")
-    if resize_mode not in ('shortest', 'squash'): raise ConfigError(f"resize_mode must be 'shortest' or 'squash', got {resize_mode!r}")
+    if n is not None and n < 1:
+        raise ConfigError(f"the number of images must be at least 1, got {n}")
+    if resize_mode not in ('shortest', 'squash'):
+        raise ConfigError(f"resize_mode must be 'shortest' or 'squash', got {resize_mode!r}")
     hw = _as_hw(size)
     kw = dict(n=n, size=hw, resize_mode=resize_mode, skip_bad=skip_bad)
-    if spec.startswith('toy:'): return toy_source(spec.split(':', 1)[1], n, hw[0] if hw else 64)
-    if spec.startswith('wds:'): return wds_source(spec[4:], image_key, caption_key, **kw)
-    if spec.startswith('hf:'): return hf_source(spec[3:], image_key, caption_key, split, **kw)
-    if Path(spec).is_dir(): return folder_source(spec, captions, **kw)
-    raise ConfigError(f"image source {spec!r} is neither 'toy:<split>' (splits: {', '.join(tw.SPLITS)}), a folder, 'wds:<shards.tar>' nor 'hf:<dataset path>'")
+    if spec.startswith('toy:'):
+        return toy_source(spec.split(':', 1)[1], n, hw[0] if hw else 64)
+    if spec.startswith('wds:'):
+        return wds_source(spec[4:], image_key, caption_key, **kw)
+    if spec.startswith('hf:'):
+        return hf_source(spec[3:], image_key, caption_key, split, **kw)
+    if Path(spec).is_dir():
+        return folder_source(spec, captions, **kw)
+    raise ConfigError(
+        f"image source {spec!r} is neither 'toy:<split>' (splits: {', '.join(tw.SPLITS)}), a folder, 'wds:<shards.tar>' nor 'hf:<dataset path>'"
+    )
 
-def toy_source(split:str, n:int|None, size:int=64) -> ImageSource:
+
+def toy_source(split: str, n: int | None, size: int = 64) -> ImageSource:
     "Toy-world scenes of `split` by seed, rendered at `size`; captioned by the scene grammar."
     tw.check_split(split)
-    if not n or n < 1: raise ConfigError(f"the toy-world source 'toy:{split}' needs a positive number of images (n), got {n!r}")
+    if not n or n < 1:
+        raise ConfigError(f"the toy-world source 'toy:{split}' needs a positive number of images (n), got {n!r}")
     seeds = tw.split_seeds(split, n)
+
     def read(a, b):
         batch = tw.sample_batch(seeds[a:b], size, targets=False)
         return [Record(f'toy:{split}:{s}', im, c) for s, im, c in zip(seeds[a:b], batch['image'], batch['caption'])]
+
     return ImageSource(f'toy:{split}:{size}px:n={n}', n, read, (size, size), 'shortest', False, True)
 
 # %% ../nbs/04_sources.ipynb #b2ea06f9
-def add_source_args(p, default:str='toy:test', # the default --images
-                    captions:bool=False): # also the caption options (for training data)
+def add_source_args(
+    p,
+    default: str = 'toy:test',  # the default --images
+    captions: bool = False,
+):  # also the caption options (for training data)
     "Add --images, --skip-bad, --image-key, --split (and --captions, --caption-key) to an argparse parser."
-    p.add_argument('--images', default=default, help=f"'toy:<split>', a folder of JPEG/PNG images, 'wds:/data/shard-{{000..009}}.tar' (webdataset) or 'hf:/path' (datasets save_to_disk or parquet) (default: {default or 'the toy world'})")
-    p.add_argument('--skip-bad', action='store_true', help='skip unreadable images (counted in the summary) instead of stopping with an error naming the file')
-    p.add_argument('--image-key', default=None, help='webdataset member extension / HF column of the image (default: jpg/jpeg/png/webp; the datasets.Image or image column)')
+    p.add_argument(
+        '--images',
+        default=default,
+        help=f"'toy:<split>', a folder of JPEG/PNG images, 'wds:/data/shard-{{000..009}}.tar' (webdataset) or 'hf:/path' (datasets save_to_disk or parquet) (default: {default or 'the toy world'})",
+    )
+    p.add_argument(
+        '--skip-bad',
+        action='store_true',
+        help='skip unreadable images (counted in the summary) instead of stopping with an error naming the file',
+    )
+    p.add_argument(
+        '--image-key',
+        default=None,
+        help='webdataset member extension / HF column of the image (default: jpg/jpeg/png/webp; the datasets.Image or image column)',
+    )
     p.add_argument('--split', default=None, help="split of a saved HF DatasetDict (default: train, or its only split)")
     if captions:
-        p.add_argument('--captions', type=Path, default=None, help='folder images: a .csv (filename,caption) or .jsonl captions file')
-        p.add_argument('--caption-key', default=None, help="webdataset member extension / HF column of the caption (default: txt / caption)")
+        p.add_argument(
+            '--captions',
+            type=Path,
+            default=None,
+            help='folder images: a .csv (filename,caption) or .jsonl captions file',
+        )
+        p.add_argument(
+            '--caption-key',
+            default=None,
+            help="webdataset member extension / HF column of the caption (default: txt / caption)",
+        )
 
-def source_from_args(args, n:int|None, size, resize_mode:str='shortest', captions:bool=False) -> ImageSource:
+
+def source_from_args(args, n: int | None, size, resize_mode: str = 'shortest', captions: bool = False) -> ImageSource:
     "The `ImageSource` named by the options of `add_source_args`."
     spec = args.images
     ck = getattr(args, 'caption_key', None)
-    if captions and ck is None and not spec.startswith('toy:'): ck = 'txt' if spec.startswith('wds:') else ('caption' if spec.startswith('hf:') else None)
+    if captions and ck is None and not spec.startswith('toy:'):
+        ck = 'txt' if spec.startswith('wds:') else ('caption' if spec.startswith('hf:') else None)
     if captions and not spec.startswith(('toy:', 'wds:', 'hf:')) and getattr(args, 'captions', None) is None:
-        raise ConfigError(f"training on the folder {spec} needs its captions: pass --captions FILE (.csv filename,caption or .jsonl)")
-    return image_source(spec, n, size, resize_mode, getattr(args, 'skip_bad', False), getattr(args, 'captions', None),
-                        getattr(args, 'image_key', None), ck if captions else None, getattr(args, 'split', None))
+        raise ConfigError(
+            f"training on the folder {spec} needs its captions: pass --captions FILE (.csv filename,caption or .jsonl)"
+        )
+    return image_source(
+        spec,
+        n,
+        size,
+        resize_mode,
+        getattr(args, 'skip_bad', False),
+        getattr(args, 'captions', None),
+        getattr(args, 'image_key', None),
+        ck if captions else None,
+        getattr(args, 'split', None),
+    )
 
 # %% ../nbs/04_sources.ipynb #e3d5084a
 class TrainingData:
     "A captioned `ImageSource` as LiMBeR training data: images by position, their captions, and a cache key."
-    def __init__(self, source:ImageSource):
-        if not source.captioned: raise ConfigError(f"training data needs captions; {source.id} has none (folders: --captions FILE; wds: --caption-key txt; hf: --caption-key caption)")
+
+    def __init__(self, source: ImageSource):
+        if not source.captioned:
+            raise ConfigError(
+                f"training data needs captions; {source.id} has none (folders: --captions FILE; wds: --caption-key txt; hf: --caption-key caption)"
+            )
         self.source, self.index = source, np.arange(source.n)
-        if source.skip_bad: self.index = np.concatenate([source.load_indexed(a, min(a + 256, source.n))[1] for a in range(0, source.n, 256)])
-        if len(self.index) == 0: raise ConfigError(f"no readable images in {source.id}")
+        if source.skip_bad:
+            self.index = np.concatenate(
+                [source.load_indexed(a, min(a + 256, source.n))[1] for a in range(0, source.n, 256)]
+            )
+        if len(self.index) == 0:
+            raise ConfigError(f"no readable images in {source.id}")
         self.n = len(self.index)
 
-    def images(self, lo:int, hi:int):
+    def images(self, lo: int, hi: int):
         "uint8 images [hi - lo, 3, H, W] (a torch tensor) of training images lo..hi-1."
         import torch
+
         idx = self.index[lo:hi]
         contiguous = len(idx) and idx[-1] - idx[0] == len(idx) - 1
-        a = self.source.load(int(idx[0]), int(idx[-1]) + 1) if contiguous else np.concatenate([self.source.load(int(i), int(i) + 1) for i in idx])
+        a = (
+            self.source.load(int(idx[0]), int(idx[-1]) + 1)
+            if contiguous
+            else np.concatenate([self.source.load(int(i), int(i) + 1) for i in idx])
+        )
         return torch.from_numpy(a).permute(0, 3, 1, 2)
 
-    def captions(self, index:Sequence[int], epochs:Sequence[int]|None=None) -> list[str]:
+    def captions(self, index: Sequence[int], epochs: Sequence[int] | None = None) -> list[str]:
         "Captions of training images `index` (the same in every epoch)."
         return self.source.captions([int(self.index[int(i)]) for i in index])
 
-    def key(self) -> dict: return dict(source=self.source.id, n=self.n)  # the feature cache's key for this data
+    def key(self) -> dict:
+        return dict(source=self.source.id, n=self.n)  # the feature cache's key for this data
 
     @property
-    def tag(self) -> str: return hashlib.sha256(self.source.id.encode()).hexdigest()[:8]
+    def tag(self) -> str:
+        return hashlib.sha256(self.source.id.encode()).hexdigest()[:8]
 
-def training_data_from_args(args, preprocess) -> TrainingData|None:
+
+def training_data_from_args(args, preprocess) -> TrainingData | None:
     "The `TrainingData` named by `--images` and its caption options at the encoder's input size; None without `--images`."
-    if getattr(args, 'images', None) is None: return None
-    return TrainingData(source_from_args(args, getattr(args, 'n_train', None), tuple(preprocess.size), preprocess.resize_mode, captions=True))
+    if getattr(args, 'images', None) is None:
+        return None
+    return TrainingData(
+        source_from_args(
+            args, getattr(args, 'n_train', None), tuple(preprocess.size), preprocess.resize_mode, captions=True
+        )
+    )
