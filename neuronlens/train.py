@@ -33,89 +33,130 @@ __all__ = ['RECIPES', 'TrainConfig', 'recipe', 'recipe_lr_at', 'step_seeds', 'to
 @dataclass
 class TrainConfig:
     "Everything that fixes a training run of a zoo model (`recipe(name)` gives the shipped defaults)."
-    model:str='toy-clip'  # 'toy-clip' or 'toy-encoder'
-    steps:int=3000  # optimizer steps in all, both phases
-    batch_size:int=256  # scenes per step; shape-swapped twins come on top
-    lr:float=5e-4  # peak learning rate of each phase
-    warmup:int=150  # linear warm-up steps at the start of each phase
-    weight_decay:float=0.1  # AdamW decay of matrices (not of gains, biases, logit scale)
-    seed:int=0  # seed of the initialisation, the scene stream and the augmentations
-    twin_frac:float=1.0  # fraction of the scenes that come with their `shape_swap` twin
-    sup_steps:int=0  # toy-clip: supervised shape steps on the vision tower before the contrastive phase
-    temperature:float=0.2  # toy-encoder: NT-Xent temperature
-    min_crop:float=0.7  # toy-encoder: smallest crop side (fraction of the image) of an augmented view
-    model_kwargs:dict=field(default_factory=dict)  # passed to `models.toyclip_config` or `models.ToyViT`
-    correlations:dict|None=None  # toy-clip: planted correlations of the train-time world ({shape: {kind: [word, p]}}, `toyworld.check_correlations`)
-    device:str|None=None  # None: cuda if available, else cpu
-    num_workers:int|None=None  # data worker processes; None: one per core but one, 0: in the main process
-    log_every:int=10  # steps between metrics-log records
-    eval_every:int=250  # steps between quick validation checks (0: none)
-    val_scenes:int=600  # validation scenes of the quick check
-    ckpt_every:int=250  # steps between checkpoints
-    max_minutes:float|None=None  # stop early (checkpointed) after this much wall time
 
-_RUNTIME = ('device', 'num_workers', 'log_every', 'eval_every', 'val_scenes', 'ckpt_every', 'max_minutes')  # may change on resume
+    model: str = 'toy-clip'  # 'toy-clip' or 'toy-encoder'
+    steps: int = 3000  # optimizer steps in all, both phases
+    batch_size: int = 256  # scenes per step; shape-swapped twins come on top
+    lr: float = 5e-4  # peak learning rate of each phase
+    warmup: int = 150  # linear warm-up steps at the start of each phase
+    weight_decay: float = 0.1  # AdamW decay of matrices (not of gains, biases, logit scale)
+    seed: int = 0  # seed of the initialisation, the scene stream and the augmentations
+    twin_frac: float = 1.0  # fraction of the scenes that come with their `shape_swap` twin
+    sup_steps: int = 0  # toy-clip: supervised shape steps on the vision tower before the contrastive phase
+    temperature: float = 0.2  # toy-encoder: NT-Xent temperature
+    min_crop: float = 0.7  # toy-encoder: smallest crop side (fraction of the image) of an augmented view
+    model_kwargs: dict = field(default_factory=dict)  # passed to `models.toyclip_config` or `models.ToyViT`
+    correlations: dict | None = (
+        None  # toy-clip: planted correlations of the train-time world ({shape: {kind: [word, p]}}, `toyworld.check_correlations`)
+    )
+    device: str | None = None  # None: cuda if available, else cpu
+    num_workers: int | None = None  # data worker processes; None: one per core but one, 0: in the main process
+    log_every: int = 10  # steps between metrics-log records
+    eval_every: int = 250  # steps between quick validation checks (0: none)
+    val_scenes: int = 600  # validation scenes of the quick check
+    ckpt_every: int = 250  # steps between checkpoints
+    max_minutes: float | None = None  # stop early (checkpointed) after this much wall time
+
+
+_RUNTIME = (
+    'device',
+    'num_workers',
+    'log_every',
+    'eval_every',
+    'val_scenes',
+    'ckpt_every',
+    'max_minutes',
+)  # may change on resume
 
 # %% ../nbs/03_train.ipynb #50e1d11f
 RECIPES = {
-    'toy-clip': TrainConfig('toy-clip', steps=5000, batch_size=256, lr=5e-4, warmup=150, weight_decay=0.1, sup_steps=500,
-                            model_kwargs=dict(context_length=36)),
-    'toy-encoder': TrainConfig('toy-encoder', steps=5000, batch_size=256, lr=1e-3, warmup=300, weight_decay=0.05,
-                               temperature=0.1),
+    'toy-clip': TrainConfig(
+        'toy-clip',
+        steps=5000,
+        batch_size=256,
+        lr=5e-4,
+        warmup=150,
+        weight_decay=0.1,
+        sup_steps=500,
+        model_kwargs=dict(context_length=36),
+    ),
+    'toy-encoder': TrainConfig(
+        'toy-encoder', steps=5000, batch_size=256, lr=1e-3, warmup=300, weight_decay=0.05, temperature=0.1
+    ),
 }
 
-def recipe(name:str, # 'toy-clip' or 'toy-encoder'
-           **overrides) -> TrainConfig: # fields of `TrainConfig`; `steps` alone also scales `sup_steps`
+
+def recipe(
+    name: str,  # 'toy-clip' or 'toy-encoder'
+    **overrides,
+) -> TrainConfig:  # fields of `TrainConfig`; `steps` alone also scales `sup_steps`
     "The shipped recipe of `name` with `overrides`, checked."
-    if name not in RECIPES: raise ConfigError(f"unknown model {name!r}; accepted: {', '.join(RECIPES)}")
+    if name not in RECIPES:
+        raise ConfigError(f"unknown model {name!r}; accepted: {', '.join(RECIPES)}")
     bad = [k for k in overrides if k not in TrainConfig.__dataclass_fields__]
-    if bad: raise ConfigError(f"unknown TrainConfig fields {bad}; accepted: {', '.join(TrainConfig.__dataclass_fields__)}")
+    if bad:
+        raise ConfigError(f"unknown TrainConfig fields {bad}; accepted: {', '.join(TrainConfig.__dataclass_fields__)}")
     base = RECIPES[name]
     if overrides.get('steps') is not None and 'sup_steps' not in overrides:
         overrides['sup_steps'] = round(base.sup_steps * overrides['steps'] / base.steps)
     cfg = replace(base, **{k: v for k, v in overrides.items() if v is not None or k in _RUNTIME})
     for k in ('steps', 'batch_size'):
-        if not isinstance(getattr(cfg, k), int) or getattr(cfg, k) <= 0: raise ConfigError(f"{k} must be a positive integer, got {getattr(cfg, k)!r}")
-    if not 0 <= cfg.sup_steps < cfg.steps: raise ConfigError(f"sup_steps must be in [0, steps), got {cfg.sup_steps} of {cfg.steps}")
-    if not 0 <= cfg.twin_frac <= 1: raise ConfigError(f"twin_frac must be in [0, 1], got {cfg.twin_frac}")
-    if cfg.lr <= 0 or cfg.warmup < 0: raise ConfigError(f"lr must be > 0 and warmup >= 0, got lr={cfg.lr}, warmup={cfg.warmup}")
-    if cfg.correlations: tw.check_correlations(cfg.correlations)
+        if not isinstance(getattr(cfg, k), int) or getattr(cfg, k) <= 0:
+            raise ConfigError(f"{k} must be a positive integer, got {getattr(cfg, k)!r}")
+    if not 0 <= cfg.sup_steps < cfg.steps:
+        raise ConfigError(f"sup_steps must be in [0, steps), got {cfg.sup_steps} of {cfg.steps}")
+    if not 0 <= cfg.twin_frac <= 1:
+        raise ConfigError(f"twin_frac must be in [0, 1], got {cfg.twin_frac}")
+    if cfg.lr <= 0 or cfg.warmup < 0:
+        raise ConfigError(f"lr must be > 0 and warmup >= 0, got lr={cfg.lr}, warmup={cfg.warmup}")
+    if cfg.correlations:
+        tw.check_correlations(cfg.correlations)
     return cfg
 
 # %% ../nbs/03_train.ipynb #9f8afa06
-def recipe_lr_at(step:int, # 0-based optimizer step
-          cfg:TrainConfig) -> float:
+def recipe_lr_at(
+    step: int,  # 0-based optimizer step
+    cfg: TrainConfig,
+) -> float:
     "Learning rate of a zoo recipe's `step` (cf. `projection.projection_lr_at`): per phase, linear warm-up, then cosine decay to 10% of `cfg.lr`."
     start, n = (0, cfg.sup_steps) if step < cfg.sup_steps else (cfg.sup_steps, cfg.steps - cfg.sup_steps)
     t, w = step - start, min(cfg.warmup, max(1, n // 4))
-    if t < w: return cfg.lr * (t + 1) / w
+    if t < w:
+        return cfg.lr * (t + 1) / w
     p = min(1.0, (t - w) / max(1, n - w))
     return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * p)))
 
 # %% ../nbs/03_train.ipynb #55fdedce
-def step_seeds(cfg:TrainConfig, # its `seed` shifts the whole stream
-               step:int) -> range:
+def step_seeds(
+    cfg: TrainConfig,  # its `seed` shifts the whole stream
+    step: int,
+) -> range:
     "The train-split scene seeds of `step`: `cfg.batch_size` of them, disjoint across steps."
     n = cfg.batch_size
     blocks = len(tw.SPLITS['train']) // n
     return tw.split_seeds('train', n, start=((cfg.seed * 7_919 + step) % blocks) * n)
 
 # %% ../nbs/03_train.ipynb #2b9f2cbc
-def toyworld_tokenizer(context_length:int=36, # tokens per text: the longest caption has 32 words, plus <sot> and <eot>
-                      ) -> models.WordTokenizer:
+def toyworld_tokenizer(
+    context_length: int = 36,  # tokens per text: the longest caption has 32 words, plus <sot> and <eot>
+) -> models.WordTokenizer:
     "A word-level tokenizer whose vocabulary covers every caption and prompt of the toy world."
     words = set()
     for seed in range(400):
         spec = tw.sample_spec(seed)
-        for style in tw.CAPTION_STYLES: words |= set(re.findall('[a-z]+', tw.describe(spec, style, background=True)))
+        for style in tw.CAPTION_STYLES:
+            words |= set(re.findall('[a-z]+', tw.describe(spec, style, background=True)))
     for kind in tw.KINDS:
-        for p in tw.class_prompts(kind): words |= set(re.findall('[a-z]+', p))
+        for p in tw.class_prompts(kind):
+            words |= set(re.findall('[a-z]+', p))
     return models.WordTokenizer(sorted(words | set(tw.CONCEPTS)), context_length)
 
 # %% ../nbs/03_train.ipynb #2be46431
-def make_batch(cfg:TrainConfig, step:int,
-               tokenizer:models.WordTokenizer|None=None, # tokenizes the captions (contrastive phase of toy-clip)
-              ) -> dict:
+def make_batch(
+    cfg: TrainConfig,
+    step: int,
+    tokenizer: models.WordTokenizer | None = None,  # tokenizes the captions (contrastive phase of toy-clip)
+) -> dict:
     "The batch of `step`: uint8 images [N, 3, H, W] and either shape labels [N] or caption tokens [N, context]."
     size = cfg.model_kwargs.get('image_size', 64)
     seeds = step_seeds(cfg, step)
@@ -125,144 +166,229 @@ def make_batch(cfg:TrainConfig, step:int,
         out['shape'] = torch.tensor([tw.SHAPES.index(sp.objects[0].shape) for sp in specs])
     else:
         specs = [tw.sample_spec(s, correlations=cfg.correlations) for s in seeds]
-        specs += [tw.shape_swap(sp) for sp in specs[:round(cfg.twin_frac * len(specs))]]
+        specs += [tw.shape_swap(sp) for sp in specs[: round(cfg.twin_frac * len(specs))]]
     scenes = [tw.render(sp, size) for sp in specs]
-    if tokenizer is not None and 'shape' not in out: out['tokens'] = tokenizer([sc.caption for sc in scenes])
+    if tokenizer is not None and 'shape' not in out:
+        out['tokens'] = tokenizer([sc.caption for sc in scenes])
     out['image'] = torch.from_numpy(np.stack([sc.image for sc in scenes])).permute(0, 3, 1, 2).contiguous()
     return out
 
 # %% ../nbs/03_train.ipynb #d25b222a
 class StepBatches(IterableDataset):
     "The batches of steps `start` to `stop - 1`, built by `make_batch` and shared out among DataLoader workers."
-    def __init__(self, cfg:TrainConfig, start:int, stop:int, tokenizer=None):
+
+    def __init__(self, cfg: TrainConfig, start: int, stop: int, tokenizer=None):
         self.cfg, self.start, self.stop, self.tokenizer = cfg, start, stop, tokenizer
+
     def __iter__(self):
         info = get_worker_info()
         w, n = (0, 1) if info is None else (info.id, info.num_workers)
-        for step in range(self.start + w, self.stop, n): yield make_batch(self.cfg, step, self.tokenizer)
+        for step in range(self.start + w, self.stop, n):
+            yield make_batch(self.cfg, step, self.tokenizer)
 
-def _worker_init(_): torch.set_num_threads(1)
 
-def step_loader(cfg:TrainConfig, start:int, stop:int, tokenizer=None, pin:bool=False) -> DataLoader:
+def _worker_init(_):
+    torch.set_num_threads(1)
+
+
+def step_loader(cfg: TrainConfig, start: int, stop: int, tokenizer=None, pin: bool = False) -> DataLoader:
     "A DataLoader over `StepBatches` with `cfg.num_workers` worker processes."
     nw = max(0, (os.cpu_count() or 1) - 1) if cfg.num_workers is None else cfg.num_workers
-    return DataLoader(StepBatches(cfg, start, stop, tokenizer), batch_size=None, num_workers=nw, pin_memory=pin,
-                      worker_init_fn=_worker_init, prefetch_factor=4 if nw else None)
+    return DataLoader(
+        StepBatches(cfg, start, stop, tokenizer),
+        batch_size=None,
+        num_workers=nw,
+        pin_memory=pin,
+        worker_init_fn=_worker_init,
+        prefetch_factor=4 if nw else None,
+    )
 
 # %% ../nbs/03_train.ipynb #1a893c3a
-def save_checkpoint(path:str|Path, # e.g. `<out>/checkpoints/last.pt`
-                    state:dict) -> Path: # tensors, state dicts and plain values
+def save_checkpoint(
+    path: str | Path,  # e.g. `<out>/checkpoints/last.pt`
+    state: dict,
+) -> Path:  # tensors, state dicts and plain values
     "Write `state` to `path` atomically (temporary file + rename)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}-', dir=path.parent); os.close(fd)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}-', dir=path.parent)
+    os.close(fd)
     try:
-        torch.save(state, tmp); os.replace(tmp, path)
+        torch.save(state, tmp)
+        os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp): os.remove(tmp)
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
-def load_checkpoint(path:str|Path) -> dict|None:
+
+def load_checkpoint(path: str | Path) -> dict | None:
     "The checkpoint at `path` (on cpu), or None if there is none."
     path = Path(path)
     return torch.load(path, map_location='cpu', weights_only=True) if path.exists() else None
 
 # %% ../nbs/03_train.ipynb #4349bba9
-def read_log(path:str|Path, # a metrics.jsonl file
-             upto:int|None=None) -> list[dict]: # keep records with step <= upto
+def read_log(
+    path: str | Path,  # a metrics.jsonl file
+    upto: int | None = None,
+) -> list[dict]:  # keep records with step <= upto
     "The records of a JSON-lines metrics log (empty if absent)."
     path = Path(path)
-    if not path.exists(): return []
+    if not path.exists():
+        return []
     recs = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
     return [r for r in recs if upto is None or r['step'] <= upto]
 
-def _rewrite_log(path:Path, recs:list[dict]):
+
+def _rewrite_log(path: Path, recs: list[dict]):
     "Replace the log at `path` by `recs`, atomically."
-    tmp = path.with_suffix('.tmp'); tmp.write_text(''.join(json.dumps(r) + '\n' for r in recs)); os.replace(tmp, path)
+    tmp = path.with_suffix('.tmp')
+    tmp.write_text(''.join(json.dumps(r) + '\n' for r in recs))
+    os.replace(tmp, path)
 
 # %% ../nbs/03_train.ipynb #e4b68a2d
-def _restore_recipe(ckpt:dict|None, cfg:TrainConfig, modules:dict[str, nn.Module], opt:torch.optim.Optimizer) -> int:
+def _restore_recipe(
+    ckpt: dict | None, cfg: TrainConfig, modules: dict[str, nn.Module], opt: torch.optim.Optimizer
+) -> int:
     "Load `ckpt` into `modules` and `opt` and return its step (0 without a checkpoint)."
-    if ckpt is None: return 0
+    if ckpt is None:
+        return 0
     want = {k: v for k, v in asdict(cfg).items() if k not in _RUNTIME}
     have = {k: v for k, v in ckpt['config'].items() if k not in _RUNTIME}
     diff = sorted(k for k in want if json.dumps(want[k], sort_keys=True) != json.dumps(have.get(k), sort_keys=True))
-    if diff: raise ConfigError(f"the checkpoint was written by another recipe (differs in {diff}); resume with the same options, or use --no-resume or another --out")
-    for name, m in modules.items(): m.load_state_dict(ckpt['modules'][name])
+    if diff:
+        raise ConfigError(
+            f"the checkpoint was written by another recipe (differs in {diff}); resume with the same options, or use --no-resume or another --out"
+        )
+    for name, m in modules.items():
+        m.load_state_dict(ckpt['modules'][name])
     opt.load_state_dict(ckpt['optimizer'])
     return int(ckpt['step'])
 
-def _optimizer(cfg:TrainConfig, modules:dict[str, nn.Module]) -> torch.optim.AdamW:
+
+def _optimizer(cfg: TrainConfig, modules: dict[str, nn.Module]) -> torch.optim.AdamW:
     "AdamW with weight decay on matrices only."
     ps = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
-    groups = [{'params': [p for p in ps if p.ndim >= 2], 'weight_decay': cfg.weight_decay}, {'params': [p for p in ps if p.ndim < 2], 'weight_decay': 0.0}]
+    groups = [
+        {'params': [p for p in ps if p.ndim >= 2], 'weight_decay': cfg.weight_decay},
+        {'params': [p for p in ps if p.ndim < 2], 'weight_decay': 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
 
 # %% ../nbs/03_train.ipynb #d4a6d072
 def _state(cfg, modules, opt, step) -> dict:
-    return {'config': json.loads(json.dumps(asdict(cfg))), 'step': step, 'optimizer': opt.state_dict(),
-            'modules': {k: m.state_dict() for k, m in modules.items()}}
+    return {
+        'config': json.loads(json.dumps(asdict(cfg))),
+        'step': step,
+        'optimizer': opt.state_dict(),
+        'modules': {k: m.state_dict() for k, m in modules.items()},
+    }
 
-def _train_step(opt, loss_fn, batch, step:int, cfg:TrainConfig, dev:torch.device):
+
+def _train_step(opt, loss_fn, batch, step: int, cfg: TrainConfig, dev: torch.device):
     "One optimizer step under autocast with gradient clipping; returns (loss, grad norm, info)."
-    for g in opt.param_groups: g['lr'] = recipe_lr_at(step, cfg)
-    with autocast(dev): loss, info = loss_fn(batch, step)  # off where autocast_dtype is float32 (CPUs without bf16 units)
-    opt.zero_grad(set_to_none=True); loss.backward()
+    for g in opt.param_groups:
+        g['lr'] = recipe_lr_at(step, cfg)
+    with autocast(dev):
+        loss, info = loss_fn(batch, step)  # off where autocast_dtype is float32 (CPUs without bf16 units)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
     gnorm = nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g['params']], 1.0)
     opt.step()
     return loss, gnorm, info
 
-def _progress(cfg:TrainConfig, step:int) -> tqdm:
+
+def _progress(cfg: TrainConfig, step: int) -> tqdm:
     "The progress bar (shown on a terminal, or always with NEURONLENS_PROGRESS=1)."
-    return tqdm(total=cfg.steps, initial=step, desc=cfg.model, mininterval=5, disable=False if os.environ.get('NEURONLENS_PROGRESS') else None)
+    return tqdm(
+        total=cfg.steps,
+        initial=step,
+        desc=cfg.model,
+        mininterval=5,
+        disable=False if os.environ.get('NEURONLENS_PROGRESS') else None,
+    )
 
 # %% ../nbs/03_train.ipynb #f1874be1
-def fit(cfg:TrainConfig, out_dir:str|Path, modules:dict[str, nn.Module], # modules to train, already on the device
-        loss_fn:Callable, # (batch, step) -> (loss, info dict of scalars)
-        eval_fn:Callable|None=None, # () -> dict of validation metrics, every `cfg.eval_every` steps
-        resume:bool=True, stop_at:int|None=None, # stop after this step, as if interrupted
-        tokenizer=None) -> list[dict]:
+def fit(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    modules: dict[str, nn.Module],  # modules to train, already on the device
+    loss_fn: Callable,  # (batch, step) -> (loss, info dict of scalars)
+    eval_fn: Callable | None = None,  # () -> dict of validation metrics, every `cfg.eval_every` steps
+    resume: bool = True,
+    stop_at: int | None = None,  # stop after this step, as if interrupted
+    tokenizer=None,
+) -> list[dict]:
     "Train `modules` on fresh toy-world batches with checkpoints, resume, logging and a time limit; returns the log."
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path, log_path = out_dir/'checkpoints'/'last.pt', out_dir/'metrics.jsonl'
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path, log_path = out_dir / 'checkpoints' / 'last.pt', out_dir / 'metrics.jsonl'
     dev, opt = model_device(next(iter(modules.values()))), _optimizer(cfg, modules)
     step = _restore_recipe(load_checkpoint(ckpt_path) if resume else None, cfg, modules, opt)
     _rewrite_log(log_path, read_log(log_path, upto=step) if resume else [])
-    stop, t0, t_base = min(cfg.steps, stop_at or cfg.steps), time.time(), (read_log(log_path) or [{'time': 0.0}])[-1]['time']
-    for m in modules.values(): m.train()
+    stop, t0, t_base = (
+        min(cfg.steps, stop_at or cfg.steps),
+        time.time(),
+        (read_log(log_path) or [{'time': 0.0}])[-1]['time'],
+    )
+    for m in modules.values():
+        m.train()
     with open(log_path, 'a') as log, _progress(cfg, step) as bar:
         for batch in step_loader(cfg, step, stop, tokenizer, pin=dev.type == 'cuda'):
             assert batch['step'] == step, (batch['step'], step)
             loss, gnorm, info = _train_step(opt, loss_fn, batch, step, cfg, dev)
-            step += 1; bar.update(1)
+            step += 1
+            bar.update(1)
             timeout = cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes
             end = step == stop or timeout
             if step % cfg.log_every == 0 or end:
-                rec = {'step': step, 'lr': recipe_lr_at(step - 1, cfg), 'loss': loss.item(), 'grad_norm': gnorm.item(),
-                       'time': round(t_base + time.time() - t0, 3), **{k: float(v.detach() if torch.is_tensor(v) else v) for k, v in info.items()}}
-                if eval_fn and cfg.eval_every and (step % cfg.eval_every == 0 or end): rec |= _quiet_eval(eval_fn, modules)
-                log.write(json.dumps(rec) + '\n'); log.flush(); bar.set_postfix(loss=f"{rec['loss']:.3f}", refresh=False)
-            if step % cfg.ckpt_every == 0 or end: save_checkpoint(ckpt_path, _state(cfg, modules, opt, step))
-            if timeout: break
+                rec = {
+                    'step': step,
+                    'lr': recipe_lr_at(step - 1, cfg),
+                    'loss': loss.item(),
+                    'grad_norm': gnorm.item(),
+                    'time': round(t_base + time.time() - t0, 3),
+                    **{k: float(v.detach() if torch.is_tensor(v) else v) for k, v in info.items()},
+                }
+                if eval_fn and cfg.eval_every and (step % cfg.eval_every == 0 or end):
+                    rec |= _quiet_eval(eval_fn, modules)
+                log.write(json.dumps(rec) + '\n')
+                log.flush()
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", refresh=False)
+            if step % cfg.ckpt_every == 0 or end:
+                save_checkpoint(ckpt_path, _state(cfg, modules, opt, step))
+            if timeout:
+                break
     return read_log(log_path)
+
 
 def _quiet_eval(eval_fn, modules) -> dict:
     "Run `eval_fn` with the modules in eval mode, then back to training mode."
-    for m in modules.values(): m.eval()
-    with torch.no_grad(): out = eval_fn()
-    for m in modules.values(): m.train()
+    for m in modules.values():
+        m.eval()
+    with torch.no_grad():
+        out = eval_fn()
+    for m in modules.values():
+        m.train()
     return out
 
 # %% ../nbs/03_train.ipynb #45902cf0
-def pixels(images:torch.Tensor, # uint8 [batch, 3, H, W] on any device
-           pre:models.ImagePreprocess|None=None) -> torch.Tensor: # mean/std (default: [0, 1] -> [-1, 1])
+def pixels(
+    images: torch.Tensor,  # uint8 [batch, 3, H, W] on any device
+    pre: models.ImagePreprocess | None = None,
+) -> torch.Tensor:  # mean/std (default: [0, 1] -> [-1, 1])
     "Normalised float images [batch, 3, H, W] on `images`' device."
     pre = pre or models.ImagePreprocess(tuple(images.shape[-2:]))
     mean = torch.tensor(pre.mean, device=images.device).view(1, 3, 1, 1)
     std = torch.tensor(pre.std, device=images.device).view(1, 3, 1, 1)
     return (images.float() / 255 - mean) / std
 
-def clip_loss(img:torch.Tensor, txt:torch.Tensor, # normalised embeddings [batch, embed_dim]
-              logit_scale:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+
+def clip_loss(
+    img: torch.Tensor,
+    txt: torch.Tensor,  # normalised embeddings [batch, embed_dim]
+    logit_scale: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
     "CLIP's symmetric InfoNCE loss and the image-to-text top-1 accuracy within the batch."
     logits = logit_scale.exp().clamp(max=100) * img.float() @ txt.float().T  # [batch, batch]
     labels = torch.arange(len(logits), device=logits.device)
@@ -270,8 +396,9 @@ def clip_loss(img:torch.Tensor, txt:torch.Tensor, # normalised embeddings [batch
     return loss, (logits.argmax(-1) == labels).float().mean()
 
 # %% ../nbs/03_train.ipynb #5390b1e9
-def toyclip_loss(model:nn.Module, head:nn.Module, dev:torch.device) -> Callable:
+def toyclip_loss(model: nn.Module, head: nn.Module, dev: torch.device) -> Callable:
     "The `loss_fn` of ToyCLIP for `fit`: shape cross-entropy in the supervised phase, CLIP loss after it."
+
     def loss_fn(batch, step):
         x = pixels(batch['image'].to(dev, non_blocking=True))
         if 'shape' in batch:
@@ -282,52 +409,89 @@ def toyclip_loss(model:nn.Module, head:nn.Module, dev:torch.device) -> Callable:
         txt = model.encode_text(batch['tokens'].to(dev, non_blocking=True), normalize=True)
         loss, acc = clip_loss(img, txt, model.logit_scale)
         return loss, {'batch_acc': acc, 'logit_scale': model.logit_scale.detach().exp()}
+
     return loss_fn
 
 # %% ../nbs/03_train.ipynb #06bdb55b
 @torch.no_grad()
-def encode_images(model:nn.Module, images:torch.Tensor, # uint8 [N, 3, H, W]
-                  pre:models.ImagePreprocess|None=None, batch:int=500) -> torch.Tensor:
+def encode_images(
+    model: nn.Module,
+    images: torch.Tensor,  # uint8 [N, 3, H, W]
+    pre: models.ImagePreprocess | None = None,
+    batch: int = 500,
+) -> torch.Tensor:
     "Normalised image embeddings [N, embed_dim] (float32, cpu) of a CLIP model."
     dev = next(model.parameters()).device
-    return torch.cat([F.normalize(model.encode_image(pixels(images[i:i + batch].to(dev), pre)).float(), dim=-1).cpu()
-                      for i in range(0, len(images), batch)])
+    return torch.cat(
+        [
+            F.normalize(model.encode_image(pixels(images[i : i + batch].to(dev), pre)).float(), dim=-1).cpu()
+            for i in range(0, len(images), batch)
+        ]
+    )
+
 
 @torch.no_grad()
-def encode_texts(model:nn.Module, tokenizer, texts:list[str], batch:int=1000) -> torch.Tensor:
+def encode_texts(model: nn.Module, tokenizer, texts: list[str], batch: int = 1000) -> torch.Tensor:
     "Normalised text embeddings [N, embed_dim] (float32, cpu) of a CLIP model."
     dev = next(model.parameters()).device
-    return torch.cat([F.normalize(model.encode_text(tokenizer(texts[i:i + batch]).to(dev)).float(), dim=-1).cpu()
-                      for i in range(0, len(texts), batch)])
+    return torch.cat(
+        [
+            F.normalize(model.encode_text(tokenizer(texts[i : i + batch]).to(dev)).float(), dim=-1).cpu()
+            for i in range(0, len(texts), batch)
+        ]
+    )
 
-def class_embeddings(model:nn.Module, tokenizer, kind:str, # one of toyworld.KINDS
-                     ensemble:int=0) -> torch.Tensor: # 0: plain `class_prompts`; n: mean of n captions per word
+
+def class_embeddings(
+    model: nn.Module,
+    tokenizer,
+    kind: str,  # one of toyworld.KINDS
+    ensemble: int = 0,
+) -> torch.Tensor:  # 0: plain `class_prompts`; n: mean of n captions per word
     "One normalised text embedding per word of `kind` [n_words, embed_dim]."
-    if not ensemble: return encode_texts(model, tokenizer, tw.class_prompts(kind))
+    if not ensemble:
+        return encode_texts(model, tokenizer, tw.class_prompts(kind))
     seeds = tw.split_seeds('valid', ensemble)
-    embs = [encode_texts(model, tokenizer, [tw.caption(tw.sample_spec(s, n_objects=1, vocab={kind: [w]})) for s in seeds]).mean(0) for w in tw.VOCAB[kind]]
+    embs = [
+        encode_texts(
+            model, tokenizer, [tw.caption(tw.sample_spec(s, n_objects=1, vocab={kind: [w]})) for s in seeds]
+        ).mean(0)
+        for w in tw.VOCAB[kind]
+    ]
     return F.normalize(torch.stack(embs), dim=-1)
 
 # %% ../nbs/03_train.ipynb #2b019ffe
-def heldout_scenes(n:int, # how many scenes
-                single:bool=True, # single-object scenes, else scenes of 2-3 objects
-                start:int=0, # offset into the test split
-                size:int=64) -> list[tw.Scene]:
+def heldout_scenes(
+    n: int,  # how many scenes
+    single: bool = True,  # single-object scenes, else scenes of 2-3 objects
+    start: int = 0,  # offset into the test split
+    size: int = 64,
+) -> list[tw.Scene]:
     "Held-out scenes from the test split (seeds never used in training)."
-    if single: return [tw.render(tw.sample_spec(s, n_objects=1), size) for s in tw.split_seeds('test', n, start)]
+    if single:
+        return [tw.render(tw.sample_spec(s, n_objects=1), size) for s in tw.split_seeds('test', n, start)]
     specs = [tw.sample_spec(s, n_objects=2 + s % 2) for s in tw.split_seeds('test', n, start + 1_000_000)]
     return [tw.render(sp, size) for sp in specs]
 
-def _u8(scenes) -> torch.Tensor: return torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2)
-def model_image_size(model:nn.Module) -> int:
+
+def _u8(scenes) -> torch.Tensor:
+    return torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2)
+
+
+def model_image_size(model: nn.Module) -> int:
     "The input side in pixels of a ToyCLIP or ToyViT."
     s = model.config['image_size'] if isinstance(model, models.ToyViT) else model.visual.image_size
     return s[0] if isinstance(s, (tuple, list)) else int(s)
 
 # %% ../nbs/03_train.ipynb #2583efb3
-def zero_shot_accuracy(model:nn.Module, tokenizer, scenes:list[tw.Scene], # single-object scenes
-                       kinds=('colour', 'shape', 'size', 'position'), ensemble:int=0,
-                       pre:models.ImagePreprocess|None=None) -> dict[str, float]:
+def zero_shot_accuracy(
+    model: nn.Module,
+    tokenizer,
+    scenes: list[tw.Scene],  # single-object scenes
+    kinds=('colour', 'shape', 'size', 'position'),
+    ensemble: int = 0,
+    pre: models.ImagePreprocess | None = None,
+) -> dict[str, float]:
     "Zero-shot accuracy per kind on single-object scenes."
     img = encode_images(model, _u8(scenes), pre)
     out = {}
@@ -337,53 +501,91 @@ def zero_shot_accuracy(model:nn.Module, tokenizer, scenes:list[tw.Scene], # sing
         out[kind] = (pred == truth).float().mean().item()
     return out
 
-def retrieval_metrics(model:nn.Module, tokenizer, scenes:list[tw.Scene], pre:models.ImagePreprocess|None=None) -> dict[str, float]:
+
+def retrieval_metrics(
+    model: nn.Module, tokenizer, scenes: list[tw.Scene], pre: models.ImagePreprocess | None = None
+) -> dict[str, float]:
     "Image-to-caption R@1 and R@5 among the scenes' captions, and shape binding against shape-swapped captions."
     img = encode_images(model, _u8(scenes), pre)
     txt = encode_texts(model, tokenizer, [s.caption for s in scenes])
     twin = encode_texts(model, tokenizer, [tw.caption(tw.shape_swap(s.spec)) for s in scenes])
     sim = img @ txt.T  # [image, caption]
     rank = (sim > sim.diagonal()[:, None]).sum(-1)  # captions scored above the true one (read off the same matrix)
-    return {'r1': (rank < 1).float().mean().item(), 'r5': (rank < 5).float().mean().item(),
-            'shape_binding': ((img * txt).sum(-1) > (img * twin).sum(-1)).float().mean().item()}
+    return {
+        'r1': (rank < 1).float().mean().item(),
+        'r5': (rank < 5).float().mean().item(),
+        'shape_binding': ((img * txt).sum(-1) > (img * twin).sum(-1)).float().mean().item(),
+    }
 
 # %% ../nbs/03_train.ipynb #9a99b8a6
-def evaluate_toyclip(model:nn.Module, tokenizer, n_single:int=1000, # single-object test scenes (zero-shot)
-                     n_multi:int=1000, # 2-3-object test scenes (retrieval, binding)
-                     pre:models.ImagePreprocess|None=None, ensemble:int=32) -> dict[str, float]:
+def evaluate_toyclip(
+    model: nn.Module,
+    tokenizer,
+    n_single: int = 1000,  # single-object test scenes (zero-shot)
+    n_multi: int = 1000,  # 2-3-object test scenes (retrieval, binding)
+    pre: models.ImagePreprocess | None = None,
+    ensemble: int = 32,
+) -> dict[str, float]:
     "Held-out metrics of a ToyCLIP: zero-shot accuracy per kind (plain and ensembled prompts), R@1, R@5, shape binding."
-    was = model.training; model.eval()
+    was = model.training
+    model.eval()
     size = model_image_size(model)
     single = heldout_scenes(n_single, True, size=size)
     out = {f'zs_{k}': v for k, v in zero_shot_accuracy(model, tokenizer, single, pre=pre).items()}
-    if ensemble: out |= {f'zs_ens_{k}': v for k, v in zero_shot_accuracy(model, tokenizer, single, ensemble=ensemble, pre=pre).items()}
+    if ensemble:
+        out |= {
+            f'zs_ens_{k}': v
+            for k, v in zero_shot_accuracy(model, tokenizer, single, ensemble=ensemble, pre=pre).items()
+        }
     out |= retrieval_metrics(model, tokenizer, heldout_scenes(n_multi, False, size=size), pre)
     model.train(was)
     return out
 
 # %% ../nbs/03_train.ipynb #b1458ed3
-def _val_toyclip(model, tokenizer, n:int) -> Callable:
-    scenes = [tw.render(tw.sample_spec(s, n_objects=1), model_image_size(model)) for s in tw.split_seeds('valid', n, start=10_000)]
+def _val_toyclip(model, tokenizer, n: int) -> Callable:
+    scenes = [
+        tw.render(tw.sample_spec(s, n_objects=1), model_image_size(model))
+        for s in tw.split_seeds('valid', n, start=10_000)
+    ]
     return lambda: {f'val_{k}': v for k, v in zero_shot_accuracy(model, tokenizer, scenes, ('shape', 'colour')).items()}
 
-def train_toyclip(cfg:TrainConfig, # e.g. `recipe('toy-clip')`
-                  out_dir:str|Path, # checkpoints/ and metrics.jsonl go here
-                  resume:bool=True, # continue from `out_dir/checkpoints/last.pt` if there is one
-                  stop_at:int|None=None) -> dict: # stop after this step, as if interrupted
+
+def train_toyclip(
+    cfg: TrainConfig,  # e.g. `recipe('toy-clip')`
+    out_dir: str | Path,  # checkpoints/ and metrics.jsonl go here
+    resume: bool = True,  # continue from `out_dir/checkpoints/last.pt` if there is one
+    stop_at: int | None = None,
+) -> dict:  # stop after this step, as if interrupted
     "Train a ToyCLIP with `cfg`; returns {'model', 'tokenizer', 'log'}."
-    if cfg.model != 'toy-clip': raise ConfigError(f"train_toyclip needs a toy-clip recipe, got {cfg.model!r}")
-    dev = get_device(cfg.device); seed_everything(cfg.seed)
-    kw = dict(cfg.model_kwargs); tokenizer = toyworld_tokenizer(kw.pop('context_length', 36))
-    model = models.create_toyclip(config=models.toyclip_config(tokenizer.vocab_size, context_length=tokenizer.context_length, **kw)).to(dev)
+    if cfg.model != 'toy-clip':
+        raise ConfigError(f"train_toyclip needs a toy-clip recipe, got {cfg.model!r}")
+    dev = get_device(cfg.device)
+    seed_everything(cfg.seed)
+    kw = dict(cfg.model_kwargs)
+    tokenizer = toyworld_tokenizer(kw.pop('context_length', 36))
+    model = models.create_toyclip(
+        config=models.toyclip_config(tokenizer.vocab_size, context_length=tokenizer.context_length, **kw)
+    ).to(dev)
     head = nn.Linear(model.visual.output_dim, len(tw.SHAPES)).to(dev)  # supervised-phase shape head, not shipped
-    log = fit(cfg, out_dir, {'model': model, 'head': head}, toyclip_loss(model, head, dev), _val_toyclip(model, tokenizer, cfg.val_scenes),
-              resume, stop_at, tokenizer)
+    log = fit(
+        cfg,
+        out_dir,
+        {'model': model, 'head': head},
+        toyclip_loss(model, head, dev),
+        _val_toyclip(model, tokenizer, cfg.val_scenes),
+        resume,
+        stop_at,
+        tokenizer,
+    )
     return {'model': model.eval(), 'tokenizer': tokenizer, 'log': log}
 
 # %% ../nbs/03_train.ipynb #33e7737d
-def augment(x:torch.Tensor, # normalised images [batch, 3, H, W]
-            gen:torch.Generator, # on x's device; fixes the crops and noise
-            min_crop:float=0.7, noise:float=0.05) -> torch.Tensor:
+def augment(
+    x: torch.Tensor,  # normalised images [batch, 3, H, W]
+    gen: torch.Generator,  # on x's device; fixes the crops and noise
+    min_crop: float = 0.7,
+    noise: float = 0.05,
+) -> torch.Tensor:
     "Random square crops resized back to full size, plus Gaussian pixel noise."
     n, dev = len(x), x.device
     s = min_crop + (1 - min_crop) * torch.rand(n, device=dev, generator=gen)  # crop side, fraction of the image
@@ -394,54 +596,71 @@ def augment(x:torch.Tensor, # normalised images [batch, 3, H, W]
     out = F.grid_sample(x.float(), grid, mode='bilinear', padding_mode='border', align_corners=False)
     return out + noise * torch.randn(out.shape, device=dev, generator=gen)
 
-def nt_xent(z:torch.Tensor, # projections [2 * batch, d]: views 1, then views 2
-            temperature:float) -> tuple[torch.Tensor, torch.Tensor]:
+
+def nt_xent(
+    z: torch.Tensor,  # projections [2 * batch, d]: views 1, then views 2
+    temperature: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     "SimCLR's NT-Xent loss and the accuracy of finding each view's partner."
-    z = F.normalize(z.float(), dim=-1); n = len(z) // 2
+    z = F.normalize(z.float(), dim=-1)
+    n = len(z) // 2
     sim = (z @ z.T / temperature).fill_diagonal_(float('-inf'))
     target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
     return F.cross_entropy(sim, target), (sim.argmax(-1) == target).float().mean()
 
 # %% ../nbs/03_train.ipynb #54d40361
-def simclr_loss(encoder:models.ToyViT, proj:nn.Module, cfg:TrainConfig, dev:torch.device) -> Callable:
+def simclr_loss(encoder: models.ToyViT, proj: nn.Module, cfg: TrainConfig, dev: torch.device) -> Callable:
     "The `loss_fn` of the toy encoder for `fit`: NT-Xent between two augmented views of every image."
+
     def loss_fn(batch, step):
         x = pixels(batch['image'].to(dev, non_blocking=True))
         gen = torch.Generator(device=dev).manual_seed(cfg.seed * 1_000_003 + step)
         views = torch.cat([augment(x, gen, cfg.min_crop), augment(x, gen, cfg.min_crop)])
         loss, acc = nt_xent(proj(encoder.visual(views)), cfg.temperature)
         return loss, {'view_acc': acc}
+
     return loss_fn
 
 # %% ../nbs/03_train.ipynb #5b3bb19d
 @torch.no_grad()
-def object_features(encoder:models.ToyViT, scenes:list[tw.Scene], # single-object scenes
-                    batch:int=500) -> tuple[torch.Tensor, torch.Tensor]:
+def object_features(
+    encoder: models.ToyViT,
+    scenes: list[tw.Scene],  # single-object scenes
+    batch: int = 500,
+) -> tuple[torch.Tensor, torch.Tensor]:
     "Mask-weighted mean patch token [N, width] and CLS token [N, width] of each scene's (first) object."
-    dev = next(encoder.parameters()).device; p = encoder.config['patch_size']
+    dev = next(encoder.parameters()).device
+    p = encoder.config['patch_size']
     objs, cls = [], []
     for i in range(0, len(scenes), batch):
-        sc = scenes[i:i + batch]
+        sc = scenes[i : i + batch]
         tok = encoder(pixels(_u8(sc).to(dev))).float().cpu()  # [b, 1 + grid^2, width]
         m = torch.from_numpy(np.stack([s.masks[0] for s in sc])).float()[:, None]  # [b, 1, H, W]
         w = F.avg_pool2d(m, p).flatten(1)  # [b, grid^2]: fraction of each patch the object covers
-        objs.append((w[..., None] * tok[:, 1:]).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-6)); cls.append(tok[:, 0])
+        objs.append((w[..., None] * tok[:, 1:]).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-6))
+        cls.append(tok[:, 0])
     return torch.cat(objs), torch.cat(cls)
 
-def probe_accuracy(train_x:torch.Tensor, train_y, test_x:torch.Tensor, test_y) -> float:
+
+def probe_accuracy(train_x: torch.Tensor, train_y, test_x: torch.Tensor, test_y) -> float:
     "Test accuracy of a logistic-regression probe fit on standardised training features."
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
+
     sc = StandardScaler().fit(train_x.numpy())
     clf = LogisticRegression(max_iter=2000, C=1.0).fit(sc.transform(train_x.numpy()), train_y)
     return float((clf.predict(sc.transform(test_x.numpy())) == np.asarray(test_y)).mean())
 
 # %% ../nbs/03_train.ipynb #50eaee86
-def evaluate_toy_encoder(encoder:models.ToyViT, n_train:int=2000, # validation scenes the probes are fit on
-                         n_test:int=1000, # test scenes they are scored on
-                         kinds=('shape', 'colour', 'size', 'position')) -> dict[str, float]:
+def evaluate_toy_encoder(
+    encoder: models.ToyViT,
+    n_train: int = 2000,  # validation scenes the probes are fit on
+    n_test: int = 1000,  # test scenes they are scored on
+    kinds=('shape', 'colour', 'size', 'position'),
+) -> dict[str, float]:
     "Linear-probe test accuracy per kind, on object-masked patch features (`obj_*`) and on the CLS token (`cls_*`)."
-    was = encoder.training; encoder.eval()
+    was = encoder.training
+    encoder.eval()
     size = encoder.config['image_size']
     fit_sc = [tw.render(tw.sample_spec(s, n_objects=1), size) for s in tw.split_seeds('valid', n_train, start=20_000)]
     test_sc = heldout_scenes(n_test, True, size=size)
@@ -454,154 +673,283 @@ def evaluate_toy_encoder(encoder:models.ToyViT, n_train:int=2000, # validation s
     return out
 
 # %% ../nbs/03_train.ipynb #2de89b41
-def _val_encoder(encoder, n:int) -> Callable:
-    scenes = [tw.render(tw.sample_spec(s, n_objects=1), model_image_size(encoder)) for s in tw.split_seeds('valid', n, start=10_000)]
-    y = [s.spec.objects[0].shape for s in scenes]; k = 2 * n // 3
+def _val_encoder(encoder, n: int) -> Callable:
+    scenes = [
+        tw.render(tw.sample_spec(s, n_objects=1), model_image_size(encoder))
+        for s in tw.split_seeds('valid', n, start=10_000)
+    ]
+    y = [s.spec.objects[0].shape for s in scenes]
+    k = 2 * n // 3
+
     def val():
         f = object_features(encoder, scenes)[0]
         return {'val_shape': probe_accuracy(f[:k], y[:k], f[k:], y[k:])}
+
     return val
 
-def train_toy_encoder(cfg:TrainConfig, # e.g. `recipe('toy-encoder')`
-                      out_dir:str|Path, resume:bool=True, stop_at:int|None=None) -> dict:
+
+def train_toy_encoder(
+    cfg: TrainConfig,  # e.g. `recipe('toy-encoder')`
+    out_dir: str | Path,
+    resume: bool = True,
+    stop_at: int | None = None,
+) -> dict:
     "Train the self-supervised toy encoder with `cfg` (SimCLR, no text); returns {'model', 'log'}."
-    if cfg.model != 'toy-encoder': raise ConfigError(f"train_toy_encoder needs a toy-encoder recipe, got {cfg.model!r}")
-    dev = get_device(cfg.device); seed_everything(cfg.seed)
+    if cfg.model != 'toy-encoder':
+        raise ConfigError(f"train_toy_encoder needs a toy-encoder recipe, got {cfg.model!r}")
+    dev = get_device(cfg.device)
+    seed_everything(cfg.seed)
     encoder = models.ToyViT(**cfg.model_kwargs).to(dev)
     d = encoder.config['output_dim']
     proj = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d)).to(dev)  # SimCLR head, not shipped
-    log = fit(cfg, out_dir, {'encoder': encoder, 'proj': proj}, simclr_loss(encoder, proj, cfg, dev), _val_encoder(encoder, cfg.val_scenes),
-              resume, stop_at)
+    log = fit(
+        cfg,
+        out_dir,
+        {'encoder': encoder, 'proj': proj},
+        simclr_loss(encoder, proj, cfg, dev),
+        _val_encoder(encoder, cfg.val_scenes),
+        resume,
+        stop_at,
+    )
     return {'model': encoder.eval(), 'log': log}
 
 # %% ../nbs/03_train.ipynb #38fbd8aa
-def _git_commit() -> str|None:
+def _git_commit() -> str | None:
     "The git commit of the working tree (or $NEURONLENS_GIT_COMMIT), if known."
     try:
-        r = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10)
-        if r.returncode == 0: return r.stdout.strip()
-    except (OSError, NameError, subprocess.SubprocessError): pass
+        r = subprocess.run(
+            ['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10
+        )
+        if r.returncode == 0:
+            return r.stdout.strip()
+    except (OSError, NameError, subprocess.SubprocessError):
+        pass
     return os.environ.get('NEURONLENS_GIT_COMMIT')
 
-def device_info(device:str|torch.device) -> dict:
+
+def device_info(device: str | torch.device) -> dict:
     "Name of the device, torch version and autocast dtype, for model cards and benchmarks."
     dev = torch.device(device)
     name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else _cpu_name()
-    return {'device': dev.type, 'device_name': name, 'cpu_count': os.cpu_count(), 'torch': torch.__version__,
-            'train_dtype': f'autocast {str(autocast_dtype(dev)).replace("torch.", "")}'}
+    return {
+        'device': dev.type,
+        'device_name': name,
+        'cpu_count': os.cpu_count(),
+        'torch': torch.__version__,
+        'train_dtype': f'autocast {str(autocast_dtype(dev)).replace("torch.", "")}',
+    }
+
 
 def _cpu_name() -> str:
     "The CPU model name (Linux), else the platform's machine name."
-    try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): return platform.processor() or platform.machine()
+    try:
+        return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 # %% ../nbs/03_train.ipynb #237719a8
-def steps_per_second(log:list[dict], skip:int=20) -> float|None:
+def steps_per_second(log: list[dict], skip: int = 20) -> float | None:
     "Training steps per second from a metrics log, ignoring the first `skip` steps (start-up)."
     recs = [r for r in log if r['step'] > skip] or log
-    if len(recs) < 2: return None
+    if len(recs) < 2:
+        return None
     return (recs[-1]['step'] - recs[0]['step']) / max(recs[-1]['time'] - recs[0]['time'], 1e-9)
 
-def ship(name:str, # zoo name: 'toyclip' or 'toy-encoder'
-         model:nn.Module, cfg:TrainConfig, log:list[dict], metrics:dict, # held-out metrics
-         command:str, # the command that reproduces the run
-         card:dict|None=None, # extra card entries (tokenizer, disclosure...)
-         root:str|Path|None=None) -> Path: # default: the package's zoo folder
+
+def ship(
+    name: str,  # zoo name: 'toyclip' or 'toy-encoder'
+    model: nn.Module,
+    cfg: TrainConfig,
+    log: list[dict],
+    metrics: dict,  # held-out metrics
+    command: str,  # the command that reproduces the run
+    card: dict | None = None,  # extra card entries (tokenizer, disclosure...)
+    root: str | Path | None = None,
+) -> Path:  # default: the package's zoo folder
     "Write `model` into the zoo with its model card and `<name>.metrics.json` training curves; returns the weights path."
-    info = {'train_command': command, 'seed': cfg.seed, 'git_commit': _git_commit(), 'recipe': asdict(cfg),
-            'steps': log[-1]['step'] if log else 0, 'wall_time': round(log[-1]['time'], 1) if log else 0.0,
-            'data': f"fresh toy-world scenes from the train split, {cfg.batch_size} per step (+{cfg.twin_frac:.0%} shape-swapped twins); metrics on test-split seeds",
-            'steps_per_s': steps_per_second(log), 'metrics': metrics, 'metrics_split': 'test',
-            'preprocess': asdict(models.ImagePreprocess((model_image_size(model),) * 2)),
-            **device_info(get_device(cfg.device)), **(card or {})}
+    info = {
+        'train_command': command,
+        'seed': cfg.seed,
+        'git_commit': _git_commit(),
+        'recipe': asdict(cfg),
+        'steps': log[-1]['step'] if log else 0,
+        'wall_time': round(log[-1]['time'], 1) if log else 0.0,
+        'data': f"fresh toy-world scenes from the train split, {cfg.batch_size} per step (+{cfg.twin_frac:.0%} shape-swapped twins); metrics on test-split seeds",
+        'steps_per_s': steps_per_second(log),
+        'metrics': metrics,
+        'metrics_split': 'test',
+        'preprocess': asdict(models.ImagePreprocess((model_image_size(model),) * 2)),
+        **device_info(get_device(cfg.device)),
+        **(card or {}),
+    }
     path = models.save_zoo_model(model.float().cpu(), name, info, root=root)
-    keep = log[::max(1, math.ceil(len(log) / 500))] + log[-1:]
-    tmp = path.with_name(f'.{name}.metrics.json.tmp'); tmp.write_text(json.dumps({'name': name, 'log': keep}))
+    keep = log[:: max(1, math.ceil(len(log) / 500))] + log[-1:]
+    tmp = path.with_name(f'.{name}.metrics.json.tmp')
+    tmp.write_text(json.dumps({'name': name, 'log': keep}))
     os.replace(tmp, path.with_name(f'{name}.metrics.json'))
     return path
 
 # %% ../nbs/03_train.ipynb #a6eea0b8
-def _positive_int(s:str) -> int:
-    try: v = int(s)
-    except ValueError: raise argparse.ArgumentTypeError(f"must be a positive integer, got {s!r}")
-    if v <= 0: raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s!r}")
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
     return v
 
-def _override(s:str) -> tuple[str, object]:
-    if '=' not in s: raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {s!r}")
-    k, v = s.split('=', 1)
-    try: return k.strip(), json.loads(v)
-    except ValueError: return k.strip(), v
 
-def add_train_args(p:argparse.ArgumentParser):
+def _override(s: str) -> tuple[str, object]:
+    if '=' not in s:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {s!r}")
+    k, v = s.split('=', 1)
+    try:
+        return k.strip(), json.loads(v)
+    except ValueError:
+        return k.strip(), v
+
+
+def add_train_args(p: argparse.ArgumentParser):
     "Arguments of `neuronlens train MODEL`: the recipe name, then `add_recipe_args`."
     p.add_argument('model', choices=list(RECIPES), help='which zoo model to train')
     add_recipe_args(p)
 
-def add_recipe_args(p:argparse.ArgumentParser):
+
+def add_recipe_args(p: argparse.ArgumentParser):
     "Options of a training recipe (`neuronlens train toy-clip|toy-encoder ...`)."
     p.add_argument('--steps', type=_positive_int, help='optimizer steps (default: the recipe\'s)')
     p.add_argument('--batch-size', type=_positive_int, help='scenes per step (default: the recipe\'s)')
     p.add_argument('--device', default=None, help='cuda, cpu, ... (default: cuda if available)')
     p.add_argument('--out', type=Path, default=None, help='run folder for checkpoints and logs (default: runs/<model>)')
     p.add_argument('--seed', type=int, default=0, help='seed of the run (default: 0)')
-    p.add_argument('--resume', action=argparse.BooleanOptionalAction, default=True, help='continue from the last checkpoint in --out')
+    p.add_argument(
+        '--resume',
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help='continue from the last checkpoint in --out',
+    )
     p.add_argument('--ship', action='store_true', help='write the final model and its card into the zoo')
-    p.add_argument('--zoo', type=Path, default=None, help='zoo folder for --ship (default: the package\'s neuronlens/zoo)')
-    p.add_argument('--name', default=None, help='zoo name for --ship (default: toyclip / toy-encoder), e.g. toyclip-planted')
+    p.add_argument(
+        '--zoo', type=Path, default=None, help='zoo folder for --ship (default: the package\'s neuronlens/zoo)'
+    )
+    p.add_argument(
+        '--name', default=None, help='zoo name for --ship (default: toyclip / toy-encoder), e.g. toyclip-planted'
+    )
     p.add_argument('--workers', type=int, default=None, help='data worker processes (default: cores - 1)')
-    p.add_argument('--max-minutes', type=float, default=None, help='stop training after this many minutes (checkpointed)')
+    p.add_argument(
+        '--max-minutes', type=float, default=None, help='stop training after this many minutes (checkpointed)'
+    )
     p.add_argument('--no-eval', dest='eval', action='store_false', help='skip the held-out evaluation')
-    p.add_argument('--set', dest='overrides', action='append', default=[], type=_override, metavar='FIELD=VALUE',
-                   help='override a recipe field, e.g. --set lr=1e-3 (JSON values; repeatable)')
+    p.add_argument(
+        '--set',
+        dest='overrides',
+        action='append',
+        default=[],
+        type=_override,
+        metavar='FIELD=VALUE',
+        help='override a recipe field, e.g. --set lr=1e-3 (JSON values; repeatable)',
+    )
 
 # %% ../nbs/03_train.ipynb #57d86f91
 _ZOO_NAME = {'toy-clip': 'toyclip', 'toy-encoder': 'toy-encoder'}
-_DISCLOSE = {'toy-clip': "Supervised warm-start: the first {sup} steps train the vision tower and a linear head (discarded) "
-                         "to classify the shape of single-object train scenes; the rest is contrastive with shape-swapped twins.",
-             'toy-clip-nosup': "Contrastive only (CLIP loss with shape-swapped twins as hard negatives); no supervised phase.",
-             'toy-encoder': "Self-supervised only (SimCLR with shape-swapped twins as extra images; no text, no labels)."}
+_DISCLOSE = {
+    'toy-clip': "Supervised warm-start: the first {sup} steps train the vision tower and a linear head (discarded) "
+    "to classify the shape of single-object train scenes; the rest is contrastive with shape-swapped twins.",
+    'toy-clip-nosup': "Contrastive only (CLIP loss with shape-swapped twins as hard negatives); no supervised phase.",
+    'toy-encoder': "Self-supervised only (SimCLR with shape-swapped twins as extra images; no text, no labels).",
+}
 
-def run_train_cli(args:argparse.Namespace) -> int:
+
+def run_train_cli(args: argparse.Namespace) -> int:
     "Run `neuronlens train`: train, evaluate on held-out seeds, and ship with --ship."
     sets = dict(getattr(args, 'overrides', []))
-    cfg = recipe(args.model, **{**dict(steps=args.steps, batch_size=args.batch_size, seed=args.seed, device=args.device,
-                                      num_workers=args.workers, max_minutes=args.max_minutes), **sets})
-    out = args.out or Path('runs')/args.model
-    cmd = shlex.join(['neuronlens', 'train', args.model, '--steps', str(cfg.steps), '--batch-size', str(cfg.batch_size), '--seed', str(cfg.seed),
-                      *[a for k, v in sets.items() for a in ('--set', f'{k}={json.dumps(v)}')],
-                      *(['--name', args.name] if getattr(args, 'name', None) else [])])
+    cfg = recipe(
+        args.model,
+        **{
+            **dict(
+                steps=args.steps,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                device=args.device,
+                num_workers=args.workers,
+                max_minutes=args.max_minutes,
+            ),
+            **sets,
+        },
+    )
+    out = args.out or Path('runs') / args.model
+    cmd = shlex.join(
+        [
+            'neuronlens',
+            'train',
+            args.model,
+            '--steps',
+            str(cfg.steps),
+            '--batch-size',
+            str(cfg.batch_size),
+            '--seed',
+            str(cfg.seed),
+            *[a for k, v in sets.items() for a in ('--set', f'{k}={json.dumps(v)}')],
+            *(['--name', args.name] if getattr(args, 'name', None) else []),
+        ]
+    )
     res = (train_toyclip if args.model == 'toy-clip' else train_toy_encoder)(cfg, out, resume=args.resume)
     model, metrics = res['model'], {}
     if args.eval:
         metrics = evaluate_toyclip(model, res['tokenizer']) if args.model == 'toy-clip' else evaluate_toy_encoder(model)
         if args.model == 'toy-encoder':
             seed_everything(cfg.seed)
-            metrics |= {f'random_{k}': v for k, v in evaluate_toy_encoder(models.ToyViT(**cfg.model_kwargs).to(get_device(cfg.device))).items()}
-        (Path(out)/'eval.json').write_text(json.dumps(metrics, indent=1))
+            metrics |= {
+                f'random_{k}': v
+                for k, v in evaluate_toy_encoder(models.ToyViT(**cfg.model_kwargs).to(get_device(cfg.device))).items()
+            }
+        (Path(out) / 'eval.json').write_text(json.dumps(metrics, indent=1))
         print(json.dumps({k: round(v, 4) for k, v in metrics.items()}))
     if args.ship:
-        notes = _DISCLOSE[args.model + ('-nosup' if args.model == 'toy-clip' and not cfg.sup_steps else '')].format(sup=cfg.sup_steps)
+        notes = _DISCLOSE[args.model + ('-nosup' if args.model == 'toy-clip' and not cfg.sup_steps else '')].format(
+            sup=cfg.sup_steps
+        )
         done = res['log'][-1]['step'] if res['log'] else 0
-        if done < cfg.steps: notes += f" Stopped by the time limit (--max-minutes {cfg.max_minutes}) at step {done} of {cfg.steps}."
+        if done < cfg.steps:
+            notes += f" Stopped by the time limit (--max-minutes {cfg.max_minutes}) at step {done} of {cfg.steps}."
         card = {'notes': notes, 'planned_steps': cfg.steps}
-        if args.model == 'toy-clip': card['tokenizer'] = res['tokenizer'].to_dict()
-        if cfg.correlations: card['correlations'] = cfg.correlations
-        print(ship(getattr(args, 'name', None) or _ZOO_NAME[args.model], model, cfg, res['log'], metrics, cmd, card, args.zoo))
+        if args.model == 'toy-clip':
+            card['tokenizer'] = res['tokenizer'].to_dict()
+        if cfg.correlations:
+            card['correlations'] = cfg.correlations
+        print(
+            ship(
+                getattr(args, 'name', None) or _ZOO_NAME[args.model],
+                model,
+                cfg,
+                res['log'],
+                metrics,
+                cmd,
+                card,
+                args.zoo,
+            )
+        )
     return 0
 
 # %% ../nbs/03_train.ipynb #6edf94e5
-def plot_training_curves(log:list[dict], # records of a metrics log
-                         keys:tuple=('loss',), # left panel
-                         val_keys:tuple=(), # right panel (validation checks)
-                         title:str=''): # returns a plotly Figure
+def plot_training_curves(
+    log: list[dict],  # records of a metrics log
+    keys: tuple = ('loss',),  # left panel
+    val_keys: tuple = (),  # right panel (validation checks)
+    title: str = '',
+):  # returns a plotly Figure
     "Training curves: loss-like keys on the left, validation metrics on the right, against the step."
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
+
     fig = make_subplots(1, 2, subplot_titles=('training', 'validation'))
     for k in keys:
-        r = [x for x in log if k in x]; fig.add_trace(go.Scatter(x=[x['step'] for x in r], y=[x[k] for x in r], name=k, mode='lines'), 1, 1)
+        r = [x for x in log if k in x]
+        fig.add_trace(go.Scatter(x=[x['step'] for x in r], y=[x[k] for x in r], name=k, mode='lines'), 1, 1)
     for k in val_keys:
-        r = [x for x in log if k in x]; fig.add_trace(go.Scatter(x=[x['step'] for x in r], y=[x[k] for x in r], name=k, mode='lines+markers'), 1, 2)
-    fig.update_xaxes(title_text='step'); fig.update_layout(title=title, height=330, margin=dict(t=60, b=40, l=40, r=20))
+        r = [x for x in log if k in x]
+        fig.add_trace(go.Scatter(x=[x['step'] for x in r], y=[x[k] for x in r], name=k, mode='lines+markers'), 1, 2)
+    fig.update_xaxes(title_text='step')
+    fig.update_layout(title=title, height=330, margin=dict(t=60, b=40, l=40, r=20))
     return fig
