@@ -25,3 +25,31 @@ def notebooks():
 @pytest.fixture(scope='session')
 def root() -> Path:
     return ROOT
+
+
+def png_bytes(a) -> bytes:
+    "PNG bytes of an [H, W, 3] uint8 array."
+    import io
+    from PIL import Image
+    b = io.BytesIO()
+    Image.fromarray(a).save(b, format='PNG')
+    return b.getvalue()
+
+
+def write_image_sets(d:Path, images, captions, n_shards:int, shard:str='shard-{:03d}.tar',
+                     image_col:str='image', caption_col:str='caption'):
+    "The same captioned images as a folder of PNGs (d/folder), webdataset shards of png + txt (d/wds) and a saved HF dataset (d/hf)."
+    import datasets
+    import webdataset as wds
+    from PIL import Image
+    for sub in ('folder', 'wds'): (d / sub).mkdir(exist_ok=True)
+    for i, a in enumerate(images): Image.fromarray(a).save(d / 'folder' / f'{i:02d}.png')
+    per = -(-len(images) // n_shards)
+    for s in range(n_shards):
+        with wds.TarWriter(str(d / 'wds' / shard.format(s))) as w:
+            for i in range(per * s, min(per * s + per, len(images))):
+                w.write({'__key__': f'{i:06d}', 'png': png_bytes(images[i]), 'txt': captions[i]})
+    datasets.disable_progress_bars()
+    features = datasets.Features({image_col: datasets.Image(), caption_col: datasets.Value('string')})
+    rows = {image_col: [{'bytes': png_bytes(a), 'path': None} for a in images], caption_col: list(captions)}
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(d / 'hf'))

@@ -1,19 +1,16 @@
 """Issue #16 end to end through the installed command: image sources (folder, webdataset shards, HF datasets on
 disk), unreadable files, images sized for the encoder, and `neurons` sharded, resumable and split over two
 processes by `accelerate launch` (CPU), whose merged result equals the one-process run."""
-import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, png_bytes, write_image_sets
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1', 'OMP_NUM_THREADS': '1'}
@@ -26,28 +23,16 @@ def _run(*args, launch=False, timeout=600):
     return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=timeout)
 
 
-def _png(a):
-    b = io.BytesIO(); Image.fromarray(a).save(b, format='PNG'); return b.getvalue()
-
-
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     "The same 12 toy scenes (48 px) as a folder, webdataset shards and a saved HF dataset, plus a folder with a bad file."
-    import datasets
-    import webdataset as wds
     from neuronlens import toyworld as tw
     d = tmp_path_factory.mktemp('data')
     sc = tw.sample_batch(tw.split_seeds('test', 12, 500), 48, targets=False)
-    (d / 'folder').mkdir(); (d / 'bad').mkdir(); (d / 'wds').mkdir()
+    write_image_sets(d, sc['image'], sc['caption'], 3)
+    (d / 'bad').mkdir()
     for i, im in enumerate(sc['image']):
-        Image.fromarray(im).save(d / 'folder' / f'{i:02d}.png')
-        (d / 'bad' / f'{i:02d}.png').write_bytes(b'plain text, not a PNG' if i == 7 else _png(im))
-    for s in range(3):
-        with wds.TarWriter(str(d / 'wds' / f'shard-{s:03d}.tar')) as w:
-            for i in range(4 * s, 4 * s + 4): w.write({'__key__': f'{i:06d}', 'png': _png(sc['image'][i]), 'txt': sc['caption'][i]})
-    datasets.disable_progress_bars()
-    datasets.Dataset.from_dict({'image': [{'bytes': _png(a), 'path': None} for a in sc['image']], 'caption': sc['caption']},
-                               features=datasets.Features({'image': datasets.Image(), 'caption': datasets.Value('string')})).save_to_disk(str(d / 'hf'))
+        (d / 'bad' / f'{i:02d}.png').write_bytes(b'plain text, not a PNG' if i == 7 else png_bytes(im))
     return d
 
 

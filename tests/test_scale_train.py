@@ -13,36 +13,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, write_image_sets
 
 ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1', 'OMP_NUM_THREADS': '1'}
-
-
-def _png(a):
-    b = io.BytesIO(); Image.fromarray(a).save(b, format='PNG'); return b.getvalue()
 
 
 @pytest.fixture(scope='module')
 def world(tmp_path_factory):
     "16 captioned toy scenes (40 px) in three formats, a tiny LM folder, a tiny BEiT folder and a tiny open_clip folder."
-    import datasets
-    import webdataset as wds
     from safetensors.torch import save_file
     from transformers import BeitConfig, BeitModel
     from neuronlens import toyworld as tw
     from neuronlens.projection import tiny_lm
     d = tmp_path_factory.mktemp('captioned')
     sc = tw.sample_batch(tw.split_seeds('train', 16), 40, targets=False)
-    (d / 'wds').mkdir(); (d / 'folder').mkdir()
-    for s in range(2):
-        with wds.TarWriter(str(d / 'wds' / f'cc-{s:02d}.tar')) as w:
-            for i in range(8 * s, 8 * s + 8): w.write({'__key__': f'{i:06d}', 'png': _png(sc['image'][i]), 'txt': sc['caption'][i]})
-    datasets.disable_progress_bars()
-    datasets.Dataset.from_dict({'img': [{'bytes': _png(a), 'path': None} for a in sc['image']], 'text': sc['caption']},
-                               features=datasets.Features({'img': datasets.Image(), 'text': datasets.Value('string')})).save_to_disk(str(d / 'hf'))
-    for i, a in enumerate(sc['image']): Image.fromarray(a).save(d / 'folder' / f'{i:02d}.png')
+    write_image_sets(d, sc['image'], sc['caption'], 2, shard='cc-{:02d}.tar', image_col='img', caption_col='text')
     with open(d / 'captions.csv', 'w', newline='') as f:
         csv.writer(f).writerows([('filename', 'caption')] + [(f'{i:02d}.png', c) for i, c in enumerate(sc['caption'])])
     lm = tiny_lm(); lm.model.save_pretrained(d / 'lm'); lm.tokenizer.save_pretrained(d / 'lm')
