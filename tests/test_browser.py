@@ -4,8 +4,9 @@
   explorer on a tiny random CLIP; Chromium runs it, types another neuron into the explorer's neuron box, and the
   histogram drawn in the page must change to that neuron. Screenshot: `artifacts/explorer_jupyterlab.png`.
   Only the prebuilt extensions that come with ipywidgets and anywidget are installed: no plotly extension.
-- An atlas of the same layer is served on 127.0.0.1 and every page must load with no console error, no failed
-  request, no request outside 127.0.0.1, every figure drawn, and the index search must filter by word.
+- An atlas of the same layer, with a tiny random captioner's multimodal atlas under `captioner/` (as
+  `neuronlens atlas --captioner` writes it), is served on 127.0.0.1 and every page must load with no console
+  error, no failed request, no request outside 127.0.0.1, every figure drawn, and the index search must filter by word.
 
 Needs Debian's Chromium (as tests/test_docs.py): skipped without it, a failure when CI is set.
 """
@@ -169,9 +170,18 @@ def atlas_site(tmp_path_factory):
     out = tmp_path_factory.mktemp('atlas')
     ns = {}
     exec(SETUP.replace('CACHE', repr(str(out / 'cache'))), ns)
-    from neuronlens.atlas import write_atlas, export_html
+    from neuronlens.atlas import write_atlas, export_html, write_multimodal_atlas
     from neuronlens.explorers import second_order_explorer
     write_atlas(ns['L'], out / 'site', n_neurons=4)
+    import torch
+    from neuronlens.projection import tiny_lm, tiny_encoder, ImageProjection, Captioner
+    from neuronlens import multimodal as mm, toyworld as tw
+    from neuronlens.records import prepare_multimodal
+    lm, enc = tiny_lm(), tiny_encoder()
+    cap = Captioner(enc, lm, ImageProjection(enc.d_out, lm.d_model, 4, enc.grid))
+    imgs = torch.from_numpy(tw.sample_batch(tw.split_seeds('test', 6), 32, targets=False)['image']).permute(0, 3, 1, 2)
+    found = mm.find_multimodal_neurons(cap, imgs, captions=['a red circle', 'a blue square', 'a star', 'a heart', 'a large circle', 'a small star'], top_k=12)
+    write_multimodal_atlas(prepare_multimodal(cap, imgs, found, n_units=4, ks=(1, 4, 12)), out / 'site' / 'captioner', n_units=4, plotly_src='../plotly.min.js')
     export_html(second_order_explorer(ns['L']), out / 'site' / 'state.html')
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out / 'site'))
     handler.log_message = lambda *a: None
@@ -186,7 +196,7 @@ def test_atlas_pages_load_cleanly(atlas_site, browser):
     context = browser.new_context()
     external = []; _local_only(context, external)
     problems = []
-    pages = sorted(p.name for p in site.glob('*.html'))
+    pages = sorted(p.relative_to(site).as_posix() for p in site.rglob('*.html'))
     for name in pages:
         page = context.new_page(); issues = collections.defaultdict(list); _watch(page, issues)
         page.goto(f'{base}/{name}', wait_until='load')
@@ -203,7 +213,7 @@ def test_atlas_pages_load_cleanly(atlas_site, browser):
     shown = page.locator('#neurons tbody tr:not(.nl-hidden)').count(); total = page.locator('#neurons tbody tr').count()
     page.fill('#q', 'nosuchword'); hidden_all = page.locator('#neurons tbody tr:not(.nl-hidden)').count()
     context.close()
-    assert len(pages) == 6, pages
+    assert len([p for p in pages if '/' not in p]) == 6 and len([p for p in pages if p.startswith('captioner/')]) == 5, pages
     assert not problems, '\n'.join(problems[:20])
     assert not external, external
     assert 0 < shown <= total and hidden_all == 0, (word, shown, total, hidden_all)

@@ -560,29 +560,36 @@ def write_source_tree(root: Path, src: Path, rels: list[Path], proc_ok: set, set
 
 
 ATLAS_CACHE = Path('_build') / 'atlas_cache'   # relative to ROOT; kept between builds, so a rebuild reads the runs from it
+# Scenes the docs' captioner atlas is found on. Measured with `neuronlens atlas --captioner --captioner-scenes 8
+# --n-neurons 12`, 1 thread, on 2 shared cores (load average 4): cold 123 s (ToyCLIP layer 29 s, captioner 91 s:
+# SmolLM2 load, captions, attribution, ablated captions), from the kept cache 28 s. The main job's 16 scenes take
+# about twice the captioner's part (NEURONLENS_DOCS_ATLAS=all).
+DOCS_CAPTIONER_SCENES = 8
 
 
 def write_atlas_site(root: Path, site: Path) -> list[str]:
-    """The neuron atlas of the shipped ToyCLIP layer under `site/atlas/`, through `neuronlens atlas`; returns problems.
-    NEURONLENS_DOCS_ATLAS=all adds the shipped captioner's multimodal units (`--captioner`: loads SmolLM2; measured
-    over 10 minutes on a loaded 2-core machine, so not by default: a stub page says how to build it);
-    NEURONLENS_DOCS_ATLAS=0 leaves the atlas out (its links are then broken, and the build says so)."""
-    which = os.environ.get('NEURONLENS_DOCS_ATLAS', 'toyclip').strip().lower()
+    """The neuron atlas of the shipped ToyCLIP layer under `site/atlas/` and of the shipped captioner's multimodal
+    units under `site/atlas/captioner/`, through `neuronlens atlas --captioner`; returns problems.
+    The captioner's units are found on DOCS_CAPTIONER_SCENES held-out scenes (it loads SmolLM2; times measured there),
+    all of it cached in ATLAS_CACHE, so a rebuild only reads it. NEURONLENS_DOCS_ATLAS=all uses the main job's 16
+    scenes; =toyclip leaves the captioner out (a stub page says how to build it); =0 leaves the atlas out (its links
+    are then broken, and the build says so)."""
+    which = os.environ.get('NEURONLENS_DOCS_ATLAS', 'default').strip().lower()
     if which in ('0', 'no', 'off', 'false'): return ['NEURONLENS_DOCS_ATLAS=0: the atlas was not built']
     exe = Path(sys.executable).parent / 'neuronlens'
     cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ['-m', 'neuronlens.cli']), 'atlas',
            '--out', str(site / 'atlas'), '--cache', str(root / ATLAS_CACHE), '--n-neurons', '12']
-    if which == 'all': cmd.append('--captioner')
+    if which != 'toyclip': cmd += ['--captioner', '--captioner-scenes', '16' if which == 'all' else str(DOCS_CAPTIONER_SCENES)]
     env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1'}
     t = time.time()
     res = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env)
     if res.returncode: return [f"neuronlens atlas failed (exit {res.returncode}): {res.stderr[-3000:]}"]
-    if which != 'all':
+    if which == 'toyclip':
         stub = site / 'atlas' / 'captioner' / 'index.html'
         stub.parent.mkdir(parents=True, exist_ok=True)
         stub.write_text('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>captioner atlas</title><link rel="icon" href="data:,"></head>'
-                        '<body><h1>The captioner\'s multimodal units</h1><p>Not built with these docs (it loads SmolLM2-135M). Build it with '
-                        '<code>neuronlens atlas --captioner --out atlas</code>, or the docs with <code>NEURONLENS_DOCS_ATLAS=all</code>.</p>'
+                        '<body><h1>The captioner\'s multimodal units</h1><p>Not built with these docs (NEURONLENS_DOCS_ATLAS=toyclip; it loads SmolLM2-135M). Build it with '
+                        '<code>neuronlens atlas --captioner --out atlas</code>, or the docs without <code>NEURONLENS_DOCS_ATLAS=toyclip</code>.</p>'
                         '<p><a href="../index.html">ToyCLIP layer atlas</a></p></body></html>', encoding='utf-8')
     log(f"atlas: {len(list((site / 'atlas').rglob('*.html')))} page(s) in {time.time() - t:.1f}s")
     return []
