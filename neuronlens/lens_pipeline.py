@@ -448,6 +448,8 @@ def run_multimodal_neurons(
         return None
     found = _merge_multimodal(captioner, parts, settings, layers, top_k, contrast, dictionary, source.n)
     found.info.update(n_computed=done, cached=done == 0)  # cached: this call computed no shard
+    # provenance: the run's settings key, and the 'mm-shard' entries it was merged from
+    found.info.update(cache_key=cache_key(**settings), shard_keys=[cache_key(shard=s, **settings) for s in range(n_shards)])
     return found
 
 # %% ../nbs/23_lens_pipeline.ipynb #e1d2c3b4
