@@ -98,10 +98,15 @@ def write_site(records:Sequence[NeuronRecord], out:str|Path, title:str, intro:st
 
 # %% ../nbs/31_atlas.ipynb #5da8756c
 def write_atlas(layer:SecondOrderLayer, out:str|Path, n_neurons:int=50, neurons:Sequence[int]|None=None,
-                save_records:bool=False, title:str|None=None) -> Path:
+                save_records:bool=False, title:str|None=None,
+                simulation:bool=True, # toy-world layers: each page shows its simulation score (`simulate.add_simulation`)
+               ) -> Path:
     "The static atlas of a cached second-order layer; returns the index path."
     ns = [int(n) for n in (neurons if neurons is not None else layer.significant[:n_neurons])]
     recs = [second_order_record(layer, n) for n in ns]
+    if simulation and layer.clip is not None and layer.concepts is not None:
+        from neuronlens.simulate import add_simulation
+        recs = [add_simulation(layer, r) for r in recs]
     e = layer.run.effects
     intro = (f'{len(ns)} most significant of {layer.d_mlp} neurons of MLP layer {layer.layer}, second-order lens over {e.n_images} images '
              f'({layer.source.id}); descriptions are sparse decompositions of each neuron\'s direction over {len(layer.words or [])} words.')

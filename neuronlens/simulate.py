@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from .core import ConfigError, TensorCache, cache_key, state_dict_hash
 
 # %% auto #0
-__all__ = ['KINDS', 'simulate_values', 'simulation_score', 'HeldOut', 'heldout_set', 'description_score', 'truth_descriptions',
-           'random_descriptions', 'positive_terms', 'Simulation', 'simulate_layer', 'simulation_table',
-           'plot_simulation', 'demo_section', 'register_commands']
+__all__ = ['KINDS', 'SIMULATION_SCORE', 'simulate_values', 'simulation_score', 'HeldOut', 'heldout_set', 'description_score',
+           'truth_descriptions', 'random_descriptions', 'positive_terms', 'Simulation', 'simulate_layer',
+           'simulation_table', 'plot_simulation', 'add_simulation', 'demo_section', 'register_commands']
 
 # %% ../nbs/26_simulation.ipynb #9d192364
 def simulate_values(
@@ -251,6 +251,40 @@ def plot_simulation(sim: Simulation, title: str = 'Simulation scores on held-out
         margin=dict(t=50, b=40, l=60, r=20),
     )
     return fig
+
+# %% ../nbs/26_simulation.ipynb #5e1d0a02
+SIMULATION_SCORE = 'simulation score (held-out)'  # the record's score row
+
+
+def add_simulation(
+    L,  # a `records.SecondOrderLayer` of a toy-world run, opened with its model
+    rec,  # a second-order `NeuronRecord` of that layer
+    n_heldout: int = 256,  # held-out toy scenes (valid split) to score on
+    k_words: int = 3,  # words of the description (positive terms, largest first)
+    n_random: int = 10,  # random descriptions averaged for the baseline
+    seed: int = 0,
+):
+    "Add the simulation score of `rec`'s description to its scores, next to random descriptions' mean; returns `rec`."
+    if L.clip is None or L.concepts is None:
+        raise ConfigError("simulation scores need a toy-world layer opened with its model: records.open_layer(..., clip=)")
+    if rec.method != 'second-order' or rec.layer != L.layer:
+        raise ConfigError(f"add_simulation needs a second-order record of layer {L.layer}, got {rec.method} layer {rec.layer}")
+    key = ('heldout', n_heldout)
+    if key not in L.tables:
+        k_top = L.run.effects.top_idx.shape[1]
+        L.tables[key] = heldout_set(L.clip, L.layer, L.cache or TensorCache(), n_heldout, k_top=k_top)
+    held = L.tables[key]
+    words = positive_terms(rec.description, k_words)
+    draws = random_descriptions(L.words, n_random, k_words, seed + rec.unit)
+    scores = _score_all(L.clip, held, [rec.unit], {'description': [words], **{f'r{j}': [d] for j, d in enumerate(draws)}})
+    value = float(scores.pop('description')[0])
+    baseline = float(np.mean([s[0] for s in scores.values()]))
+    row = {'name': SIMULATION_SCORE, 'value': value, 'baseline': baseline,
+           'baseline_of': f'{n_random} random {k_words}-word descriptions, same {len(held.image_emb)} held-out scenes'}
+    rec.scores = [s for s in rec.scores if s['name'] != SIMULATION_SCORE] + [row]
+    rec.extra['simulation'] = {'description': words, 'heldout': held.source_id, 'random': draws}
+    return rec
+
 
 # %% ../nbs/26_simulation.ipynb #f26b9ccc
 def demo_section(r, ctx):
