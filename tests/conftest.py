@@ -4,6 +4,7 @@ Notebooks are the unit tests (run by `test_notebooks.py`, one test case per note
 holds the runners, repository checks, CLI smoke tests and the docs/browser check.
 """
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,34 @@ def write_image_sets(d:Path, images, captions, n_shards:int, shard:str='shard-{:
     features = datasets.Features({image_col: datasets.Image(), caption_col: datasets.Value('string')})
     rows = {image_col: [{'bytes': png_bytes(a), 'path': None} for a in images], caption_col: list(captions)}
     datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(d / 'hf'))
+
+
+# A headless Debian chromium driven by Playwright (its own browser download fails here), shared by the docs and
+# explorer checks; without chromium the checks are skipped, or fail when CI is set.
+CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                 '--disable-background-networking', '--disable-component-update', '--disable-sync']
+
+
+def in_ci() -> bool:
+    "Whether the CI environment variable is set (to anything but 0/false/no)."
+    return os.environ.get('CI', '').strip().lower() not in ('', '0', 'false', 'no')
+
+
+def chromium_path():
+    "The system chromium ($NEURONLENS_CHROMIUM, `chromium` on PATH, /usr/bin/chromium), or None."
+    exe = os.environ.get('NEURONLENS_CHROMIUM') or shutil.which('chromium') or '/usr/bin/chromium'
+    return exe if os.path.exists(exe) else None
+
+
+@pytest.fixture(scope='session')
+def browser():
+    exe = chromium_path()
+    if not exe:
+        msg = "Debian chromium is not installed (apt-get install -y chromium): browser checks not run"
+        if in_ci(): pytest.fail(msg + " (CI is set, so this is a failure)", pytrace=False)
+        pytest.skip(msg)
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

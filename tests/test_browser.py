@@ -13,20 +13,16 @@ Needs Debian's Chromium (as tests/test_docs.py): skipped without it, a failure w
 import collections
 import json
 import os
-import shutil
 import subprocess
-import sys
 import threading
 import time
 from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT  # the `browser` fixture (Debian chromium + Playwright) is in conftest too
 
 ARTIFACTS = ROOT / 'artifacts'
-CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-                 '--disable-background-networking', '--disable-component-update', '--disable-sync']
 
 SETUP = """import tempfile
 from neuronlens.core import TensorCache
@@ -41,29 +37,6 @@ cache = TensorCache(CACHE)
 run = lp.run_second_order(clip, lp.image_source('toy:test', 48, 32), 1, cache, shard_size=24, k_top=6)
 L = open_layer(cache, lp.save_run(run, cache), clip, words=words, k=4)
 """
-
-
-def _in_ci() -> bool:
-    return os.environ.get('CI', '').strip().lower() not in ('', '0', 'false', 'no')
-
-
-def chromium_path():
-    exe = os.environ.get('NEURONLENS_CHROMIUM') or shutil.which('chromium') or '/usr/bin/chromium'
-    return exe if os.path.exists(exe) else None
-
-
-@pytest.fixture(scope='module')
-def browser():
-    exe = chromium_path()
-    if not exe:
-        msg = "Debian chromium is not installed (apt-get install -y chromium): browser checks not run"
-        if _in_ci(): pytest.fail(msg + " (CI is set, so this is a failure)", pytrace=False)
-        pytest.skip(msg)
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _local_only(context, external):

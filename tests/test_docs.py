@@ -14,7 +14,6 @@ import collections
 import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT  # the `browser` fixture (Debian chromium + Playwright) is in conftest too
 
 _spec = importlib.util.spec_from_file_location('build_docs', ROOT / 'tools' / 'build_docs.py')
 build_docs = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(build_docs)
@@ -31,23 +30,12 @@ build_docs = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(bu
 DOCS = ROOT / build_docs.read_settings(ROOT).get('doc_path', '_docs')
 ARTIFACTS = ROOT / 'artifacts'
 EXPECTED = build_docs.expected_pages(ROOT)            # {'00_core.ipynb': 'core.html', ...}
-CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-                 '--disable-background-networking', '--disable-component-update', '--disable-sync']
 LOCAL_SCHEMES = {'data', 'blob', 'about'}
 PLOT_TIMEOUT_MS = 20_000
 STOPWORDS = set('''about above after again against because been before being below between both could does doing during
 each from further have having here itself just more most once only other over same should some such than that their
 theirs them then there these they this those through under until very what when where which while whom will with would
 your yours notebook'''.split())
-
-
-def _in_ci() -> bool:
-    return os.environ.get('CI', '').strip().lower() not in ('', '0', 'false', 'no')
-
-
-def chromium_path():
-    exe = os.environ.get('NEURONLENS_CHROMIUM') or shutil.which('chromium') or '/usr/bin/chromium'
-    return exe if os.path.exists(exe) else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -76,20 +64,6 @@ def server(built_site):
     th = threading.Thread(target=srv.serve_forever, daemon=True); th.start()
     yield f"http://127.0.0.1:{srv.server_address[1]}"
     srv.shutdown(); srv.server_close()
-
-
-@pytest.fixture(scope='session')
-def browser():
-    exe = chromium_path()
-    if not exe:
-        msg = "Debian chromium is not installed (apt-get install -y chromium): browser checks not run"
-        if _in_ci(): pytest.fail(msg + " (CI is set, so this is a failure)", pytrace=False)
-        pytest.skip(msg)
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _html_pages():
