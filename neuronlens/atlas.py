@@ -12,7 +12,15 @@ import numpy as np
 
 from .core import ConfigError, TensorCache
 from .records import NeuronRecord, SecondOrderLayer, second_order_record, multimodal_record, save_record
-from .explorers import (plot_values, plot_terms, plot_map, images_html, scores_html, record_header_html, senses_html)
+from neuronlens.explorers import (
+    plot_values,
+    plot_terms,
+    plot_map,
+    images_html,
+    scores_html,
+    record_header_html,
+    senses_html,
+)
 
 # %% auto #0
 __all__ = ['figure_html', 'page_html', 'record_page', 'index_page', 'write_site', 'write_atlas', 'write_multimodal_atlas',
@@ -24,35 +32,56 @@ table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding
 .nl-row{display:flex;flex-wrap:wrap;gap:1em}.nl-row>div{flex:1 1 320px}a{color:#3b5b92}.nl-hidden{display:none}
 input[type=search]{font-size:1em;padding:.3em;width:22em}</style>"""
 
-def figure_html(fig, div_id:str) -> str:
+
+def figure_html(fig, div_id: str) -> str:
     "A plotly figure as a `div` and the script that draws it with the page's plotly.js."
     js = fig.to_json().replace('</', '<\\/')
     h = int(fig.layout.height or 320)
-    return (f'<div id="{div_id}" class="plotly-graph-div" style="height:{h}px"></div>'
-            f'<script>(function(){{var f={js};Plotly.newPlot("{div_id}",f.data,f.layout,{{responsive:true,displaylogo:false}});}})();</script>')
+    return (
+        f'<div id="{div_id}" class="plotly-graph-div" style="height:{h}px"></div>'
+        f'<script>(function(){{var f={js};Plotly.newPlot("{div_id}",f.data,f.layout,{{responsive:true,displaylogo:false}});}})();</script>'
+    )
 
-def page_html(title:str, body:str, plotly_src:str|None='plotly.min.js', # path of plotly.js relative to the page; None: no figures
-             ) -> str:
+
+def page_html(
+    title: str,
+    body: str,
+    plotly_src: str | None = 'plotly.min.js',  # path of plotly.js relative to the page; None: no figures
+) -> str:
     "A whole atlas page."
     js = f'<script src="{plotly_src}"></script>' if plotly_src else ''
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f'<link rel="icon" href="data:,">{_CSS}{js}</head><body>{body}</body></html>')
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f'<link rel="icon" href="data:,">{_CSS}{js}</head><body>{body}</body></html>'
+    )
 
 # %% ../nbs/31_atlas.ipynb #a9b4b4e4
-def record_page(rec:NeuronRecord, index:str='index.html', plotly_src:str='plotly.min.js') -> str:
+def record_page(rec: NeuronRecord, index: str = 'index.html', plotly_src: str = 'plotly.min.js') -> str:
     "The atlas page of one record: header, scores, histogram, description, top images with a map, ranges, senses."
     amap = rec.maps['top'][0] if 'top' in rec.maps and len(rec.top) else None
-    figs = [figure_html(plot_values(rec.values, rec.value_name, title=f'{rec.value_name} over {len(rec.values)} images'), 'histogram'),
-            figure_html(plot_terms(rec.description, rec.description_kind, title='description'), 'description')]
-    top_map = figure_html(plot_map(rec.images['top'][0], amap, title=f'image {rec.top[0]}'), 'map') if len(rec.top) else ''
-    ranges = ''.join(f"<h4>{r['lo']:.3g} to {r['hi']:.3g} ({r['count']} images)</h4>" + images_html(rec.images.get(f'range{j}'), [f'#{i}: {rec.values[i]:.3g}' for i in r['images']])
-                     for j, r in reversed(list(enumerate(rec.ranges))))
-    body = (f'<p><a href="{index}">&larr; atlas index</a></p>{record_header_html(rec)}'
-            f'<h4 id="scores">Scores</h4>{scores_html(rec.scores)}<div class="nl-row"><div>{figs[0]}</div><div>{figs[1]}</div></div>'
-            f'<h4 id="top">Top images</h4><div class="nl-row"><div>{images_html(rec.images["top"], [f"#{i}: {rec.values[i]:.3g}" for i in rec.top])}</div><div>{top_map}</div></div>'
-            f'<h4 id="ranges">Images by {html.escape(rec.value_name)} range, strongest first</h4>{ranges}'
-            f'<h4 id="senses">Senses</h4>{senses_html(rec)}'
-            f'<p style="color:#777;font-size:12px">provenance: <code>{html.escape(json.dumps({k: v for k, v in rec.provenance.items() if k != "info"}))}</code></p>')
+    figs = [
+        figure_html(
+            plot_values(rec.values, rec.value_name, title=f'{rec.value_name} over {len(rec.values)} images'),
+            'histogram',
+        ),
+        figure_html(plot_terms(rec.description, rec.description_kind, title='description'), 'description'),
+    ]
+    top_map = (
+        figure_html(plot_map(rec.images['top'][0], amap, title=f'image {rec.top[0]}'), 'map') if len(rec.top) else ''
+    )
+    ranges = ''.join(
+        f"<h4>{r['lo']:.3g} to {r['hi']:.3g} ({r['count']} images)</h4>"
+        + images_html(rec.images.get(f'range{j}'), [f'#{i}: {rec.values[i]:.3g}' for i in r['images']])
+        for j, r in reversed(list(enumerate(rec.ranges)))
+    )
+    body = (
+        f'<p><a href="{index}">&larr; atlas index</a></p>{record_header_html(rec)}'
+        f'<h4 id="scores">Scores</h4>{scores_html(rec.scores)}<div class="nl-row"><div>{figs[0]}</div><div>{figs[1]}</div></div>'
+        f'<h4 id="top">Top images</h4><div class="nl-row"><div>{images_html(rec.images["top"], [f"#{i}: {rec.values[i]:.3g}" for i in rec.top])}</div><div>{top_map}</div></div>'
+        f'<h4 id="ranges">Images by {html.escape(rec.value_name)} range, strongest first</h4>{ranges}'
+        f'<h4 id="senses">Senses</h4>{senses_html(rec)}'
+        f'<p style="color:#777;font-size:12px">provenance: <code>{html.escape(json.dumps({k: v for k, v in rec.provenance.items() if k != "info"}))}</code></p>'
+    )
     return page_html(f'{rec.id} · neuronlens atlas', body, plotly_src)
 
 # %% ../nbs/31_atlas.ipynb #1b54f5e2
@@ -61,77 +90,116 @@ function run(){var q=box.value.trim().toLowerCase();var n=0;rows.forEach(functio
 r.classList.toggle('nl-hidden',!hit);if(hit)n++;});document.getElementById('count').textContent=n+' of '+rows.length+' neurons';}
 box.addEventListener('input',run);var p=new URLSearchParams(location.search).get('q');if(p){box.value=p;}run();})();</script>"""
 
-def index_page(records:Sequence[NeuronRecord], title:str, intro:str='') -> str:
+
+def index_page(records: Sequence[NeuronRecord], title: str, intro: str = '') -> str:
     "The atlas index of `records` with a search box over their descriptions."
     rows = []
     for r in records:
         words = '|'.join(html.escape(str(w).lower()) for w, _ in r.description)
         s = r.scores[0] if r.scores else {'name': '', 'value': float('nan'), 'baseline': float('nan')}
-        rows.append(f'<tr id="{r.id}" data-words="{words}"><td><a href="{r.id}.html">{html.escape(r.method)} L{r.layer} u{r.unit}</a></td>'
-                    f'<td>{html.escape(", ".join(f"{w} ({v:+.2g})" for w, v in r.description[:6]))}</td><td>{s["value"]:.3g} (baseline {s["baseline"]:.3g})</td></tr>')
+        rows.append(
+            f'<tr id="{r.id}" data-words="{words}"><td><a href="{r.id}.html">{html.escape(r.method)} L{r.layer} u{r.unit}</a></td>'
+            f'<td>{html.escape(", ".join(f"{w} ({v:+.2g})" for w, v in r.description[:6]))}</td><td>{s["value"]:.3g} (baseline {s["baseline"]:.3g})</td></tr>'
+        )
     first = html.escape(records[0].scores[0]['name']) if records and records[0].scores else 'score'
-    body = (f'<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p><p><input id="q" type="search" placeholder="search a word, e.g. red" aria-label="search"> '
-            f'<span id="count"></span></p><table id="neurons"><thead><tr><th>neuron</th><th>description</th><th>{first}</th></tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>{_SEARCH_JS}')
+    body = (
+        f'<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p><p><input id="q" type="search" placeholder="search a word, e.g. red" aria-label="search"> '
+        f'<span id="count"></span></p><table id="neurons"><thead><tr><th>neuron</th><th>description</th><th>{first}</th></tr></thead>'
+        f'<tbody>{"".join(rows)}</tbody></table>{_SEARCH_JS}'
+    )
     return page_html(title, body, None)
 
 # %% ../nbs/31_atlas.ipynb #038b9e1a
 def _plotly_js_path() -> Path:
     import plotly
-    p = Path(plotly.__file__).parent/'package_data'/'plotly.min.js'
-    if not p.exists(): raise ConfigError(f"plotly.min.js is missing from the installed plotly package ({p})")
+
+    p = Path(plotly.__file__).parent / 'package_data' / 'plotly.min.js'
+    if not p.exists():
+        raise ConfigError(f"plotly.min.js is missing from the installed plotly package ({p})")
     return p
 
-def write_site(records:Sequence[NeuronRecord], out:str|Path, title:str, intro:str='', save_records:bool=False,
-               plotly_src:str='plotly.min.js', # plotly.js relative to the pages; the default copies it into `out`, another path must exist
-              ) -> Path:
+
+def write_site(
+    records: Sequence[NeuronRecord],
+    out: str | Path,
+    title: str,
+    intro: str = '',
+    save_records: bool = False,
+    plotly_src: str = 'plotly.min.js',  # plotly.js relative to the pages; the default copies it into `out`, another path must exist
+) -> Path:
     "Write an atlas of `records` into `out` (index.html, one page per record, plotly.min.js); returns the index path."
-    if not records: raise ConfigError("an atlas needs at least one neuron record")
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    if plotly_src == 'plotly.min.js': shutil.copyfile(_plotly_js_path(), out/'plotly.min.js')
-    elif not (out/plotly_src).exists(): raise ConfigError(f"plotly_src {plotly_src!r} does not exist relative to {out}")
+    if not records:
+        raise ConfigError("an atlas needs at least one neuron record")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if plotly_src == 'plotly.min.js':
+        shutil.copyfile(_plotly_js_path(), out / 'plotly.min.js')
+    elif not (out / plotly_src).exists():
+        raise ConfigError(f"plotly_src {plotly_src!r} does not exist relative to {out}")
     for r in records:
-        (out/f'{r.id}.html').write_text(record_page(r, plotly_src=plotly_src), encoding='utf-8')
-        if save_records: save_record(r, out/'records')
-    (out/'index.html').write_text(index_page(records, title, intro), encoding='utf-8')
-    return out/'index.html'
+        (out / f'{r.id}.html').write_text(record_page(r, plotly_src=plotly_src), encoding='utf-8')
+        if save_records:
+            save_record(r, out / 'records')
+    (out / 'index.html').write_text(index_page(records, title, intro), encoding='utf-8')
+    return out / 'index.html'
 
 # %% ../nbs/31_atlas.ipynb #5da8756c
-def write_atlas(layer:SecondOrderLayer, out:str|Path, n_neurons:int=50, neurons:Sequence[int]|None=None,
-                save_records:bool=False, title:str|None=None,
-                simulation:bool=True, # toy-world layers: each page shows its simulation score (`simulate.add_simulation`)
-               ) -> Path:
+def write_atlas(
+    layer: SecondOrderLayer,
+    out: str | Path,
+    n_neurons: int = 50,
+    neurons: Sequence[int] | None = None,
+    save_records: bool = False,
+    title: str | None = None,
+    simulation: bool = True,  # toy-world layers: each page shows its simulation score (`simulate.add_simulation`)
+) -> Path:
     "The static atlas of a cached second-order layer; returns the index path."
     ns = [int(n) for n in (neurons if neurons is not None else layer.significant[:n_neurons])]
     recs = [second_order_record(layer, n) for n in ns]
     if simulation and layer.clip is not None and layer.concepts is not None:
         from neuronlens.simulate import add_simulation
+
         recs = [add_simulation(layer, r) for r in recs]
     e = layer.run.effects
-    intro = (f'{len(ns)} most significant of {layer.d_mlp} neurons of MLP layer {layer.layer}, second-order lens over {e.n_images} images '
-             f'({layer.source.id}); descriptions are sparse decompositions of each neuron\'s direction over {len(layer.words or [])} words.')
+    intro = (
+        f'{len(ns)} most significant of {layer.d_mlp} neurons of MLP layer {layer.layer}, second-order lens over {e.n_images} images '
+        f'({layer.source.id}); descriptions are sparse decompositions of each neuron\'s direction over {len(layer.words or [])} words.'
+    )
     return write_site(recs, out, title or f'{layer.model} layer {layer.layer}: neuron atlas', intro, save_records)
 
-def write_multimodal_atlas(view, out:str|Path, n_units:int=24, save_records:bool=False, title:str|None=None,
-                           plotly_src:str='plotly.min.js') -> Path:
+
+def write_multimodal_atlas(
+    view,
+    out: str | Path,
+    n_units: int = 24,
+    save_records: bool = False,
+    title: str | None = None,
+    plotly_src: str = 'plotly.min.js',
+) -> Path:
     "The static atlas of a prepared multimodal view: the units in most images' top sets; returns the index path."
     import torch
+
     a = view.found.attribution
-    flat, counts = a.top_units[a.valid][:, :view.maps.shape[1]].reshape(-1).unique(return_counts=True)
+    flat, counts = a.top_units[a.valid][:, : view.maps.shape[1]].reshape(-1).unique(return_counts=True)
     units = [a.unit(f) for f in flat[counts.argsort(descending=True, stable=True)][:n_units].tolist()]
     recs = [multimodal_record(view, l, u) for l, u in units]
-    intro = (f'{len(recs)} LM units found most often among the top attributed units of {int(a.valid.sum())} images; '
-             f'descriptions are each unit\'s decoded tokens (W_U w_out) with their logits.')
+    intro = (
+        f'{len(recs)} LM units found most often among the top attributed units of {int(a.valid.sum())} images; '
+        f'descriptions are each unit\'s decoded tokens (W_U w_out) with their logits.'
+    )
     return write_site(recs, out, title or f'{view.model}: multimodal neuron atlas', intro, save_records, plotly_src)
 
 # %% ../nbs/31_atlas.ipynb #e24611b5
-def _widget_html(w, figs:list) -> str:
+def _widget_html(w, figs: list) -> str:
     "HTML of a widget tree; figures are collected in `figs` and drawn by the page."
     import ipywidgets as widgets
     import plotly.graph_objects as go
+
     if isinstance(w, go.FigureWidget):
-        figs.append(w); return figure_html(go.Figure(w), f'fig{len(figs)}')
-    if isinstance(w, widgets.HTML): return f'<div>{w.value}</div>'
+        figs.append(w)
+        return figure_html(go.Figure(w), f'fig{len(figs)}')
+    if isinstance(w, widgets.HTML):
+        return f'<div>{w.value}</div>'
     if isinstance(w, widgets.Box):
         inner = ''.join(_widget_html(c, figs) for c in w.children)
         return f'<div class="nl-row">{inner}</div>' if isinstance(w, widgets.HBox) else f'<div>{inner}</div>'
@@ -140,38 +208,72 @@ def _widget_html(w, figs:list) -> str:
         return f'<p><b>{html.escape(w.description)}</b>: {html.escape(str(label))}</p>'
     return ''
 
-def export_html(explorer, path:str|Path, title:str='neuronlens explorer') -> Path:
+
+def export_html(explorer, path: str | Path, title: str = 'neuronlens explorer') -> Path:
     "Write the current state of an explorer (any widget tree) as one standalone HTML file with plotly.js inlined."
     figs = []
     body = f'<h1>{html.escape(title)}</h1>' + _widget_html(explorer, figs)
     js = _plotly_js_path().read_text(encoding='utf-8') if figs else ''
     doc = page_html(title, body, None).replace('</head>', f'<script>{js}</script></head>' if js else '</head>', 1)
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True); path.write_text(doc, encoding='utf-8')
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(doc, encoding='utf-8')
     return path
 
 # %% ../nbs/31_atlas.ipynb #bfec6a5d
-def add_atlas_args(p:argparse.ArgumentParser):
+def add_atlas_args(p: argparse.ArgumentParser):
     "Options of `neuronlens atlas`."
     p.add_argument('--out', type=Path, default=Path('atlas'), help='folder of the site (default: ./atlas)')
-    p.add_argument('--cache', type=Path, default=None, help='cache folder (default: $NEURONLENS_CACHE or ~/.cache/neuronlens)')
-    p.add_argument('--run', default=None, help="key of a cached second-order run of ToyCLIP (default: the main job's, computed if missing)")
+    p.add_argument(
+        '--cache', type=Path, default=None, help='cache folder (default: $NEURONLENS_CACHE or ~/.cache/neuronlens)'
+    )
+    p.add_argument(
+        '--run',
+        default=None,
+        help="key of a cached second-order run of ToyCLIP (default: the main job's, computed if missing)",
+    )
     p.add_argument('--n-scenes', type=int, default=256, help="held-out scenes of the main job's run (default: 256)")
     p.add_argument('--n-neurons', type=int, default=50, help='significant neurons with a page (default: 50)')
-    p.add_argument('--captioner', action='store_true', help="also the shipped captioner's multimodal units (loads SmolLM2)")
-    p.add_argument('--captioner-scenes', type=int, default=16, help="held-out scenes the captioner's units are found on (default: 16, as the main job)")
-    p.add_argument('--records', action='store_true', help='also save every record (JSON + safetensors) under OUT/records')
+    p.add_argument(
+        '--captioner', action='store_true', help="also the shipped captioner's multimodal units (loads SmolLM2)"
+    )
+    p.add_argument(
+        '--captioner-scenes',
+        type=int,
+        default=16,
+        help="held-out scenes the captioner's units are found on (default: 16, as the main job)",
+    )
+    p.add_argument(
+        '--records', action='store_true', help='also save every record (JSON + safetensors) under OUT/records'
+    )
+
 
 def run_atlas_cli(args) -> int:
     "Run `neuronlens atlas`."
     from neuronlens import explorers as ex, models
     from neuronlens.records import open_layer
-    if args.n_neurons < 1: raise ConfigError(f"--n-neurons must be at least 1, got {args.n_neurons}")
-    if args.n_scenes < 16: raise ConfigError(f"--n-scenes must be at least 16, got {args.n_scenes}")
-    if args.captioner_scenes < 1: raise ConfigError(f"--captioner-scenes must be at least 1, got {args.captioner_scenes}")
+
+    if args.n_neurons < 1:
+        raise ConfigError(f"--n-neurons must be at least 1, got {args.n_neurons}")
+    if args.n_scenes < 16:
+        raise ConfigError(f"--n-scenes must be at least 16, got {args.n_scenes}")
+    if args.captioner_scenes < 1:
+        raise ConfigError(f"--captioner-scenes must be at least 1, got {args.captioner_scenes}")
     cache = TensorCache(args.cache)
-    L = open_layer(cache, args.run, models.load_model('toyclip')) if args.run else ex.main_job_layer(cache, args.n_scenes)
+    L = (
+        open_layer(cache, args.run, models.load_model('toyclip'))
+        if args.run
+        else ex.main_job_layer(cache, args.n_scenes)
+    )
     idx = write_atlas(L, args.out, args.n_neurons, save_records=args.records)
     print(idx)
     if args.captioner:  # its pages share the layer atlas's plotly.js
-        print(write_multimodal_atlas(ex.main_job_view(cache, args.captioner_scenes), Path(args.out)/'captioner', save_records=args.records, plotly_src='../plotly.min.js'))
+        print(
+            write_multimodal_atlas(
+                ex.main_job_view(cache, args.captioner_scenes),
+                Path(args.out) / 'captioner',
+                save_records=args.records,
+                plotly_src='../plotly.min.js',
+            )
+        )
     return 0

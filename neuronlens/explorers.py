@@ -12,8 +12,16 @@ import numpy as np
 import torch
 
 from .core import ConfigError, TensorCache
-from .records import (NeuronRecord, SecondOrderLayer, MultimodalView, second_order_record, add_senses, multimodal_record,
-                                search_terms, first_order_terms)
+from neuronlens.records import (
+    NeuronRecord,
+    SecondOrderLayer,
+    MultimodalView,
+    second_order_record,
+    add_senses,
+    multimodal_record,
+    search_terms,
+    first_order_terms,
+)
 
 # %% auto #0
 __all__ = ['plot_values', 'plot_terms', 'overlay', 'plot_map', 'plot_units', 'plot_ablation_probs', 'draw', 'refresh',
@@ -23,102 +31,236 @@ __all__ = ['plot_values', 'plot_terms', 'overlay', 'plot_map', 'plot_units', 'pl
            'explorer_notebook', 'start_lab', 'wait_for_lab', 'register_commands', 'demo_section']
 
 # %% ../nbs/30_explorers.ipynb #014f7657
-def _figure(data:list, layout:dict, as_dict:bool=False, template:str|None='plotly_white'):
+def _figure(data: list, layout: dict, as_dict: bool = False, template: str | None = 'plotly_white'):
     "A plotly `Figure` of trace dicts `data` and `layout` in the explorers' style, or (`as_dict`) the figure's dict, built and checked by the widget it updates."
     fig = {'data': data, 'layout': {**layout, 'template': template}}
     return fig if as_dict else _styled(fig)
 
-def _styled(fig:dict):
+
+def _styled(fig: dict):
     "The plotly `Figure` of a figure dict whose layout names its template."
     import plotly.graph_objects as go, plotly.io as pio
-    layout = dict(fig['layout']); name = layout.pop('template', None)
+
+    layout = dict(fig['layout'])
+    name = layout.pop('template', None)
     out = go.Figure({'data': fig['data'], 'layout': layout})
-    if name is None: return out
+    if name is None:
+        return out
     # The registered template is set without validating it again (30 ms a figure), as plotly sets its default one
     # (`BaseFigure._initialize_layout_template`); the figure is the same as with `template=name`.
     out.layout._validate = False
-    try: out.layout.template = pio.templates[name]
-    finally: out.layout._validate = True
+    try:
+        out.layout.template = pio.templates[name]
+    finally:
+        out.layout._validate = True
     return out
 
-def plot_values(values:np.ndarray, # [n_images] a unit's value on every image
-                name:str='value', # axis title
-                others:dict|None=None, # more series to overlay: label -> [n_images]
-                title:str='', height:int=260, as_dict:bool=False):
+
+def plot_values(
+    values: np.ndarray,  # [n_images] a unit's value on every image
+    name: str = 'value',  # axis title
+    others: dict | None = None,  # more series to overlay: label -> [n_images]
+    title: str = '',
+    height: int = 260,
+    as_dict: bool = False,
+):
     "Histogram of a unit's values over the images (Neuronpedia's activation histogram), optionally overlaid."
     series = {name: values, **(others or {})}
-    return _figure([dict(type='histogram', x=np.asarray(v, np.float32).tolist(), name=k, nbinsx=30, opacity=0.7 if others else 1) for k, v in series.items()],
-                   dict(title=dict(text=title), xaxis=dict(title=dict(text=name)), yaxis=dict(title=dict(text='images')), barmode='overlay', height=height,
-                        showlegend=bool(others), margin=dict(l=50, r=10, t=40 if title else 10, b=40)), as_dict)
+    return _figure(
+        [
+            dict(
+                type='histogram', x=np.asarray(v, np.float32).tolist(), name=k, nbinsx=30, opacity=0.7 if others else 1
+            )
+            for k, v in series.items()
+        ],
+        dict(
+            title=dict(text=title),
+            xaxis=dict(title=dict(text=name)),
+            yaxis=dict(title=dict(text='images')),
+            barmode='overlay',
+            height=height,
+            showlegend=bool(others),
+            margin=dict(l=50, r=10, t=40 if title else 10, b=40),
+        ),
+        as_dict,
+    )
 
-def plot_terms(terms:Sequence[tuple[str, float]], # [(word, value)], largest |value| first
-               value_name:str='coefficient', title:str='', height:int=260, as_dict:bool=False):
+
+def plot_terms(
+    terms: Sequence[tuple[str, float]],  # [(word, value)], largest |value| first
+    value_name: str = 'coefficient',
+    title: str = '',
+    height: int = 260,
+    as_dict: bool = False,
+):
     "Horizontal bar chart of a description: words or tokens with their coefficients or logits."
     ws, vs = [str(w) for w, _ in terms][::-1], [float(v) for _, v in terms][::-1]
-    pos = [i for i, v in enumerate(vs) if v >= 0]; neg = [i for i, v in enumerate(vs) if v < 0]
+    pos = [i for i, v in enumerate(vs) if v >= 0]
+    neg = [i for i, v in enumerate(vs) if v < 0]
     # numbers only in the traces, the words in the layout: a FigureWidget's browser side drops updates of string arrays
-    return _figure([dict(type='bar', x=[vs[i] for i in pos], y=pos, orientation='h', marker=dict(color='#3b5b92'), name='positive'),
-                    dict(type='bar', x=[vs[i] for i in neg], y=neg, orientation='h', marker=dict(color='#c0504d'), name='negative')],
-                   dict(title=dict(text=title), xaxis=dict(title=dict(text=value_name)), height=height, margin=dict(l=110, r=10, t=40 if title else 10, b=40),
-                        showlegend=False, barmode='overlay', yaxis=dict(tickmode='array', tickvals=list(range(len(ws))), ticktext=ws, range=[-0.6, max(len(ws), 1) - 0.4])), as_dict)
+    return _figure(
+        [
+            dict(
+                type='bar',
+                x=[vs[i] for i in pos],
+                y=pos,
+                orientation='h',
+                marker=dict(color='#3b5b92'),
+                name='positive',
+            ),
+            dict(
+                type='bar',
+                x=[vs[i] for i in neg],
+                y=neg,
+                orientation='h',
+                marker=dict(color='#c0504d'),
+                name='negative',
+            ),
+        ],
+        dict(
+            title=dict(text=title),
+            xaxis=dict(title=dict(text=value_name)),
+            height=height,
+            margin=dict(l=110, r=10, t=40 if title else 10, b=40),
+            showlegend=False,
+            barmode='overlay',
+            yaxis=dict(
+                tickmode='array', tickvals=list(range(len(ws))), ticktext=ws, range=[-0.6, max(len(ws), 1) - 0.4]
+            ),
+        ),
+        as_dict,
+    )
 
 # %% ../nbs/30_explorers.ipynb #20bb6f75
-def overlay(image:np.ndarray, # uint8 [H, W, 3]
-            amap:np.ndarray|None, # [h, w] a unit's map over the image, or None
-            alpha:float=0.6) -> np.ndarray:
+def overlay(
+    image: np.ndarray,  # uint8 [H, W, 3]
+    amap: np.ndarray | None,  # [h, w] a unit's map over the image, or None
+    alpha: float = 0.6,
+) -> np.ndarray:
     "uint8 [H, W, 3]: the image with `amap` (bilinearly upsampled, min-max scaled) laid over it in red."
-    if amap is None: return np.asarray(image, np.uint8)
+    if amap is None:
+        return np.asarray(image, np.uint8)
     H, W = image.shape[:2]
-    up = torch.nn.functional.interpolate(torch.as_tensor(amap, dtype=torch.float32)[None, None], size=(H, W), mode='bilinear', align_corners=False)[0, 0]
+    up = torch.nn.functional.interpolate(
+        torch.as_tensor(amap, dtype=torch.float32)[None, None], size=(H, W), mode='bilinear', align_corners=False
+    )[0, 0]
     heat = ((up - up.min()) / (up.max() - up.min()).clamp_min(1e-9)).numpy()[..., None]
     red = np.array([255, 40, 40], np.float32)
     return (image * (1 - alpha * heat) + red * alpha * heat).round().clip(0, 255).astype(np.uint8)
 
-def plot_map(image:np.ndarray, amap:np.ndarray|None, title:str='', height:int=260, as_dict:bool=False):
+
+def plot_map(image: np.ndarray, amap: np.ndarray | None, title: str = '', height: int = 260, as_dict: bool = False):
     "The image with a unit's map over it, as a plotly image (PNG inside the figure)."
     from neuronlens.report import png_data_uri
-    return _figure([dict(type='image', source=png_data_uri(overlay(image, amap)))],
-                   dict(title=dict(text=title), height=height, width=height, margin=dict(l=5, r=5, t=30 if title else 5, b=5),
-                        xaxis=dict(visible=False), yaxis=dict(visible=False)), as_dict, template=None)
+
+    return _figure(
+        [dict(type='image', source=png_data_uri(overlay(image, amap)))],
+        dict(
+            title=dict(text=title),
+            height=height,
+            width=height,
+            margin=dict(l=5, r=5, t=30 if title else 5, b=5),
+            xaxis=dict(visible=False),
+            yaxis=dict(visible=False),
+        ),
+        as_dict,
+        template=None,
+    )
 
 # %% ../nbs/30_explorers.ipynb #00149a81
-def plot_units(rows:Sequence[dict], # [{'layer', 'unit', 'score', 'tokens'}] an image's top units
-               chosen:int|None=None, # index of the highlighted row
-               title:str='', height:int=260, as_dict:bool=False):
+def plot_units(
+    rows: Sequence[dict],  # [{'layer', 'unit', 'score', 'tokens'}] an image's top units
+    chosen: int | None = None,  # index of the highlighted row
+    title: str = '',
+    height: int = 260,
+    as_dict: bool = False,
+):
     "An image's top attributed units: score by LM layer; the chosen one ringed."
-    x = [r['layer'] for r in rows]; y = [r['score'] for r in rows]
-    return _figure([dict(type='scatter', x=x, y=y, mode='markers', name='top units'),  # no per-point text: see plot_terms
-                    dict(type='scatter', x=x[chosen:chosen + 1] if chosen is not None else [], y=y[chosen:chosen + 1] if chosen is not None else [], mode='markers',
-                         marker=dict(size=16, color='rgba(0,0,0,0)', line=dict(width=2, color='#c0504d')), hoverinfo='skip', name='chosen')],
-                   dict(title=dict(text=title), xaxis=dict(title=dict(text='LM layer')), yaxis=dict(title=dict(text='activation x gradient')), height=height,
-                        showlegend=False, margin=dict(l=50, r=10, t=40 if title else 10, b=40)), as_dict)
+    x = [r['layer'] for r in rows]
+    y = [r['score'] for r in rows]
+    return _figure(
+        [
+            dict(type='scatter', x=x, y=y, mode='markers', name='top units'),  # no per-point text: see plot_terms
+            dict(
+                type='scatter',
+                x=x[chosen : chosen + 1] if chosen is not None else [],
+                y=y[chosen : chosen + 1] if chosen is not None else [],
+                mode='markers',
+                marker=dict(size=16, color='rgba(0,0,0,0)', line=dict(width=2, color='#c0504d')),
+                hoverinfo='skip',
+                name='chosen',
+            ),
+        ],
+        dict(
+            title=dict(text=title),
+            xaxis=dict(title=dict(text='LM layer')),
+            yaxis=dict(title=dict(text='activation x gradient')),
+            height=height,
+            showlegend=False,
+            margin=dict(l=50, r=10, t=40 if title else 10, b=40),
+        ),
+        as_dict,
+    )
 
-def plot_ablation_probs(ks:Sequence[int], p_top:Sequence[float], p_random:Sequence[float], # clean first, then one per k
-                        k:int|None=None, title:str='', height:int=260, as_dict:bool=False):
+
+def plot_ablation_probs(
+    ks: Sequence[int],
+    p_top: Sequence[float],
+    p_random: Sequence[float],  # clean first, then one per k
+    k: int | None = None,
+    title: str = '',
+    height: int = 260,
+    as_dict: bool = False,
+):
     "Concept probability as the top-k units (vs k random units) are zeroed; a marker at the chosen k."
-    xs = [0, *ks]; i = xs.index(k) if k in xs else None
-    return _figure([dict(type='scatter', x=xs, y=list(p_top), mode='lines+markers', name='top-k attributed units'),
-                    dict(type='scatter', x=xs, y=list(p_random), mode='lines+markers', name='k random units'),
-                    dict(type='scatter', x=[] if i is None else [xs[i]], y=[] if i is None else [p_top[i]], mode='markers', marker=dict(size=14, color='#c0504d'), name='chosen k')],
-                   dict(title=dict(text=title), xaxis=dict(title=dict(text='units zeroed (k)')), yaxis=dict(title=dict(text='p(concept)')), height=height,
-                        margin=dict(l=50, r=10, t=40 if title else 10, b=40), legend=dict(x=0.45, y=0.98)), as_dict)
+    xs = [0, *ks]
+    i = xs.index(k) if k in xs else None
+    return _figure(
+        [
+            dict(type='scatter', x=xs, y=list(p_top), mode='lines+markers', name='top-k attributed units'),
+            dict(type='scatter', x=xs, y=list(p_random), mode='lines+markers', name='k random units'),
+            dict(
+                type='scatter',
+                x=[] if i is None else [xs[i]],
+                y=[] if i is None else [p_top[i]],
+                mode='markers',
+                marker=dict(size=14, color='#c0504d'),
+                name='chosen k',
+            ),
+        ],
+        dict(
+            title=dict(text=title),
+            xaxis=dict(title=dict(text='units zeroed (k)')),
+            yaxis=dict(title=dict(text='p(concept)')),
+            height=height,
+            margin=dict(l=50, r=10, t=40 if title else 10, b=40),
+            legend=dict(x=0.45, y=0.98),
+        ),
+        as_dict,
+    )
 
 # %% ../nbs/30_explorers.ipynb #ed120a39
 def draw(current, fig):
     "A `FigureWidget` showing `fig` (a `Figure`, or a `plot_*(..., as_dict=True)` dict): a new one the first time (plotly's widget takes its first state from its constructor), else `current` refreshed."
     import plotly.graph_objects as go
-    if current is not None: return refresh(current, fig)
+
+    if current is not None:
+        return refresh(current, fig)
     # validated (60 ms): a widget made with plotly's `_validate=False` (13 ms) never sends later trace updates to the browser
     return go.FigureWidget(fig if isinstance(fig, go.Figure) else _styled(fig))
 
+
 def refresh(widget, fig):
     "Copy the traces and layout of a freshly drawn `fig` (a `Figure` or a figure dict) into an existing `FigureWidget`, in one batch (the template stays as first drawn)."
-    if isinstance(fig, dict): data, layout = fig['data'], dict(fig['layout'])
-    else: data, layout = [t.to_plotly_json() for t in fig.data], fig.layout.to_plotly_json()
+    if isinstance(fig, dict):
+        data, layout = fig['data'], dict(fig['layout'])
+    else:
+        data, layout = [t.to_plotly_json() for t in fig.data], fig.layout.to_plotly_json()
     layout.pop('template', None)  # the same for every figure of an explorer: not sent again
     with widget.batch_update():
         if len(widget.data) == len(data) and all(a.type == b.get('type', 'scatter') for a, b in zip(widget.data, data)):
-            for a, b in zip(widget.data, data): a.update(b, overwrite=True)
+            for a, b in zip(widget.data, data):
+                a.update(b, overwrite=True)
         else:
             widget.data = []
             widget.add_traces(list(data))
@@ -126,67 +268,123 @@ def refresh(widget, fig):
     return widget
 
 # %% ../nbs/30_explorers.ipynb #3f7d9fd3
-def images_html(images:np.ndarray, # uint8 [k, H, W, 3]
-                captions:Sequence[str]=(), size:int=72) -> str:
+def images_html(
+    images: np.ndarray,  # uint8 [k, H, W, 3]
+    captions: Sequence[str] = (),
+    size: int = 72,
+) -> str:
     "A strip of images with captions, as HTML."
     from neuronlens.report import png_data_uri
-    if images is None or not len(images): return '<p class="nl-empty"><em>(no images)</em></p>'
+
+    if images is None or not len(images):
+        return '<p class="nl-empty"><em>(no images)</em></p>'
     caps = list(captions) + [''] * (len(images) - len(captions))
-    cells = [f'<figure style="display:inline-block;margin:2px;text-align:center"><img src="{png_data_uri(im)}" width="{size}" height="{size}" '
-             f'style="image-rendering:pixelated"/><figcaption style="font-size:11px">{html.escape(c)}</figcaption></figure>' for im, c in zip(images, caps)]
+    cells = [
+        f'<figure style="display:inline-block;margin:2px;text-align:center"><img src="{png_data_uri(im)}" width="{size}" height="{size}" '
+        f'style="image-rendering:pixelated"/><figcaption style="font-size:11px">{html.escape(c)}</figcaption></figure>'
+        for im, c in zip(images, caps)
+    ]
     return '<div class="nl-strip">' + ''.join(cells) + '</div>'
 
-def scores_html(scores:Sequence[dict]) -> str:
+
+def scores_html(scores: Sequence[dict]) -> str:
     "A table of a record's scores and their baselines."
-    def f(v): return f'{v:.3g}' if isinstance(v, (int, float)) and not isinstance(v, bool) else html.escape(str(v))
-    rows = ''.join(f"<tr><td>{html.escape(s['name'])}</td><td><b>{f(s['value'])}</b></td><td>{f(s['baseline'])}</td><td>{html.escape(s['baseline_of'])}</td></tr>" for s in scores)
-    return ('<table class="nl-scores"><thead><tr><th>score</th><th>this unit</th><th>baseline</th><th>baseline is</th></tr></thead>'
-            f'<tbody>{rows}</tbody></table>')
+
+    def f(v):
+        return f'{v:.3g}' if isinstance(v, (int, float)) and not isinstance(v, bool) else html.escape(str(v))
+
+    rows = ''.join(
+        f"<tr><td>{html.escape(s['name'])}</td><td><b>{f(s['value'])}</b></td><td>{f(s['baseline'])}</td><td>{html.escape(s['baseline_of'])}</td></tr>"
+        for s in scores
+    )
+    return (
+        '<table class="nl-scores"><thead><tr><th>score</th><th>this unit</th><th>baseline</th><th>baseline is</th></tr></thead>'
+        f'<tbody>{rows}</tbody></table>'
+    )
 
 # %% ../nbs/30_explorers.ipynb #c5b794ee
-def record_header_html(rec:NeuronRecord) -> str:
+def record_header_html(rec: NeuronRecord) -> str:
     "Title, id, description words and provenance of a record."
     words = ', '.join(f'{html.escape(str(w))} ({v:+.3g})' for w, v in rec.description[:8])
     prov = html.escape(f"{rec.provenance.get('cache', '')} {rec.provenance.get('key', '')}".strip())
-    return (f'<h3 id="{rec.id}">{html.escape(rec.model)} · {html.escape(rec.method)} · layer {rec.layer} · unit {rec.unit}</h3>'
-            f'<p><b>{html.escape(rec.description_kind)}s:</b> {words or "(none)"}</p>'
-            f'<p style="color:#777;font-size:12px">id <code>{rec.id}</code> · from cache entry <code>{prov}</code></p>')
+    return (
+        f'<h3 id="{rec.id}">{html.escape(rec.model)} · {html.escape(rec.method)} · layer {rec.layer} · unit {rec.unit}</h3>'
+        f'<p><b>{html.escape(rec.description_kind)}s:</b> {words or "(none)"}</p>'
+        f'<p style="color:#777;font-size:12px">id <code>{rec.id}</code> · from cache entry <code>{prov}</code></p>'
+    )
 
-def senses_html(rec:NeuronRecord, size:int=56) -> str:
+
+def senses_html(rec: NeuronRecord, size: int = 56) -> str:
     "Each sense of a record: its share of the top set, its top images and (if rendered) fresh examples with the unit's effect on them."
-    if not rec.senses: return '<p><em>No two senses: its top images do not split into groups told apart by one kind of concept.</em></p>'
+    if not rec.senses:
+        return (
+            '<p><em>No two senses: its top images do not split into groups told apart by one kind of concept.</em></p>'
+        )
     parts = []
     for j, s in enumerate(rec.senses):
         share = '' if s.get('share') is None else f" · {s['share']:.0%} of the top set"
         fresh = f" · mean effect on fresh scenes {s['fresh_norm']:.3g}" if 'fresh_norm' in s else ''
-        top = images_html(rec.images['top'][[rec.top.index(i) for i in s['images'] if i in rec.top]], size=size) if s['images'] else ''
-        parts.append(f"<div><b>{html.escape(str(s['sense']))}</b>{share}{fresh}{top}{images_html(rec.images.get(f'sense{j}'), size=size) if f'sense{j}' in rec.images else ''}</div>")
+        top = (
+            images_html(rec.images['top'][[rec.top.index(i) for i in s['images'] if i in rec.top]], size=size)
+            if s['images']
+            else ''
+        )
+        parts.append(
+            f"<div><b>{html.escape(str(s['sense']))}</b>{share}{fresh}{top}{images_html(rec.images.get(f'sense{j}'), size=size) if f'sense{j}' in rec.images else ''}</div>"
+        )
     return ''.join(parts)
 
 # %% ../nbs/30_explorers.ipynb #6fd712e9
-def segmentation_overlay(L:SecondOrderLayer, image:np.ndarray, # uint8 [H, W, 3]
-                         text:str) -> np.ndarray|None:
+def segmentation_overlay(
+    L: SecondOrderLayer,
+    image: np.ndarray,  # uint8 [H, W, 3]
+    text: str,
+) -> np.ndarray | None:
     "[H, W] map in [0, 1]: `neuronlens.applications`' zero-shot segmentation of `image` for `text` from this layer's top neurons by |direction . class|; None if the library has none."
-    try: from neuronlens import applications as ap
-    except ImportError: return None
-    if L.clip is None or not all(hasattr(ap, f) for f in ('class_embeddings', 'neuron_selection', 'segmentation_maps', 'upsample_maps')): return None
+    try:
+        from neuronlens import applications as ap
+    except ImportError:
+        return None
+    if L.clip is None or not all(
+        hasattr(ap, f) for f in ('class_embeddings', 'neuron_selection', 'segmentation_maps', 'upsample_maps')
+    ):
+        return None
     emb = ap.class_embeddings(L.clip, [text])  # [1, d_out]
     W = ap.neuron_selection({L.layer: L.run}, emb, top_k=min(200, L.d_mlp))
-    maps = ap.segmentation_maps(L.clip, image[None], torch.zeros(1, dtype=torch.long), emb, {'second-order neurons': W}, [L.layer],
-                                methods=('second-order neurons',))
+    maps = ap.segmentation_maps(
+        L.clip,
+        image[None],
+        torch.zeros(1, dtype=torch.long),
+        emb,
+        {'second-order neurons': W},
+        [L.layer],
+        methods=('second-order neurons',),
+    )
     return ap.upsample_maps(maps['second-order neurons'], image.shape[:2])[0].numpy()
 
 # %% ../nbs/30_explorers.ipynb #0f883be4
 import ipywidgets as widgets
 
+
 class SecondOrderExplorer(widgets.VBox):
     "Explorer of one cached second-order layer; every control's callback is a plain method (`show`, `search`, `show_range`, ...)."
-    def __init__(self, layer:SecondOrderLayer, neuron:int|None=None, n_choices:int=40):
+
+    def __init__(self, layer: SecondOrderLayer, neuron: int | None = None, n_choices: int = 40):
         import plotly.graph_objects as go
+
         self.L, self._records = layer, {}
-        sig = [int(n) for n in (layer.significant[:n_choices] if layer.significant is not None else range(min(n_choices, layer.d_mlp)))]
-        self.neuron = widgets.BoundedIntText(min=0, max=layer.d_mlp - 1, description='neuron', layout=dict(width='160px'))
-        self.significant = widgets.Dropdown(options=[(self._label(n), n) for n in sig], description='significant', layout=dict(width='340px'))
+        sig = [
+            int(n)
+            for n in (
+                layer.significant[:n_choices] if layer.significant is not None else range(min(n_choices, layer.d_mlp))
+            )
+        ]
+        self.neuron = widgets.BoundedIntText(
+            min=0, max=layer.d_mlp - 1, description='neuron', layout=dict(width='160px')
+        )
+        self.significant = widgets.Dropdown(
+            options=[(self._label(n), n) for n in sig], description='significant', layout=dict(width='340px')
+        )
         self.query = widgets.Text(placeholder='search a word', description='search', layout=dict(width='240px'))
         self.hits = widgets.Dropdown(options=[], description='neurons', layout=dict(width='340px'))
         self.top_pick = widgets.IntSlider(0, 0, max(layer.run.effects.top_idx.shape[1] - 1, 0), description='top image')
@@ -208,101 +406,180 @@ class SecondOrderExplorer(widgets.VBox):
         self.senses_pane.observe(lambda ch: self.show_senses(), 'selected_index')
         self.show(sig[0] if neuron is None and sig else int(neuron or 0))
         row = widgets.HBox
-        super().__init__([row([self.neuron, self.significant]), row([self.query, self.hits]), self.header, self.scores,
-                          row([self.hist, self.terms]), row([widgets.VBox([self.top_pick, self.top_html]), self.map]),
-                          self.range_pick, self.range_html, self.senses_pane, self.seg_text, self.seg_html])
+        super().__init__(
+            [
+                row([self.neuron, self.significant]),
+                row([self.query, self.hits]),
+                self.header,
+                self.scores,
+                row([self.hist, self.terms]),
+                row([widgets.VBox([self.top_pick, self.top_html]), self.map]),
+                self.range_pick,
+                self.range_html,
+                self.senses_pane,
+                self.seg_text,
+                self.seg_html,
+            ]
+        )
 
-    def _label(self, n:int) -> str: return f"{n}: " + ', '.join(w for w, _ in self.L.terms[n][:3])
-    def _set(self, n:int):
+    def _label(self, n: int) -> str:
+        return f"{n}: " + ', '.join(w for w, _ in self.L.terms[n][:3])
+
+    def _set(self, n: int):
         "Select neuron `n` (the `neuron` box's callback draws it)."
-        if self.neuron.value == n: self.show(n)
-        else: self.neuron.value = n
+        if self.neuron.value == n:
+            self.show(n)
+        else:
+            self.neuron.value = n
 
-    def record(self, n:int) -> NeuronRecord:
+    def record(self, n: int) -> NeuronRecord:
         "The record of neuron `n` (built once, then kept; its senses are added when the senses pane opens)."
-        if n not in self._records: self._records[n] = second_order_record(self.L, n, senses=False)
+        if n not in self._records:
+            self._records[n] = second_order_record(self.L, n, senses=False)
         return self._records[n]
 
 # %% ../nbs/30_explorers.ipynb #540f0110
-def _show(self, n:int):
+def _show(self, n: int):
     "Draw neuron `n`: header, scores, histogram, decomposition, top images, map, ranges, senses."
     if self.neuron.value != int(n):
         self.neuron.value = int(n)  # its observer draws
         return self.rec
-    rec = self.record(int(n)); self.rec = rec
+    rec = self.record(int(n))
+    self.rec = rec
     self.header.value, self.scores.value = record_header_html(rec), scores_html(rec.scores)
-    self.hist = draw(self.hist, plot_values(rec.values, rec.value_name, title=f'neuron {rec.unit}: effect norm over {len(rec.values)} images', as_dict=True))
-    self.terms = draw(self.terms, plot_terms(rec.description, rec.description_kind, title='decomposition', as_dict=True))
+    self.hist = draw(
+        self.hist,
+        plot_values(
+            rec.values,
+            rec.value_name,
+            title=f'neuron {rec.unit}: effect norm over {len(rec.values)} images',
+            as_dict=True,
+        ),
+    )
+    self.terms = draw(
+        self.terms, plot_terms(rec.description, rec.description_kind, title='decomposition', as_dict=True)
+    )
     self.top_html.value = images_html(rec.images['top'], [f'#{i}: {rec.values[i]:.3g}' for i in rec.top])
     self.top_pick.max = max(len(rec.top) - 1, 0)
     self.show_map(min(self.top_pick.value, self.top_pick.max))
     labels = [f"{r['lo']:.2g}-{r['hi']:.2g} ({r['count']})" for r in rec.ranges]
-    with self.range_pick.hold_trait_notifications(): self.range_pick.options = list(zip(labels, range(len(labels))))
+    with self.range_pick.hold_trait_notifications():
+        self.range_pick.options = list(zip(labels, range(len(labels))))
     self.show_range(len(labels) - 1 if self.range_pick.value is None else self.range_pick.value)
     self.show_senses()
-    if self.seg_text.value: self.segment(self.seg_text.value)
+    if self.seg_text.value:
+        self.segment(self.seg_text.value)
     return rec
+
+
 SecondOrderExplorer.show = _show
 
 # %% ../nbs/30_explorers.ipynb #072669cf
-def _show_map(self, i:int):
+def _show_map(self, i: int):
     "Draw the neuron's patch activations over its `i`-th top image."
     rec = self.rec
-    if not len(rec.top): return
+    if not len(rec.top):
+        return
     amap = rec.maps['top'][i] if 'top' in rec.maps else None
-    self.map = draw(self.map, plot_map(rec.images['top'][i], amap, title=f"image {rec.top[i]}" + ('' if amap is not None else ' (no map: open the layer with its model)'), as_dict=True))
+    self.map = draw(
+        self.map,
+        plot_map(
+            rec.images['top'][i],
+            amap,
+            title=f"image {rec.top[i]}" + ('' if amap is not None else ' (no map: open the layer with its model)'),
+            as_dict=True,
+        ),
+    )
 
-def _show_range(self, j:int):
+
+def _show_range(self, j: int):
     "Show the images of the neuron's `j`-th effect range."
     r = self.rec.ranges[j]
-    self.range_html.value = images_html(self.rec.images[f'range{j}'], [f'#{i}: {self.rec.values[i]:.3g}' for i in r['images']])
+    self.range_html.value = images_html(
+        self.rec.images[f'range{j}'], [f'#{i}: {self.rec.values[i]:.3g}' for i in r['images']]
+    )
 
-def _search(self, query:str) -> list:
+
+def _search(self, query: str) -> list:
     "Neurons whose decomposition names `query`, listed in the `hits` menu."
     hits = search_terms(self.L.terms, query)
-    self.hits.options = [(f'{n}: {w} ({c:+.2f})', n) for n, w, c in hits] or [(f'no neuron names {query!r}', None)] if query else []
+    self.hits.options = (
+        [(f'{n}: {w} ({c:+.2f})', n) for n, w, c in hits] or [(f'no neuron names {query!r}', None)] if query else []
+    )
     return hits
+
 
 def _show_senses(self):
     "Fill the senses pane for the current neuron if it is open (computing the senses once per neuron), else empty it."
-    if self.senses_pane.selected_index is None: self.senses.value = ''; return
+    if self.senses_pane.selected_index is None:
+        self.senses.value = ''
+        return
     rec = self.rec
-    if not rec.extra.get('senses'): add_senses(self.L, rec)
+    if not rec.extra.get('senses'):
+        add_senses(self.L, rec)
     self.senses.value = senses_html(rec)
 
-SecondOrderExplorer.show_map, SecondOrderExplorer.show_range, SecondOrderExplorer.search, SecondOrderExplorer.show_senses = _show_map, _show_range, _search, _show_senses
+
+(
+    SecondOrderExplorer.show_map,
+    SecondOrderExplorer.show_range,
+    SecondOrderExplorer.search,
+    SecondOrderExplorer.show_senses,
+) = (_show_map, _show_range, _search, _show_senses)
 
 # %% ../nbs/30_explorers.ipynb #ce3059e5
-def _segment(self, text:str):
+def _segment(self, text: str):
     "Overlay `applications`' zero-shot segmentation of the chosen top image for the class `text`, if available."
     from neuronlens.core import NeuronLensError
-    if not text: self.seg_html.value = ''; return
+
+    if not text:
+        self.seg_html.value = ''
+        return
     img = self.rec.images['top'][self.top_pick.value]
-    try: m = segmentation_overlay(self.L, img, text)
-    except (NeuronLensError, TypeError, AttributeError) as e:  # a bad class text, or an applications module of another version
-        self.seg_html.value = f'<p><em>Segmentation failed: {html.escape(str(e))}</em></p>'; return
+    try:
+        m = segmentation_overlay(self.L, img, text)
+    except (
+        NeuronLensError,
+        TypeError,
+        AttributeError,
+    ) as e:  # a bad class text, or an applications module of another version
+        self.seg_html.value = f'<p><em>Segmentation failed: {html.escape(str(e))}</em></p>'
+        return
     if m is None:
-        self.seg_html.value = ('<p><em>Segmentation is not available here: it needs <code>neuronlens.applications</code> '
-                               '(zero-shot segmentation) and the layer\'s model.</em></p>'); return
-    self.seg_html.value = images_html(np.stack([img, overlay(img, m), overlay(img, (m > 0.5).astype(np.float32))]),
-                                      ['image', f'map: {text}', 'mask (> 0.5)'], size=128)
+        self.seg_html.value = (
+            '<p><em>Segmentation is not available here: it needs <code>neuronlens.applications</code> '
+            '(zero-shot segmentation) and the layer\'s model.</em></p>'
+        )
+        return
+    self.seg_html.value = images_html(
+        np.stack([img, overlay(img, m), overlay(img, (m > 0.5).astype(np.float32))]),
+        ['image', f'map: {text}', 'mask (> 0.5)'],
+        size=128,
+    )
+
+
 SecondOrderExplorer.segment = _segment
 
 # %% ../nbs/30_explorers.ipynb #8fc10c14
-def second_order_explorer(layer:SecondOrderLayer, # from `records.open_layer`
-                          neuron:int|None=None, # first neuron shown (default: the most significant)
-                         ) -> SecondOrderExplorer:
+def second_order_explorer(
+    layer: SecondOrderLayer,  # from `records.open_layer`
+    neuron: int | None = None,  # first neuron shown (default: the most significant)
+) -> SecondOrderExplorer:
     "The second-order neuron explorer of a cached layer, as one widget."
     return SecondOrderExplorer(layer, neuron)
 
 # %% ../nbs/30_explorers.ipynb #8874849b
 class MultimodalExplorer(widgets.VBox):
     "Explorer of a prepared multimodal view (`records.prepare_multimodal`); callbacks `show_image`, `show_unit`, `show_k`."
-    def __init__(self, view:MultimodalView, image:int=0):
+
+    def __init__(self, view: MultimodalView, image: int = 0):
         import plotly.graph_objects as go
+
         self.V, self._records = view, {}
         caps = view.found.targets.captions
-        self.image = widgets.Dropdown(options=[(f'{i}: {c[:50]}', i) for i, c in enumerate(caps)], description='image', layout=dict(width='380px'))
+        self.image = widgets.Dropdown(
+            options=[(f'{i}: {c[:50]}', i) for i, c in enumerate(caps)], description='image', layout=dict(width='380px')
+        )
         self.unit = widgets.Dropdown(options=[], description='unit', layout=dict(width='380px'))
         self.k = widgets.SelectionSlider(options=[0, *view.ks], value=0, description='zero top-k')
         self.picture, self.caption, self.header, self.scores = (widgets.HTML() for _ in range(4))
@@ -313,221 +590,415 @@ class MultimodalExplorer(widgets.VBox):
         self.k.observe(lambda ch: self.show_k(ch['new']), 'value')
         self.show_image(image)
         row = widgets.HBox
-        super().__init__([row([self.image, self.unit]), row([self.picture, self.units]), self.header, self.scores,
-                          row([self.map, self.tokens]), self.k, row([self.caption, self.ablation])])
+        super().__init__(
+            [
+                row([self.image, self.unit]),
+                row([self.picture, self.units]),
+                self.header,
+                self.scores,
+                row([self.map, self.tokens]),
+                self.k,
+                row([self.caption, self.ablation]),
+            ]
+        )
 
-    def record(self, layer:int, unit:int) -> NeuronRecord:
+    def record(self, layer: int, unit: int) -> NeuronRecord:
         "The record of LM unit (`layer`, `unit`) (built once, then kept)."
-        if (layer, unit) not in self._records: self._records[(layer, unit)] = multimodal_record(self.V, layer, unit)
+        if (layer, unit) not in self._records:
+            self._records[(layer, unit)] = multimodal_record(self.V, layer, unit)
         return self._records[(layer, unit)]
 
 # %% ../nbs/30_explorers.ipynb #37dd9f58
-def _unit_rows(found, i:int) -> list[dict]:
+def _unit_rows(found, i: int) -> list[dict]:
     "Image `i`'s top units, best first: layer, unit, score, decoded tokens."
     a = found.attribution
-    if not bool(a.valid[i]): return []
-    return [dict(layer=a.unit(f)[0], unit=a.unit(f)[1], score=float(s), tokens=' '.join(found.decoded.get(f, [])))
-            for f, s in zip(a.top_units[i].tolist(), a.top_scores[i].tolist())]
+    if not bool(a.valid[i]):
+        return []
+    return [
+        dict(layer=a.unit(f)[0], unit=a.unit(f)[1], score=float(s), tokens=' '.join(found.decoded.get(f, [])))
+        for f, s in zip(a.top_units[i].tolist(), a.top_scores[i].tolist())
+    ]
 
-def _mm_show_image(self, i:int):
+
+def _mm_show_image(self, i: int):
     "Draw image `i`: the picture and caption, its top units by layer, its first unit, the ablation curve."
     if self.image.value != int(i):
         self.image.value = int(i)  # its observer draws
         return
-    f = self.V.found; self.i = int(i)
+    f = self.V.found
+    self.i = int(i)
     rows = _unit_rows(f, self.i)
-    self.rows = rows[:self.V.maps.shape[1]]
-    self.picture.value = images_html(self.V.images[self.i:self.i + 1], [f'concept: {f.targets.concepts[self.i]}'], size=160)
-    self.units = draw(self.units, plot_units(rows, 0 if rows else None, title=f'top {len(rows)} units of image {self.i}', as_dict=True))
+    self.rows = rows[: self.V.maps.shape[1]]
+    self.picture.value = images_html(
+        self.V.images[self.i : self.i + 1], [f'concept: {f.targets.concepts[self.i]}'], size=160
+    )
+    self.units = draw(
+        self.units,
+        plot_units(rows, 0 if rows else None, title=f'top {len(rows)} units of image {self.i}', as_dict=True),
+    )
     opts = [(f"L{r['layer']} u{r['unit']}: {r['tokens'][:40]}", j) for j, r in enumerate(self.rows)]
     self._busy = True  # new options reset the menu's value: draw once, below
     self.unit.options = opts
     self.unit.value = 0 if opts else None  # the menu names the unit drawn
     self._busy = False
-    if opts: self.show_unit(0)
+    if opts:
+        self.show_unit(0)
     self.show_k(self.k.value)
+
+
 MultimodalExplorer.show_image = _mm_show_image
 
-def _mm_show_unit(self, j:int):
+
+def _mm_show_unit(self, j: int):
     "Draw the image's `j`-th top unit: its map over this image, decoded tokens, scores."
-    r = self.rows[j]; rec = self.record(r['layer'], r['unit']); self.rec = rec
+    r = self.rows[j]
+    rec = self.record(r['layer'], r['unit'])
+    self.rec = rec
     g = math.isqrt(self.V.maps.shape[-1])
-    self.map = draw(self.map, plot_map(self.V.images[self.i], self.V.maps[self.i, j].reshape(g, g).numpy(), title=f"L{r['layer']} u{r['unit']} over image {self.i}", as_dict=True))
-    self.tokens = draw(self.tokens, plot_terms(rec.description, rec.description_kind, title='decoded tokens', as_dict=True))
-    self.units = draw(self.units, plot_units(_unit_rows(self.V.found, self.i), j, title=self.units.layout.title.text, as_dict=True))
+    self.map = draw(
+        self.map,
+        plot_map(
+            self.V.images[self.i],
+            self.V.maps[self.i, j].reshape(g, g).numpy(),
+            title=f"L{r['layer']} u{r['unit']} over image {self.i}",
+            as_dict=True,
+        ),
+    )
+    self.tokens = draw(
+        self.tokens, plot_terms(rec.description, rec.description_kind, title='decoded tokens', as_dict=True)
+    )
+    self.units = draw(
+        self.units, plot_units(_unit_rows(self.V.found, self.i), j, title=self.units.layout.title.text, as_dict=True)
+    )
     self.header.value, self.scores.value = record_header_html(rec), scores_html(rec.scores)
     return rec
+
+
 MultimodalExplorer.show_unit = _mm_show_unit
 
-def _mm_show_k(self, k:int):
+
+def _mm_show_k(self, k: int):
     "Show the caption with the image's top-`k` units zeroed, and the concept's probability curve with k marked."
-    xs = [0, *self.V.ks]; j = xs.index(k)
+    xs = [0, *self.V.ks]
+    j = xs.index(k)
     p, q = self.V.p_top[self.i].tolist(), self.V.p_random[self.i].tolist()
-    self.ablation = draw(self.ablation, plot_ablation_probs(self.V.ks, p, q, k, title=f'p({self.V.found.targets.concepts[self.i]})', as_dict=True))
-    self.caption.value = (f"<p><b>caption</b>: {html.escape(self.V.captions[self.i][0])}</p>"
-                          f"<p><b>with the top {k} units zeroed</b>: {html.escape(self.V.captions[self.i][j])}</p>"
-                          f"<p>p(concept) {p[j]:.3g} (top-k) vs {q[j]:.3g} (k random units)</p>")
+    self.ablation = draw(
+        self.ablation,
+        plot_ablation_probs(self.V.ks, p, q, k, title=f'p({self.V.found.targets.concepts[self.i]})', as_dict=True),
+    )
+    self.caption.value = (
+        f"<p><b>caption</b>: {html.escape(self.V.captions[self.i][0])}</p>"
+        f"<p><b>with the top {k} units zeroed</b>: {html.escape(self.V.captions[self.i][j])}</p>"
+        f"<p>p(concept) {p[j]:.3g} (top-k) vs {q[j]:.3g} (k random units)</p>"
+    )
+
+
 MultimodalExplorer.show_k = _mm_show_k
 
 # %% ../nbs/30_explorers.ipynb #5a4a0632
-def multimodal_explorer(view:MultimodalView, # from `records.prepare_multimodal`
-                        image:int=0) -> MultimodalExplorer:
+def multimodal_explorer(
+    view: MultimodalView,  # from `records.prepare_multimodal`
+    image: int = 0,
+) -> MultimodalExplorer:
     "The multimodal neuron explorer of a prepared view, as one widget."
     return MultimodalExplorer(view, image)
 
 # %% ../nbs/30_explorers.ipynb #1312740d
-def plot_norm_scatter(first:np.ndarray, second:np.ndarray, title:str='', height:int=280, as_dict:bool=False):
+def plot_norm_scatter(first: np.ndarray, second: np.ndarray, title: str = '', height: int = 280, as_dict: bool = False):
     "Per image: first-order vs second-order effect norm of one neuron."
-    return _figure([dict(type='scattergl', x=np.asarray(first, np.float32).tolist(), y=np.asarray(second, np.float32).tolist(), mode='markers', marker=dict(size=4))],
-                   dict(title=dict(text=title), xaxis=dict(title=dict(text='||first-order effect||')), yaxis=dict(title=dict(text='||second-order effect||')), height=height,
-                        margin=dict(l=60, r=10, t=40 if title else 10, b=40)), as_dict)
+    return _figure(
+        [
+            dict(
+                type='scattergl',
+                x=np.asarray(first, np.float32).tolist(),
+                y=np.asarray(second, np.float32).tolist(),
+                mode='markers',
+                marker=dict(size=4),
+            )
+        ],
+        dict(
+            title=dict(text=title),
+            xaxis=dict(title=dict(text='||first-order effect||')),
+            yaxis=dict(title=dict(text='||second-order effect||')),
+            height=height,
+            margin=dict(l=60, r=10, t=40 if title else 10, b=40),
+        ),
+        as_dict,
+    )
+
 
 class ComparisonView(widgets.VBox):
     "First-order vs second-order reading of a neuron of a cached layer; callback `show`."
-    def __init__(self, layer:SecondOrderLayer, first_terms:list, neuron:int|None=None):
+
+    def __init__(self, layer: SecondOrderLayer, first_terms: list, neuron: int | None = None):
         import plotly.graph_objects as go
+
         self.L, self.first_terms = layer, first_terms
-        self.neuron = widgets.BoundedIntText(min=0, max=layer.d_mlp - 1, description='neuron', layout=dict(width='160px'))
+        self.neuron = widgets.BoundedIntText(
+            min=0, max=layer.d_mlp - 1, description='neuron', layout=dict(width='160px')
+        )
         self.fo_terms = self.so_terms = self.scatter = None  # FigureWidgets, made by the first `show`
         self.fo_top, self.so_top, self.summary = widgets.HTML(), widgets.HTML(), widgets.HTML()
         self.neuron.observe(lambda ch: self.show(ch['new']), 'value')
         self.show(int(layer.significant[0]) if neuron is None else neuron)
         col = widgets.VBox
-        super().__init__([self.neuron, self.summary, widgets.HBox([col([widgets.HTML('<b>first-order (direct effect at CLS)</b>'), self.fo_terms, self.fo_top]),
-                                                                   col([widgets.HTML('<b>second-order (through later heads)</b>'), self.so_terms, self.so_top])]), self.scatter])
+        super().__init__(
+            [
+                self.neuron,
+                self.summary,
+                widgets.HBox(
+                    [
+                        col([widgets.HTML('<b>first-order (direct effect at CLS)</b>'), self.fo_terms, self.fo_top]),
+                        col([widgets.HTML('<b>second-order (through later heads)</b>'), self.so_terms, self.so_top]),
+                    ]
+                ),
+                self.scatter,
+            ]
+        )
 
 # %% ../nbs/30_explorers.ipynb #13e23304
-def _cmp_show(self, n:int):
+def _cmp_show(self, n: int):
     "Draw neuron `n` through both lenses."
-    n = int(n); e = self.L.run.effects
+    n = int(n)
+    e = self.L.run.effects
     if self.neuron.value != n:
         self.neuron.value = n  # its observer draws
         return
     fo, so = e.first_norms[:, n].float().numpy(), e.norms[:, n].float().numpy()
-    k = e.top_idx.shape[1]; fo_top = np.argsort(-fo, kind='stable')[:k].tolist(); so_top = e.top_idx[n].tolist()
+    k = e.top_idx.shape[1]
+    fo_top = np.argsort(-fo, kind='stable')[:k].tolist()
+    so_top = e.top_idx[n].tolist()
     from neuronlens.records import _thumbs
+
     self.fo_terms = draw(self.fo_terms, plot_terms(self.first_terms[n], title=f'neuron {n}, first-order', as_dict=True))
     self.so_terms = draw(self.so_terms, plot_terms(self.L.terms[n], title=f'neuron {n}, second-order', as_dict=True))
     self.fo_top.value = images_html(_thumbs(self.L.source, fo_top, self.L.memo), [f'#{i}' for i in fo_top])
     self.so_top.value = images_html(_thumbs(self.L.source, so_top, self.L.memo), [f'#{i}' for i in so_top])
-    self.scatter = draw(self.scatter, plot_norm_scatter(fo, so, title=f'neuron {n}: both effects on each of {len(fo)} images', as_dict=True))
-    shared = len(set(fo_top) & set(so_top)); words = {w for w, _ in self.first_terms[n]} & {w for w, _ in self.L.terms[n]}
+    self.scatter = draw(
+        self.scatter,
+        plot_norm_scatter(fo, so, title=f'neuron {n}: both effects on each of {len(fo)} images', as_dict=True),
+    )
+    shared = len(set(fo_top) & set(so_top))
+    words = {w for w, _ in self.first_terms[n]} & {w for w, _ in self.L.terms[n]}
     r = float(np.corrcoef(fo, so)[0, 1]) if fo.std() > 0 and so.std() > 0 else float('nan')
-    self.summary.value = (f'<p>top images in common: {shared} of {k} (chance {k * k / len(fo):.2g}); words in common: '
-                          f'{html.escape(", ".join(sorted(words))) or "none"}; correlation of the norms over images {r:.2f}; '
-                          f'mean second/first norm {so.mean() / max(fo.mean(), 1e-12):.3g}</p>')
+    self.summary.value = (
+        f'<p>top images in common: {shared} of {k} (chance {k * k / len(fo):.2g}); words in common: '
+        f'{html.escape(", ".join(sorted(words))) or "none"}; correlation of the norms over images {r:.2f}; '
+        f'mean second/first norm {so.mean() / max(fo.mean(), 1e-12):.3g}</p>'
+    )
+
+
 ComparisonView.show = _cmp_show
 
-def comparison_view(layer:SecondOrderLayer, neuron:int|None=None, k:int=8, cache:TensorCache|None=None) -> ComparisonView:
+
+def comparison_view(
+    layer: SecondOrderLayer, neuron: int | None = None, k: int = 8, cache: TensorCache | None = None
+) -> ComparisonView:
     "The first-order vs second-order comparison of a cached layer's neurons, as one widget."
     return ComparisonView(layer, first_order_terms(layer, k, cache), neuron)
 
 # %% ../nbs/30_explorers.ipynb #f1ff62eb
-def main_job_layer(cache:TensorCache|None=None, n_scenes:int=256, layer:int|None=None):
+def main_job_layer(cache: TensorCache | None = None, n_scenes: int = 256, layer: int | None = None):
     "The main job's second-order run of ToyCLIP, opened as a `SecondOrderLayer` (computed and cached if missing)."
     from neuronlens import models, lens_pipeline as lp
     from neuronlens.records import open_layer
+
     cache = cache or TensorCache()
     clip = models.load_model('toyclip')
     layer = len(clip.blocks) - 2 if layer is None else layer
     src = lp.image_source('toy:test', n_scenes, clip.preprocess.size[0])
-    run = lp.run_second_order(clip, src, layer, cache, shard_size=256, batch_size=64, k_top=max(4, n_scenes // 50))  # as demo.section_second_order
+    run = lp.run_second_order(
+        clip, src, layer, cache, shard_size=256, batch_size=64, k_top=max(4, n_scenes // 50)
+    )  # as demo.section_second_order
     return open_layer(cache, lp.save_run(run, cache), clip)
 
-def main_job_view(cache:TensorCache|None=None, n_images:int=16, ks:Sequence[int]=(1, 5, 10, 20, 50)):
+
+def main_job_view(cache: TensorCache | None = None, n_images: int = 16, ks: Sequence[int] = (1, 5, 10, 20, 50)):
     "The main job's multimodal neurons (shipped toy-encoder captioner, first held-out scenes) as a prepared view (computed and cached if missing)."
     from neuronlens import multimodal as mm, toyworld as tw
     from neuronlens.projection import load_captioner
     from neuronlens.records import prepare_multimodal
+
     cache = cache or TensorCache()
     cap = load_captioner('toy-encoder')
-    x = torch.from_numpy(tw.sample_batch(list(tw.split_seeds('test', n_images)), 64, targets=False)['image']).permute(0, 3, 1, 2)
+    x = torch.from_numpy(tw.sample_batch(list(tw.split_seeds('test', n_images)), 64, targets=False)['image']).permute(
+        0, 3, 1, 2
+    )
     found = mm.find_multimodal_neurons(cap, x, cache=cache)
     return prepare_multimodal(cap, x, found, cache, ks=ks)
 
 # %% ../nbs/30_explorers.ipynb #1a129313
-def explorer_notebook(cache_dir:str|Path|None=None, n_scenes:int=256, multimodal:bool=True) -> dict:
+def explorer_notebook(cache_dir: str | Path | None = None, n_scenes: int = 256, multimodal: bool = True) -> dict:
     "A notebook (nbformat dict) that opens the explorers on the main job's cached results."
-    def code(src): return {'cell_type': 'code', 'metadata': {}, 'execution_count': None, 'outputs': [], 'source': src}
+
+    def code(src):
+        return {'cell_type': 'code', 'metadata': {}, 'execution_count': None, 'outputs': [], 'source': src}
+
     cache = f'TensorCache({str(cache_dir)!r})' if cache_dir else 'TensorCache()'
-    cells = [{'cell_type': 'markdown', 'metadata': {}, 'source': '# neuronlens explorers\nThe main job\'s cached results (`neuronlens demo`). Run all cells.'},
-             code(f'from neuronlens.core import TensorCache\nfrom neuronlens import explorers as ex\ncache = {cache}'),
-             code(f'layer = ex.main_job_layer(cache, n_scenes={n_scenes})\nex.second_order_explorer(layer)'),
-             code('ex.comparison_view(layer, cache=cache)')]
-    if multimodal: cells.append(code('ex.multimodal_explorer(ex.main_job_view(cache))'))
-    for i, c in enumerate(cells): c['id'] = f'cell{i}'
-    return {'cells': cells, 'metadata': {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}}, 'nbformat': 4, 'nbformat_minor': 5}
+    cells = [
+        {
+            'cell_type': 'markdown',
+            'metadata': {},
+            'source': '# neuronlens explorers\nThe main job\'s cached results (`neuronlens demo`). Run all cells.',
+        },
+        code(f'from neuronlens.core import TensorCache\nfrom neuronlens import explorers as ex\ncache = {cache}'),
+        code(f'layer = ex.main_job_layer(cache, n_scenes={n_scenes})\nex.second_order_explorer(layer)'),
+        code('ex.comparison_view(layer, cache=cache)'),
+    ]
+    if multimodal:
+        cells.append(code('ex.multimodal_explorer(ex.main_job_view(cache))'))
+    for i, c in enumerate(cells):
+        c['id'] = f'cell{i}'
+    return {
+        'cells': cells,
+        'metadata': {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}},
+        'nbformat': 4,
+        'nbformat_minor': 5,
+    }
 
 # %% ../nbs/30_explorers.ipynb #a9f950a6
-def start_lab(folder:Path, notebook:str, port:int=0, token:str|None=None, extra:Sequence[str]=()) -> tuple[subprocess.Popen, str]:
+def start_lab(
+    folder: Path, notebook: str, port: int = 0, token: str | None = None, extra: Sequence[str] = ()
+) -> tuple[subprocess.Popen, str]:
     "Start JupyterLab on `folder` (127.0.0.1), opened on `notebook`; returns the process and the URL (token included)."
     import secrets, socket
+
     token = secrets.token_hex(16) if token is None else token
     if not port:
-        with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
-    cmd = [sys.executable, '-m', 'jupyterlab', '--no-browser', '--ip=127.0.0.1', f'--port={port}', f'--ServerApp.root_dir={folder}',
-           f'--IdentityProvider.token={token}', '--ServerApp.open_browser=False', *extra]
-    if hasattr(os, 'geteuid') and os.geteuid() == 0: cmd.append('--allow-root')  # containers often run as root
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            port = s.getsockname()[1]
+    cmd = [
+        sys.executable,
+        '-m',
+        'jupyterlab',
+        '--no-browser',
+        '--ip=127.0.0.1',
+        f'--port={port}',
+        f'--ServerApp.root_dir={folder}',
+        f'--IdentityProvider.token={token}',
+        '--ServerApp.open_browser=False',
+        *extra,
+    ]
+    if hasattr(os, 'geteuid') and os.geteuid() == 0:
+        cmd.append('--allow-root')  # containers often run as root
     proc = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     return proc, f'http://127.0.0.1:{port}/lab/tree/{notebook}?token={token}'
 
-def wait_for_lab(url:str, proc:subprocess.Popen, timeout:float=90) -> bool:
+
+def wait_for_lab(url: str, proc: subprocess.Popen, timeout: float = 90) -> bool:
     "Wait until the server at `url` answers (False if it exits or times out)."
     import urllib.request
+
     base = url.split('/lab', 1)[0] + '/api/status?token=' + url.rsplit('token=', 1)[1]
     t0 = time.time()
     while time.time() - t0 < timeout:
-        if proc.poll() is not None: return False
+        if proc.poll() is not None:
+            return False
         try:
             with urllib.request.urlopen(base, timeout=2) as r:
-                if r.status == 200: return True
-        except OSError: time.sleep(0.3)
+                if r.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.3)
     return False
 
 # %% ../nbs/30_explorers.ipynb #dd153942
-def _explore_args(p:argparse.ArgumentParser):
-    p.add_argument('--dir', type=Path, default=Path('explore'), help='folder for the explorer notebook (default: ./explore)')
-    p.add_argument('--cache', type=Path, default=None, help="the main job's cache folder (default: $NEURONLENS_CACHE or ~/.cache/neuronlens)")
-    p.add_argument('--n-scenes', type=int, default=256, help='scenes of the main job (default: 256, as `neuronlens demo`)')
+def _explore_args(p: argparse.ArgumentParser):
+    p.add_argument(
+        '--dir', type=Path, default=Path('explore'), help='folder for the explorer notebook (default: ./explore)'
+    )
+    p.add_argument(
+        '--cache',
+        type=Path,
+        default=None,
+        help="the main job's cache folder (default: $NEURONLENS_CACHE or ~/.cache/neuronlens)",
+    )
+    p.add_argument(
+        '--n-scenes', type=int, default=256, help='scenes of the main job (default: 256, as `neuronlens demo`)'
+    )
     p.add_argument('--port', type=int, default=0, help='port (default: a free one)')
-    p.add_argument('--no-multimodal', dest='multimodal', action='store_false', help='leave out the multimodal explorer (it loads SmolLM2)')
+    p.add_argument(
+        '--no-multimodal',
+        dest='multimodal',
+        action='store_false',
+        help='leave out the multimodal explorer (it loads SmolLM2)',
+    )
+
 
 def _explore_run(args) -> int:
     "Write the explorer notebook, start JupyterLab on it, print the URL, and serve until interrupted."
-    if args.n_scenes < 16: raise ConfigError(f"--n-scenes must be at least 16, got {args.n_scenes}")
-    folder = Path(args.dir).resolve(); folder.mkdir(parents=True, exist_ok=True)
-    (folder/'explorers.ipynb').write_text(json.dumps(explorer_notebook(args.cache.resolve() if args.cache else None, args.n_scenes, args.multimodal), indent=1))
+    if args.n_scenes < 16:
+        raise ConfigError(f"--n-scenes must be at least 16, got {args.n_scenes}")
+    folder = Path(args.dir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / 'explorers.ipynb').write_text(
+        json.dumps(
+            explorer_notebook(args.cache.resolve() if args.cache else None, args.n_scenes, args.multimodal), indent=1
+        )
+    )
     proc, url = start_lab(folder, 'explorers.ipynb', args.port)
     if not wait_for_lab(url, proc):
-        proc.terminate(); raise ConfigError(f"JupyterLab did not start: {(proc.stderr.read() or '')[-500:]}")
+        proc.terminate()
+        raise ConfigError(f"JupyterLab did not start: {(proc.stderr.read() or '')[-500:]}")
     print(url, flush=True)
-    try: return proc.wait()
-    except KeyboardInterrupt: proc.terminate(); return 0
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        return 0
 
 # %% ../nbs/30_explorers.ipynb #c2c12bb3
 def register_commands(add_command):
     "Add `neuronlens explore` and `neuronlens atlas` to the command line."
-    add_command('explore', "start JupyterLab on the explorers, opened on the main job's cached results, and print the URL", _explore_args, _explore_run)
+    add_command(
+        'explore',
+        "start JupyterLab on the explorers, opened on the main job's cached results, and print the URL",
+        _explore_args,
+        _explore_run,
+    )
     from neuronlens import atlas
-    add_command('atlas', 'write a static, offline neuron atlas of a cached layer (index with search, one page per neuron)', atlas.add_atlas_args, atlas.run_atlas_cli)
+
+    add_command(
+        'atlas',
+        'write a static, offline neuron atlas of a cached layer (index with search, one page per neuron)',
+        atlas.add_atlas_args,
+        atlas.run_atlas_cli,
+    )
 
 # %% ../nbs/30_explorers.ipynb #edd39698
 def demo_section(r, ctx):
     "Main-job section: the neuron atlas of the second-order layer (static pages) and how to open the explorers."
     from neuronlens import atlas
     from neuronlens.core import WeightsNotFoundError
+
     r.heading('Neuron atlas and explorers')
-    try: L = main_job_layer(ctx.cache, ctx.n_scenes)
+    try:
+        L = main_job_layer(ctx.cache, ctx.n_scenes)
     except WeightsNotFoundError as e:
-        r.text(f'Skipped: {e}'); return
+        r.text(f'Skipped: {e}')
+        return
     out = Path(getattr(ctx, 'out', None) or 'reports')
-    stamp, n_pages = out/'atlas'/'.neuronlens-run', 16
-    index = out/'atlas'/'index.html'
-    if not (index.exists() and stamp.exists() and stamp.read_text() == f'{L.key} {n_pages}'):  # pages of this run already written: keep them
-        index = atlas.write_atlas(L, out/'atlas', n_neurons=n_pages)
+    stamp, n_pages = out / 'atlas' / '.neuronlens-run', 16
+    index = out / 'atlas' / 'index.html'
+    if not (
+        index.exists() and stamp.exists() and stamp.read_text() == f'{L.key} {n_pages}'
+    ):  # pages of this run already written: keep them
+        index = atlas.write_atlas(L, out / 'atlas', n_neurons=n_pages)
         stamp.write_text(f'{L.key} {n_pages}')
-    r.text(f'A static atlas of ToyCLIP layer {L.layer} ({L.d_mlp} neurons, {L.run.effects.n_images} held-out scenes): '
-           f'{index.relative_to(out) if index.is_relative_to(out) else index}, one page per significant neuron, searchable by word, offline.')
-    r.parts.append('<ul>' + ''.join(f'<li><a href="atlas/{p.name}">{html.escape(p.stem)}</a></li>' for p in sorted(index.parent.glob('*.html'))[:8]) + '</ul>')
+    r.text(
+        f'A static atlas of ToyCLIP layer {L.layer} ({L.d_mlp} neurons, {L.run.effects.n_images} held-out scenes): '
+        f'{index.relative_to(out) if index.is_relative_to(out) else index}, one page per significant neuron, searchable by word, offline.'
+    )
+    r.parts.append(
+        '<ul>'
+        + ''.join(
+            f'<li><a href="atlas/{p.name}">{html.escape(p.stem)}</a></li>'
+            for p in sorted(index.parent.glob('*.html'))[:8]
+        )
+        + '</ul>'
+    )
     cache_arg = f' --cache {ctx.cache.root}' if getattr(ctx.cache, 'root', None) else ''
-    r.text(f'Live explorers (second-order, multimodal, first- vs second-order) in JupyterLab: neuronlens explore{cache_arg} --n-scenes {ctx.n_scenes}')
+    r.text(
+        f'Live explorers (second-order, multimodal, first- vs second-order) in JupyterLab: neuronlens explore{cache_arg} --n-scenes {ctx.n_scenes}'
+    )

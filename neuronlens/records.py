@@ -23,21 +23,24 @@ __all__ = ['NeuronRecord', 'save_record', 'load_record', 'value_ranges', 'source
 @dataclasses.dataclass
 class NeuronRecord:
     "Everything an explorer or an atlas page shows about one unit, with the cache key it came from."
-    model: str        # e.g. 'toyclip' or 'smollm2-135m'
-    layer: int        # MLP layer
-    unit: int         # neuron / unit index in that layer
-    method: str       # 'second-order' or 'multimodal'
-    description: list # [(word or token, value)], largest |value| first
-    description_kind: str # what the values are, e.g. 'OMP coefficient' or 'logit'
-    scores: list      # [{'name', 'value', 'baseline', 'baseline_of'}]: baseline computed in the same run
-    values: np.ndarray # float32 [n_images]: the unit's strength on every image (effect norm / attribution)
-    value_name: str   # what `values` are, e.g. '||second-order effect||'
-    top: list         # image indices, strongest first
-    ranges: list      # [{'lo', 'hi', 'images'}]: examples by value range, weakest range first
-    senses: list      # [{'sense', 'share', 'images', ...}]
+
+    model: str  # e.g. 'toyclip' or 'smollm2-135m'
+    layer: int  # MLP layer
+    unit: int  # neuron / unit index in that layer
+    method: str  # 'second-order' or 'multimodal'
+    description: list  # [(word or token, value)], largest |value| first
+    description_kind: str  # what the values are, e.g. 'OMP coefficient' or 'logit'
+    scores: list  # [{'name', 'value', 'baseline', 'baseline_of'}]: baseline computed in the same run
+    values: np.ndarray  # float32 [n_images]: the unit's strength on every image (effect norm / attribution)
+    value_name: str  # what `values` are, e.g. '||second-order effect||'
+    top: list  # image indices, strongest first
+    ranges: list  # [{'lo', 'hi', 'images'}]: examples by value range, weakest range first
+    senses: list  # [{'sense', 'share', 'images', ...}]
     provenance: dict  # {'cache': entry name, 'key': entry key, 'source': image source id, ...}
-    images: dict = dataclasses.field(default_factory=dict) # name -> uint8 [k, H, W, 3] ('top', 'range0', 'sense0', ...)
-    maps: dict = dataclasses.field(default_factory=dict)   # name -> float32 [k, h, w] the unit over those images
+    images: dict = dataclasses.field(
+        default_factory=dict
+    )  # name -> uint8 [k, H, W, 3] ('top', 'range0', 'sense0', ...)
+    maps: dict = dataclasses.field(default_factory=dict)  # name -> float32 [k, h, w] the unit over those images
     extra: dict = dataclasses.field(default_factory=dict)  # method-specific JSON-able fields (optional)
 
     @property
@@ -45,7 +48,7 @@ class NeuronRecord:
         "A stable id for file names and deep links, e.g. `toyclip-second-order-l2-u151`."
         return re.sub(r'[^a-z0-9]+', '-', f'{self.model}-{self.method}-l{self.layer}-u{self.unit}'.lower()).strip('-')
 
-    def histogram(self, bins:int=30) -> tuple[np.ndarray, np.ndarray]:
+    def histogram(self, bins: int = 30) -> tuple[np.ndarray, np.ndarray]:
         "Counts [bins] and edges [bins + 1] of `values`."
         counts, edges = np.histogram(np.asarray(self.values, np.float64), bins=bins)
         return counts, edges
@@ -53,224 +56,360 @@ class NeuronRecord:
 # %% ../nbs/29_records.ipynb #e2ed99d8
 _ARRAYS = ('values', 'images', 'maps')
 
-def save_record(rec:NeuronRecord, folder:str|Path) -> Path:
+
+def save_record(rec: NeuronRecord, folder: str | Path) -> Path:
     "Write `rec` as `<folder>/<id>.json` + `<id>.safetensors`; returns the JSON path."
     from safetensors.numpy import save_file
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     arrays = {'values': np.ascontiguousarray(rec.values, np.float32)}
     for kind in ('images', 'maps'):
-        for name, a in getattr(rec, kind).items(): arrays[f'{kind}/{name}'] = np.ascontiguousarray(a)
-    save_file(arrays, str(folder/f'{rec.id}.safetensors'))
+        for name, a in getattr(rec, kind).items():
+            arrays[f'{kind}/{name}'] = np.ascontiguousarray(a)
+    save_file(arrays, str(folder / f'{rec.id}.safetensors'))
     meta = {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec) if f.name not in _ARRAYS}
-    path = folder/f'{rec.id}.json'
+    path = folder / f'{rec.id}.json'
     path.write_text(json.dumps({**meta, 'id': rec.id}, indent=1, default=_json_default))
     return path
 
-def load_record(path:str|Path) -> NeuronRecord:
+
+def load_record(path: str | Path) -> NeuronRecord:
     "Read a record written by `save_record` (give the .json or the .safetensors path)."
     from safetensors.numpy import load_file
+
     path = Path(path)
     js, st = path.with_suffix('.json'), path.with_suffix('.safetensors')
-    if not js.exists() or not st.exists(): raise ConfigError(f"no neuron record at {path.with_suffix('')} (needs .json and .safetensors)")
-    meta = json.loads(js.read_text()); meta.pop('id', None)
+    if not js.exists() or not st.exists():
+        raise ConfigError(f"no neuron record at {path.with_suffix('')} (needs .json and .safetensors)")
+    meta = json.loads(js.read_text())
+    meta.pop('id', None)
     arrays = load_file(str(st))
     meta['description'] = [tuple(d) for d in meta['description']]
     split = {k: {n.split('/', 1)[1]: a for n, a in arrays.items() if n.startswith(k + '/')} for k in ('images', 'maps')}
     return NeuronRecord(**meta, values=arrays['values'], **split)
 
+
 def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)): return o.item()
-    if isinstance(o, (np.ndarray, torch.Tensor)): return o.tolist()
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, (np.ndarray, torch.Tensor)):
+        return o.tolist()
     raise TypeError(f"{type(o).__name__} is not JSON-able")
 
 # %% ../nbs/29_records.ipynb #bb36e794
-def value_ranges(values:np.ndarray|torch.Tensor, # [n_images] the unit's value per image
-                 n_ranges:int=4, # intervals
-                 per_range:int=4, # images shown per interval
-                ) -> list[dict]:
+def value_ranges(
+    values: np.ndarray | torch.Tensor,  # [n_images] the unit's value per image
+    n_ranges: int = 4,  # intervals
+    per_range: int = 4,  # images shown per interval
+) -> list[dict]:
     "Equal-width intervals of `values`, weakest first, each with up to `per_range` images spread over its ranks."
     v = np.asarray(values, np.float64)
-    if v.ndim != 1 or not len(v): raise ConfigError(f"values must be a non-empty 1-D array, got shape {v.shape}")
-    lo = min(0.0, float(v.min())); hi = float(v.max())
+    if v.ndim != 1 or not len(v):
+        raise ConfigError(f"values must be a non-empty 1-D array, got shape {v.shape}")
+    lo = min(0.0, float(v.min()))
+    hi = float(v.max())
     edges = np.linspace(lo, hi, n_ranges + 1)
     out = []
     for a, b in zip(edges[:-1], edges[1:]):
         inside = np.flatnonzero((v >= a) & ((v < b) | (b == hi)))
         inside = inside[np.argsort(v[inside], kind='stable')]
-        pick = inside[np.unique(np.linspace(0, len(inside) - 1, min(per_range, len(inside))).round().astype(int))] if len(inside) else inside
+        pick = (
+            inside[np.unique(np.linspace(0, len(inside) - 1, min(per_range, len(inside))).round().astype(int))]
+            if len(inside)
+            else inside
+        )
         out.append({'lo': float(a), 'hi': float(b), 'count': int(len(inside)), 'images': [int(i) for i in pick]})
     return out
 
 # %% ../nbs/29_records.ipynb #d56b43e3
-def source_from_id(source_id:str): # e.g. 'toy:test:64px:n=256' or 'folder:/photos:3f2a..:64x64:shortest:n=52'
+def source_from_id(source_id: str):  # e.g. 'toy:test:64px:n=256' or 'folder:/photos:3f2a..:64x64:shortest:n=52'
     "The `ImageSource` a run's `source` id names (toy scenes and image folders; pass `source=` to `open_layer` for others)."
     from neuronlens.lens_pipeline import image_source
+
     m = re.fullmatch(r'toy:(\w+):(\d+)px:n=(\d+)', source_id)
-    if m: return image_source(f'toy:{m.group(1)}', int(m.group(3)), int(m.group(2)))
+    if m:
+        return image_source(f'toy:{m.group(1)}', int(m.group(3)), int(m.group(2)))
     m = re.fullmatch(r'folder:(.+):[0-9a-f]+:(\d+)x(\d+):(\w+):n=(\d+)', source_id)
-    if m: return image_source(m.group(1), int(m.group(5)), (int(m.group(2)), int(m.group(3))), m.group(4))
-    raise ConfigError(f"unrecognized image source id {source_id!r}: toy scenes ('toy:<split>:<size>px:n=<n>') and folders reopen "
-                      "by themselves; for other sources pass the source (open_layer(..., source=))")
+    if m:
+        return image_source(m.group(1), int(m.group(5)), (int(m.group(2)), int(m.group(3))), m.group(4))
+    raise ConfigError(
+        f"unrecognized image source id {source_id!r}: toy scenes ('toy:<split>:<size>px:n=<n>') and folders reopen "
+        "by themselves; for other sources pass the source (open_layer(..., source=))"
+    )
 
 # %% ../nbs/29_records.ipynb #a16d7d4d
 @dataclasses.dataclass
 class SecondOrderLayer:
     "A cached second-order run with what its records need: source, decompositions (neurons and random baseline), ground truth."
-    run: object           # `lens_pipeline.SecondOrderRun`
-    key: str              # its `so-run` cache key
-    source: object        # `lens_pipeline.ImageSource` of its images
-    terms: list           # per neuron: [(word, coefficient)], largest |coefficient| first
+
+    run: object  # `lens_pipeline.SecondOrderRun`
+    key: str  # its `so-run` cache key
+    source: object  # `lens_pipeline.ImageSource` of its images
+    terms: list  # per neuron: [(word, coefficient)], largest |coefficient| first
     cosine: torch.Tensor  # [d_mlp] reconstruction cosine of each direction's decomposition
-    random_cosine: torch.Tensor # [d_mlp] the same for random unit directions (baseline)
+    random_cosine: torch.Tensor  # [d_mlp] the same for random unit directions (baseline)
     model: str = 'toyclip'
-    clip: object = None   # the `ClipAdapter` (maps and fresh-image checks need it; optional)
-    concepts: np.ndarray|None = None # [n_images, n_concepts] toy-world ground truth, if the source is the toy world
-    significant: torch.Tensor|None = None # neurons by significance, most first
-    words: list|None = None # the decomposition dictionary
-    embeddings: torch.Tensor|None = None # [n_words, d_out] its text embeddings
-    memo: dict = dataclasses.field(default_factory=dict, repr=False) # images already read, by index
+    clip: object = None  # the `ClipAdapter` (maps and fresh-image checks need it; optional)
+    concepts: np.ndarray | None = None  # [n_images, n_concepts] toy-world ground truth, if the source is the toy world
+    significant: torch.Tensor | None = None  # neurons by significance, most first
+    words: list | None = None  # the decomposition dictionary
+    embeddings: torch.Tensor | None = None  # [n_words, d_out] its text embeddings
+    memo: dict = dataclasses.field(default_factory=dict, repr=False)  # images already read, by index
     cache: object = None  # the `TensorCache` it was opened from: per-layer tables (`layer_maps`) are kept there
-    tables: dict = dataclasses.field(default_factory=dict, repr=False) # per-layer tables computed once, by name
+    tables: dict = dataclasses.field(default_factory=dict, repr=False)  # per-layer tables computed once, by name
 
     @property
-    def layer(self) -> int: return int(self.run.meta['layer'])
+    def layer(self) -> int:
+        return int(self.run.meta['layer'])
+
     @property
-    def d_mlp(self) -> int: return int(self.run.directions.shape[0])
+    def d_mlp(self) -> int:
+        return int(self.run.directions.shape[0])
 
 # %% ../nbs/29_records.ipynb #fa5c3848
-def layer_terms(directions:torch.Tensor, # [d_mlp, d_out] neuron directions
-                embeddings:torch.Tensor, # [n_words, d_out] text embeddings of `words`
-                words:Sequence[str], k:int=8, cache:TensorCache|None=None, seed:int=0,
-                scale:str|None='dims') -> tuple[list, torch.Tensor, torch.Tensor]:
+def layer_terms(
+    directions: torch.Tensor,  # [d_mlp, d_out] neuron directions
+    embeddings: torch.Tensor,  # [n_words, d_out] text embeddings of `words`
+    words: Sequence[str],
+    k: int = 8,
+    cache: TensorCache | None = None,
+    seed: int = 0,
+    scale: str | None = 'dims',
+) -> tuple[list, torch.Tensor, torch.Tensor]:
     "Decomposition of every direction into `k` words and the same for as many random unit directions: (terms, cosine, random cosine); cached."
     from neuronlens import decompose as dc
+
     words = list(words)
     key = cache_key(directions=directions, embeddings=embeddings, words=words, k=k, seed=seed, scale=scale)
+
     def compute():
         g = torch.Generator().manual_seed(seed)
         rnd = torch.nn.functional.normalize(torch.randn(directions.shape, generator=g), dim=-1)
-        d, r = (dc.decompose_directions(x, embeddings, words, k=min(k, len(words)), scale=scale, device='cpu') for x in (directions, rnd))
-        return {'indices': d.indices, 'coefs': d.coefs.float(), 'cosine': d.cosine.float(), 'random_cosine': r.cosine.float()}
-    t = cache.get_or_compute('so-terms', key, compute, meta={'k': k, 'n_words': len(words)}) if cache is not None else compute()
-    terms = [sorted([(words[i], float(c)) for i, c in zip(ix, cs) if i >= 0], key=lambda p: -abs(p[1]))
-             for ix, cs in zip(t['indices'].tolist(), t['coefs'].tolist())]
+        d, r = (
+            dc.decompose_directions(x, embeddings, words, k=min(k, len(words)), scale=scale, device='cpu')
+            for x in (directions, rnd)
+        )
+        return {
+            'indices': d.indices,
+            'coefs': d.coefs.float(),
+            'cosine': d.cosine.float(),
+            'random_cosine': r.cosine.float(),
+        }
+
+    t = (
+        cache.get_or_compute('so-terms', key, compute, meta={'k': k, 'n_words': len(words)})
+        if cache is not None
+        else compute()
+    )
+    terms = [
+        sorted([(words[i], float(c)) for i, c in zip(ix, cs) if i >= 0], key=lambda p: -abs(p[1]))
+        for ix, cs in zip(t['indices'].tolist(), t['coefs'].tolist())
+    ]
     return terms, t['cosine'], t['random_cosine']
 
 # %% ../nbs/29_records.ipynb #04772994
-def toy_concepts(source) -> np.ndarray|None:
+def toy_concepts(source) -> np.ndarray | None:
     "Ground-truth concept vectors [n, n_concepts] of a toy-world source (None for a folder)."
     from neuronlens import toyworld as tw
-    m = re.fullmatch(r'toy:(\w+):\d+px:n=(\d+)', source.id)
-    if not m: return None
-    seeds = tw.split_seeds(m.group(1), int(m.group(2)))
-    return np.stack([tw.concept_vector(tw.sample_spec(s)) for s in seeds]) if len(seeds) else np.zeros((0, len(tw.CONCEPTS)), np.float32)  # specs only, no drawing
 
-def _text_embeddings(clip, words:list, cache:TensorCache|None) -> torch.Tensor:
+    m = re.fullmatch(r'toy:(\w+):\d+px:n=(\d+)', source.id)
+    if not m:
+        return None
+    seeds = tw.split_seeds(m.group(1), int(m.group(2)))
+    return (
+        np.stack([tw.concept_vector(tw.sample_spec(s)) for s in seeds])
+        if len(seeds)
+        else np.zeros((0, len(tw.CONCEPTS)), np.float32)
+    )  # specs only, no drawing
+
+
+def _text_embeddings(clip, words: list, cache: TensorCache | None) -> torch.Tensor:
     "The dictionary's text embeddings [n_words, d_out] by `clip` (cached by model weights and words)."
     from neuronlens import decompose as dc
     from neuronlens.core import state_dict_hash
-    def compute(): return {'embeddings': dc.embed_texts(lambda t: clip.encode_text(t), words)}
-    if cache is None: return compute()['embeddings']
-    return cache.get_or_compute('text-embeddings', cache_key(model=state_dict_hash(clip.model), words=words), compute, meta={'n_words': len(words)})['embeddings']
 
-def open_layer(cache:TensorCache, key:str, # the `so-run` entry (as `save_run` returned it)
-               clip=None, # the `ClipAdapter` the run was computed with (text embeddings, maps); None: no maps
-               words:Sequence[str]|None=None, # decomposition dictionary (default: the toy vocabulary)
-               embeddings:torch.Tensor|None=None, # their text embeddings (default: `clip.encode_text`)
-               k:int=8, model:str='toyclip',
-               source=None, # the run's `ImageSource` (default: rebuilt from the run's source id)
-              ) -> SecondOrderLayer:
+    def compute():
+        return {'embeddings': dc.embed_texts(lambda t: clip.encode_text(t), words)}
+
+    if cache is None:
+        return compute()['embeddings']
+    return cache.get_or_compute(
+        'text-embeddings',
+        cache_key(model=state_dict_hash(clip.model), words=words),
+        compute,
+        meta={'n_words': len(words)},
+    )['embeddings']
+
+
+def open_layer(
+    cache: TensorCache,
+    key: str,  # the `so-run` entry (as `save_run` returned it)
+    clip=None,  # the `ClipAdapter` the run was computed with (text embeddings, maps); None: no maps
+    words: Sequence[str] | None = None,  # decomposition dictionary (default: the toy vocabulary)
+    embeddings: torch.Tensor | None = None,  # their text embeddings (default: `clip.encode_text`)
+    k: int = 8,
+    model: str = 'toyclip',
+    source=None,  # the run's `ImageSource` (default: rebuilt from the run's source id)
+) -> SecondOrderLayer:
     "Reopen a cached second-order run for records and explorers (decompositions cached too)."
     from neuronlens import decompose as dc, lens_pipeline as lp, second_order as so
+
     run = lp.load_run(cache, key)
     words = list(words) if words is not None else dc.toy_vocabulary()
     if embeddings is None:
-        if clip is None: raise ConfigError("open_layer needs clip= (to embed the dictionary) or embeddings=")
+        if clip is None:
+            raise ConfigError("open_layer needs clip= (to embed the dictionary) or embeddings=")
         embeddings = _text_embeddings(clip, words, cache)
     terms, cos, rcos = layer_terms(run.directions, embeddings, words, k, cache)
     source = source if source is not None else source_from_id(run.meta['source'])
-    if source.id != run.meta['source']: raise ConfigError(f"the source {source.id!r} is not the run's ({run.meta['source']!r})")
-    return SecondOrderLayer(run, key, source, terms, cos, rcos, model, clip, toy_concepts(source), so.significant_neurons(run.effects),
-                            words, embeddings, cache=cache)
+    if source.id != run.meta['source']:
+        raise ConfigError(f"the source {source.id!r} is not the run's ({run.meta['source']!r})")
+    return SecondOrderLayer(
+        run,
+        key,
+        source,
+        terms,
+        cos,
+        rcos,
+        model,
+        clip,
+        toy_concepts(source),
+        so.significant_neurons(run.effects),
+        words,
+        embeddings,
+        cache=cache,
+    )
 
 # %% ../nbs/29_records.ipynb #eb624f18
-def _thumbs(source, idx:Sequence[int], memo:dict|None=None) -> np.ndarray:
+def _thumbs(source, idx: Sequence[int], memo: dict | None = None) -> np.ndarray:
     "uint8 [k, H, W, 3] images `idx` of `source` (read once into `memo`, if given)."
-    if not len(idx): return np.zeros((0, 1, 1, 3), np.uint8)
+    if not len(idx):
+        return np.zeros((0, 1, 1, 3), np.uint8)
     memo = {} if memo is None else memo
     for i in idx:
-        if int(i) not in memo: memo[int(i)] = source.load(int(i), int(i) + 1)[0]
+        if int(i) not in memo:
+            memo[int(i)] = source.load(int(i), int(i) + 1)[0]
     return np.stack([memo[int(i)] for i in idx])
 
-def _patch_maps(clip, layer:int, unit:int, images:np.ndarray) -> np.ndarray:
+
+def _patch_maps(clip, layer: int, unit: int, images: np.ndarray) -> np.ndarray:
     "float32 [k, g, g]: the neuron's activation at each patch of each image."
     from neuronlens.second_order import record_lens_inputs
+
     x = clip.preprocess(torch.from_numpy(images).permute(0, 3, 1, 2))
     a = record_lens_inputs(clip.model, x, layer).acts[:, 1:, unit]  # [k, patches]
     g = math.isqrt(a.shape[1])
     return a.reshape(-1, g, g).float().numpy()
 
-def layer_maps(L:SecondOrderLayer, batch:int=64) -> torch.Tensor:
+
+def layer_maps(L: SecondOrderLayer, batch: int = 64) -> torch.Tensor:
     "float32 [d_mlp, k_top, g, g]: every neuron's activation at each patch of each of its top images, from one pass over the layer's distinct top images (computed once, kept in `L.cache`)."
-    if 'maps' in L.tables: return L.tables['maps']
-    if L.clip is None: raise ConfigError("maps need the layer's model: open_layer(..., clip=)")
+    if 'maps' in L.tables:
+        return L.tables['maps']
+    if L.clip is None:
+        raise ConfigError("maps need the layer's model: open_layer(..., clip=)")
     from neuronlens.second_order import record_lens_inputs
-    top = L.run.effects.top_idx; uniq, inv = top.reshape(-1).unique(return_inverse=True)
+
+    top = L.run.effects.top_idx
+    uniq, inv = top.reshape(-1).unique(return_inverse=True)
+
     def compute():
         acts = []
         with torch.no_grad():
             for a in range(0, len(uniq), batch):
-                x = L.clip.preprocess(torch.from_numpy(_thumbs(L.source, uniq[a:a + batch].tolist(), L.memo)).permute(0, 3, 1, 2))
+                x = L.clip.preprocess(
+                    torch.from_numpy(_thumbs(L.source, uniq[a : a + batch].tolist(), L.memo)).permute(0, 3, 1, 2)
+                )
                 acts.append(record_lens_inputs(L.clip.model, x, L.layer).acts[:, 1:].float())  # [b, patches, d_mlp]
         acts = torch.cat(acts)  # [n_uniq, patches, d_mlp]
         m = acts[inv.reshape(top.shape), :, torch.arange(L.d_mlp)[:, None]]  # [d_mlp, k_top, patches]
         g = math.isqrt(m.shape[-1])
         return {'maps': m.reshape(*top.shape, g, g).contiguous()}
-    t = L.cache.get_or_compute('so-top-maps', cache_key(run=L.key, images=uniq), compute) if L.cache is not None else compute()
+
+    t = (
+        L.cache.get_or_compute('so-top-maps', cache_key(run=L.key, images=uniq), compute)
+        if L.cache is not None
+        else compute()
+    )
     L.tables['maps'] = t['maps']
     return t['maps']
 
 # %% ../nbs/29_records.ipynb #4d9f0871
-def _so_scores(L:SecondOrderLayer, n:int) -> list[dict]:
+def _so_scores(L: SecondOrderLayer, n: int) -> list[dict]:
     "Scores of neuron `n` with baselines from the same run."
     from neuronlens.second_order import sparsity_summary
-    e = L.run.effects; k = e.top_idx.shape[1]
+
+    e = L.run.effects
+    k = e.top_idx.shape[1]
     share = sparsity_summary(e.norms, k)['top_share']
     ratio = e.norms.mean(0) / e.first_norms.mean(0).clamp_min(1e-12)
-    def row(name, v, b, of): return {'name': name, 'value': float(v), 'baseline': float(b), 'baseline_of': of}
-    return [row('share of squared effect in the top set', share[n], k / e.n_images, f'effects spread evenly ({k} of {e.n_images} images)'),
-            row('variance explained by the direction', L.run.explained[n], L.run.explained.median(), 'median neuron of the layer'),
-            row('second-order / first-order effect', ratio[n], ratio.median(), 'median neuron of the layer'),
-            row('decomposition cosine', L.cosine[n], L.random_cosine.median(), 'random directions, same words')]
+
+    def row(name, v, b, of):
+        return {'name': name, 'value': float(v), 'baseline': float(b), 'baseline_of': of}
+
+    return [
+        row(
+            'share of squared effect in the top set',
+            share[n],
+            k / e.n_images,
+            f'effects spread evenly ({k} of {e.n_images} images)',
+        ),
+        row(
+            'variance explained by the direction',
+            L.run.explained[n],
+            L.run.explained.median(),
+            'median neuron of the layer',
+        ),
+        row('second-order / first-order effect', ratio[n], ratio.median(), 'median neuron of the layer'),
+        row('decomposition cosine', L.cosine[n], L.random_cosine.median(), 'random directions, same words'),
+    ]
 
 # %% ../nbs/29_records.ipynb #51248643
-def _fresh(L:SecondOrderLayer, sense:str|None, fresh:int, size:int, avoid:tuple=()) -> tuple[np.ndarray, torch.Tensor]:
+def _fresh(
+    L: SecondOrderLayer, sense: str | None, fresh: int, size: int, avoid: tuple = ()
+) -> tuple[np.ndarray, torch.Tensor]:
     "Fresh scenes of `sense` (`lens_eval.sense_images`) and every neuron's second-order effect norm on them [fresh, d_mlp], kept in `L.tables`; every single concept's are computed at the first call, in one batch, and kept in `L.cache`."
     from neuronlens import toyworld as tw, lens_eval as le
+
     tab = L.tables.setdefault('fresh', {})
     if (tw.CONCEPTS[0], fresh, size, ()) not in tab:  # all single concepts at once: what nearly every sense asks for
+
         def compute():
             ims = np.concatenate([le.sense_images(c, fresh, size) for c in tw.CONCEPTS])
-            return {'images': torch.from_numpy(ims), 'norms': le.neuron_effect_norms(L.clip, L.layer, slice(None), ims)}  # norms [n_concepts * fresh, d_mlp]
+            return {
+                'images': torch.from_numpy(ims),
+                'norms': le.neuron_effect_norms(L.clip, L.layer, slice(None), ims),
+            }  # norms [n_concepts * fresh, d_mlp]
+
         key = cache_key(run=L.key, fresh=fresh, size=size, concepts=list(tw.CONCEPTS), version=1)
         t = L.cache.get_or_compute('so-sense-scenes', key, compute) if L.cache is not None else compute()
-        for j, c in enumerate(tw.CONCEPTS): tab[(c, fresh, size, ())] = (t['images'][j * fresh:(j + 1) * fresh].numpy(), t['norms'][j * fresh:(j + 1) * fresh])
+        for j, c in enumerate(tw.CONCEPTS):
+            tab[(c, fresh, size, ())] = (
+                t['images'][j * fresh : (j + 1) * fresh].numpy(),
+                t['norms'][j * fresh : (j + 1) * fresh],
+            )
     k = (sense, fresh, size, tuple(sorted(avoid)))
     if k not in tab:
         im = le.sense_images(sense, fresh, size, avoid=avoid)
         tab[k] = (im, le.neuron_effect_norms(L.clip, L.layer, slice(None), im))
     return tab[k]
 
-def _so_senses(L:SecondOrderLayer, n:int, fresh:int=4) -> list[dict]:
+
+def _so_senses(L: SecondOrderLayer, n: int, fresh: int = 4) -> list[dict]:
     "Senses of neuron `n` (toy ground truth): top images per sense and, with a model, its effect on fresh scenes of each sense."
     from neuronlens import toyworld as tw, lens_eval as le
-    if L.concepts is None: return []
+
+    if L.concepts is None:
+        return []
     top = L.run.effects.top_idx[n].numpy()
     kinds = [tw.CONCEPT_KIND[c] for c in tw.CONCEPTS]
     size = L.source.load(0, 1).shape[1]
-    if L.clip is not None: _fresh(L, tw.CONCEPTS[0], fresh, size)  # the layer's table of fresh scenes, the first time
+    if L.clip is not None:
+        _fresh(L, tw.CONCEPTS[0], fresh, size)  # the layer's table of fresh scenes, the first time
     splits = le.concept_splits(top[None], L.concepts, tw.CONCEPTS, kinds)
-    if not splits: return []
+    if not splits:
+        return []
     p = splits[0]
     out = []
     for s, share in zip((*p.senses, None), (*p.shares, None)):
@@ -284,49 +423,96 @@ def _so_senses(L:SecondOrderLayer, n:int, fresh:int=4) -> list[dict]:
         out.append(sense)
     return out
 
-def add_senses(L:SecondOrderLayer, rec:NeuronRecord) -> NeuronRecord:
+
+def add_senses(L: SecondOrderLayer, rec: NeuronRecord) -> NeuronRecord:
     "Fill in the polysemy senses of a record built with `senses=False` (and their fresh examples); the explorer calls it when its senses pane opens."
     rec.senses = _so_senses(L, rec.unit)
     for j, s in enumerate(rec.senses):
-        if '_examples' in s: rec.images[f'sense{j}'] = s.pop('_examples')
+        if '_examples' in s:
+            rec.images[f'sense{j}'] = s.pop('_examples')
     rec.extra['senses'] = True
     return rec
 
 # %% ../nbs/29_records.ipynb #3ff14195
-def second_order_record(L:SecondOrderLayer, neuron:int, n_top:int=8, n_ranges:int=4, per_range:int=4,
-                        senses:bool=True, # compute polysemy senses (toy ground truth)
-                       ) -> NeuronRecord:
+def second_order_record(
+    L: SecondOrderLayer,
+    neuron: int,
+    n_top: int = 8,
+    n_ranges: int = 4,
+    per_range: int = 4,
+    senses: bool = True,  # compute polysemy senses (toy ground truth)
+) -> NeuronRecord:
     "The record of `neuron` of a cached second-order layer."
-    if not 0 <= int(neuron) < L.d_mlp: raise ConfigError(f"neuron must be in 0..{L.d_mlp - 1}, got {neuron!r}")
-    n = int(neuron); e = L.run.effects
+    if not 0 <= int(neuron) < L.d_mlp:
+        raise ConfigError(f"neuron must be in 0..{L.d_mlp - 1}, got {neuron!r}")
+    n = int(neuron)
+    e = L.run.effects
     values = e.norms[:, n].float().numpy()
     top = [int(i) for i in e.top_idx[n, :n_top]]
     ranges = value_ranges(values, n_ranges, per_range)
-    images = {'top': _thumbs(L.source, top, L.memo), **{f'range{j}': _thumbs(L.source, r['images'], L.memo) for j, r in enumerate(ranges)}}
-    maps = {'top': layer_maps(L)[n, :len(top)].numpy()} if L.clip is not None else {}
-    prov = {'cache': 'so-run', 'key': L.key, 'source': L.source.id, 'model_sha256': L.run.meta['model'], 'n_images': e.n_images, 'k_top': e.top_idx.shape[1]}
-    rec = NeuronRecord(L.model, L.layer, n, 'second-order', L.terms[n], 'OMP coefficient', _so_scores(L, n), values, '||second-order effect||',
-                       top, ranges, [], prov, images, maps,
-                       extra={'first_order_norms': e.first_norms[:, n].float().tolist() if e.n_images <= 2048 else None, 'senses': False})
+    images = {
+        'top': _thumbs(L.source, top, L.memo),
+        **{f'range{j}': _thumbs(L.source, r['images'], L.memo) for j, r in enumerate(ranges)},
+    }
+    maps = {'top': layer_maps(L)[n, : len(top)].numpy()} if L.clip is not None else {}
+    prov = {
+        'cache': 'so-run',
+        'key': L.key,
+        'source': L.source.id,
+        'model_sha256': L.run.meta['model'],
+        'n_images': e.n_images,
+        'k_top': e.top_idx.shape[1],
+    }
+    rec = NeuronRecord(
+        L.model,
+        L.layer,
+        n,
+        'second-order',
+        L.terms[n],
+        'OMP coefficient',
+        _so_scores(L, n),
+        values,
+        '||second-order effect||',
+        top,
+        ranges,
+        [],
+        prov,
+        images,
+        maps,
+        extra={
+            'first_order_norms': e.first_norms[:, n].float().tolist() if e.n_images <= 2048 else None,
+            'senses': False,
+        },
+    )
     return add_senses(L, rec) if senses else rec
 
 # %% ../nbs/29_records.ipynb #e6426bfd
-def search_terms(terms:Sequence[Sequence[tuple[str, float]]], # per neuron: [(word, coefficient)]
-                 query:str, limit:int=50) -> list[tuple[int, str, float]]:
+def search_terms(
+    terms: Sequence[Sequence[tuple[str, float]]],  # per neuron: [(word, coefficient)]
+    query: str,
+    limit: int = 50,
+) -> list[tuple[int, str, float]]:
     "Neurons whose decomposition has a term containing the word `query`: (neuron, term, coefficient), largest |coefficient| first."
     q = query.strip().lower()
-    if not q: return []
+    if not q:
+        return []
     hits = [(n, w, c) for n, ts in enumerate(terms) for w, c in ts if q in w.lower().split() or w.lower() == q]
     return sorted(hits, key=lambda h: -abs(h[2]))[:limit]
 
 # %% ../nbs/29_records.ipynb #af4076bc
-def first_order_terms(L:SecondOrderLayer, k:int=8, cache:TensorCache|None=None) -> list:
+def first_order_terms(L: SecondOrderLayer, k: int = 8, cache: TensorCache | None = None) -> list:
     "Per neuron: the first-order direction's decomposition over the layer's words [(word, coefficient)] (cached with the CLS activations)."
     from neuronlens import lens_eval as le
-    if L.clip is None: raise ConfigError("the first-order view needs the layer's model: open_layer(..., clip=)")
+
+    if L.clip is None:
+        raise ConfigError("the first-order view needs the layer's model: open_layer(..., clip=)")
     e = L.run.effects
-    top = e.top_idx; uniq, inv = top.reshape(-1).unique(return_inverse=True)
-    def acts(): return {'acts': le._cls_acts(L.clip, L.source, uniq, L.layer)}
+    top = e.top_idx
+    uniq, inv = top.reshape(-1).unique(return_inverse=True)
+
+    def acts():
+        return {'acts': le._cls_acts(L.clip, L.source, uniq, L.layer)}
+
     akey = cache_key(run=L.key, images=uniq)
     cls = cache.get_or_compute('lens-cls-acts', akey, acts)['acts'] if cache is not None else acts()['acts']
     mean = cls[inv.reshape(top.shape), torch.arange(L.d_mlp)[:, None]].mean(1)  # [d_mlp] mean CLS act on own top set
@@ -334,9 +520,10 @@ def first_order_terms(L:SecondOrderLayer, k:int=8, cache:TensorCache|None=None) 
     return layer_terms(dirs, L.embeddings, L.words, k, cache)[0]
 
 # %% ../nbs/29_records.ipynb #cb8f4e57
-def unit_logits(lm, layer:int, unit:int, k:int=10) -> list[tuple[str, float]]:
+def unit_logits(lm, layer: int, unit: int, k: int = 10) -> list[tuple[str, float]]:
     "Top-`k` (token, logit) of `W_U w_out` for one unit (the decoding of `multimodal.decode_units`, with its logits)."
     from neuronlens.multimodal import unit_output_weights
+
     logits = unit_output_weights(lm, int(layer))[int(unit)].float() @ lm.W_U.float()  # [d_vocab]
     top = logits.topk(k)
     return [(lm.tokenizer.decode([i]).strip(), float(v)) for v, i in zip(top.values.tolist(), top.indices.tolist())]
@@ -347,21 +534,37 @@ def _hwc(images) -> np.ndarray:
     a = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     return np.ascontiguousarray(a.transpose(0, 2, 3, 1) if a.shape[1] == 3 and a.shape[-1] != 3 else a).astype(np.uint8)
 
-def ablated_captions(captioner, images, units:Sequence[Sequence[tuple[int, int]]], # per image: (layer, unit) pairs to zero
-                     max_new_tokens:int=12) -> list[str]:
+
+def ablated_captions(
+    captioner,
+    images,
+    units: Sequence[Sequence[tuple[int, int]]],  # per image: (layer, unit) pairs to zero
+    max_new_tokens: int = 12,
+) -> list[str]:
     "Greedy captions with each image's `units` zeroed at its image tokens (the prompt's first pass; later tokens untouched)."
     from neuronlens.projection import as_images
-    x, lm, n_tok = as_images(images), captioner.lm, captioner.projection.n_tokens or captioner.encoder.grid[0] * captioner.encoder.grid[1]
+
+    x, lm, n_tok = (
+        as_images(images),
+        captioner.lm,
+        captioner.projection.n_tokens or captioner.encoder.grid[0] * captioner.encoder.grid[1],
+    )
     masks = {}
     for i, us in enumerate(units):
-        for l, u in us: masks.setdefault(int(l), torch.zeros(len(x), lm.d_mlp, dtype=torch.bool))[i, int(u)] = True
+        for l, u in us:
+            masks.setdefault(int(l), torch.zeros(len(x), lm.d_mlp, dtype=torch.bool))[i, int(u)] = True
+
     def hook_for(l):
         def fn(t, hook):
-            if t.shape[1] < n_tok + 1: return None  # a generation step: the image tokens are in the KV cache
-            t = t.clone(); m = masks[l].to(t.device)
+            if t.shape[1] < n_tok + 1:
+                return None  # a generation step: the image tokens are in the KV cache
+            t = t.clone()
+            m = masks[l].to(t.device)
             t[:, :n_tok] = torch.where(m[:, None, :], torch.zeros((), dtype=t.dtype, device=t.device), t[:, :n_tok])
             return t
+
         return fn
+
     with lm.hooks(fwd=[(f'blocks.{l}.mlp.hook_post', hook_for(l)) for l in masks]):
         return captioner.caption(x, max_new_tokens=max_new_tokens)
 
@@ -369,93 +572,177 @@ def ablated_captions(captioner, images, units:Sequence[Sequence[tuple[int, int]]
 @dataclasses.dataclass
 class MultimodalView:
     "What the multimodal explorer shows per image, computed once: unit maps, ablation probabilities and captions."
-    found: object            # `multimodal.MultimodalNeurons`
-    images: np.ndarray       # uint8 [n, H, W, 3]
-    maps: torch.Tensor       # [n, n_units, n_tokens] activations of each image's first `n_units` top units
-    ks: list                 # numbers of top units ablated
-    p_top: torch.Tensor      # [n, 1 + len(ks)] concept probability, clean then with the top-k units zeroed
-    p_random: torch.Tensor   # [n, 1 + len(ks)] the same with k random units of the same layers
-    captions: list           # [n][1 + len(ks)] greedy caption, clean then with the top-k units zeroed
+
+    found: object  # `multimodal.MultimodalNeurons`
+    images: np.ndarray  # uint8 [n, H, W, 3]
+    maps: torch.Tensor  # [n, n_units, n_tokens] activations of each image's first `n_units` top units
+    ks: list  # numbers of top units ablated
+    p_top: torch.Tensor  # [n, 1 + len(ks)] concept probability, clean then with the top-k units zeroed
+    p_random: torch.Tensor  # [n, 1 + len(ks)] the same with k random units of the same layers
+    captions: list  # [n][1 + len(ks)] greedy caption, clean then with the top-k units zeroed
     model: str = 'smollm2-135m'
-    key: str = ''            # cache key of this view
-    lm: object = None        # the LM adapter (decoded logits); optional
+    key: str = ''  # cache key of this view
+    lm: object = None  # the LM adapter (decoded logits); optional
 
 # %% ../nbs/29_records.ipynb #60b31d30
-def _mm_compute(captioner, x, found, n_units:int, ks:list, seed:int) -> dict:
+def _mm_compute(captioner, x, found, n_units: int, ks: list, seed: int) -> dict:
     "The tensors and captions of a `MultimodalView`."
     from neuronlens import multimodal as mm
-    att, tg = found.attribution, found.targets; n = len(x)
-    def pairs(flat): return [att.unit(f) for f in flat]
+
+    att, tg = found.attribution, found.targets
+    n = len(x)
+
+    def pairs(flat):
+        return [att.unit(f) for f in flat]
+
     units = [pairs(att.top_units[i, :n_units].tolist()) for i in range(n)]
-    every = sorted({u for us in units for u in us}); col = {u: j for j, u in enumerate(every)}
+    every = sorted({u for us in units for u in us})
+    col = {u: j for j, u in enumerate(every)}
     act = mm.unit_activations(captioner, x, every)  # [n, len(every), n_tokens], one batched forward
     acts = torch.stack([act[i, [col[u] for u in units[i]]] for i in range(n)])  # [n, n_units, n_tokens]
     ok = (tg.valid & att.valid).nonzero()[:, 0]
     p_top, p_rnd = torch.full((n, 1 + len(ks)), float('nan')), torch.full((n, 1 + len(ks)), float('nan'))
     caps = [[c] for c in tg.captions]
     if len(ok):
-        t = tg.subset(ok); p_top[ok, 0] = p_rnd[ok, 0] = mm.concept_probs(captioner, x[ok], t)
+        t = tg.subset(ok)
+        p_top[ok, 0] = p_rnd[ok, 0] = mm.concept_probs(captioner, x[ok], t)
     for j, k in enumerate(ks):
         top = [pairs(att.top_units[i, :k].tolist()) for i in range(n)]
         rnd = mm.random_units_like(att.top_units[:, :k], att.d_mlp, seed)
         if len(ok):
             p_top[ok, j + 1] = mm.concept_probs(captioner, x[ok], t, [top[i] for i in ok.tolist()])
             p_rnd[ok, j + 1] = mm.concept_probs(captioner, x[ok], t, [pairs(rnd[i].tolist()) for i in ok.tolist()])
-        for i, c in enumerate(ablated_captions(captioner, x, top)): caps[i].append(c)
+        for i, c in enumerate(ablated_captions(captioner, x, top)):
+            caps[i].append(c)
     return {'maps': acts, 'p_top': p_top, 'p_random': p_rnd, 'captions': caps}
 
-def prepare_multimodal(captioner, images, found, cache:TensorCache|None=None, n_units:int=10,
-                       ks:Sequence[int]=(1, 5, 10, 20, 50), seed:int=0, model:str='smollm2-135m') -> MultimodalView:
+
+def prepare_multimodal(
+    captioner,
+    images,
+    found,
+    cache: TensorCache | None = None,
+    n_units: int = 10,
+    ks: Sequence[int] = (1, 5, 10, 20, 50),
+    seed: int = 0,
+    model: str = 'smollm2-135m',
+) -> MultimodalView:
     "Compute (or reopen from `cache`) the per-image views of a `find_multimodal_neurons` result."
     from neuronlens.core import state_dict_hash
     from neuronlens.projection import as_images
-    x = as_images(images); top_k = found.attribution.top_units.shape[1]
-    ks = [int(k) for k in ks if k <= top_k]; n_units = min(n_units, top_k)
-    key = cache_key(projection=state_dict_hash(captioner.projection), images=x, top_units=found.attribution.top_units, n_units=n_units, ks=ks, seed=seed)
+
+    x = as_images(images)
+    top_k = found.attribution.top_units.shape[1]
+    ks = [int(k) for k in ks if k <= top_k]
+    n_units = min(n_units, top_k)
+    key = cache_key(
+        projection=state_dict_hash(captioner.projection),
+        images=x,
+        top_units=found.attribution.top_units,
+        n_units=n_units,
+        ks=ks,
+        seed=seed,
+    )
     hit = cache.load('mm-view', key) if cache is not None else None
     if hit is None:
         c = _mm_compute(captioner, x, found, n_units, ks, seed)
-        if cache is not None: cache.save('mm-view', key, {k: c[k] for k in ('maps', 'p_top', 'p_random')}, meta={'captions': c['captions'], 'ks': ks})
-    else: c = {**hit[0], 'captions': hit[1]['captions']}
-    return MultimodalView(found, _hwc(x), c['maps'], ks, c['p_top'], c['p_random'], c['captions'], model, key, captioner.lm)
+        if cache is not None:
+            cache.save(
+                'mm-view',
+                key,
+                {k: c[k] for k in ('maps', 'p_top', 'p_random')},
+                meta={'captions': c['captions'], 'ks': ks},
+            )
+    else:
+        c = {**hit[0], 'captions': hit[1]['captions']}
+    return MultimodalView(
+        found, _hwc(x), c['maps'], ks, c['p_top'], c['p_random'], c['captions'], model, key, captioner.lm
+    )
 
 # %% ../nbs/29_records.ipynb #94232a7b
-def _mm_scores(found, row:int, unit:int, flat:int) -> list[dict]:
-    a = found.attribution; v = a.valid
+def _mm_scores(found, row: int, unit: int, flat: int) -> list[dict]:
+    a = found.attribution
+    v = a.valid
     n_in = int((a.top_units[v] == flat).any(1).sum())
     chance = int(v.sum()) * a.top_units.shape[1] / (len(a.layers) * a.d_mlp)
     s = a.unit_scores[v][:, row]
     interp = found.interpretable.get(flat)
-    return [{'name': 'images with the unit in their top set', 'value': n_in, 'baseline': chance, 'baseline_of': 'a random unit'},
-            {'name': 'mean attribution', 'value': float(s[:, unit].mean()) if len(s) else float('nan'), 'baseline': float(s.mean()) if len(s) else float('nan'),
-             'baseline_of': 'mean unit of the layer'},
-            {'name': 'passes the interpretability filter', 'value': float('nan') if interp is None else float(interp),
-             'baseline': found.interpretable_fraction, 'baseline_of': 'top units of the run'}]
+    return [
+        {
+            'name': 'images with the unit in their top set',
+            'value': n_in,
+            'baseline': chance,
+            'baseline_of': 'a random unit',
+        },
+        {
+            'name': 'mean attribution',
+            'value': float(s[:, unit].mean()) if len(s) else float('nan'),
+            'baseline': float(s.mean()) if len(s) else float('nan'),
+            'baseline_of': 'mean unit of the layer',
+        },
+        {
+            'name': 'passes the interpretability filter',
+            'value': float('nan') if interp is None else float(interp),
+            'baseline': found.interpretable_fraction,
+            'baseline_of': 'top units of the run',
+        },
+    ]
 
-def _mm_senses(found, top:list) -> list[dict]:
+
+def _mm_senses(found, top: list) -> list[dict]:
     from collections import Counter
+
     concepts = [found.targets.concepts[i] for i in top if found.targets.concepts[i]]
-    return [{'sense': c, 'share': m / len(concepts), 'images': [i for i in top if found.targets.concepts[i] == c]}
-            for c, m in Counter(concepts).most_common(3)] if concepts else []
+    return (
+        [
+            {'sense': c, 'share': m / len(concepts), 'images': [i for i in top if found.targets.concepts[i] == c]}
+            for c, m in Counter(concepts).most_common(3)
+        ]
+        if concepts
+        else []
+    )
 
 # %% ../nbs/29_records.ipynb #58449211
-def multimodal_record(V:MultimodalView, layer:int, unit:int, n_top:int=8, n_ranges:int=4, per_range:int=4) -> NeuronRecord:
+def multimodal_record(
+    V: MultimodalView, layer: int, unit: int, n_top: int = 8, n_ranges: int = 4, per_range: int = 4
+) -> NeuronRecord:
     "The record of LM unit (`layer`, `unit`) of a prepared multimodal view."
     from neuronlens.multimodal import unit_activations
-    f = V.found; a = f.attribution
-    if layer not in a.layers: raise ConfigError(f"layer {layer!r} was not attributed; attributed layers: {a.layers}")
-    if not 0 <= int(unit) < a.d_mlp: raise ConfigError(f"unit must be in 0..{a.d_mlp - 1}, got {unit!r}")
-    row = a.layers.index(layer); flat = row * a.d_mlp + int(unit)
+
+    f = V.found
+    a = f.attribution
+    if layer not in a.layers:
+        raise ConfigError(f"layer {layer!r} was not attributed; attributed layers: {a.layers}")
+    if not 0 <= int(unit) < a.d_mlp:
+        raise ConfigError(f"unit must be in 0..{a.d_mlp - 1}, got {unit!r}")
+    row = a.layers.index(layer)
+    flat = row * a.d_mlp + int(unit)
     values = a.unit_scores[:, row, int(unit)].float().numpy()
     top = [int(i) for i in np.argsort(-values, kind='stable')[:n_top] if a.valid[i]]
     ranges = value_ranges(values, n_ranges, per_range)
     images = {'top': V.images[top], **{f'range{j}': V.images[r['images']] for j, r in enumerate(ranges)}}
-    where = [((a.top_units[i, :V.maps.shape[1]] == flat).nonzero()[:, 0].tolist() or [None])[0] for i in top]
+    where = [((a.top_units[i, : V.maps.shape[1]] == flat).nonzero()[:, 0].tolist() or [None])[0] for i in top]
     maps = {}
     if all(w is not None for w in where) and top:
-        g = math.isqrt(V.maps.shape[-1]); maps['top'] = torch.stack([V.maps[i, w] for i, w in zip(top, where)]).reshape(-1, g, g).numpy()
+        g = math.isqrt(V.maps.shape[-1])
+        maps['top'] = torch.stack([V.maps[i, w] for i, w in zip(top, where)]).reshape(-1, g, g).numpy()
     desc = unit_logits(V.lm, layer, unit) if V.lm is not None else [(t, float('nan')) for t in f.decoded.get(flat, [])]
     prov = {'cache': 'multimodal-neurons', 'key': f.info.get('cache_key', ''), 'view_key': V.key, 'info': f.info}
-    return NeuronRecord(V.model, int(layer), int(unit), 'multimodal', desc, 'logit', _mm_scores(f, row, int(unit), flat), values,
-                        'activation x gradient', top, ranges, _mm_senses(f, top), prov, images, maps,
-                        extra={'interpretable': f.interpretable.get(flat)})
+    return NeuronRecord(
+        V.model,
+        int(layer),
+        int(unit),
+        'multimodal',
+        desc,
+        'logit',
+        _mm_scores(f, row, int(unit), flat),
+        values,
+        'activation x gradient',
+        top,
+        ranges,
+        _mm_senses(f, top),
+        prov,
+        images,
+        maps,
+        extra={'interpretable': f.interpretable.get(flat)},
+    )
