@@ -166,7 +166,7 @@ def _demo_args(p: argparse.ArgumentParser):
     p.add_argument('--n-scenes', type=int, default=256, help='held-out toy scenes to analyse (default: 256)')
     p.add_argument('--seed', type=int, default=0, help='seed of the run (default: 0)')
     p.add_argument(
-        '--n-multimodal', type=int, default=32, help='scenes of the multimodal-neurons section (default: 32)'
+        '--n-multimodal', type=int, default=16, help='scenes of the multimodal-neurons section (default: 16)'
     )
     p.add_argument(
         '--no-progress', dest='progress', action='store_false', help='no section lines, bar or timings on stderr'

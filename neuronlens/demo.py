@@ -31,7 +31,7 @@ class DemoContext:
     n_scenes: int = 256
     seed: int = 0
     out: Path | None = None  # the report's folder: a section may write pages next to the report (the atlas)
-    n_multimodal: int = 32  # scenes of the multimodal section (the full evaluation: benchmarks/eval_multimodal.py)
+    n_multimodal: int = 16  # scenes of the multimodal section (the full evaluation: benchmarks/eval_multimodal.py)
     timings: dict = dataclasses.field(default_factory=dict)
 
 # %% ../nbs/85_demo.ipynb #16af991a
@@ -372,7 +372,7 @@ def run_demo(
     cache_dir: str | Path | None = None,  # cache folder (default `default_cache_dir()`)
     n_scenes: int = 256,
     seed: int = 0,
-    n_multimodal: int = 32,  # scenes of the multimodal section
+    n_multimodal: int = 16,  # scenes of the multimodal section
     sections: list[Callable] | None = None,  # default `all_sections()`
     progress: bool = True,
 ) -> Path:  # on stderr: each section as it starts, a bar, elapsed time, the report path

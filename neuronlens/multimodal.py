@@ -458,11 +458,15 @@ def unit_vocab_stats(
     words = vocab_strings(lm.tokenizer, lm.d_vocab)
     word_ok = torch.tensor([is_interpretable([w], dictionary, min_words=1) for w in words])  # [d_vocab]
     top = torch.empty(len(layers), lm.d_mlp, k, dtype=torch.long)
+    W_U = lm.W_U.float()
     with torch.no_grad():
         for i, l in enumerate(layers):
+            W_out = unit_output_weights(lm, l).float()  # [d_mlp, d_model], read once per layer
             for lo in range(0, lm.d_mlp, chunk):
-                hi = min(lo + chunk, lm.d_mlp)
-                top[i, lo:hi] = unit_logits(lm, [(l, u) for u in range(lo, hi)], fold_norm).topk(k, -1).indices.cpu()
+                w = W_out[lo : lo + chunk]
+                if fold_norm:
+                    w = final_norm_fold(lm, w)
+                top[i, lo : lo + chunk] = (w @ W_U).topk(k, -1).indices.cpu()  # rows of `unit_logits`
     return dict(top_ids=top, interpretable=word_ok[top].sum(-1) >= 7, layers=list(layers), k=k, fold_norm=fold_norm)
 
 # %% ../nbs/11_multimodal_neurons.ipynb #a13voc03
