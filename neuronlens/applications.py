@@ -33,44 +33,64 @@ __all__ = ['log', 'SEG_METHODS', 'ATTRIBUTE_KINDS', 'LM_PROMPT', 'PLANTABLE_WORD
 class BaselineError(NeuronLensError, RuntimeError):
     "The model's clean accuracy on the scenes is not above chance: numbers built on it would mean nothing."
 
-def check_baseline(accuracy:float, # clean zero-shot accuracy on the same scenes
-                   n_classes:int, # classes it chose among
-                   margin:float=0.1, # how far above chance it must be
-                   what:str='zero-shot accuracy'):
+
+def check_baseline(
+    accuracy: float,  # clean zero-shot accuracy on the same scenes
+    n_classes: int,  # classes it chose among
+    margin: float = 0.1,  # how far above chance it must be
+    what: str = 'zero-shot accuracy',
+):
     "Raise `BaselineError` unless `accuracy` is above chance (1 / n_classes) plus `margin`."
     chance = 1 / n_classes
     if not accuracy >= chance + margin:
-        raise BaselineError(f"clean {what} is {accuracy:.3f}, not above chance {chance:.3f} + margin {margin}: "
-                            "the model (or the labels) is broken for this task, so no ablation or success rate is reported")
+        raise BaselineError(
+            f"clean {what} is {accuracy:.3f}, not above chance {chance:.3f} + margin {margin}: "
+            "the model (or the labels) is broken for this task, so no ablation or success rate is reported"
+        )
     return accuracy
 
 # %% ../nbs/22_applications.ipynb #76bd8a2a
-def check_class_texts(clip, # a `ClipAdapter`
-                      texts:Sequence[str]) -> list[str]:
+def check_class_texts(
+    clip,  # a `ClipAdapter`
+    texts: Sequence[str],
+) -> list[str]:
     "`texts` as a list if the adapter's tokenizer reads every word of each; else a `ConfigError` naming the first unreadable one."
     texts = [texts] if isinstance(texts, str) else list(texts)
-    if not texts or not all(isinstance(t, str) and t.strip() for t in texts): raise ConfigError(f"class texts must be non-empty strings, got {texts!r}")
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise ConfigError(f"class texts must be non-empty strings, got {texts!r}")
     tok = getattr(clip, 'tokenizer', None)
-    if tok is None: raise ConfigError("this ClipAdapter has no tokenizer, so class texts cannot be read; pass class embeddings instead")
+    if tok is None:
+        raise ConfigError(
+            "this ClipAdapter has no tokenizer, so class texts cannot be read; pass class embeddings instead"
+        )
     if hasattr(tok, 'encode') and hasattr(tok, 'unk_id'):
         for t in texts:
             ids = tok.encode(t)
             if not ids or tok.unk_id in ids:
                 unk = [w for w in t.lower().split() if tok.encode(w) in ([], [tok.unk_id])]
-                raise ConfigError(f"class text {t!r} has words the model's tokenizer cannot read ({unk or t!r}); use words of its vocabulary, e.g. {', '.join(tok.itos[3:9])}")
+                raise ConfigError(
+                    f"class text {t!r} has words the model's tokenizer cannot read ({unk or t!r}); use words of its vocabulary, e.g. {', '.join(tok.itos[3:9])}"
+                )
     return texts
 
-def class_embeddings(clip, texts:Sequence[str]) -> torch.Tensor:
+
+def class_embeddings(clip, texts: Sequence[str]) -> torch.Tensor:
     "Unit-norm text embeddings [n, d_out] (float32, CPU) of checked class texts."
     texts = check_class_texts(clip, texts)
-    with torch.no_grad(): return F.normalize(clip.encode_text(texts).float(), dim=-1).cpu()
+    with torch.no_grad():
+        return F.normalize(clip.encode_text(texts).float(), dim=-1).cpu()
 
 # %% ../nbs/22_applications.ipynb #07ca3e8d
-def bootstrap_ci(stat:Callable[[np.ndarray], float], # statistic of a resampled index array
-                 n:int, # items to resample (images, pairs)
-                 n_boot:int=1000, seed:int=0, level:float=0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    stat: Callable[[np.ndarray], float],  # statistic of a resampled index array
+    n: int,  # items to resample (images, pairs)
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
     "Percentile bootstrap interval of `stat` over `n` items resampled with replacement."
-    if n < 2: return (float('nan'), float('nan'))
+    if n < 2:
+        return (float('nan'), float('nan'))
     rng = np.random.default_rng(seed)
     vals = np.array([stat(rng.integers(0, n, n)) for _ in range(n_boot)])
     a = (1 - level) / 2
@@ -82,69 +102,95 @@ def default_layers(clip) -> tuple:
     n = clip.n_layers
     return tuple(range(max(0, n - 4), n - 1))
 
-def lens_runs(clip, # a `ClipAdapter`
-              layers:Sequence[int], cache:TensorCache,
-              n_images:int=2000, # images the directions are fitted on
-              split:str='valid', # toy split of those images (not the scoring split)
-              k_top:int=100, compute:bool=True, # False: a layer without a cached run is an error
-             ) -> dict:
+
+def lens_runs(
+    clip,  # a `ClipAdapter`
+    layers: Sequence[int],
+    cache: TensorCache,
+    n_images: int = 2000,  # images the directions are fitted on
+    split: str = 'valid',  # toy split of those images (not the scoring split)
+    k_top: int = 100,
+    compute: bool = True,  # False: a layer without a cached run is an error
+) -> dict:
     "Second-order runs (`run_second_order`, cached) of `layers` on toy scenes of `split`: layer -> `SecondOrderRun`."
     from neuronlens import lens_pipeline as lp, second_order as so
+
     layers = [so.check_layer(clip.model, l) for l in layers]
-    if not layers: raise ConfigError("no layers given; pass at least one MLP layer")
+    if not layers:
+        raise ConfigError("no layers given; pass at least one MLP layer")
     src = lp.image_source(f'toy:{split}', n_images, clip.preprocess.size[0])
     out = {}
     for l in layers:
-        run = lp.run_second_order(clip, src, l, cache, shard_size=500, batch_size=125, k_top=k_top, max_shards=None if compute else 0)
-        if run is None: raise ConfigError(f"layer {l} has no cached second-order run for {src.id} in {cache.root}; run `neuronlens second-order --layer {l} --images toy:{split} --n-images {n_images}` first, or allow computing it")
+        run = lp.run_second_order(
+            clip, src, l, cache, shard_size=500, batch_size=125, k_top=k_top, max_shards=None if compute else 0
+        )
+        if run is None:
+            raise ConfigError(
+                f"layer {l} has no cached second-order run for {src.id} in {cache.root}; run `neuronlens second-order --layer {l} --images toy:{split} --n-images {n_images}` first, or allow computing it"
+            )
         out[l] = run
     return out
 
 # %% ../nbs/22_applications.ipynb #ab6a2e35
-def scene_specs(n:int, split:str='test', start:int=0, n_objects:int|None=1) -> list:
+def scene_specs(n: int, split: str = 'test', start: int = 0, n_objects: int | None = 1) -> list:
     "Scene specs of `n` seeds of `split` from `start` on."
     return [tw.sample_spec(s, n_objects=n_objects) for s in tw.split_seeds(split, n, start)]
 
-def zero_shot(emb:torch.Tensor, # [n, d_out] image embeddings (any norm)
-              class_emb:torch.Tensor, # [n_classes, d_out]
-             ) -> torch.Tensor:
+
+def zero_shot(
+    emb: torch.Tensor,  # [n, d_out] image embeddings (any norm)
+    class_emb: torch.Tensor,  # [n_classes, d_out]
+) -> torch.Tensor:
     "Predicted class index [n] by cosine with the class embeddings."
     return (F.normalize(emb.float(), dim=-1) @ class_emb.T.to(emb.device)).argmax(-1).cpu()
 
-def encode_uint8(clip, images:np.ndarray|torch.Tensor, batch:int=250) -> torch.Tensor:
+
+def encode_uint8(clip, images: np.ndarray | torch.Tensor, batch: int = 250) -> torch.Tensor:
     "Unnormalized image embeddings [n, d_out] of uint8 images [n, H, W, 3]."
     x = torch.as_tensor(np.asarray(images)).permute(0, 3, 1, 2)
-    with torch.no_grad(): return torch.cat([clip.encode_image(clip.preprocess(x[i:i + batch])).float().cpu() for i in range(0, len(x), batch)])
+    with torch.no_grad():
+        return torch.cat(
+            [clip.encode_image(clip.preprocess(x[i : i + batch])).float().cpu() for i in range(0, len(x), batch)]
+        )
 
 # %% ../nbs/22_applications.ipynb #9d593649
-def _mlp_acts_and_rest(clip, layer:int, x:torch.Tensor):
+def _mlp_acts_and_rest(clip, layer: int, x: torch.Tensor):
     "Clean pass up to MLP `layer`: its residual input `x_mid` [batch, pos, d] (batch first)."
     _, c = clip.run_with_cache(x.to(model_device(clip.model)), names=[f'blocks.{layer}.hook_resid_mid'])
     return c[f'blocks.{layer}.hook_resid_mid']
 
-def run_from_mlp(clip, # a `ClipAdapter`
-                 layer:int, x_mid:torch.Tensor, # [batch, pos, d_model] residual input of MLP `layer` (batch first)
-                 patch:Callable|None=None, # acts [batch, pos, d_mlp] -> patched acts
-                ) -> torch.Tensor:
+
+def run_from_mlp(
+    clip,  # a `ClipAdapter`
+    layer: int,
+    x_mid: torch.Tensor,  # [batch, pos, d_model] residual input of MLP `layer` (batch first)
+    patch: Callable | None = None,  # acts [batch, pos, d_mlp] -> patched acts
+) -> torch.Tensor:
     "Unnormalized image embeddings [batch, d_out] from MLP `layer` on, with its activations patched; everything later recomputed."
     blk, v = clip.blocks[layer], clip.visual
     acts = blk.mlp.gelu(blk.mlp.c_fc(blk.ln_2(x_mid)))
     x = x_mid + blk.ls_2(blk.mlp.c_proj(patch(acts) if patch is not None else acts))
     x = x if clip.batch_first else x.transpose(0, 1)
-    for b in clip.blocks[layer + 1:]: x = b(x)
+    for b in clip.blocks[layer + 1 :]:
+        x = b(x)
     x = x if clip.batch_first else x.transpose(0, 1)
     return v.ln_post(x)[:, 0] @ v.proj
 
 # %% ../nbs/22_applications.ipynb #b805ac08
 @torch.no_grad()
-def ablation_means(clip, layer:int, images:torch.Tensor, # preprocessed reference images [n, 3, H, W]
-                   batch:int=125) -> dict:
+def ablation_means(
+    clip,
+    layer: int,
+    images: torch.Tensor,  # preprocessed reference images [n, 3, H, W]
+    batch: int = 125,
+) -> dict:
     "Means over reference images of MLP `layer`'s per-neuron second-order effects and direct effects [d_mlp, d_out], and activations [pos, d_mlp]."
     from neuronlens.second_order import record_lens_inputs, direction_bank, _scaled_coefficients
+
     bank, first = direction_bank(clip.model, layer)
     so, dr, acts, n = 0, 0, 0, len(images)
     for i in range(0, n, batch):
-        inp = record_lens_inputs(clip.model, images[i:i + batch], layer)
+        inp = record_lens_inputs(clip.model, images[i : i + batch], layer)
         so = so + torch.einsum('bkn,knd->nd', _scaled_coefficients(inp, bank.dtype), bank)
         dr = dr + (inp.acts[:, 0] / inp.sigma_post[:, None]).sum(0)[:, None] * first
         acts = acts + inp.acts.sum(0)
@@ -152,21 +198,31 @@ def ablation_means(clip, layer:int, images:torch.Tensor, # preprocessed referenc
 
 # %% ../nbs/22_applications.ipynb #fdd108f0
 @torch.no_grad()
-def ablated_embeddings(clip, layer:int, images:torch.Tensor, # preprocessed images [n, 3, H, W]
-                       neurons:torch.Tensor, # [m] neuron indices of MLP `layer`
-                       means:dict, # from `ablation_means`
-                       paths:Sequence[str]=('second_order', 'direct', 'whole'),
-                       pass_:tuple|None=None, # `(LensInputs, x_mid)` of `images` from an earlier call, reused
-                      ) -> dict:
+def ablated_embeddings(
+    clip,
+    layer: int,
+    images: torch.Tensor,  # preprocessed images [n, 3, H, W]
+    neurons: torch.Tensor,  # [m] neuron indices of MLP `layer`
+    means: dict,  # from `ablation_means`
+    paths: Sequence[str] = ('second_order', 'direct', 'whole'),
+    pass_: tuple | None = None,  # `(LensInputs, x_mid)` of `images` from an earlier call, reused
+) -> dict:
     "Image embeddings with `neurons`' second-order effects, direct effects, or whole output (activations) mean-ablated: path -> [n, d_out]."
     from neuronlens.second_order import record_lens_inputs, direction_bank, _scaled_coefficients
+
     bad = [p for p in paths if p not in ('second_order', 'direct', 'whole', 'clean')]
-    if bad: raise ConfigError(f"unknown ablation paths {bad}; accepted: second_order, direct, whole, clean")
+    if bad:
+        raise ConfigError(f"unknown ablation paths {bad}; accepted: second_order, direct, whole, clean")
     bank, first = direction_bank(clip.model, layer)
     S = torch.as_tensor(neurons, dtype=torch.long)
-    inp, x_mid = pass_ if pass_ is not None else (record_lens_inputs(clip.model, images, layer), _mlp_acts_and_rest(clip, layer, images))
+    inp, x_mid = (
+        pass_
+        if pass_ is not None
+        else (record_lens_inputs(clip.model, images, layer), _mlp_acts_and_rest(clip, layer, images))
+    )
     emb, out = inp.embeds.float(), {}
-    if 'clean' in paths: out['clean'] = emb
+    if 'clean' in paths:
+        out['clean'] = emb
     if 'second_order' in paths:
         e = torch.einsum('bkn,knd->bd', _scaled_coefficients(inp, bank.dtype)[:, :, S], bank[:, S])
         out['second_order'] = emb - e + means['second_order'][S].sum(0)
@@ -175,46 +231,68 @@ def ablated_embeddings(clip, layer:int, images:torch.Tensor, # preprocessed imag
         out['direct'] = emb - d + means['direct'][S].sum(0)
     if 'whole' in paths:
         mean_acts = means['acts'][:, S]
+
         def patch(a):
-            a = a.clone(); a[:, :, S] = mean_acts.to(a.dtype); return a
+            a = a.clone()
+            a[:, :, S] = mean_acts.to(a.dtype)
+            return a
+
         out['whole'] = run_from_mlp(clip, layer, x_mid, patch).float()
     return out
 
-def lens_pass(clip, layer:int, images:torch.Tensor) -> tuple:
+
+def lens_pass(clip, layer: int, images: torch.Tensor) -> tuple:
     "What `ablated_embeddings` reads from the clean pass of `images`, computed once per layer."
     from neuronlens.second_order import record_lens_inputs
-    with torch.no_grad(): return record_lens_inputs(clip.model, images, layer), _mlp_acts_and_rest(clip, layer, images)
+
+    with torch.no_grad():
+        return record_lens_inputs(clip.model, images, layer), _mlp_acts_and_rest(clip, layer, images)
 
 # %% ../nbs/22_applications.ipynb #b73d0b0a
-def margins(emb:torch.Tensor, class_emb:torch.Tensor, truth:torch.Tensor) -> np.ndarray:
+def margins(emb: torch.Tensor, class_emb: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
     "Per image: cosine with the true class minus the best other class (a graded accuracy, negative when wrong): [n]."
     sim = F.normalize(emb.float(), dim=-1) @ class_emb.T
     true = sim.gather(1, truth[:, None])[:, 0]
     other = sim.scatter(1, truth[:, None], -2.0).max(1).values
     return (true - other).numpy()
 
-def _acc_row(margin:np.ndarray, clean:float, seed:int, **kw) -> dict:
+
+def _acc_row(margin: np.ndarray, clean: float, seed: int, **kw) -> dict:
     "One table row: accuracy and mean margin with bootstrap intervals over images, and the accuracy drop from clean."
     correct = margin > 0
     acc = float(correct.mean())
     lo, hi = bootstrap_ci(lambda i: correct[i].mean(), len(correct), n_boot=300, seed=seed)
     mlo, mhi = bootstrap_ci(lambda i: margin[i].mean(), len(margin), n_boot=300, seed=seed)
-    return {**kw, 'accuracy': acc, 'ci_low': lo, 'ci_high': hi, 'drop': clean - acc, 'margin': float(margin.mean()), 'margin_ci': [mlo, mhi]}
+    return {
+        **kw,
+        'accuracy': acc,
+        'ci_low': lo,
+        'ci_high': hi,
+        'drop': clean - acc,
+        'margin': float(margin.mean()),
+        'margin_ci': [mlo, mhi],
+    }
 
-def ablation_study(clip, # a `ClipAdapter` of a CLIP trained on the toy world
-                   layers:Sequence[int]|None=None, # default: `default_layers`
-                   cache:TensorCache|None=None,
-                   kind:str='shape', # the zero-shot task: classes are the words of this kind
-                   n_scenes:int=1000, # held-out single-object test scenes scored
-                   n_ref:int=500, # validation scenes the means are taken over
-                   n_top:int|None=None, # size of the neuron set: the most significant neurons (default d_mlp // 8)
-                   n_random:int=3, # random sets of the same size
-                   n_images:int=2000, # images of the cached second-order runs
-                   margin:float=0.1, seed:int=0, compute:bool=True) -> dict:
+
+def ablation_study(
+    clip,  # a `ClipAdapter` of a CLIP trained on the toy world
+    layers: Sequence[int] | None = None,  # default: `default_layers`
+    cache: TensorCache | None = None,
+    kind: str = 'shape',  # the zero-shot task: classes are the words of this kind
+    n_scenes: int = 1000,  # held-out single-object test scenes scored
+    n_ref: int = 500,  # validation scenes the means are taken over
+    n_top: int | None = None,  # size of the neuron set: the most significant neurons (default d_mlp // 8)
+    n_random: int = 3,  # random sets of the same size
+    n_images: int = 2000,  # images of the cached second-order runs
+    margin: float = 0.1,
+    seed: int = 0,
+    compute: bool = True,
+) -> dict:
     "Mean-ablation study per layer: second-order vs direct vs whole contribution of all neurons and of the top neurons, vs random sets; zero-shot accuracy."
     cache = cache or TensorCache()
     layers = tuple(layers) if layers is not None else default_layers(clip)
-    if kind not in ('shape', 'colour', 'size', 'position'): raise ConfigError(f"kind must be one of shape, colour, size, position, got {kind!r}")
+    if kind not in ('shape', 'colour', 'size', 'position'):
+        raise ConfigError(f"kind must be one of shape, colour, size, position, got {kind!r}")
     classes = list(tw.VOCAB[kind])
     runs = lens_runs(clip, layers, cache, n_images=n_images, compute=compute)
     cemb = class_embeddings(clip, tw.class_prompts(kind))
@@ -224,71 +302,131 @@ def ablation_study(clip, # a `ClipAdapter` of a CLIP trained on the toy world
     truth = torch.tensor([classes.index(getattr(s.objects[0], kind)) for s in specs])
     clean_margin = margins(encode_uint8(clip, u8), cemb, truth)
     clean = check_baseline(float((clean_margin > 0).mean()), len(classes), margin)
-    ref = clip.preprocess(torch.from_numpy(tw.sample_batch(tw.split_seeds('valid', n_ref, 500_000), clip.preprocess.size[0], targets=False)['image']).permute(0, 3, 1, 2))
+    ref = clip.preprocess(
+        torch.from_numpy(
+            tw.sample_batch(tw.split_seeds('valid', n_ref, 500_000), clip.preprocess.size[0], targets=False)['image']
+        ).permute(0, 3, 1, 2)
+    )
     g = torch.Generator().manual_seed(seed)
     rows = [_acc_row(clean_margin, clean, seed, layer=None, neurons='none', path='clean', set='none')]
     for l in layers:
         key = cache_key(model=state_dict_hash(clip.model), layer=l, ref='valid:500000', n_ref=n_ref)
         means = cache.get_or_compute('ablation-means', key, lambda: ablation_means(clip, l, ref))
-        d_mlp = means['acts'].shape[1]; m = n_top or max(1, d_mlp // 8)
+        d_mlp = means['acts'].shape[1]
+        m = n_top or max(1, d_mlp // 8)
         from neuronlens.second_order import significant_neurons
-        sets = [('all', f'all {d_mlp}', torch.arange(d_mlp)), ('top', f'top {m}', significant_neurons(runs[l].effects, m))]
+
+        sets = [
+            ('all', f'all {d_mlp}', torch.arange(d_mlp)),
+            ('top', f'top {m}', significant_neurons(runs[l].effects, m)),
+        ]
         sets += [('random', f'random {m}', torch.randperm(d_mlp, generator=g)[:m]) for _ in range(n_random)]
         once = lens_pass(clip, l, x)
         for name, label, S in sets:
             for path, e in ablated_embeddings(clip, l, x, S, means, pass_=once).items():
                 rows.append(_acc_row(margins(e, cemb, truth), clean, seed, layer=l, neurons=label, path=path, set=name))
-    return {'rows': _merge_random(rows), 'clean': clean, 'chance': 1 / len(classes), 'kind': kind, 'layers': list(layers),
-            'n_scenes': n_scenes, 'n_ref': n_ref, 'n_random': n_random}
+    return {
+        'rows': _merge_random(rows),
+        'clean': clean,
+        'chance': 1 / len(classes),
+        'kind': kind,
+        'layers': list(layers),
+        'n_scenes': n_scenes,
+        'n_ref': n_ref,
+        'n_random': n_random,
+    }
 
-def _merge_random(rows:list) -> list:
+
+def _merge_random(rows: list) -> list:
     "Average the rows of the random sets of each (layer, path); their spread over draws becomes the interval."
     out, groups = [], {}
     for r in rows:
-        if r.get('set') == 'random': groups.setdefault((r['layer'], r['path']), []).append(r)
-        else: out.append(r)
+        if r.get('set') == 'random':
+            groups.setdefault((r['layer'], r['path']), []).append(r)
+        else:
+            out.append(r)
     for (l, p), rs in groups.items():
         accs = [r['accuracy'] for r in rs]
-        out.append({**rs[0], 'accuracy': float(np.mean(accs)), 'ci_low': float(min(r['ci_low'] for r in rs)), 'ci_high': float(max(r['ci_high'] for r in rs)),
-                    'drop': rs[0]['drop'] + rs[0]['accuracy'] - float(np.mean(accs)), 'margin': float(np.mean([r['margin'] for r in rs])),
-                    'margin_ci': [float(min(r['margin_ci'][0] for r in rs)), float(max(r['margin_ci'][1] for r in rs))], 'draws': len(rs)})
+        out.append(
+            {
+                **rs[0],
+                'accuracy': float(np.mean(accs)),
+                'ci_low': float(min(r['ci_low'] for r in rs)),
+                'ci_high': float(max(r['ci_high'] for r in rs)),
+                'drop': rs[0]['drop'] + rs[0]['accuracy'] - float(np.mean(accs)),
+                'margin': float(np.mean([r['margin'] for r in rs])),
+                'margin_ci': [float(min(r['margin_ci'][0] for r in rs)), float(max(r['margin_ci'][1] for r in rs))],
+                'draws': len(rs),
+            }
+        )
     return out
 
 # %% ../nbs/22_applications.ipynb #a07fff29
-def plot_ablation(study:dict, # from `ablation_study`
-                  measure:str='margin', # 'margin' (mean true-class margin) or 'accuracy'
-                 ):
+def plot_ablation(
+    study: dict,  # from `ablation_study`
+    measure: str = 'margin',  # 'margin' (mean true-class margin) or 'accuracy'
+):
     "Zero-shot accuracy after mean-ablation, per layer and path, for all neurons and the top neurons (random sets of the same size beside them)."
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
+
     rows = [r for r in study['rows'] if r['layer'] is not None]
-    fig = make_subplots(1, 2, subplot_titles=('all neurons of the layer', 'top neurons vs random sets of the same size'), shared_yaxes=True)
+    fig = make_subplots(
+        1,
+        2,
+        subplot_titles=('all neurons of the layer', 'top neurons vs random sets of the same size'),
+        shared_yaxes=True,
+    )
     colours = {'second_order': '#d62728', 'direct': '#1f77b4', 'whole': '#7f7f7f'}
     for col, sets in ((1, ('all',)), (2, ('top', 'random'))):
         for s in sets:
             for p, c in colours.items():
                 rs = [r for r in rows if r['set'] == s and r['path'] == p]
-                if not rs: continue
+                if not rs:
+                    continue
                 y = [r[measure] for r in rs]
                 ci = [r['margin_ci'] if measure == 'margin' else [r['ci_low'], r['ci_high']] for r in rs]
-                fig.add_bar(x=[f"layer {r['layer']}" for r in rs], y=y, name=f"{p.replace('_', '-')} ({s})", marker_color=c,
-                            marker_pattern_shape='/' if s == 'random' else '', opacity=0.55 if s == 'random' else 1,
-                            error_y=dict(type='data', symmetric=False, array=[h - v for v, (_, h) in zip(y, ci)], arrayminus=[v - l for v, (l, _) in zip(y, ci)]),
-                            row=1, col=col, showlegend=True)
+                fig.add_bar(
+                    x=[f"layer {r['layer']}" for r in rs],
+                    y=y,
+                    name=f"{p.replace('_', '-')} ({s})",
+                    marker_color=c,
+                    marker_pattern_shape='/' if s == 'random' else '',
+                    opacity=0.55 if s == 'random' else 1,
+                    error_y=dict(
+                        type='data',
+                        symmetric=False,
+                        array=[h - v for v, (_, h) in zip(y, ci)],
+                        arrayminus=[v - l for v, (l, _) in zip(y, ci)],
+                    ),
+                    row=1,
+                    col=col,
+                    showlegend=True,
+                )
     for col in (1, 2):
         clean = next(r for r in study['rows'] if r['path'] == 'clean')
         fig.add_hline(y=clean[measure], line_dash='dash', annotation_text='clean', row=1, col=col)
-        if measure == 'accuracy': fig.add_hline(y=study['chance'], line_dash='dot', annotation_text='chance', row=1, col=col)
-    label = f"zero-shot {study['kind']} accuracy" if measure == 'accuracy' else f"mean {study['kind']} margin (true - best other cosine)"
+        if measure == 'accuracy':
+            fig.add_hline(y=study['chance'], line_dash='dot', annotation_text='chance', row=1, col=col)
+    label = (
+        f"zero-shot {study['kind']} accuracy"
+        if measure == 'accuracy'
+        else f"mean {study['kind']} margin (true - best other cosine)"
+    )
     fig.update_layout(barmode='group', height=380, yaxis_title=label, margin=dict(t=40, b=40, l=50, r=10))
     return fig
 
 # %% ../nbs/22_applications.ipynb #e59b8c27
-def segmentation_scenes(n:int, # scenes
-                        kind:str='shape', # the class of a scene is the `kind` word of its first object
-                        split:str='test', start:int=0, size:int=64) -> dict:
+def segmentation_scenes(
+    n: int,  # scenes
+    kind: str = 'shape',  # the class of a scene is the `kind` word of its first object
+    split: str = 'test',
+    start: int = 0,
+    size: int = 64,
+) -> dict:
     "Held-out toy scenes of 1-3 objects with their class word and exact class mask: images uint8 [n, H, W, 3], masks bool [n, H, W], classes."
-    if kind not in ('shape', 'colour'): raise ConfigError(f"segmentation classes are shapes or colours, got kind={kind!r}")
+    if kind not in ('shape', 'colour'):
+        raise ConfigError(f"segmentation classes are shapes or colours, got kind={kind!r}")
     seeds = tw.split_seeds(split, n, start)
     b = tw.sample_batch(seeds, size)
     classes = [getattr(tw.sample_spec(s).objects[0], kind) for s in seeds]
@@ -296,66 +434,94 @@ def segmentation_scenes(n:int, # scenes
     masks = torch.from_numpy(b['labels'][:, tw.KINDS.index(kind)]).long() == idx[:, None, None]
     return {'images': b['image'], 'masks': masks.numpy(), 'classes': classes, 'seeds': list(seeds)}
 
-def check_masks(masks:np.ndarray, images:np.ndarray) -> np.ndarray:
+
+def check_masks(masks: np.ndarray, images: np.ndarray) -> np.ndarray:
     "`masks` as bool [n, H, W] if they match the images [n, H, W, 3], else a `ConfigError`."
     m, im = np.asarray(masks), np.asarray(images)
-    if im.ndim != 4 or im.shape[-1] != 3: raise ConfigError(f"images must be uint8 [n, H, W, 3], got shape {im.shape}")
-    if m.shape != im.shape[:3]: raise ConfigError(f"masks must be [n, H, W] = {tuple(im.shape[:3])} to match the images, got {tuple(m.shape)}")
+    if im.ndim != 4 or im.shape[-1] != 3:
+        raise ConfigError(f"images must be uint8 [n, H, W, 3], got shape {im.shape}")
+    if m.shape != im.shape[:3]:
+        raise ConfigError(f"masks must be [n, H, W] = {tuple(im.shape[:3])} to match the images, got {tuple(m.shape)}")
     return m.astype(bool)
 
 # %% ../nbs/22_applications.ipynb #04eb3f13
-def average_precision(scores:torch.Tensor, # [batch, n] scores
-                      targets:torch.Tensor, # [batch, n] bool
-                     ) -> torch.Tensor:
+def average_precision(
+    scores: torch.Tensor,  # [batch, n] scores
+    targets: torch.Tensor,  # [batch, n] bool
+) -> torch.Tensor:
     "Average precision per row, as scikit-learn's `average_precision_score` (ties grouped): [batch]."
     s, order = scores.double().sort(dim=1, descending=True)
     t = targets.gather(1, order).double()
-    tp = t.cumsum(1); n_pos = tp[:, -1:].clamp_min(1)
+    tp = t.cumsum(1)
+    n_pos = tp[:, -1:].clamp_min(1)
     rank = torch.arange(1, s.shape[1] + 1, dtype=torch.float64)
-    last = torch.ones_like(t, dtype=torch.bool); last[:, :-1] = s[:, :-1] != s[:, 1:]  # the last item of each run of tied scores
+    last = torch.ones_like(t, dtype=torch.bool)
+    last[:, :-1] = s[:, :-1] != s[:, 1:]  # the last item of each run of tied scores
     rec, prec = tp / n_pos, tp / rank
     prev = torch.cummax(torch.where(last, rec, 0.0), 1).values
     prev = torch.cat([torch.zeros_like(prev[:, :1]), prev[:, :-1]], 1)
     return (torch.where(last, (rec - prev) * prec, 0.0)).sum(1)
 
 # %% ../nbs/22_applications.ipynb #a3106f8a
-def upsample_maps(maps:torch.Tensor, # [batch, n_patches] patch scores (row-major grid)
-                  size:tuple, # (H, W) of the images
-                 ) -> torch.Tensor:
+def upsample_maps(
+    maps: torch.Tensor,  # [batch, n_patches] patch scores (row-major grid)
+    size: tuple,  # (H, W) of the images
+) -> torch.Tensor:
     "Patch maps upsampled bilinearly to the image and min-max normalized per image: [batch, H, W] in [0, 1]."
-    b, p = maps.shape; g = math.isqrt(p)
-    if g * g != p: raise ConfigError(f"{p} patches do not form a square grid")
+    b, p = maps.shape
+    g = math.isqrt(p)
+    if g * g != p:
+        raise ConfigError(f"{p} patches do not form a square grid")
     r = F.interpolate(maps.float().view(b, 1, g, g), size=tuple(size), mode='bilinear', align_corners=False)[:, 0]
     lo, hi = r.flatten(1).min(1).values[:, None, None], r.flatten(1).max(1).values[:, None, None]
     return torch.nan_to_num((r - lo) / (hi - lo))
 
-def segmentation_counts(pred:torch.Tensor, # [batch, H, W] normalized maps in [0, 1]
-                        masks:torch.Tensor, # [batch, H, W] bool
-                        threshold:float=0.5) -> dict:
+
+def segmentation_counts(
+    pred: torch.Tensor,  # [batch, H, W] normalized maps in [0, 1]
+    masks: torch.Tensor,  # [batch, H, W] bool
+    threshold: float = 0.5,
+) -> dict:
     "Per-image counts of the official metrics: correct pixels, pixels, intersection and union of (background, object), AP of both channels."
     fg, m = pred > threshold, masks.bool()
     inter = torch.stack([(~fg & ~m).flatten(1).sum(1), (fg & m).flatten(1).sum(1)], 1)
     union = torch.stack([(~fg | ~m).flatten(1).sum(1), (fg | m).flatten(1).sum(1)], 1)
-    ap = average_precision(torch.cat([1 - pred.flatten(1), pred.flatten(1)], 1), torch.cat([~m.flatten(1), m.flatten(1)], 1))
-    return {'correct': (fg == m).flatten(1).sum(1), 'pixels': torch.full((len(m),), m[0].numel()), 'inter': inter, 'union': union, 'ap': ap}
+    ap = average_precision(
+        torch.cat([1 - pred.flatten(1), pred.flatten(1)], 1), torch.cat([~m.flatten(1), m.flatten(1)], 1)
+    )
+    return {
+        'correct': (fg == m).flatten(1).sum(1),
+        'pixels': torch.full((len(m),), m[0].numel()),
+        'inter': inter,
+        'union': union,
+        'ap': ap,
+    }
 
-def segmentation_scores(counts:dict, idx:np.ndarray|None=None) -> dict:
+
+def segmentation_scores(counts: dict, idx: np.ndarray | None = None) -> dict:
     "Pixel accuracy, mIoU (background and object) and mAP over the images `idx` (default all) from `segmentation_counts`."
     idx = np.arange(len(counts['ap'])) if idx is None else idx
     c = {k: v[torch.as_tensor(idx)] for k, v in counts.items()}
     iou = c['inter'].sum(0).double() / c['union'].sum(0).double().clamp_min(1)
-    return {'pixel_acc': float(c['correct'].sum() / c['pixels'].sum()), 'miou': float(iou.mean()), 'map': float(c['ap'].mean())}
+    return {
+        'pixel_acc': float(c['correct'].sum() / c['pixels'].sum()),
+        'miou': float(iou.mean()),
+        'map': float(c['ap'].mean()),
+    }
 
 # %% ../nbs/22_applications.ipynb #64ea65a1
-def neuron_selection(runs:dict, # layer -> `SecondOrderRun`
-                     class_emb:torch.Tensor, # [n_classes, d_out]
-                     top_k:int=200, # neurons per class over all layers
-                     random:bool=False, seed:int=0,
-                     signed:bool=False, # weight each neuron by the sign of direction . class embedding (the official code: unsigned)
-                    ) -> torch.Tensor:
+def neuron_selection(
+    runs: dict,  # layer -> `SecondOrderRun`
+    class_emb: torch.Tensor,  # [n_classes, d_out]
+    top_k: int = 200,  # neurons per class over all layers
+    random: bool = False,
+    seed: int = 0,
+    signed: bool = False,  # weight each neuron by the sign of direction . class embedding (the official code: unsigned)
+) -> torch.Tensor:
     "Weights [n_classes, n_layers * d_mlp]: 1/top_k on the neurons with the largest |direction . class embedding| (or random ones)."
     dirs = torch.cat([runs[l].directions.float() for l in sorted(runs)])  # [n_layers * d_mlp, d_out]
-    if not 1 <= top_k <= len(dirs): raise ConfigError(f"top_k must be in [1, {len(dirs)}] (neurons of the layers), got {top_k}")
+    if not 1 <= top_k <= len(dirs):
+        raise ConfigError(f"top_k must be in [1, {len(dirs)}] (neurons of the layers), got {top_k}")
     dot = (dirs @ class_emb.T.float()).T  # [n_classes, neurons]
     score = torch.rand(dot.shape, generator=torch.Generator().manual_seed(seed)) if random else dot.abs()
     W = torch.zeros_like(score)
@@ -363,13 +529,15 @@ def neuron_selection(runs:dict, # layer -> `SecondOrderRun`
     return W * dot.sign() if signed else W
 
 # %% ../nbs/22_applications.ipynb #100c8b0e
-def _patterns(clip, x:torch.Tensor, layers:Sequence[int]) -> dict:
+def _patterns(clip, x: torch.Tensor, layers: Sequence[int]) -> dict:
     names = [f'blocks.{l}.attn.hook_pattern' for l in layers] + [f'blocks.{l}.mlp.hook_post' for l in layers]
     _, c = clip.run_with_cache(x, names=names)
     return c
 
-def rollout(patterns:Sequence[torch.Tensor], # per block [batch, heads, pos, pos]
-           ) -> torch.Tensor:
+
+def rollout(
+    patterns: Sequence[torch.Tensor],  # per block [batch, heads, pos, pos]
+) -> torch.Tensor:
     "Attention rollout (Abnar & Zuidema): product over blocks of head-averaged attention with the residual, 0.5 A + 0.5 I: [batch, pos, pos]."
     R = None
     for A in patterns:
@@ -377,12 +545,16 @@ def rollout(patterns:Sequence[torch.Tensor], # per block [batch, heads, pos, pos
         R = a if R is None else a @ R
     return R
 
-def gradcam_maps(clip, x:torch.Tensor, # preprocessed images [batch, 3, H, W]
-                 text_emb:torch.Tensor, # [batch, d_out] the class text of each image
-                ) -> torch.Tensor:
+
+def gradcam_maps(
+    clip,
+    x: torch.Tensor,  # preprocessed images [batch, 3, H, W]
+    text_emb: torch.Tensor,  # [batch, d_out] the class text of each image
+) -> torch.Tensor:
     "Grad-CAM on the last block's ln_1 output: ReLU(sum over channels of patch-mean gradient x activation): [batch, n_patches]."
     L = clip.n_layers - 1
-    with torch.no_grad(): _, c = clip.run_with_cache(x, names=[f'blocks.{L}.hook_resid_pre'])
+    with torch.no_grad():
+        _, c = clip.run_with_cache(x, names=[f'blocks.{L}.hook_resid_pre'])
     r = c[f'blocks.{L}.hook_resid_pre'].detach()
     blk, v = clip.blocks[L], clip.visual
     with torch.enable_grad():
@@ -392,183 +564,308 @@ def gradcam_maps(clip, x:torch.Tensor, # preprocessed images [batch, 3, H, W]
         h = r + blk.ls_1(a if clip.batch_first else a.transpose(0, 1))
         h = h + blk.ls_2(blk.mlp(blk.ln_2(h)))
         emb = F.normalize(v.ln_post(h)[:, 0] @ v.proj, dim=-1)
-        g, = torch.autograd.grad((emb * text_emb.to(emb.dtype)).sum(), y)
+        (g,) = torch.autograd.grad((emb * text_emb.to(emb.dtype)).sum(), y)
     w = g[:, 1:].mean(1, keepdim=True)  # [batch, 1, d_model] channel weights
     return F.relu((w * y[:, 1:]).sum(-1)).detach()
 
 # %% ../nbs/22_applications.ipynb #d51865de
-SEG_METHODS = ('second-order neurons', 'second-order neurons (signed)', 'random neurons', 'last-layer attention', 'attention rollout', 'Grad-CAM', 'TextSpan first-order')
+SEG_METHODS = (
+    'second-order neurons',
+    'second-order neurons (signed)',
+    'random neurons',
+    'last-layer attention',
+    'attention rollout',
+    'Grad-CAM',
+    'TextSpan first-order',
+)
 
-def segmentation_maps(clip, images:np.ndarray, # uint8 [batch, H, W, 3]
-                      class_idx:torch.Tensor, # [batch] class of each image
-                      class_emb:torch.Tensor, # [n_classes, d_out]
-                      weights:dict, # method -> [n_classes, n_layers * d_mlp] from `neuron_selection`
-                      layers:Sequence[int], methods:Sequence[str]=SEG_METHODS) -> dict:
+
+def segmentation_maps(
+    clip,
+    images: np.ndarray,  # uint8 [batch, H, W, 3]
+    class_idx: torch.Tensor,  # [batch] class of each image
+    class_emb: torch.Tensor,  # [n_classes, d_out]
+    weights: dict,  # method -> [n_classes, n_layers * d_mlp] from `neuron_selection`
+    layers: Sequence[int],
+    methods: Sequence[str] = SEG_METHODS,
+) -> dict:
     "Patch maps [batch, n_patches] of each method for a batch of images, batched."
     from neuronlens.textspan import head_contributions, text_maps
+
     x = clip.preprocess(torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2)).to(model_device(clip.model))
     t = class_emb[class_idx]
     out = {}
     with torch.no_grad():
         c = _patterns(clip, x, range(clip.n_layers))
-        acts = torch.cat([c[f'blocks.{l}.mlp.hook_post'][:, 1:] for l in sorted(layers)], -1)  # [batch, patches, n_layers * d_mlp]
+        acts = torch.cat(
+            [c[f'blocks.{l}.mlp.hook_post'][:, 1:] for l in sorted(layers)], -1
+        )  # [batch, patches, n_layers * d_mlp]
         for m, W in weights.items():
-            if m in methods: out[m] = torch.einsum('bpn,bn->bp', acts, W[class_idx])
-        if 'last-layer attention' in methods: out['last-layer attention'] = c[f'blocks.{clip.n_layers - 1}.attn.hook_pattern'][:, :, 0, 1:].mean(1)
-        if 'attention rollout' in methods: out['attention rollout'] = rollout([c[f'blocks.{l}.attn.hook_pattern'] for l in range(clip.n_layers)])[:, 0, 1:]
-        if 'TextSpan first-order' in methods: out['TextSpan first-order'] = text_maps(head_contributions(clip, x), t)
-    if 'Grad-CAM' in methods: out['Grad-CAM'] = gradcam_maps(clip, x, t)
+            if m in methods:
+                out[m] = torch.einsum('bpn,bn->bp', acts, W[class_idx])
+        if 'last-layer attention' in methods:
+            out['last-layer attention'] = c[f'blocks.{clip.n_layers - 1}.attn.hook_pattern'][:, :, 0, 1:].mean(1)
+        if 'attention rollout' in methods:
+            out['attention rollout'] = rollout([c[f'blocks.{l}.attn.hook_pattern'] for l in range(clip.n_layers)])[
+                :, 0, 1:
+            ]
+        if 'TextSpan first-order' in methods:
+            out['TextSpan first-order'] = text_maps(head_contributions(clip, x), t)
+    if 'Grad-CAM' in methods:
+        out['Grad-CAM'] = gradcam_maps(clip, x, t)
     return out
 
 # %% ../nbs/22_applications.ipynb #7428417a
-def segmentation_study(clip, # a `ClipAdapter` trained on the toy world
-                       layers:Sequence[int]|None=None, cache:TensorCache|None=None,
-                       n_scenes:int=1000, kind:str='shape', top_k:int=200, batch_size:int=100,
-                       n_images:int=2000, threshold:float=0.5, seed:int=0, compute:bool=True,
-                       scenes:dict|None=None, # images/masks/classes to use instead of held-out toy scenes
-                      ) -> dict:
+def segmentation_study(
+    clip,  # a `ClipAdapter` trained on the toy world
+    layers: Sequence[int] | None = None,
+    cache: TensorCache | None = None,
+    n_scenes: int = 1000,
+    kind: str = 'shape',
+    top_k: int = 200,
+    batch_size: int = 100,
+    n_images: int = 2000,
+    threshold: float = 0.5,
+    seed: int = 0,
+    compute: bool = True,
+    scenes: dict | None = None,  # images/masks/classes to use instead of held-out toy scenes
+) -> dict:
     "Zero-shot segmentation with the second-order lens vs attention, rollout, Grad-CAM, TextSpan and random neurons on held-out scenes with exact masks."
     cache = cache or TensorCache()
     layers = tuple(layers) if layers is not None else default_layers(clip)
     sc = scenes or segmentation_scenes(n_scenes, kind, size=clip.preprocess.size[0])
     masks = torch.from_numpy(check_masks(sc['masks'], sc['images']))
     names = sorted(set(sc['classes']))
-    cemb = class_embeddings(clip, [tw.class_prompts(kind)[tw.VOCAB[kind].index(c)] if c in tw.VOCAB.get(kind, ()) else c for c in names])
+    cemb = class_embeddings(
+        clip, [tw.class_prompts(kind)[tw.VOCAB[kind].index(c)] if c in tw.VOCAB.get(kind, ()) else c for c in names]
+    )
     runs = lens_runs(clip, layers, cache, n_images=n_images, compute=compute)
-    weights = {'second-order neurons': neuron_selection(runs, cemb, top_k), 'second-order neurons (signed)': neuron_selection(runs, cemb, top_k, signed=True),
-               'random neurons': neuron_selection(runs, cemb, top_k, random=True, seed=seed)}
+    weights = {
+        'second-order neurons': neuron_selection(runs, cemb, top_k),
+        'second-order neurons (signed)': neuron_selection(runs, cemb, top_k, signed=True),
+        'random neurons': neuron_selection(runs, cemb, top_k, random=True, seed=seed),
+    }
     cls = torch.tensor([names.index(c) for c in sc['classes']])
     counts, examples = {}, {}
     for a in range(0, len(cls), batch_size):
-        maps = segmentation_maps(clip, sc['images'][a:a + batch_size], cls[a:a + batch_size], cemb, weights, layers)
+        maps = segmentation_maps(clip, sc['images'][a : a + batch_size], cls[a : a + batch_size], cemb, weights, layers)
         for m, mp in maps.items():
             pred = upsample_maps(mp, masks.shape[1:])
-            part = segmentation_counts(pred, masks[a:a + batch_size], threshold)
+            part = segmentation_counts(pred, masks[a : a + batch_size], threshold)
             counts[m] = part if m not in counts else {k: torch.cat([counts[m][k], v]) for k, v in part.items()}
-            if a == 0: examples[m] = pred[:8].numpy()
+            if a == 0:
+                examples[m] = pred[:8].numpy()
     rows = []
     for m in SEG_METHODS:
-        if m not in counts: continue
-        s = segmentation_scores(counts[m]); n = len(cls)
+        if m not in counts:
+            continue
+        s = segmentation_scores(counts[m])
+        n = len(cls)
         ci = {k: bootstrap_ci(lambda i, k=k: segmentation_scores(counts[m], i)[k], n, n_boot=200, seed=seed) for k in s}
         rows.append({'method': m, **s, **{f'{k}_ci': list(v) for k, v in ci.items()}})
-    return {'rows': rows, 'examples': examples, 'images': sc['images'][:8], 'masks': sc['masks'][:8], 'classes': sc['classes'][:8],
-            'layers': list(layers), 'top_k': top_k, 'n_scenes': len(cls), 'kind': kind, 'threshold': threshold}
+    return {
+        'rows': rows,
+        'examples': examples,
+        'images': sc['images'][:8],
+        'masks': sc['masks'][:8],
+        'classes': sc['classes'][:8],
+        'layers': list(layers),
+        'top_k': top_k,
+        'n_scenes': len(cls),
+        'kind': kind,
+        'threshold': threshold,
+    }
 
 # %% ../nbs/22_applications.ipynb #64336a38
-def plot_segmentation(study:dict, # from `segmentation_study`
-                      n:int=4) -> np.ndarray:
+def plot_segmentation(
+    study: dict,  # from `segmentation_study`
+    n: int = 4,
+) -> np.ndarray:
     "Overlays as one uint8 image: a row per method (and the truth), a column per scene; red where the map is above the threshold."
     imgs, rows = study['images'][:n].astype(np.float32), []
+
     def overlay(m):
-        o = imgs.copy(); o[m] = 0.45 * o[m] + 0.55 * np.array([255, 0, 0]); return np.concatenate(list(o), 1)
+        o = imgs.copy()
+        o[m] = 0.45 * o[m] + 0.55 * np.array([255, 0, 0])
+        return np.concatenate(list(o), 1)
+
     rows.append(np.concatenate(list(imgs), 1))
     rows.append(overlay(np.asarray(study['masks'][:n], bool)))
-    for m, ex in study['examples'].items(): rows.append(overlay(ex[:n] > study['threshold']))
+    for m, ex in study['examples'].items():
+        rows.append(overlay(ex[:n] > study['threshold']))
     grid = np.concatenate(rows, 0).clip(0, 255).astype(np.uint8)
     return np.kron(grid, np.ones((2, 2, 1), np.uint8))
 
-def segmentation_row_labels(study:dict) -> list:
+
+def segmentation_row_labels(study: dict) -> list:
     "Labels of the rows of `plot_segmentation`, top to bottom."
     return ['image', 'true mask', *study['examples']]
 
 # %% ../nbs/22_applications.ipynb #c3ed4a54
 ATTRIBUTE_KINDS = ('shape', 'colour', 'size', 'texture', 'background')  # kinds a single-object description can vary
 
-def word_vocabulary(kind:str) -> list:
+
+def word_vocabulary(kind: str) -> list:
     "The words a description of a single-object scene of class kind `kind` may add: every concept of another kind but position."
     return [w for k in ATTRIBUTE_KINDS if k != kind for w in tw.VOCAB[k]]
 
-def neuron_terms(clip, runs:dict, # layer -> `SecondOrderRun`
-                 directions:dict|None=None, # layer -> [d_mlp, d_out] to decompose instead of the runs' directions
-                 k:int=5) -> dict:
+
+def neuron_terms(
+    clip,
+    runs: dict,  # layer -> `SecondOrderRun`
+    directions: dict | None = None,  # layer -> [d_mlp, d_out] to decompose instead of the runs' directions
+    k: int = 5,
+) -> dict:
     "Sparse decompositions of every neuron's direction over the toy words: layer -> list of (word, coefficient) per neuron."
     from neuronlens import decompose as dc
+
     vocab = dc.toy_vocabulary(phrases=False)
     emb = dc.embed_texts(lambda t: clip.encode_text(t), vocab)
     dirs = directions or {l: r.directions for l, r in runs.items()}
     return {l: dc.decompose_directions(d.float(), emb, vocab, k=k, device='cpu').terms for l, d in dirs.items()}
 
-def _flat(terms:dict) -> list:
+
+def _flat(terms: dict) -> list:
     return [(l, n, ts) for l in sorted(terms) for n, ts in enumerate(terms[l])]
 
 # %% ../nbs/22_applications.ipynb #a7f3f564
-def spurious_words(runs:dict, terms:dict, # from `neuron_terms`
-                   t0:torch.Tensor, t1:torch.Tensor, # class embeddings [d_out] of c0 and c1
-                   allowed:Sequence[str], # words a description may use
-                   n_neurons:int=20, # neurons ranked by |direction . (t1 - t0)|
-                   n_words:int=4, random_neurons:bool=False, seed:int=0) -> list:
+def spurious_words(
+    runs: dict,
+    terms: dict,  # from `neuron_terms`
+    t0: torch.Tensor,
+    t1: torch.Tensor,  # class embeddings [d_out] of c0 and c1
+    allowed: Sequence[str],  # words a description may use
+    n_neurons: int = 20,  # neurons ranked by |direction . (t1 - t0)|
+    n_words: int = 4,
+    random_neurons: bool = False,
+    seed: int = 0,
+) -> list:
     "The words of the decompositions of the neurons that most separate c1 from c0, ranked by summed positive coefficient."
     dirs = torch.cat([runs[l].directions.float() for l in sorted(runs)])
     score = (dirs @ (t1 - t0).float()).abs()
-    pick = torch.randperm(len(dirs), generator=torch.Generator().manual_seed(seed))[:n_neurons] if random_neurons else score.topk(n_neurons).indices
-    flat = _flat(terms); tally = {}
+    pick = (
+        torch.randperm(len(dirs), generator=torch.Generator().manual_seed(seed))[:n_neurons]
+        if random_neurons
+        else score.topk(n_neurons).indices
+    )
+    flat = _flat(terms)
+    tally = {}
     for i in pick.tolist():
         for w, c in flat[i][2]:
-            if c > 0 and w in allowed: tally[w] = tally.get(w, 0.0) + c
+            if c > 0 and w in allowed:
+                tally[w] = tally.get(w, 0.0) + c
     return [w for w, _ in sorted(tally.items(), key=lambda p: -p[1])[:n_words]]
 
 # %% ../nbs/22_applications.ipynb #feb86402
-def compose_descriptions(c0:str, # the class every description must show
-                         words:Sequence[str], # words to include (at most one per kind is used in a description)
-                         n:int=10, kind:str='shape', seed:int=0) -> list:
+def compose_descriptions(
+    c0: str,  # the class every description must show
+    words: Sequence[str],  # words to include (at most one per kind is used in a description)
+    n: int = 10,
+    kind: str = 'shape',
+    seed: int = 0,
+) -> list:
     "The direct description writer: `n` single-object toy-grammar descriptions of a `c0` scene, each with a random non-empty subset of `words`."
-    if not words: raise ConfigError("no words to compose descriptions from: the word list is empty")
-    rng = np.random.default_rng(seed); out = []
+    if not words:
+        raise ConfigError("no words to compose descriptions from: the word list is empty")
+    rng = np.random.default_rng(seed)
+    out = []
     for _ in range(n):
         attrs = {k: rng.choice(tw.VOCAB[k]) for k in ('shape', 'colour', 'size')}
-        attrs['texture'] = rng.choice(list(tw.TEXTURES) + [None, None]); bg = rng.choice(list(tw.BACKGROUNDS))
+        attrs['texture'] = rng.choice(list(tw.TEXTURES) + [None, None])
+        bg = rng.choice(list(tw.BACKGROUNDS))
         attrs[kind] = c0
-        chosen = [w for w in rng.permutation(list(words))[:rng.integers(1, min(3, len(words)) + 1)]]
+        chosen = [w for w in rng.permutation(list(words))[: rng.integers(1, min(3, len(words)) + 1)]]
         for w in chosen:
             k = tw.CONCEPT_KIND[w]
-            if k == 'background': bg = w
-            elif k != kind: attrs[k] = w
-        spec = tw.SceneSpec([tw.ObjectSpec(attrs['shape'], attrs['colour'], attrs['size'], 'center', attrs['texture'])], bg)
+            if k == 'background':
+                bg = w
+            elif k != kind:
+                attrs[k] = w
+        spec = tw.SceneSpec(
+            [tw.ObjectSpec(attrs['shape'], attrs['colour'], attrs['size'], 'center', attrs['texture'])], bg
+        )
         out.append(tw.describe(spec, background=True))
     return out
 
-def render_descriptions(descriptions:Sequence[str], # toy-grammar descriptions of one object, ", on a <colour> background" optional
-                        size:int=64) -> np.ndarray:
+
+def render_descriptions(
+    descriptions: Sequence[str],  # toy-grammar descriptions of one object, ", on a <colour> background" optional
+    size: int = 64,
+) -> np.ndarray:
     "The default image generator: parse each description with the toy grammar and `render` it: uint8 [n, size, size, 3]."
-    if not descriptions: raise ConfigError("the description list is empty: nothing to render")
+    if not descriptions:
+        raise ConfigError("the description list is empty: nothing to render")
     out = []
     for d in descriptions:
         text, bg = d, 'black'
-        if ', on a ' in d: text, tail = d.split(', on a ', 1); bg = tail.replace('background', '').strip()
+        if ', on a ' in d:
+            text, tail = d.split(', on a ', 1)
+            bg = tail.replace('background', '').strip()
         out.append(tw.render(tw.SceneSpec([tw.object_from_words(text)], tw.check_word('background', bg)), size).image)
     return np.stack(out)
 
 # %% ../nbs/22_applications.ipynb #2dbed9c8
-def adversarial_pair(clip, runs:dict, terms:dict, class_emb:torch.Tensor, classes:Sequence[str],
-                     c0:str, c1:str, kind:str='shape', n_neurons:int=20, n_words:int=4, n_desc:int=10, seed:int=0,
-                     writer:Callable|None=None, # (c0, words, n, kind, seed) -> descriptions; default `compose_descriptions`
-                     generator:Callable|None=None, # descriptions -> uint8 images; default `render_descriptions`
-                    ) -> dict:
+def adversarial_pair(
+    clip,
+    runs: dict,
+    terms: dict,
+    class_emb: torch.Tensor,
+    classes: Sequence[str],
+    c0: str,
+    c1: str,
+    kind: str = 'shape',
+    n_neurons: int = 20,
+    n_words: int = 4,
+    n_desc: int = 10,
+    seed: int = 0,
+    writer: Callable | None = None,  # (c0, words, n, kind, seed) -> descriptions; default `compose_descriptions`
+    generator: Callable | None = None,  # descriptions -> uint8 images; default `render_descriptions`
+) -> dict:
     "Success rates (images of c0 classified as c1) of descriptions with the lens's words, random words and random neurons' words."
-    if c0 == c1: raise ConfigError(f"the class pair must be two different classes, got {c0!r} twice")
+    if c0 == c1:
+        raise ConfigError(f"the class pair must be two different classes, got {c0!r} twice")
     for c in (c0, c1):
-        if c not in classes: raise ConfigError(f"unknown class {c!r}; accepted: {', '.join(classes)}")
-    writer, generator = writer or compose_descriptions, generator or (lambda d: render_descriptions(d, clip.preprocess.size[0]))
+        if c not in classes:
+            raise ConfigError(f"unknown class {c!r}; accepted: {', '.join(classes)}")
+    writer, generator = writer or compose_descriptions, generator or (
+        lambda d: render_descriptions(d, clip.preprocess.size[0])
+    )
     i0, i1 = classes.index(c0), classes.index(c1)
     allowed = [w for w in word_vocabulary(kind) if w not in (c0, c1)]
     rng = np.random.default_rng(seed)
-    sets = {'second-order words': spurious_words(runs, terms, class_emb[i0], class_emb[i1], allowed, n_neurons, n_words),
-            'random words': list(rng.choice(allowed, n_words, replace=False)),
-            'random neurons': spurious_words(runs, terms, class_emb[i0], class_emb[i1], allowed, n_neurons, n_words, True, seed)}
-    out = {'c0': c0, 'c1': c1, 'words': {}, 'rate': {}, 'rate_attempts': {}, 'parse_rate': {}, 'clean_c0': {}, 'examples': {}}
+    sets = {
+        'second-order words': spurious_words(runs, terms, class_emb[i0], class_emb[i1], allowed, n_neurons, n_words),
+        'random words': list(rng.choice(allowed, n_words, replace=False)),
+        'random neurons': spurious_words(
+            runs, terms, class_emb[i0], class_emb[i1], allowed, n_neurons, n_words, True, seed
+        ),
+    }
+    out = {
+        'c0': c0,
+        'c1': c1,
+        'words': {},
+        'rate': {},
+        'rate_attempts': {},
+        'parse_rate': {},
+        'clean_c0': {},
+        'examples': {},
+    }
     for name, words in sets.items():
         words = words or list(rng.choice(allowed, 1))
         descs = [d for d in writer(c0, words, n_desc, kind, seed) if c1 not in d.split()]
         attempts = getattr(writer, 'last_attempts', None)  # a writer that may fail (`LMWriter`) says how many it tried
         out['words'][name] = words
         if not descs:
-            if attempts is None: raise ConfigError(f"the writer gave no description of {c0!r} without {c1!r}")
-            out['rate'][name] = out['clean_c0'][name] = None; out['rate_attempts'][name] = out['parse_rate'][name] = 0.0
-            out['examples'][name] = ([], np.zeros((0, 1, 1, 3), np.uint8)); continue
+            if attempts is None:
+                raise ConfigError(f"the writer gave no description of {c0!r} without {c1!r}")
+            out['rate'][name] = out['clean_c0'][name] = None
+            out['rate_attempts'][name] = out['parse_rate'][name] = 0.0
+            out['examples'][name] = ([], np.zeros((0, 1, 1, 3), np.uint8))
+            continue
         imgs = generator(descs)
         pred = zero_shot(encode_uint8(clip, imgs), class_emb)
-        flips = int((pred == i1).sum()); attempts = attempts or len(descs)
+        flips = int((pred == i1).sum())
+        attempts = attempts or len(descs)
         out['rate'][name], out['rate_attempts'][name] = flips / len(descs), flips / attempts
         out['parse_rate'][name] = len(descs) / attempts
         out['clean_c0'][name] = float((pred == i0).float().mean())
@@ -576,13 +873,24 @@ def adversarial_pair(clip, runs:dict, terms:dict, class_emb:torch.Tensor, classe
     return out
 
 # %% ../nbs/22_applications.ipynb #56461774
-def adversarial_study(clip, layers:Sequence[int]|None=None, cache:TensorCache|None=None,
-                      kinds:Sequence[str]=('shape', 'colour'), # every ordered class pair of each kind
-                      n_neurons:int=20, n_words:int=4, n_desc:int=10, n_images:int=2000,
-                      margin:float=0.1, seed:int=0, compute:bool=True, pairs:int|None=None, # limit pairs per kind (tests)
-                      pair_stride:int=1, # every `pair_stride`-th ordered pair of a kind (a spread-out subset for a slow writer)
-                      only:tuple|None=None, # one (c0, c1) pair instead of all
-                      writer:Callable|None=None, generator:Callable|None=None) -> dict:
+def adversarial_study(
+    clip,
+    layers: Sequence[int] | None = None,
+    cache: TensorCache | None = None,
+    kinds: Sequence[str] = ('shape', 'colour'),  # every ordered class pair of each kind
+    n_neurons: int = 20,
+    n_words: int = 4,
+    n_desc: int = 10,
+    n_images: int = 2000,
+    margin: float = 0.1,
+    seed: int = 0,
+    compute: bool = True,
+    pairs: int | None = None,  # limit pairs per kind (tests)
+    pair_stride: int = 1,  # every `pair_stride`-th ordered pair of a kind (a spread-out subset for a slow writer)
+    only: tuple | None = None,  # one (c0, c1) pair instead of all
+    writer: Callable | None = None,
+    generator: Callable | None = None,
+) -> dict:
     "Semantic adversarial images over every class pair of each kind: success rates of the lens's words vs random words and random neurons."
     cache = cache or TensorCache()
     layers = tuple(layers) if layers is not None else default_layers(clip)
@@ -590,54 +898,97 @@ def adversarial_study(clip, layers:Sequence[int]|None=None, cache:TensorCache|No
     terms = neuron_terms(clip, runs)
     res = {'layers': list(layers), 'kinds': {}, 'n_desc': n_desc, 'n_neurons': n_neurons, 'n_words': n_words}
     for kind in kinds:
-        classes = list(tw.VOCAB[kind]); cemb = class_embeddings(clip, tw.class_prompts(kind))
+        classes = list(tw.VOCAB[kind])
+        cemb = class_embeddings(clip, tw.class_prompts(kind))
         todo = [tuple(only)] if only else [(a, b) for a in classes for b in classes if a != b][::pair_stride][:pairs]
         # clean check: plain descriptions of each class (random attributes) must be recognised
         rng = np.random.default_rng(seed)
-        clean = [float((zero_shot(encode_uint8(clip, render_descriptions(compose_descriptions(c, list(rng.choice(word_vocabulary(kind), 3, replace=False)), n_desc, kind, seed),
-                                                                         clip.preprocess.size[0])), cemb) == i).float().mean()) for i, c in enumerate(classes)]
+        clean = [
+            float(
+                (
+                    zero_shot(
+                        encode_uint8(
+                            clip,
+                            render_descriptions(
+                                compose_descriptions(
+                                    c, list(rng.choice(word_vocabulary(kind), 3, replace=False)), n_desc, kind, seed
+                                ),
+                                clip.preprocess.size[0],
+                            ),
+                        ),
+                        cemb,
+                    )
+                    == i
+                )
+                .float()
+                .mean()
+            )
+            for i, c in enumerate(classes)
+        ]
         check_baseline(float(np.mean(clean)), len(classes), margin, f'{kind} accuracy on rendered descriptions')
-        per = [adversarial_pair(clip, runs, terms, cemb, classes, a, b, kind, n_neurons, n_words, n_desc, seed, writer, generator) for a, b in todo]
+        per = [
+            adversarial_pair(
+                clip, runs, terms, cemb, classes, a, b, kind, n_neurons, n_words, n_desc, seed, writer, generator
+            )
+            for a, b in todo
+        ]
         summary = {}
         for name in per[0]['rate']:
             r = np.array([np.nan if p['rate'][name] is None else p['rate'][name] for p in per])
             ra = np.array([p['rate_attempts'][name] for p in per])
-            summary[name] = {'rate': float(np.nanmean(r)) if np.isfinite(r).any() else None,
-                             'ci': list(bootstrap_ci(lambda i: np.nanmean(r[i]), len(r), seed=seed)) if np.isfinite(r).all() else None,
-                             'rate_attempts': float(ra.mean()), 'ci_attempts': list(bootstrap_ci(lambda i: ra[i].mean(), len(ra), seed=seed)),
-                             'parse_rate': float(np.mean([p['parse_rate'][name] for p in per]))}
+            summary[name] = {
+                'rate': float(np.nanmean(r)) if np.isfinite(r).any() else None,
+                'ci': (
+                    list(bootstrap_ci(lambda i: np.nanmean(r[i]), len(r), seed=seed)) if np.isfinite(r).all() else None
+                ),
+                'rate_attempts': float(ra.mean()),
+                'ci_attempts': list(bootstrap_ci(lambda i: ra[i].mean(), len(ra), seed=seed)),
+                'parse_rate': float(np.mean([p['parse_rate'][name] for p in per])),
+            }
         res['kinds'][kind] = {'pairs': per, 'summary': summary, 'clean_accuracy': float(np.mean(clean))}
     return res
 
-def plot_adversarial(study:dict, kind:str='shape', n:int=3, method:str='second-order words') -> tuple:
+
+def plot_adversarial(study: dict, kind: str = 'shape', n: int = 3, method: str = 'second-order words') -> tuple:
     "Example adversarial images of the pairs with the highest success of `method`: (uint8 grid, captions)."
     per = [p for p in study['kinds'][kind]['pairs'] if len(p['examples'][method][0])]
     per = sorted(per, key=lambda p: -p['rate'][method])[:n]
-    if not per: raise ConfigError(f"no pair of kind {kind!r} has example images for {method!r}")
+    if not per:
+        raise ConfigError(f"no pair of kind {kind!r} has example images for {method!r}")
     tiles, caps = [], []
     for p in per:
         descs, imgs = p['examples'][method]
         tiles.append(np.concatenate(list(imgs), 1))
-        caps.append(f"{p['c0']} -> {p['c1']} ({p['rate'][method]:.0%}): words {', '.join(p['words'][method])}; e.g. '{descs[0]}'")
-    grid = np.concatenate([np.pad(t, ((0, 0), (0, max(x.shape[1] for x in tiles) - t.shape[1]), (0, 0))) for t in tiles], 0)
+        caps.append(
+            f"{p['c0']} -> {p['c1']} ({p['rate'][method]:.0%}): words {', '.join(p['words'][method])}; e.g. '{descs[0]}'"
+        )
+    grid = np.concatenate(
+        [np.pad(t, ((0, 0), (0, max(x.shape[1] for x in tiles) - t.shape[1]), (0, 0))) for t in tiles], 0
+    )
     return np.kron(grid, np.ones((2, 2, 1), np.uint8)), caps
 
 # %% ../nbs/22_applications.ipynb #c5a1e0d2
-LM_PROMPT = ("Short descriptions of pictures of one object.\n"
-             "Object: circle. Words: red, striped. Description: a large striped red circle on a black background.\n"
-             "Object: square. Words: small, white background. Description: a small green square on a white background.\n"
-             "Object: {c0}. Words: {words}. Description:")  # few-shot prompt of `LMWriter`; {c0}, {words} filled in
+LM_PROMPT = (
+    "Short descriptions of pictures of one object.\n"
+    "Object: circle. Words: red, striped. Description: a large striped red circle on a black background.\n"
+    "Object: square. Words: small, white background. Description: a small green square on a white background.\n"
+    "Object: {c0}. Words: {words}. Description:"
+)  # few-shot prompt of `LMWriter`; {c0}, {words} filled in
 
 _ALIASES = {'grey': 'gray'}
 
-def parse_description(text:str, # free text, e.g. an LM's continuation; read up to its first line break
-                      c0:str, # the class the description must show
-                      kind:str='shape', # the kind of c0
-                      rng:np.random.Generator|None=None, # draws the attributes the text leaves out (default: seed 0)
-                     ) -> tuple[str|None, str]: # (toy-grammar description or None, 'ok' or the reason of the failure)
+
+def parse_description(
+    text: str,  # free text, e.g. an LM's continuation; read up to its first line break
+    c0: str,  # the class the description must show
+    kind: str = 'shape',  # the kind of c0
+    rng: np.random.Generator | None = None,  # draws the attributes the text leaves out (default: seed 0)
+) -> tuple[str | None, str]:  # (toy-grammar description or None, 'ok' or the reason of the failure)
     "A tolerant toy-grammar reading of `text` as one object of class `c0` at the centre; unknown words are skipped."
     if kind not in ATTRIBUTE_KINDS or c0 not in tw.VOCAB.get(kind, ()):
-        raise ConfigError(f"c0 must be a {kind} word ({', '.join(tw.VOCAB.get(kind, ()))}) of a kind in {', '.join(ATTRIBUTE_KINDS)}, got {c0!r}")
+        raise ConfigError(
+            f"c0 must be a {kind} word ({', '.join(tw.VOCAB.get(kind, ()))}) of a kind in {', '.join(ATTRIBUTE_KINDS)}, got {c0!r}"
+        )
     rng = rng if rng is not None else np.random.default_rng(0)
     words = re.findall('[a-z]+', text.split('\n')[0].lower())
     words = [_ALIASES.get(w, w) for w in words]
@@ -645,97 +996,144 @@ def parse_description(text:str, # free text, e.g. an LM's continuation; read up 
     found = {}
     for i, w in enumerate(words):
         k = tw.CONCEPT_KIND.get(w)
-        if k is None or k == 'position': continue
-        if k == kind and w != c0: return None, 'names another class'
-        if k == 'background' and words[i + 1:i + 2] == ['background']: found['background'] = w  # "on a white background" wins
+        if k is None or k == 'position':
+            continue
+        if k == kind and w != c0:
+            return None, 'names another class'
+        if k == 'background' and words[i + 1 : i + 2] == ['background']:
+            found['background'] = w  # "on a white background" wins
         found.setdefault(k, w)
-    if not found: return None, 'names nothing'
-    if kind not in found: return None, f'names no {kind}'
+    if not found:
+        return None, 'names nothing'
+    if kind not in found:
+        return None, f'names no {kind}'
     attrs = {k: found.get(k) or str(rng.choice(tw.VOCAB[k])) for k in ('shape', 'colour', 'size', 'background')}
     attrs['texture'] = found.get('texture') or rng.choice(list(tw.TEXTURES) + [None, None])
-    spec = tw.SceneSpec([tw.ObjectSpec(attrs['shape'], attrs['colour'], attrs['size'], 'center', attrs['texture'])], attrs['background'])
+    spec = tw.SceneSpec(
+        [tw.ObjectSpec(attrs['shape'], attrs['colour'], attrs['size'], 'center', attrs['texture'])], attrs['background']
+    )
     return tw.describe(spec, background=True), 'ok'
 
-
 # %% ../nbs/22_applications.ipynb #c5a1e0d4
-def _word_phrase(w:str) -> str: return f"{w} background" if tw.CONCEPT_KIND[w] == 'background' else w
+def _word_phrase(w: str) -> str:
+    return f"{w} background" if tw.CONCEPT_KIND[w] == 'background' else w
+
 
 class LMWriter:
     "A description writer backed by a language model: prompts it, parses its text with `parse_description`, counts failures."
-    def __init__(self, lm, # a `CausalLMAdapter` (model + tokenizer), or a callable (prompts, seed) -> continuations
-                 max_new_tokens:int=20, # continuation length (generation also stops at a line break)
-                 temperature:float=0.0, # 0: greedy (a prompt asked again is answered from memory); else seeded sampling
-                 prompt:str=LM_PROMPT, # with {c0} and {words}
-                 batch:int=32): # prompts per generate call
-        self.lm, self.max_new_tokens, self.temperature, self.prompt, self.batch = lm, max_new_tokens, temperature, prompt, batch
-        self.records, self._stops, self._memo = [], None, {}  # records: one dict per attempt (c0, words, text, description, reason)
 
-    def complete(self, prompts:Sequence[str], seed:int=0) -> list[str]:
+    def __init__(
+        self,
+        lm,  # a `CausalLMAdapter` (model + tokenizer), or a callable (prompts, seed) -> continuations
+        max_new_tokens: int = 20,  # continuation length (generation also stops at a line break)
+        temperature: float = 0.0,  # 0: greedy (a prompt asked again is answered from memory); else seeded sampling
+        prompt: str = LM_PROMPT,  # with {c0} and {words}
+        batch: int = 32,
+    ):  # prompts per generate call
+        self.lm, self.max_new_tokens, self.temperature, self.prompt, self.batch = (
+            lm,
+            max_new_tokens,
+            temperature,
+            prompt,
+            batch,
+        )
+        self.records, self._stops, self._memo = (
+            [],
+            None,
+            {},
+        )  # records: one dict per attempt (c0, words, text, description, reason)
+
+    def complete(self, prompts: Sequence[str], seed: int = 0) -> list[str]:
         "The LM's continuations of `prompts` (batched, left-padded; seeded)."
-        if not (hasattr(self.lm, 'model') and hasattr(self.lm, 'tokenizer')): return list(self.lm(list(prompts), seed))
-        if self.temperature > 0: return self._generate(list(prompts), seed)
+        if not (hasattr(self.lm, 'model') and hasattr(self.lm, 'tokenizer')):
+            return list(self.lm(list(prompts), seed))
+        if self.temperature > 0:
+            return self._generate(list(prompts), seed)
         todo = list(dict.fromkeys(p for p in prompts if p not in self._memo))
         self._memo |= dict(zip(todo, self._generate(todo, seed) if todo else []))
         return [self._memo[p] for p in prompts]
 
-    def _generate(self, prompts:list[str], seed:int) -> list[str]:
+    def _generate(self, prompts: list[str], seed: int) -> list[str]:
         tok, model = self.lm.tokenizer, self.lm.model
         if self._stops is None:  # every token that holds a line break ends a continuation
-            self._stops = [i for t, i in tok.get_vocab().items() if '\n' in tok.convert_tokens_to_string([t])] + [tok.eos_token_id]
+            self._stops = [i for t, i in tok.get_vocab().items() if '\n' in tok.convert_tokens_to_string([t])] + [
+                tok.eos_token_id
+            ]
         out, side, pad_tok = [], tok.padding_side, tok.pad_token
         try:
             tok.padding_side = 'left'
-            if pad_tok is None: tok.pad_token = tok.eos_token  # pad with end-of-text, as generate does
+            if pad_tok is None:
+                tok.pad_token = tok.eos_token  # pad with end-of-text, as generate does
             pad = tok.pad_token_id
             for i in range(0, len(prompts), self.batch):
-                enc = tok(list(prompts[i:i + self.batch]), return_tensors='pt', padding=True).to(model_device(model))
-                sample = dict(do_sample=True, temperature=self.temperature, top_k=0, top_p=1.0) if self.temperature > 0 else dict(do_sample=False)
+                enc = tok(list(prompts[i : i + self.batch]), return_tensors='pt', padding=True).to(model_device(model))
+                sample = (
+                    dict(do_sample=True, temperature=self.temperature, top_k=0, top_p=1.0)
+                    if self.temperature > 0
+                    else dict(do_sample=False)
+                )
                 with torch.random.fork_rng(devices=[]), torch.no_grad():
                     torch.manual_seed(seed + i)
-                    ids = model.generate(**enc, max_new_tokens=self.max_new_tokens, eos_token_id=self._stops, pad_token_id=pad, **sample)
-                out += tok.batch_decode(ids[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
+                    ids = model.generate(
+                        **enc, max_new_tokens=self.max_new_tokens, eos_token_id=self._stops, pad_token_id=pad, **sample
+                    )
+                out += tok.batch_decode(ids[:, enc.input_ids.shape[1] :], skip_special_tokens=True)
         finally:
             tok.padding_side = side
-            if pad_tok is None: tok.pad_token = None
+            if pad_tok is None:
+                tok.pad_token = None
         return out
 
-    def __call__(self, c0:str, words:Sequence[str], n:int=10, kind:str='shape', seed:int=0) -> list[str]:
+    def __call__(self, c0: str, words: Sequence[str], n: int = 10, kind: str = 'shape', seed: int = 0) -> list[str]:
         "`n` attempts at a description of a `c0` scene with a random non-empty subset of `words` each; returns the parsed ones."
-        if not words: raise ConfigError("no words to write descriptions from: the word list is empty")
+        if not words:
+            raise ConfigError("no words to write descriptions from: the word list is empty")
         rng = np.random.default_rng(seed)
-        subsets = [list(rng.permutation(list(words))[:rng.integers(1, min(3, len(words)) + 1)]) for _ in range(n)]
-        texts = self.complete([self.prompt.format(c0=c0, words=', '.join(_word_phrase(w) for w in sorted(s))) for s in subsets], seed)
+        subsets = [list(rng.permutation(list(words))[: rng.integers(1, min(3, len(words)) + 1)]) for _ in range(n)]
+        texts = self.complete(
+            [self.prompt.format(c0=c0, words=', '.join(_word_phrase(w) for w in sorted(s))) for s in subsets], seed
+        )
         out, self.last_attempts = [], n
         for s, t in zip(subsets, texts):
             d, why = parse_description(t, c0, kind, rng)
             self.records.append({'c0': c0, 'words': s, 'text': t, 'description': d, 'reason': why})
-            if d is not None: out.append(d)
+            if d is not None:
+                out.append(d)
         return out
 
     def stats(self) -> dict:
         "Parse rate, failure reasons, and how often a parsed description holds at least one of the words asked for."
-        n = len(self.records); ok = [r for r in self.records if r['description'] is not None]
+        n = len(self.records)
+        ok = [r for r in self.records if r['description'] is not None]
         reasons = {}
         for r in self.records:
-            if r['description'] is None: reasons[r['reason']] = reasons.get(r['reason'], 0) + 1
+            if r['description'] is None:
+                reasons[r['reason']] = reasons.get(r['reason'], 0) + 1
         has = [any(w in r['description'].split() for w in r['words']) for r in ok]
-        return {'attempts': n, 'parsed': len(ok), 'parse_rate': len(ok) / n if n else float('nan'), 'failures': reasons,
-                'with_a_word': float(np.mean(has)) if has else float('nan')}
-
+        return {
+            'attempts': n,
+            'parsed': len(ok),
+            'parse_rate': len(ok) / n if n else float('nan'),
+            'failures': reasons,
+            'with_a_word': float(np.mean(has)) if has else float('nan'),
+        }
 
 # %% ../nbs/22_applications.ipynb #660ab2e2
 PLANTABLE_WORDS = tuple(w for k in tw.PLANTABLE for w in tw.VOCAB[k])  # the attribute words a planted table may name
 
-def planted_pairs(table:dict) -> set:
+
+def planted_pairs(table: dict) -> set:
     "The (shape, attribute word) pairs of a correlation table."
     return {(s, w) for s, row in tw.check_correlations(table).items() for _, (w, _) in row.items()}
 
-def attribute_scores(dirs:torch.Tensor, # [n_neurons, d_out] directions of all neurons of the layers
-                     terms:list, # per neuron: (word, coefficient) of its decomposition
-                     class_emb:torch.Tensor, # [n_classes, d_out]
-                     top_m:int=20, # neurons that push most toward each class
-                     neurons:torch.Tensor|None=None, # [n_classes, top_m] neurons to use instead (random baseline)
-                    ) -> torch.Tensor:
+
+def attribute_scores(
+    dirs: torch.Tensor,  # [n_neurons, d_out] directions of all neurons of the layers
+    terms: list,  # per neuron: (word, coefficient) of its decomposition
+    class_emb: torch.Tensor,  # [n_classes, d_out]
+    top_m: int = 20,  # neurons that push most toward each class
+    neurons: torch.Tensor | None = None,  # [n_classes, top_m] neurons to use instead (random baseline)
+) -> torch.Tensor:
     "Per class and attribute word: the summed positive coefficient of the word over the class's top neurons' decompositions: [n_classes, n_words]."
     pick = (dirs.float() @ class_emb.T.float()).T.topk(top_m, dim=1).indices if neurons is None else neurons
     idx = {w: i for i, w in enumerate(PLANTABLE_WORDS)}
@@ -743,177 +1141,340 @@ def attribute_scores(dirs:torch.Tensor, # [n_neurons, d_out] directions of all n
     for c, ns in enumerate(pick.tolist()):
         for n in ns:
             for w, v in terms[n]:
-                if v > 0 and w in idx: out[c, idx[w]] += v
+                if v > 0 and w in idx:
+                    out[c, idx[w]] += v
     return out
 
-def discovered_pairs(scores:torch.Tensor, classes:Sequence[str], share:float=0.5) -> set:
+
+def discovered_pairs(scores: torch.Tensor, classes: Sequence[str], share: float = 0.5) -> set:
     "(class, word) pairs whose word holds at least `share` of its kind's attribute score for the class."
     found = set()
     for k in tw.PLANTABLE:
         cols = [i for i, w in enumerate(PLANTABLE_WORDS) if tw.CONCEPT_KIND[w] == k]
-        sub = scores[:, cols]; tot = sub.sum(1)
+        sub = scores[:, cols]
+        tot = sub.sum(1)
         for c in range(len(classes)):
-            if tot[c] <= 0: continue
+            if tot[c] <= 0:
+                continue
             j = int(sub[c].argmax())
-            if sub[c, j] >= share * tot[c]: found.add((classes[c], PLANTABLE_WORDS[cols[j]]))
+            if sub[c, j] >= share * tot[c]:
+                found.add((classes[c], PLANTABLE_WORDS[cols[j]]))
     return found
 
-def precision_recall(found:set, planted:set) -> dict:
+
+def precision_recall(found: set, planted: set) -> dict:
     "Precision and recall of discovered (class, attribute) pairs against the planted ones."
     hit = len(found & planted)
-    return {'precision': hit / len(found) if found else float('nan'), 'recall': hit / len(planted) if planted else float('nan'),
-            'found': sorted(found), 'hits': hit}
+    return {
+        'precision': hit / len(found) if found else float('nan'),
+        'recall': hit / len(planted) if planted else float('nan'),
+        'found': sorted(found),
+        'hits': hit,
+    }
 
 # %% ../nbs/22_applications.ipynb #1d744362
-def attribute_study(clip, # a `ClipAdapter` (the planted ToyCLIP, or the uncorrelated control)
-                    layers:Sequence[int]|None=None, cache:TensorCache|None=None,
-                    table:dict|None=None, # the planted correlations to score against (default `toyworld.PLANTED`)
-                    top_m:int=20, k:int=5, share:float=0.5, n_images:int=2000, n_random:int=20,
-                    seed:int=0, compute:bool=True) -> dict:
+def attribute_study(
+    clip,  # a `ClipAdapter` (the planted ToyCLIP, or the uncorrelated control)
+    layers: Sequence[int] | None = None,
+    cache: TensorCache | None = None,
+    table: dict | None = None,  # the planted correlations to score against (default `toyworld.PLANTED`)
+    top_m: int = 20,
+    k: int = 5,
+    share: float = 0.5,
+    n_images: int = 2000,
+    n_random: int = 20,
+    seed: int = 0,
+    compute: bool = True,
+) -> dict:
     "Attribute discovery: do the neurons that push toward each shape decompose into its planted attributes? Precision/recall vs first-order and random neurons."
     from neuronlens.lens_eval import first_order_directions
     from neuronlens.second_order import direction_bank
+
     cache = cache or TensorCache()
     layers = tuple(layers) if layers is not None else default_layers(clip)
     planted = planted_pairs(table or tw.PLANTED)
     runs = lens_runs(clip, layers, cache, n_images=n_images, compute=compute)
-    classes = list(tw.SHAPES); cemb = class_embeddings(clip, tw.class_prompts('shape'))
+    classes = list(tw.SHAPES)
+    cemb = class_embeddings(clip, tw.class_prompts('shape'))
     dirs = torch.cat([runs[l].directions.float() for l in sorted(runs)])
     terms = [t for l in sorted(runs) for t in neuron_terms(clip, {l: runs[l]}, k=k)[l]]
-    first = {l: F.normalize(direction_bank(clip.model, l)[1].float(), dim=-1) for l in sorted(runs)}  # a neuron writes +first when it fires positively
+    first = {
+        l: F.normalize(direction_bank(clip.model, l)[1].float(), dim=-1) for l in sorted(runs)
+    }  # a neuron writes +first when it fires positively
     fdirs = torch.cat([first[l] for l in sorted(runs)])
     fterms = [t for l in sorted(runs) for t in neuron_terms(clip, runs, directions={l: first[l]}, k=k)[l]]
     out = {'planted': sorted(planted), 'layers': list(layers), 'top_m': top_m, 'share': share, 'rows': []}
     so = attribute_scores(dirs, terms, cemb, top_m)
     out['scores'] = {'words': list(PLANTABLE_WORDS), 'classes': classes, 'second-order': so.tolist()}
-    out['rows'].append({'method': 'second-order directions', **precision_recall(discovered_pairs(so, classes, share), planted)})
-    out['rows'].append({'method': 'first-order directions', **precision_recall(discovered_pairs(attribute_scores(fdirs, fterms, cemb, top_m), classes, share), planted)})
-    g = torch.Generator().manual_seed(seed); rnd = []
+    out['rows'].append(
+        {'method': 'second-order directions', **precision_recall(discovered_pairs(so, classes, share), planted)}
+    )
+    out['rows'].append(
+        {
+            'method': 'first-order directions',
+            **precision_recall(discovered_pairs(attribute_scores(fdirs, fterms, cemb, top_m), classes, share), planted),
+        }
+    )
+    g = torch.Generator().manual_seed(seed)
+    rnd = []
     for _ in range(n_random):
         pick = torch.stack([torch.randperm(len(dirs), generator=g)[:top_m] for _ in classes])
-        rnd.append(precision_recall(discovered_pairs(attribute_scores(dirs, terms, cemb, top_m, pick), classes, share), planted))
+        rnd.append(
+            precision_recall(
+                discovered_pairs(attribute_scores(dirs, terms, cemb, top_m, pick), classes, share), planted
+            )
+        )
     pr = np.array([[r['precision'], r['recall']] for r in rnd], dtype=float)
-    out['rows'].append({'method': f'random neurons ({n_random} draws)', 'precision': float(np.nanmean(pr[:, 0])), 'recall': float(pr[:, 1].mean()),
-                        'precision_ci': [float(np.nanquantile(pr[:, 0], .025)), float(np.nanquantile(pr[:, 0], .975))] if np.isfinite(pr[:, 0]).any() else None,
-                        'recall_ci': [float(np.quantile(pr[:, 1], .025)), float(np.quantile(pr[:, 1], .975))], 'found': [], 'hits': float(np.mean([r['hits'] for r in rnd]))})
+    out['rows'].append(
+        {
+            'method': f'random neurons ({n_random} draws)',
+            'precision': float(np.nanmean(pr[:, 0])),
+            'recall': float(pr[:, 1].mean()),
+            'precision_ci': (
+                [float(np.nanquantile(pr[:, 0], 0.025)), float(np.nanquantile(pr[:, 0], 0.975))]
+                if np.isfinite(pr[:, 0]).any()
+                else None
+            ),
+            'recall_ci': [float(np.quantile(pr[:, 1], 0.025)), float(np.quantile(pr[:, 1], 0.975))],
+            'found': [],
+            'hits': float(np.mean([r['hits'] for r in rnd])),
+        }
+    )
     return out
 
-def plot_attributes(study:dict): # from `attribute_study`
+
+def plot_attributes(study: dict):  # from `attribute_study`
     "Heat map of the second-order attribute scores per shape, planted pairs outlined."
     import plotly.graph_objects as go
-    s = study['scores']; z = np.array(s['second-order'])
+
+    s = study['scores']
+    z = np.array(s['second-order'])
     z = z / np.maximum(z.sum(1, keepdims=True), 1e-12)
     fig = go.Figure(go.Heatmap(z=z, x=s['words'], y=s['classes'], colorscale='Blues', colorbar=dict(title='share')))
     for c, w in study['planted']:
-        fig.add_shape(type='rect', x0=s['words'].index(w) - .5, x1=s['words'].index(w) + .5, y0=s['classes'].index(c) - .5, y1=s['classes'].index(c) + .5, line=dict(color='red', width=2))
-    fig.update_layout(height=330, margin=dict(t=30, b=40, l=70, r=10), title='attribute words of the neurons that push toward each shape (planted pairs in red)')
+        fig.add_shape(
+            type='rect',
+            x0=s['words'].index(w) - 0.5,
+            x1=s['words'].index(w) + 0.5,
+            y0=s['classes'].index(c) - 0.5,
+            y1=s['classes'].index(c) + 0.5,
+            line=dict(color='red', width=2),
+        )
+    fig.update_layout(
+        height=330,
+        margin=dict(t=30, b=40, l=70, r=10),
+        title='attribute words of the neurons that push toward each shape (planted pairs in red)',
+    )
     return fig
 
 # %% ../nbs/22_applications.ipynb #f22db883
 APPLY = ('segment', 'ablate', 'adversarial', 'attributes')
 
+
 def add_apply_args(p):
     "Options of `neuronlens apply`."
     p.add_argument('what', choices=APPLY, help='which application to run')
-    p.add_argument('--model', default='toyclip', help='zoo name or zoo .safetensors path of a toy-world CLIP (default: toyclip)')
-    p.add_argument('--layers', type=int, nargs='+', default=None, help='MLP layers (default: the three before the last block)')
+    p.add_argument(
+        '--model', default='toyclip', help='zoo name or zoo .safetensors path of a toy-world CLIP (default: toyclip)'
+    )
+    p.add_argument(
+        '--layers', type=int, nargs='+', default=None, help='MLP layers (default: the three before the last block)'
+    )
     p.add_argument('--n-scenes', type=int, default=1000, help='held-out scenes scored (segment, ablate)')
-    p.add_argument('--n-images', type=int, default=2000, help='validation images of the second-order runs (default: 2000)')
-    p.add_argument('--kind', default=None, help='class kind: shape or colour (segment, ablate; adversarial: one kind instead of both)')
-    p.add_argument('--pair', nargs=2, default=None, metavar=('C0', 'C1'), help='adversarial: one class pair instead of all')
-    p.add_argument('--masks', type=Path, default=None, help='segment: a .npy of bool masks [n, H, W] with --images-npy and --classes')
+    p.add_argument(
+        '--n-images', type=int, default=2000, help='validation images of the second-order runs (default: 2000)'
+    )
+    p.add_argument(
+        '--kind',
+        default=None,
+        help='class kind: shape or colour (segment, ablate; adversarial: one kind instead of both)',
+    )
+    p.add_argument(
+        '--pair', nargs=2, default=None, metavar=('C0', 'C1'), help='adversarial: one class pair instead of all'
+    )
+    p.add_argument(
+        '--masks',
+        type=Path,
+        default=None,
+        help='segment: a .npy of bool masks [n, H, W] with --images-npy and --classes',
+    )
     p.add_argument('--images-npy', type=Path, default=None, help='segment: a .npy of uint8 images [n, H, W, 3]')
     p.add_argument('--classes', nargs='+', default=None, help='segment: class text per image (or one for all)')
-    p.add_argument('--cached-only', action='store_true', help='refuse a layer without a cached second-order run instead of computing it')
-    p.add_argument('--cache', type=Path, default=None, help='cache folder (default: $NEURONLENS_CACHE or ~/.cache/neuronlens)')
-    p.add_argument('--out', type=Path, default=Path('applications'), help='folder of the summary JSON (default: ./applications)')
+    p.add_argument(
+        '--cached-only',
+        action='store_true',
+        help='refuse a layer without a cached second-order run instead of computing it',
+    )
+    p.add_argument(
+        '--cache', type=Path, default=None, help='cache folder (default: $NEURONLENS_CACHE or ~/.cache/neuronlens)'
+    )
+    p.add_argument(
+        '--out', type=Path, default=Path('applications'), help='folder of the summary JSON (default: ./applications)'
+    )
     p.add_argument('--seed', type=int, default=0)
 
+
 def _jsonable(o):
-    if isinstance(o, dict): return {str(k): _jsonable(v) for k, v in o.items() if k not in ('examples', 'images', 'masks')}
-    if isinstance(o, (list, tuple)): return [_jsonable(v) for v in o]
-    if isinstance(o, (np.floating, np.integer)): return o.item()
-    if isinstance(o, (np.ndarray, torch.Tensor)): return None
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items() if k not in ('examples', 'images', 'masks')}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, (np.ndarray, torch.Tensor)):
+        return None
     return o
 
-def _cli_segment_scenes(args, clip) -> dict|None:
+
+def _cli_segment_scenes(args, clip) -> dict | None:
     "User scenes for `apply segment` (images, masks and class texts), checked before any work; None: held-out toy scenes."
     given = [a is not None for a in (args.images_npy, args.masks, args.classes)]
-    if not any(given): return None
-    if not all(given): raise ConfigError("user scenes need all three of --images-npy, --masks and --classes")
+    if not any(given):
+        return None
+    if not all(given):
+        raise ConfigError("user scenes need all three of --images-npy, --masks and --classes")
     for p in (args.images_npy, args.masks):
-        if not p.is_file(): raise ConfigError(f"{p} does not exist")
+        if not p.is_file():
+            raise ConfigError(f"{p} does not exist")
     images, masks = np.load(args.images_npy), np.load(args.masks)
     masks = check_masks(masks, images)
     classes = args.classes * len(images) if len(args.classes) == 1 else list(args.classes)
-    if len(classes) != len(images): raise ConfigError(f"--classes gives {len(classes)} texts for {len(images)} images; give one per image or one for all")
+    if len(classes) != len(images):
+        raise ConfigError(
+            f"--classes gives {len(classes)} texts for {len(images)} images; give one per image or one for all"
+        )
     check_class_texts(clip, sorted(set(classes)))
     return {'images': images.astype(np.uint8), 'masks': masks, 'classes': classes}
+
 
 def run_apply_cli(args) -> int:
     "Run `neuronlens apply WHAT`: check the input, run the application (caching the lens runs), write `<out>/<what>.json`."
     from neuronlens.models import load_model
     from neuronlens.second_order import check_layer
     from neuronlens.cli import check_writable
+
     clip = load_model(args.model)
-    if not hasattr(clip, 'visual'): raise ConfigError(f"{args.model!r} is not a CLIP ViT; `apply` needs one")
+    if not hasattr(clip, 'visual'):
+        raise ConfigError(f"{args.model!r} is not a CLIP ViT; `apply` needs one")
     layers = tuple(args.layers) if args.layers else default_layers(clip)
-    for l in layers: check_layer(clip.model, l)
-    if args.kind is not None and args.kind not in ('shape', 'colour'): raise ConfigError(f"--kind must be shape or colour, got {args.kind!r}")
+    for l in layers:
+        check_layer(clip.model, l)
+    if args.kind is not None and args.kind not in ('shape', 'colour'):
+        raise ConfigError(f"--kind must be shape or colour, got {args.kind!r}")
     if args.pair is not None:
         kind = args.kind or tw.CONCEPT_KIND.get(args.pair[0], 'shape')
-        if args.pair[0] == args.pair[1]: raise ConfigError(f"the class pair must be two different classes, got {args.pair[0]!r} twice")
-        for c in args.pair: tw.check_word(kind, c)
+        if args.pair[0] == args.pair[1]:
+            raise ConfigError(f"the class pair must be two different classes, got {args.pair[0]!r} twice")
+        for c in args.pair:
+            tw.check_word(kind, c)
     scenes = _cli_segment_scenes(args, clip) if args.what == 'segment' else None
     cache = TensorCache(args.cache)
-    if args.cached_only: lens_runs(clip, layers, cache, args.n_images, compute=False)  # a missing run fails now, before any work
-    check_writable(args.out, 'output folder'); args.out.mkdir(parents=True, exist_ok=True)
+    if args.cached_only:
+        lens_runs(clip, layers, cache, args.n_images, compute=False)  # a missing run fails now, before any work
+    check_writable(args.out, 'output folder')
+    args.out.mkdir(parents=True, exist_ok=True)
     kw = dict(layers=layers, cache=cache, n_images=args.n_images, seed=args.seed, compute=not args.cached_only)
-    if args.what == 'segment': res = segmentation_study(clip, n_scenes=args.n_scenes, kind=args.kind or 'shape', scenes=scenes, **kw)
-    elif args.what == 'ablate': res = ablation_study(clip, n_scenes=args.n_scenes, kind=args.kind or 'shape', **kw)
-    elif args.what == 'attributes': res = attribute_study(clip, **kw)
+    if args.what == 'segment':
+        res = segmentation_study(clip, n_scenes=args.n_scenes, kind=args.kind or 'shape', scenes=scenes, **kw)
+    elif args.what == 'ablate':
+        res = ablation_study(clip, n_scenes=args.n_scenes, kind=args.kind or 'shape', **kw)
+    elif args.what == 'attributes':
+        res = attribute_study(clip, **kw)
     else:
-        kinds = (args.kind,) if args.kind else (('shape', 'colour') if args.pair is None else (tw.CONCEPT_KIND[args.pair[0]],))
+        kinds = (
+            (args.kind,)
+            if args.kind
+            else (('shape', 'colour') if args.pair is None else (tw.CONCEPT_KIND[args.pair[0]],))
+        )
         res = adversarial_study(clip, kinds=kinds, only=tuple(args.pair) if args.pair else None, **kw)
     path = args.out / f'{args.what}.json'
-    tmp = path.with_suffix('.tmp'); tmp.write_text(json.dumps(_jsonable(res), indent=1)); tmp.replace(path)
+    tmp = path.with_suffix('.tmp')
+    tmp.write_text(json.dumps(_jsonable(res), indent=1))
+    tmp.replace(path)
     print(json.dumps({'what': args.what, 'summary': str(path), 'model': args.model, 'layers': list(layers)}))
     return 0
 
+
 def register_commands(add_command):
     "Add `neuronlens apply segment|ablate|adversarial|attributes` to the CLI."
-    add_command('apply', 'second-order lens applications: zero-shot segmentation, mean-ablation study, semantic adversarial images, attribute discovery',
-                add_apply_args, run_apply_cli)
+    add_command(
+        'apply',
+        'second-order lens applications: zero-shot segmentation, mean-ablation study, semantic adversarial images, attribute discovery',
+        add_apply_args,
+        run_apply_cli,
+    )
 
 # %% ../nbs/22_applications.ipynb #ac8f0b44
 def demo_section(r, ctx):
     "The applications section of the main job: segmentation, ablation, adversarial images and attribute discovery on ToyCLIP."
     from neuronlens import models
     from neuronlens.core import WeightsNotFoundError
+
     r.heading('Applications of the second-order lens')
-    try: clip = models.load_model('toyclip')
+    try:
+        clip = models.load_model('toyclip')
     except WeightsNotFoundError as e:
-        r.text(f'Skipped: {e}'); return
-    n = max(32, min(ctx.n_scenes, 128)); kw = dict(cache=ctx.cache, n_images=500, seed=ctx.seed)
+        r.text(f'Skipped: {e}')
+        return
+    n = max(32, min(ctx.n_scenes, 128))
+    kw = dict(cache=ctx.cache, n_images=500, seed=ctx.seed)
     seg = segmentation_study(clip, n_scenes=n, batch_size=64, **kw)
-    r.text(f"Zero-shot segmentation of {n} held-out scenes (class = shape of the first object, exact masks): top {seg['top_k']} neurons of layers "
-           f"{seg['layers']} by |direction . class embedding|, mean patch activation, bilinear upsampling, min-max, threshold 0.5 (the official recipe), "
-           "against baselines on the same scenes; 95% bootstrap intervals over scenes.")
-    r.table([{'method': x['method'], 'pixel accuracy': x['pixel_acc'], 'mIoU': x['miou'], 'mAP': x['map'],
-              'mIoU 95% CI': f"{x['miou_ci'][0]:.3f}-{x['miou_ci'][1]:.3f}"} for x in seg['rows']])
-    r.image(plot_segmentation(seg), caption='rows: ' + ', '.join(segmentation_row_labels(seg)) + '; red: above threshold')
+    r.text(
+        f"Zero-shot segmentation of {n} held-out scenes (class = shape of the first object, exact masks): top {seg['top_k']} neurons of layers "
+        f"{seg['layers']} by |direction . class embedding|, mean patch activation, bilinear upsampling, min-max, threshold 0.5 (the official recipe), "
+        "against baselines on the same scenes; 95% bootstrap intervals over scenes."
+    )
+    r.table(
+        [
+            {
+                'method': x['method'],
+                'pixel accuracy': x['pixel_acc'],
+                'mIoU': x['miou'],
+                'mAP': x['map'],
+                'mIoU 95% CI': f"{x['miou_ci'][0]:.3f}-{x['miou_ci'][1]:.3f}",
+            }
+            for x in seg['rows']
+        ]
+    )
+    r.image(
+        plot_segmentation(seg), caption='rows: ' + ', '.join(segmentation_row_labels(seg)) + '; red: above threshold'
+    )
     ab = ablation_study(clip, n_scenes=n, n_ref=100, n_random=1, **kw)
-    r.figure(plot_ablation(ab), caption=f"mean-ablation per layer, {n} held-out single-object scenes (clean accuracy {ab['clean']:.3f})")
+    r.figure(
+        plot_ablation(ab),
+        caption=f"mean-ablation per layer, {n} held-out single-object scenes (clean accuracy {ab['clean']:.3f})",
+    )
     adv = adversarial_study(clip, kinds=('shape',), pairs=4, n_desc=4, **kw)
     s = adv['kinds']['shape']['summary']
-    r.table([{'words from': k, 'success rate (classified as c1)': v['rate'], '95% CI over pairs': f"{v['ci'][0]:.3f}-{v['ci'][1]:.3f}"} for k, v in s.items()])
+    r.table(
+        [
+            {
+                'words from': k,
+                'success rate (classified as c1)': v['rate'],
+                '95% CI over pairs': f"{v['ci'][0]:.3f}-{v['ci'][1]:.3f}",
+            }
+            for k, v in s.items()
+        ]
+    )
     img, caps = plot_adversarial(adv)
     r.image(img, caption='semantic adversarial images (shape pairs, first 4 pairs): ' + ' | '.join(caps))
     for name in ('toyclip-planted', models.zoo_dir() / 'toyclip-planted-control.safetensors'):
-        try: m = models.load_model(name)
+        try:
+            m = models.load_model(name)
         except (WeightsNotFoundError, KeyError) as e:
-            r.text(f'{name}: skipped ({e})'); continue
+            r.text(f'{name}: skipped ({e})')
+            continue
         at = attribute_study(m, **kw)
         name = getattr(name, 'stem', name)
         r.text(f"Attribute discovery on {name}: planted pairs {', '.join(f'{c}->{w}' for c, w in at['planted'])}.")
-        r.table([{'method': x['method'], 'precision': x['precision'], 'recall': x['recall'], 'found': ', '.join(f'{c}->{w}' for c, w in x['found'])} for x in at['rows']])
+        r.table(
+            [
+                {
+                    'method': x['method'],
+                    'precision': x['precision'],
+                    'recall': x['recall'],
+                    'found': ', '.join(f'{c}->{w}' for c, w in x['found']),
+                }
+                for x in at['rows']
+            ]
+        )

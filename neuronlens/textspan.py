@@ -20,9 +20,10 @@ __all__ = ['HeadContributions', 'head_contributions', 'text_maps', 'TextSpan', '
 @dataclasses.dataclass
 class HeadContributions:
     "Direct (first-order) contributions of attention heads to the image embedding, per token."
-    layers: tuple             # the blocks whose heads are kept
-    per_token: torch.Tensor   # [batch, n_layers, n_heads, pos, d_out] each head's write through each token, read at CLS
-    embeds: torch.Tensor      # [batch, d_out] unnormalized image embeddings of the same forward pass
+
+    layers: tuple  # the blocks whose heads are kept
+    per_token: torch.Tensor  # [batch, n_layers, n_heads, pos, d_out] each head's write through each token, read at CLS
+    embeds: torch.Tensor  # [batch, d_out] unnormalized image embeddings of the same forward pass
 
     @property
     def per_head(self) -> torch.Tensor:
@@ -35,10 +36,12 @@ def _check_layers(clip, layers) -> tuple:
     n = clip.n_layers
     layers = tuple(range(n)) if layers is None else tuple(sorted(set(int(l) for l in layers)))
     bad = [l for l in layers if not 0 <= l < n]
-    if not layers or bad: raise ConfigError(f"layers must be block indices in [0, {n - 1}], got {list(layers) or 'none'}")
+    if not layers or bad:
+        raise ConfigError(f"layers must be block indices in [0, {n - 1}], got {list(layers) or 'none'}")
     return layers
 
-def _readout(clip, v:torch.Tensor, sigma:torch.Tensor) -> torch.Tensor:
+
+def _readout(clip, v: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     "Residual-stream vectors `v` [batch, ..., d_model] read at CLS through ln_post (its scale `sigma` [batch] frozen) and the projection."
     w = clip.final_weights()
     v = v - v.mean(-1, keepdim=True)
@@ -46,28 +49,38 @@ def _readout(clip, v:torch.Tensor, sigma:torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/25_textspan.ipynb #5f85b7e2
 @torch.no_grad()
-def head_contributions(clip, # a `ClipAdapter`
-                       images:torch.Tensor, # preprocessed images [batch, 3, H, W]
-                       layers:Sequence[int]|None=None, # blocks whose heads to decompose (None: all)
-                      ) -> HeadContributions:
+def head_contributions(
+    clip,  # a `ClipAdapter`
+    images: torch.Tensor,  # preprocessed images [batch, 3, H, W]
+    layers: Sequence[int] | None = None,  # blocks whose heads to decompose (None: all)
+) -> HeadContributions:
     "Each head's direct contribution to the image embedding through each token: `A_0t (ln_1(x_t) W_V + b_V) W_O`, read out at CLS."
     layers = _check_layers(clip, layers)
-    names = [f'blocks.{l}.{k}' for l in layers for k in ('ln1.hook_normalized', 'attn.hook_pattern')] + ['ln_final.hook_scale']
+    names = [f'blocks.{l}.{k}' for l in layers for k in ('ln1.hook_normalized', 'attn.hook_pattern')] + [
+        'ln_final.hook_scale'
+    ]
     emb, c = clip.run_with_cache(images.to(model_device(clip.model)), names=names)
     sigma = c['ln_final.hook_scale'][:, 0, 0]  # [batch] ln_post scale at CLS
     out = []
     for l in layers:
-        w, y, A = clip.block_weights(l), c[f'blocks.{l}.ln1.hook_normalized'], c[f'blocks.{l}.attn.hook_pattern'][:, :, 0]  # A [batch, heads, pos]
+        w, y, A = (
+            clip.block_weights(l),
+            c[f'blocks.{l}.ln1.hook_normalized'],
+            c[f'blocks.{l}.attn.hook_pattern'][:, :, 0],
+        )  # A [batch, heads, pos]
         v = torch.einsum('bpd,hde->bhpe', y, w['W_V']) + w['b_V'][None, :, None]  # [batch, heads, pos, d_head]
-        o = torch.einsum('bhp,bhpe,hem->bhpm', A, v, w['W_O'])  # [batch, heads, pos, d_model]; LayerScale is folded into W_O
+        o = torch.einsum(
+            'bhp,bhpe,hem->bhpm', A, v, w['W_O']
+        )  # [batch, heads, pos, d_model]; LayerScale is folded into W_O
         out.append(_readout(clip, o, sigma))
     return HeadContributions(layers, torch.stack(out, 1), emb)
 
 # %% ../nbs/25_textspan.ipynb #31f4bf9e
-def text_maps(hc:HeadContributions, # from `head_contributions`
-              text_emb:torch.Tensor, # [batch, d_out] (one text per image) or [d_out]
-              patches_only:bool=True, # drop the CLS token
-             ) -> torch.Tensor:
+def text_maps(
+    hc: HeadContributions,  # from `head_contributions`
+    text_emb: torch.Tensor,  # [batch, d_out] (one text per image) or [d_out]
+    patches_only: bool = True,  # drop the CLS token
+) -> torch.Tensor:
     "Per-token first-order maps: the heads' direct contributions through each token projected on a text, summed over heads: [batch, pos]."
     t = text_emb.expand(hc.per_token.shape[0], -1) if text_emb.ndim == 1 else text_emb
     m = torch.einsum('blhpd,bd->bp', hc.per_token, t.to(hc.per_token.dtype))
@@ -77,27 +90,35 @@ def text_maps(hc:HeadContributions, # from `head_contributions`
 @dataclasses.dataclass
 class TextSpan:
     "TextSpan output for one head: the texts picked in order and the share of the head's variance each explains."
+
     texts: list
     explained: list
 
-def textspan(contribs:torch.Tensor, # [n_images, d_out] one head's direct contributions (summed over tokens)
-             text_emb:torch.Tensor, # [n_texts, d_out] embeddings of the candidate texts
-             texts:Sequence[str], # the candidate texts, one per row
-             k:int=5, # texts to pick
-            ) -> TextSpan:
+
+def textspan(
+    contribs: torch.Tensor,  # [n_images, d_out] one head's direct contributions (summed over tokens)
+    text_emb: torch.Tensor,  # [n_texts, d_out] embeddings of the candidate texts
+    texts: Sequence[str],  # the candidate texts, one per row
+    k: int = 5,  # texts to pick
+) -> TextSpan:
     "Greedy TextSpan: pick the text whose direction explains most of the head's variance, project it out of data and texts, repeat."
     texts = list(texts)
-    if len(texts) != len(text_emb): raise ConfigError(f"{len(texts)} texts but {len(text_emb)} text embeddings")
-    if not 1 <= k <= len(texts): raise ConfigError(f"k must be in [1, {len(texts)}] (the number of texts), got {k}")
+    if len(texts) != len(text_emb):
+        raise ConfigError(f"{len(texts)} texts but {len(text_emb)} text embeddings")
+    if not 1 <= k <= len(texts):
+        raise ConfigError(f"k must be in [1, {len(texts)}] (the number of texts), got {k}")
     X = contribs.double() - contribs.double().mean(0)
     T, total = text_emb.double().clone(), X.pow(2).sum().clamp_min(1e-30)
     picked, share = [], []
     for _ in range(k):
         norm = T.norm(dim=1).clamp_min(1e-12)
         score = (X @ T.T).pow(2).sum(0) / norm.pow(2)  # [n_texts] variance along each (residual) text direction
-        if picked: score[picked] = -1
-        j = int(score.argmax()); u = T[j] / norm[j]
-        picked.append(j); share.append(float(score[j] / total))
+        if picked:
+            score[picked] = -1
+        j = int(score.argmax())
+        u = T[j] / norm[j]
+        picked.append(j)
+        share.append(float(score[j] / total))
         X = X - (X @ u)[:, None] * u
         T = T - (T @ u)[:, None] * u
     return TextSpan([texts[j] for j in picked], share)

@@ -64,3 +64,16 @@ def test_quarto_config_resolves():
 def test_readme_matches_index():
     res = subprocess.run([sys.executable, ROOT / 'tools' / 'make_readme.py', '--check'], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def _semicolons(path):
+    "Lines of `path` where `;` separates two statements (style rule 22: one statement per line)."
+    import tokenize
+    with open(path, 'rb') as f:
+        return [t.start[0] for t in tokenize.tokenize(f.readline) if t.type == tokenize.OP and t.string == ';']
+
+
+def test_library_one_statement_per_line():
+    lib = [p for p in sorted((ROOT / 'neuronlens').glob('*.py')) if p.name != '_modidx.py']
+    found = {p.name: _semicolons(p)[:5] for p in lib if _semicolons(p)}
+    assert not found, f"statements joined by ';' in {found}: run `python tools/format_nbs.py` on their notebooks"
