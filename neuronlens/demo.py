@@ -251,7 +251,8 @@ SECTIONS: list[Callable] = [
     section_second_order,
     section_multimodal,
 ]
-PLUGIN_SECTIONS = ('applications', 'explorers', 'simulate')  # modules whose `demo_section(r, ctx)` runs after SECTIONS
+# modules whose `demo_section(r, ctx)` runs after SECTIONS; explorers last, so the report ends with how to open them
+PLUGIN_SECTIONS = ('applications', 'simulate', 'explorers')
 
 
 def all_sections() -> list[Callable]:
