@@ -107,6 +107,7 @@ def main():
                 try: m = models.load_model(src)
                 except Exception as e: row['attributes'][name] = {'skipped': str(e)}; continue
                 row['attributes'][name] = _clean(A.attribute_study(m, cache=cache, n_images=a.n_images))
+                row['attributes'][name]['reliance'] = _clean(A.planted_reliance(m, n=200))  # does the model read the planted cues?
         row.setdefault('seconds', {})[what] = round(time.perf_counter() - t, 1)
         row['hardware_by_section'][what] = {**hardware(dev), 'n_scenes': a.n_scenes, 'n_images_lens_runs': a.n_images}
         res['runs'][f'{dev.type}'] = row

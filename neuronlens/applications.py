@@ -27,7 +27,7 @@ __all__ = ['log', 'SEG_METHODS', 'ATTRIBUTE_KINDS', 'LM_PROMPT', 'PLANTABLE_WORD
            'neuron_terms', 'spurious_words', 'compose_descriptions', 'render_descriptions', 'adversarial_pair',
            'adversarial_study', 'plot_adversarial', 'parse_description', 'LMWriter', 'planted_pairs',
            'attribute_scores', 'discovered_pairs', 'precision_recall', 'attribute_study', 'plot_attributes',
-           'add_apply_args', 'run_apply_cli', 'register_commands', 'demo_section']
+           'planted_reliance', 'add_apply_args', 'run_apply_cli', 'register_commands', 'demo_section']
 
 # %% ../nbs/22_applications.ipynb #8edda3ef
 class BaselineError(NeuronLensError, RuntimeError):
@@ -1266,6 +1266,66 @@ def plot_attributes(study: dict):  # from `attribute_study`
         title='attribute words of the neurons that push toward each shape (planted pairs in red)',
     )
     return fig
+
+# %% ../nbs/22_applications.ipynb #ae2a8516
+def _attribute_twins(
+    obj: tw.ObjectSpec,  # the object to vary
+    kind: str,  # 'colour' or 'texture' (a plantable kind)
+    word: str,  # the planted word
+    rng: np.random.Generator,  # draws the colour the twin without the word takes
+) -> tuple:
+    "The object with `kind` set to `word`, and its twin without it (texture: plain; colour: another colour)."
+    other = None if kind == 'texture' else str(rng.choice([w for w in tw.COLOURS if w != word]))
+    return dataclasses.replace(obj, **{kind: word}), dataclasses.replace(obj, **{kind: other})
+
+
+def planted_reliance(
+    clip,  # a `ClipAdapter` (the planted ToyCLIP, or a control)
+    table: dict | None = None,  # planted correlations (default `toyworld.PLANTED`)
+    n: int = 200,  # held-out single-object scenes per planted pair and side
+    split: str = 'test',
+    start: int = 0,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> list:
+    "Per planted pair, renders that differ only in the planted attribute: how far the word pulls other shapes toward the class, and how much the class's own accuracy needs it."
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ConfigError(f"n must be an int >= 2 (scenes per planted pair), got {n!r}")
+    table = tw.check_correlations(table or tw.PLANTED)
+    cemb = class_embeddings(clip, tw.class_prompts('shape'))
+    scale = float(clip.model.logit_scale.detach().exp())
+    size = clip.preprocess.size[0]
+    specs = scene_specs(4 * n, split, start)
+    rows = []
+    for shape, planted in table.items():
+        c = tw.SHAPES.index(shape)
+        for kind, (word, _) in planted.items():
+            rng = np.random.default_rng(seed)
+            others = [s for s in specs if s.objects[0].shape != shape][:n]
+            own = [dataclasses.replace(s.objects[0], shape=shape) for s in specs[:n]]
+            sides = {'pull': [o.objects[0] for o in others], 'need': own}
+            res = {'shape': shape, 'kind': kind, 'word': word, 'n': n}
+            for side, objs in sides.items():
+                twins = [_attribute_twins(o, kind, word, rng) for o in objs]
+                probs = []
+                for j in (0, 1):  # with the word, without it
+                    scenes = [tw.SceneSpec([t[j]], s.background) for t, s in zip(twins, specs)]
+                    images = np.stack([tw.render(s, size).image for s in scenes])
+                    logits = scale * F.normalize(encode_uint8(clip, images), dim=-1) @ cemb.T
+                    probs.append(logits.softmax(-1).numpy())
+                if side == 'pull':  # P(class) on other shapes, with minus without
+                    d = probs[0][:, c] - probs[1][:, c]
+                    res.update(p_with=float(probs[0][:, c].mean()), p_without=float(probs[1][:, c].mean()))
+                else:  # accuracy on the class itself, with minus without
+                    d = (probs[0].argmax(1) == c).astype(float) - (probs[1].argmax(1) == c).astype(float)
+                    res.update(
+                        acc_with=float((probs[0].argmax(1) == c).mean()),
+                        acc_without=float((probs[1].argmax(1) == c).mean()),
+                    )
+                res[side] = float(d.mean())
+                res[f'{side}_ci'] = list(bootstrap_ci(lambda i, d=d: d[i].mean(), len(d), n_boot=n_boot, seed=seed))
+            rows.append(res)
+    return rows
 
 # %% ../nbs/22_applications.ipynb #f22db883
 APPLY = ('segment', 'ablate', 'adversarial', 'attributes')
