@@ -382,8 +382,8 @@ def final_norm_fold(
     w = w.float()
     if isinstance(lm.final_norm, torch.nn.LayerNorm):
         w = w - w.mean(-1, keepdim=True)
-    g = getattr(lm.final_norm, 'weight', None)
-    return w if g is None else w * g.detach().float().to(w.device)
+    g = lm.final_norm_gain  # the gain as it acts: weight (+1 for Gemma's offset norm)
+    return w if g is None else w * g.float().to(w.device)
 
 
 def unit_logits(
