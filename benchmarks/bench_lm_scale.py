@@ -23,7 +23,6 @@ import torch
 from benchcommon import hardware
 
 RESULTS = HERE / 'results'
-PROBE_OUT = '/work/team/S7/runs/gemma-probe'
 
 
 def naming_counts(top_ids: torch.Tensor, words: list[str], concepts, tokenizer) -> dict[str, dict[str, int]]:
@@ -83,7 +82,6 @@ def lm_row(name: str) -> dict:
     )
     if 'g_out' in lm.mlp_weights(0):
         row['units_naming_post_norm_gain'] = naming_counts(folded_top(lm), words, tw.CONCEPTS, lm.tokenizer)
-    torch.save(st['top_ids'], Path(tempfile.gettempdir()) / f'lm_scale_top_{name}.pt')  # for re-reading, not a result
     print(json.dumps(row), flush=True)
     return row
 
@@ -91,11 +89,12 @@ def lm_row(name: str) -> dict:
 def train_probe(steps: int = 2, batch_size: int = 16) -> dict:
     "Seconds per step of `neuronlens train projection --lm gemma3-270m` on the CPU (a fresh run folder, no eval)."
     cmd = ['neuronlens', 'train', 'projection', '--lm', 'gemma3-270m', '--steps', str(steps)]
-    cmd += ['--batch-size', str(batch_size), '--device', 'cpu', '--out', PROBE_OUT, '--no-progress', '--no-resume', '--n-eval', '0']
+    cmd += ['--batch-size', str(batch_size), '--device', 'cpu', '--no-progress', '--no-resume', '--n-eval', '0']
     exe = Path(sys.executable).parent / 'neuronlens'
-    t0 = time.perf_counter()
-    p = subprocess.run([str(exe), *cmd[1:]], capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(prefix='gemma-probe-') as out:  # a fresh run folder, removed afterwards
+        t0 = time.perf_counter()
+        p = subprocess.run([str(exe), *cmd[1:], '--out', out], capture_output=True, text=True)
+        wall = time.perf_counter() - t0
     if p.returncode:
         raise RuntimeError(p.stderr[-3000:])
     info = json.loads(p.stdout[p.stdout.index('{') : p.stdout.rindex('}') + 1])
