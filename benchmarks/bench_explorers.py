@@ -1,3 +1,4 @@
+from neuronlens.views.records import main_job_layer, main_job_view
 """Explorer open time and interaction latency, headless, on the main job's cached results.
 
     .venv/bin/python benchmarks/bench_explorers.py [--cache DIR] [--reps 40] [--n-scenes 256] [--mm-images 16] [--no-multimodal]
@@ -53,12 +54,13 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.threads: torch.set_num_threads(a.threads)
     from neuronlens.core import TensorCache
-    from neuronlens import explorers as ex, models
-    from neuronlens.records import open_layer
+    from neuronlens.views import explorers as ex
+    from neuronlens.models import zoo as models
+    from neuronlens.views.records import open_layer
     cache = TensorCache(a.cache)
     rng = random.Random(0)
     res = {'hardware': hardware(torch.device('cpu')), 'targets': {'open_s': 1.0, 'interaction_p95_ms': 150}, 'open_s': {}, 'interactions': {}}
-    t, L0 = timed(lambda: ex.main_job_layer(cache, a.n_scenes))  # computes and caches whatever is missing
+    t, L0 = timed(lambda: main_job_layer(cache, a.n_scenes))  # computes and caches whatever is missing
     res['prepare_s'] = {'main_job_layer (first call: cache filled if needed)': round(t, 2)}
     t, clip = timed(lambda: models.load_model('toyclip')); res['open_s']['load ToyCLIP (once per session)'] = round(t, 3)
     w = ex.second_order_explorer(L0); ex.comparison_view(L0, cache=cache)  # warm-up (imports, per-layer tables, caches of the first-order view)
@@ -84,7 +86,7 @@ def main(argv=None):
     allts += interactions('second-order: neuron, senses pane open', lambda i: setattr(so.neuron, 'value', rng.randrange(d)), a.reps, res['interactions'])
     so.senses_pane.selected_index = None
     if a.multimodal:
-        t, V = timed(lambda: ex.main_job_view(cache, a.mm_images)); res['prepare_s']['main_job_view (captioner load + cached view)'] = round(t, 2)
+        t, V = timed(lambda: main_job_view(cache, a.mm_images)); res['prepare_s']['main_job_view (captioner load + cached view)'] = round(t, 2)
         ex.multimodal_explorer(V)
         opens_m = [timed(lambda: ex.multimodal_explorer(V))[0] for _ in range(5)]
         res['open_s']['multimodal explorer: widget on a prepared view'] = {'median': round(statistics.median(opens_m), 3), 'max': round(max(opens_m), 3)}

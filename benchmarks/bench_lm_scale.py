@@ -29,7 +29,7 @@ def naming_counts(top_ids: torch.Tensor, words: list[str], concepts, tokenizer) 
     """Per concept word, the number of units whose top tokens name it, three ways: `exact` (a token's stripped text is
     the word), `any_case` (the same, lowercased: 'Red', 'RED') and `token` (the word's caption token, `concept_token`:
     the id of ' word', or its first sub-token, which attribution targets)."""
-    from neuronlens.multimodal import concept_token
+    from neuronlens.limber.attribution import concept_token
 
     flat = top_ids.flatten(0, 1)  # [units, k]
 
@@ -59,11 +59,12 @@ def folded_top(lm, k: int = 10, chunk: int = 256) -> torch.Tensor:
 
 def lm_row(name: str) -> dict:
     "The decoding statistics of one registered LM."
-    from neuronlens import models, toyworld as tw
-    from neuronlens.multimodal import dictionary_words, unit_vocab_stats, vocab_strings
+    from neuronlens.models.lm import load_causal_lm
+    from neuronlens.toy.world import CONCEPTS
+    from neuronlens.limber.decoding import dictionary_words, unit_vocab_stats, vocab_strings
 
     t0 = time.perf_counter()
-    lm = models.load_causal_lm(name)
+    lm = load_causal_lm(name)
     load_s = time.perf_counter() - t0
     words = vocab_strings(lm.tokenizer, lm.d_vocab)
     t0 = time.perf_counter()
@@ -77,11 +78,11 @@ def lm_row(name: str) -> dict:
         d_vocab=lm.d_vocab,
         load_s=round(load_s, 1),
         decode_s=round(time.perf_counter() - t0, 1),
-        units_naming=naming_counts(st['top_ids'], words, tw.CONCEPTS, lm.tokenizer),
+        units_naming=naming_counts(st['top_ids'], words, CONCEPTS, lm.tokenizer),
         interpretable_fraction=round(float(st['interpretable'].float().mean()), 4),
     )
     if 'g_out' in lm.mlp_weights(0):
-        row['units_naming_post_norm_gain'] = naming_counts(folded_top(lm), words, tw.CONCEPTS, lm.tokenizer)
+        row['units_naming_post_norm_gain'] = naming_counts(folded_top(lm), words, CONCEPTS, lm.tokenizer)
     print(json.dumps(row), flush=True)
     return row
 

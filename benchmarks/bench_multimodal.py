@@ -23,17 +23,20 @@ import torch
 
 from benchcommon import PeakMemory, cpu_model, hardware, matmul_gflops, sync
 
-from neuronlens import multimodal as mm, projection as P, toyworld as tw
+from neuronlens.limber.attribution import attribute, attribution_inputs, targets_from_captions
+from neuronlens.limber import projection as P
+from neuronlens.limber.captioner import Captioner, ImageProjection, caption_loss, pool_patches
+from neuronlens.toy.world import sample_batch, sample_scene, split_seeds
 from neuronlens.core import TensorCache, cpu_bf16_native
 
 
 def bench_attribution(cap, x, targets, device, batch_size: int, dtype: str = 'float32', ref=None) -> list:
     rows = []
-    mm.attribute(cap, x[:2], targets.subset([0, 1]), batch_size=2)  # warm-up
+    attribute(cap, x[:2], targets.subset([0, 1]), batch_size=2)  # warm-up
     for b in (batch_size, 1):
         with PeakMemory(device) as pm:
             sync(device); t = time.perf_counter()
-            att = mm.attribute(cap, x, targets, batch_size=b)
+            att = attribute(cap, x, targets, batch_size=b)
             sync(device); dt = time.perf_counter() - t
         rows.append(dict(dtype=dtype, batch=b, images=len(x), seconds=round(dt, 2), images_per_s=round(len(x) / dt, 3), peak_rss_mib=pm.rss_mib, peak_cuda_mib=pm.cuda_mib))
         if b == batch_size: batched = att
@@ -44,7 +47,7 @@ def bench_attribution(cap, x, targets, device, batch_size: int, dtype: str = 'fl
         rows[0]['top10_shared_with_float32'] = round(sum(len(set(ref.top_units[i, :10].tolist()) & set(batched.top_units[i, :10].tolist())) for i in ok) / (10 * len(ok)), 3)
     rows[0]['speedup_vs_loop'] = round(rows[0]['images_per_s'] / rows[1]['images_per_s'], 2)
     # arithmetic: forward + input-gradient backward ~ 4 x (non-embedding parameters) FLOPs per token
-    with torch.no_grad(): tokens = float(mm.attribution_inputs(cap, cap.image_tokens(x), targets.prefixes).mask.sum(1).float().mean())
+    with torch.no_grad(): tokens = float(attribution_inputs(cap, cap.image_tokens(x), targets.prefixes).mask.sum(1).float().mean())
     n_params = sum(p.numel() for n, p in cap.lm.model.named_parameters() if 'embed' not in n and 'lm_head' not in n)
     for r in rows: r.update(tokens_per_image=round(tokens, 1), gflop_per_image=round(4 * n_params * tokens / 1e9, 2), achieved_gflops=round(4 * n_params * tokens * r['images_per_s'] / 1e9, 1))
     return rows, batched
@@ -52,7 +55,7 @@ def bench_attribution(cap, x, targets, device, batch_size: int, dtype: str = 'fl
 
 def bench_training(encoder_name: str, lm, device, steps: int, size: int) -> dict:
     enc = P.load_encoder(encoder_name)
-    cap = P.Captioner(enc, lm, P.ImageProjection(enc.d_out, lm.d_model, 16, enc.grid)).to(device)
+    cap = Captioner(enc, lm, ImageProjection(enc.d_out, lm.d_model, 16, enc.grid)).to(device)
     src = P.SceneSource('train', 256, size=64)
     feats = P.cache_features(enc, src, TensorCache(Path(os.environ.get('TMPDIR', '/tmp')) / 'nl-bench-cache'), 16)
     opt = torch.optim.AdamW(cap.projection.parameters(), lr=1e-3)
@@ -61,10 +64,10 @@ def bench_training(encoder_name: str, lm, device, steps: int, size: int) -> dict
         idx = torch.arange(i * 32, (i + 1) * 32) % src.n
         if cached: f = feats[idx].to(device)
         else:
-            imgs = torch.from_numpy(tw.sample_batch([src.seeds[j] for j in idx.tolist()], 64, targets=False)['image']).permute(0, 3, 1, 2)
-            with torch.no_grad(): f = P.pool_patches(enc.encode(imgs.to(device)), enc.grid, 16)
+            imgs = torch.from_numpy(sample_batch([src.seeds[j] for j in idx.tolist()], 64, targets=False)['image']).permute(0, 3, 1, 2)
+            with torch.no_grad(): f = pool_patches(enc.encode(imgs.to(device)), enc.grid, 16)
         with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-            loss = P.caption_loss(cap, cap.projection(f.to(device)), src.captions(idx.tolist()))
+            loss = caption_loss(cap, cap.projection(f.to(device)), src.captions(idx.tolist()))
         loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
     out = dict(encoder=encoder_name, encoder_input_px=list(enc.preprocess.size), batch=32, n_tokens=16, autocast_bf16=bf16)
     step(0, True); step(0, False)  # warm-up
@@ -90,9 +93,9 @@ def main(argv=None):
     device = torch.device(a.device)
     res = dict(hardware=hardware(device), dtype='float32 weights' + (' (bf16 autocast in training)' if device.type == 'cpu' and cpu_bf16_native() else ''))
     cap = P.load_captioner('toy-encoder').to(device)
-    seeds = list(tw.split_seeds('test', a.n_images))
-    x = torch.from_numpy(tw.sample_batch(seeds, 64, targets=False)['image']).permute(0, 3, 1, 2)
-    targets = mm.targets_from_captions(cap.lm.tokenizer, [tw.sample_scene(s).caption for s in seeds])
+    seeds = list(split_seeds('test', a.n_images))
+    x = torch.from_numpy(sample_batch(seeds, 64, targets=False)['image']).permute(0, 3, 1, 2)
+    targets = targets_from_captions(cap.lm.tokenizer, [sample_scene(s).caption for s in seeds])
     res['matmul_ceiling_gflops'] = {'float32': matmul_gflops(device), 'bfloat16': matmul_gflops(device, torch.bfloat16)}
     rows, ref = bench_attribution(cap, x, targets, device, a.batch_size)
     rows16, _ = bench_attribution(copy.deepcopy(cap).to(torch.bfloat16), x, targets, device, a.batch_size, 'bfloat16', ref)

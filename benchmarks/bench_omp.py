@@ -1,4 +1,4 @@
-"""Batched OMP (`neuronlens.decompose.omp_batched`) vs scikit-learn's per-neuron OMP.
+"""Batched OMP (`neuronlens.lens.decompose.omp_batched`) vs scikit-learn's per-neuron OMP.
 
 The setting of the second-order lens on ViT-B-32 layer 9: 3,072 unit-norm neuron directions (d = 512)
 decomposed into k = 32 atoms of a 30,000-atom unit-norm dictionary (the "30k common words").
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from benchcommon import PeakMemory, cpu_model, sync
 from neuronlens.core import cpu_capability, cpu_bf16_native
-from neuronlens.decompose import OMPResult, omp_batched, omp_sklearn
+from neuronlens.lens.decompose import OMPResult, omp_batched, omp_sklearn
 
 RESULTS = ROOT / 'benchmarks' / 'results'
 

@@ -20,8 +20,11 @@ import torch
 
 from benchcommon import cpu_model, hardware, sync
 
-from neuronlens import projection as P, models
-from neuronlens import toyworld as tw
+from neuronlens.limber import projection as P
+from neuronlens.limber.captioner import Captioner, ImageProjection, caption_loss
+from neuronlens.models import zoo as models
+from neuronlens.models.lm import load_smollm2
+pass
 from neuronlens.core import TensorCache
 
 
@@ -29,7 +32,7 @@ def step_times(cap, src, feats_by_n, device, batch_sizes=(16, 32), n_steps=3) ->
     "Seconds per LiMBeR training step for each (batch, n_tokens, dtype)."
     rows = []
     for n_tokens, feats in feats_by_n.items():
-        cap.projection = P.ImageProjection(cap.encoder.d_out, cap.lm.d_model, n_tokens, cap.encoder.grid).to(device)
+        cap.projection = ImageProjection(cap.encoder.d_out, cap.lm.d_model, n_tokens, cap.encoder.grid).to(device)
         opt = torch.optim.AdamW(cap.projection.parameters(), lr=1e-3)
         for bs in batch_sizes:
             for bf16 in (False, True):
@@ -38,7 +41,7 @@ def step_times(cap, src, feats_by_n, device, batch_sizes=(16, 32), n_steps=3) ->
                     idx = torch.arange(s * bs, (s + 1) * bs) % len(feats)
                     sync(device); t = time.perf_counter()
                     with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-                        loss = P.caption_loss(cap, cap.projection(feats[idx].to(device)), src.captions(idx.tolist()))
+                        loss = caption_loss(cap, cap.projection(feats[idx].to(device)), src.captions(idx.tolist()))
                     loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
                     sync(device); ts.append(time.perf_counter() - t)
                 rows.append(dict(batch=bs, n_tokens=n_tokens, dtype='bf16 autocast' if bf16 else 'fp32', s_per_step=round(statistics.median(ts[1:]), 3),
@@ -62,14 +65,14 @@ def speed(args):
     import tempfile
     device = torch.device(args.device)
     hw = hardware(device)
-    lm = models.load_smollm2(); lm.model.to(device)
+    lm = load_smollm2(); lm.model.to(device)
     enc = P.load_encoder('toy-encoder'); enc.model.to(device)
-    cap = P.Captioner(enc, lm, P.ImageProjection(enc.d_out, lm.d_model, 16, enc.grid).to(device))
+    cap = Captioner(enc, lm, ImageProjection(enc.d_out, lm.d_model, 16, enc.grid).to(device))
     src = P.SceneSource('train', 128)
     feats = {n: P.cache_features(enc, src, TensorCache(tempfile.mkdtemp()), n_tokens=n) for n in (16, 64)}
     steps = step_times(cap, src, feats, device, n_steps=args.steps)
     enc_rows = [encode_rate(e, args.n_encode, device, tempfile.mkdtemp()) for e in (enc, P.load_encoder('efficientnet-lite0'))]
-    cap.projection = P.ImageProjection(enc.d_out, lm.d_model, 16, enc.grid).to(device)
+    cap.projection = ImageProjection(enc.d_out, lm.d_model, 16, enc.grid).to(device)
     imgs = P.SceneSource('test', 64, n_objects=1).images(0, 64)
     cap.caption(imgs[:4]); sync(device); t = time.perf_counter(); cap.caption(imgs, max_new_tokens=12); sync(device)
     gen = dict(images=64, max_new_tokens=12, images_per_s=round(64 / (time.perf_counter() - t), 1))

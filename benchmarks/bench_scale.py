@@ -36,13 +36,13 @@ def _write_sources(root: Path, n: int, size: int = 64) -> dict:
     "The same n toy scenes as a PNG folder, webdataset shards (1,000 per shard) and a saved HF dataset; returns specs and write times."
     import datasets, webdataset as wds
     from PIL import Image
-    from neuronlens import toyworld as tw
+    from neuronlens.toy.world import sample_batch, split_seeds
     datasets.disable_progress_bars()
-    seeds = tw.split_seeds('test', n)
+    seeds = split_seeds('test', n)
     (root / 'folder').mkdir(parents=True); (root / 'wds').mkdir()
     t0 = time.perf_counter(); pngs = []
     for a in range(0, n, 500):
-        b = tw.sample_batch(seeds[a:a + 500], size, targets=False)
+        b = sample_batch(seeds[a:a + 500], size, targets=False)
         for im in b['image']:
             buf = io.BytesIO(); Image.fromarray(im).save(buf, format='PNG'); pngs.append(buf.getvalue())
     t_render = time.perf_counter() - t0
@@ -57,7 +57,7 @@ def _write_sources(root: Path, n: int, size: int = 64) -> dict:
 
 
 def mode_sources(a, q):
-    from neuronlens.sources import image_source
+    from neuronlens.data.sources import image_source
     root = Path(tempfile.mkdtemp(prefix='nl-scale-'))
     try:
         specs = _write_sources(root, a.n_images)
@@ -75,9 +75,11 @@ def mode_sources(a, q):
 
 
 def mode_second_order(a, q):
-    from neuronlens import lens_pipeline as lp
+    from neuronlens.limber import pipeline as lp
+    from neuronlens.data.sources import image_source
+    from neuronlens.lens.pipeline import run_second_order
     from neuronlens.core import TensorCache
-    from neuronlens.models import load_model
+    from neuronlens.models.zoo import load_model
     dev = torch.device(a.device)
     clip = load_model('toyclip'); clip.model.to(dev)
     rows, root = [], Path(tempfile.mkdtemp(prefix='nl-scale-'))
@@ -86,7 +88,7 @@ def mode_second_order(a, q):
         if not a.skip_wds: specs['wds'] = _write_sources(root / 'data', a.n_images)['wds']
         runs = [('toy', max(a.n_images // 4, 1)), ('toy', a.n_images)] + ([('wds', max(a.n_images // 4, 1))] if 'wds' in specs else [])
         for name, n in runs:
-            src = lp.image_source(specs[name], n, 64)
+            src = image_source(specs[name], n, 64)
             # baseline: encode_image on the same images and batches (loading and preprocessing included, as in the run)
             with torch.no_grad():
                 sync(dev); t = time.perf_counter()
@@ -96,7 +98,7 @@ def mode_second_order(a, q):
             cache = TensorCache(root / f'cache-{name}-{n}')
             with PeakMemory(dev) as pm:
                 sync(dev); t = time.perf_counter()
-                run = lp.run_second_order(clip, src, a.layer, cache, shard_size=256, batch_size=a.batch_size, k_top=100)
+                run = run_second_order(clip, src, a.layer, cache, shard_size=256, batch_size=a.batch_size, k_top=100)
                 sync(dev); secs = time.perf_counter() - t
             rows.append(dict(mode='second-order', source=name, images=n, layer=a.layer, d_mlp=int(run.effects.norms.shape[1]), shard_size=256,
                              batch=a.batch_size, seconds=round(secs, 1), images_per_s=round(n / secs, 1), encode_image_per_s=round(enc_ips, 1),
@@ -107,12 +109,14 @@ def mode_second_order(a, q):
 
 
 def mode_neurons(a, q):
-    from neuronlens import lens_pipeline as lp
+    from neuronlens.limber import pipeline as lp
+    from neuronlens.data.sources import image_source
+    from neuronlens.lens.pipeline import run_second_order
     from neuronlens.core import TensorCache
-    from neuronlens.projection import load_captioner
+    from neuronlens.limber.projection import load_captioner
     dev = torch.device(a.device)
     cap = load_captioner('toy-encoder').to(dev)
-    src = lp.image_source('toy:test', a.n_images, 64)
+    src = image_source('toy:test', a.n_images, 64)
     rows, root = [], Path(tempfile.mkdtemp(prefix='nl-scale-'))
     try:
         for n in (a.neurons_images // 2, a.neurons_images):

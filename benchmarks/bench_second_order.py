@@ -34,7 +34,7 @@ def _images(n, size, device, dtype, seed=0):
 
 def run_mode(mode, args, q):
     torch.set_num_threads(args.threads or torch.get_num_threads())
-    from neuronlens import second_order as so
+    from neuronlens.lens import second_order as so
     dtype = getattr(torch, args.dtype)
     model = _model(args.model, args.device, dtype)
     size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from benchcommon import cpu_model
-from neuronlens import toyworld as tw
+from neuronlens.toy.world import ToyWorldDataset, ToyWorldStream, collate_scenes, sample_batch, sample_scene
 
 
 def hardware() -> dict:
@@ -49,7 +49,7 @@ def measure(run) -> dict:
 def loop_run(size: int, n: int):
     "sample_scene in a loop, one process."
     def run():
-        for seed in range(n): tw.sample_scene(seed, size)
+        for seed in range(n): sample_scene(seed, size)
         return n
     return run
 
@@ -57,14 +57,14 @@ def loop_run(size: int, n: int):
 def batch_run(size: int, n_batches: int, batch: int):
     "sample_batch, one process."
     def run():
-        return sum(len(tw.sample_batch(range(b * batch, (b + 1) * batch), size)['caption']) for b in range(n_batches))
+        return sum(len(sample_batch(range(b * batch, (b + 1) * batch), size)['caption']) for b in range(n_batches))
     return run
 
 
 def _worker_batches(args) -> int:
     "Draw `n_batches` batches from `start` in a worker process; returns the scene count."
     start, n_batches, batch, size = args
-    for b in range(n_batches): tw.sample_batch(range(start + b * batch, start + (b + 1) * batch), size)
+    for b in range(n_batches): sample_batch(range(start + b * batch, start + (b + 1) * batch), size)
     return n_batches * batch
 
 
@@ -95,21 +95,21 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     hw, rows = hardware(), []
-    tw.sample_scene(0, 64); tw.sample_scene(0, 224)  # fill the shape caches before forking
+    sample_scene(0, 64); sample_scene(0, 224)  # fill the shape caches before forking
     for size in (64, 224):
         bs = 256 if size == 64 else 64
         per = 1 / measure(loop_run(size, 200))['scenes_per_cpu_s']  # CPU s per scene, to size each case to about --seconds
         nb = max(4, int(args.seconds / per / bs))  # batches for one process
         nb2 = 2 * nb  # batches for two
-        stream = lambda targets: tw.ToyWorldStream('train', batch_size=bs, n_batches=nb2, size=size, targets=targets)
-        ds = tw.ToyWorldDataset('train', n=bs * nb2, size=size)
+        stream = lambda targets: ToyWorldStream('train', batch_size=bs, n_batches=nb2, size=size, targets=targets)
+        ds = ToyWorldDataset('train', n=bs * nb2, size=size)
         cases = [('sample_scene loop', 1, None, loop_run(size, nb * bs)),
                  ('sample_batch', 1, bs, batch_run(size, nb, bs)),
                  ('sample_batch, process pool', 2, bs, pool_run(size, nb2, bs)),
                  ('ToyWorldStream + DataLoader', 2, bs, loader_run(lambda: DataLoader(stream(True), batch_size=None, num_workers=2))),
                  ('ToyWorldStream, no masks/labels', 2, bs, loader_run(lambda: DataLoader(stream(False), batch_size=None, num_workers=2))),
                  ('ToyWorldDataset + DataLoader', 2, bs, loader_run(
-                     lambda: DataLoader(ds, batch_size=bs, num_workers=2, collate_fn=tw.collate_scenes)))]
+                     lambda: DataLoader(ds, batch_size=bs, num_workers=2, collate_fn=collate_scenes)))]
         for name, workers, batch, run in cases:
             r = measure(run)
             rows.append(dict(size=size, path=name, processes=workers, batch=batch, **r))

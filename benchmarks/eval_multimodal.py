@@ -12,11 +12,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from benchcommon import hardware
-from neuronlens import toyworld as tw
+from neuronlens.toy.world import sample_batch, split_seeds
 from neuronlens.core import TensorCache
-from neuronlens.multimodal import find_multimodal_neurons, evaluate_measures
-from neuronlens.projection import load_captioner
-from neuronlens.projection import _atomic_write
+from neuronlens.limber.neurons import find_multimodal_neurons
+from neuronlens.limber.toy_eval import evaluate_measures
+from neuronlens.limber.projection import load_captioner
+from neuronlens.core import atomic_write
 
 VARIANTS = {'default': dict(), 'contrast': dict(contrast=True), 'layers10-29': dict(layers=list(range(10, 30)))}
 OUT = Path(__file__).parent/'results'/'multimodal_eval.json'
@@ -26,8 +27,8 @@ def run(projection: str, variant: str, n: int, start: int, fresh_start: int, n_b
     "Find the multimodal neurons of `n` held-out test scenes with one projection and ranking, and evaluate every measure."
     t0 = time.time()
     cap = load_captioner('toy-encoder', projection=projection)
-    seeds, fresh = list(tw.split_seeds('test', n, start)), list(tw.split_seeds('test', n, fresh_start))
-    x = torch.from_numpy(tw.sample_batch(seeds, 64, targets=False)['image']).permute(0, 3, 1, 2)
+    seeds, fresh = list(split_seeds('test', n, start)), list(split_seeds('test', n, fresh_start))
+    x = torch.from_numpy(sample_batch(seeds, 64, targets=False)['image']).permute(0, 3, 1, 2)
     cache = TensorCache()
     found = find_multimodal_neurons(cap, x, cache=cache, batch_size=batch_size, **VARIANTS[variant])
     t1 = time.time()
@@ -61,7 +62,7 @@ def main():
     out = a.out
     old = json.loads(out.read_text()) if out.exists() else {'format': 'neuronlens-multimodal-eval/1', 'runs': []}
     old['runs'] = [r for r in old['runs'] if (r['projection'], r['variant']) != (a.projection, a.variant)] + [res]
-    _atomic_write(out, lambda t: Path(t).write_text(json.dumps(old, indent=1, default=float)))
+    atomic_write(out, lambda t: Path(t).write_text(json.dumps(old, indent=1, default=float)))
     for r in res['rows']:
         print(f"{r['measure']:>24} {r['units']:>8}  mm {r['multimodal']:.4f}  rnd {r['random']:.4f}  diff {r['diff']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}]  n={r['n']}")
     print(out)

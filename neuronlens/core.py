@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #9f293e09
 from __future__ import annotations
-import contextlib, dataclasses, functools, hashlib, json, os, random, tempfile, time
+import dataclasses, functools, hashlib, json, os, random, subprocess, tempfile, time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -12,11 +12,15 @@ import numpy as np
 import torch
 from torch import nn
 from safetensors.torch import load_file, save_file
+import argparse, shutil
+import importlib, importlib.util
 
 # %% auto #0
-__all__ = ['NeuronLensError', 'ConfigError', 'WeightsNotFoundError', 'HookError', 'CacheError', 'get_device', 'model_device',
-           'model_dtype', 'cpu_bf16_native', 'cpu_capability', 'autocast_dtype', 'autocast', 'seed_everything',
-           'HookPoint', 'Hooks', 'run_with_cache', 'state_dict_hash', 'cache_key', 'default_cache_dir', 'TensorCache']
+__all__ = ['MIN_FREE_MB', 'NeuronLensError', 'ConfigError', 'WeightsNotFoundError', 'HookError', 'CacheError', 'get_device',
+           'model_device', 'model_dtype', 'cpu_bf16_native', 'cpu_capability', 'autocast_dtype', 'autocast',
+           'seed_everything', 'HookPoint', 'Hooks', 'run_with_cache', 'state_dict_hash', 'cache_key', 'file_sha256',
+           'default_cache_dir', 'TensorCache', 'check_writable', 'check_folders', 'atomic_write', 'git_commit',
+           'optional_module']
 
 # %% ../nbs/00_core.ipynb #d9c58603
 class NeuronLensError(Exception):
@@ -301,7 +305,7 @@ def cache_key(**parts) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 # %% ../nbs/00_core.ipynb #2670c0f8
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, 'rb') as f:
         for chunk in iter(lambda: f.read(1 << 20), b''):
@@ -339,7 +343,7 @@ class TensorCache:
             info = {
                 'name': name,
                 'key': key,
-                'sha256': _file_sha256(tmp / 'tensors.safetensors'),
+                'sha256': file_sha256(tmp / 'tensors.safetensors'),
                 'created': time.time(),
                 'meta': _jsonable(dict(meta or {})),
             }
@@ -364,7 +368,7 @@ class TensorCache:
         if info.get('key') != key or info.get('name') != name:
             raise CacheError(f"cache entry {p} was written for another key")
         f = p / 'tensors.safetensors'
-        if not f.exists() or _file_sha256(f) != info.get('sha256'):
+        if not f.exists() or file_sha256(f) != info.get('sha256'):
             raise CacheError(f"cache entry {p} is corrupt (tensor file missing or checksum mismatch)")
         return load_file(str(f)), info['meta']
 
@@ -386,6 +390,97 @@ class TensorCache:
 
 # %% ../nbs/00_core.ipynb #b7b93c89
 def _rmtree(p: Path):
-    import shutil
 
     shutil.rmtree(p, ignore_errors=True)
+
+# %% ../nbs/00_core.ipynb #63d339e5
+MIN_FREE_MB = 500  # a cache or output folder on a disk with less free space is refused before work starts
+
+
+def _nearest_existing(path: Path) -> Path:
+    "`path`, or its nearest ancestor that exists."
+    p = path.expanduser().absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _min_free_mb() -> float:
+
+    v = os.environ.get('NEURONLENS_MIN_FREE_MB', MIN_FREE_MB)
+    try:
+        return float(v)
+    except ValueError:
+        raise ConfigError(f"NEURONLENS_MIN_FREE_MB must be a number of megabytes, got {v!r}") from None
+
+
+def check_writable(
+    path: str | Path,  # a folder the command will write (it need not exist yet)
+    what: str = 'cache folder',  # how the message names it
+    min_free_mb: float | None = None,
+):  # None: `$NEURONLENS_MIN_FREE_MB` or `MIN_FREE_MB`
+    "Raise `ConfigError` if `path` cannot be created and written, or its disk has under `min_free_mb` MB free."
+
+    path = Path(path)
+    base = _nearest_existing(path)
+    if not base.is_dir():
+        raise ConfigError(f"{what} {path} cannot be created: {base} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as e:
+        raise ConfigError(
+            f"{what} {path} is not writable ({e.strerror or e}); pass a folder you can write to"
+        ) from None
+    need = _min_free_mb() if min_free_mb is None else min_free_mb
+    free = shutil.disk_usage(base).free / 2**20
+    if free < need:
+        raise ConfigError(
+            f"{what} {path} is on a disk with {free:.0f} MB free, under the {need:.0f} MB a run needs; "
+            "free some space or pass a folder on another disk"
+        )
+
+
+def check_folders(args: argparse.Namespace):
+    "Check the cache and output folders a parsed command will write (see `check_writable`)."
+
+    if hasattr(args, 'cache'):
+        check_writable(args.cache or default_cache_dir(), 'cache folder')
+    out = getattr(args, 'out', None)
+    if isinstance(out, (str, Path)):
+        check_writable(out, 'output folder')
+
+# %% ../nbs/00_core.ipynb #c0d99381
+def atomic_write(path: Path, write) -> Path:
+    "Call `write(tmp_path)`, then rename the temporary file to `path` (readers never see a partial file)."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}-', dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+# %% ../nbs/00_core.ipynb #191c48e0
+def git_commit() -> str | None:
+    "The git commit of the working tree (or $NEURONLENS_GIT_COMMIT), if known."
+    try:
+        r = subprocess.run(
+            ['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10
+        )
+        if r.returncode == 0:
+            return r.stdout.strip()
+    except (OSError, NameError, subprocess.SubprocessError):
+        pass
+    return os.environ.get('NEURONLENS_GIT_COMMIT')
+
+# %% ../nbs/00_core.ipynb #63e728f9
+def optional_module(name: str):
+    "The module `neuronlens.<name>` if the installed library has it, else None (an import error inside it still raises)."
+
+    if importlib.util.find_spec(f'neuronlens.{name}') is None:
+        return None
+    return importlib.import_module(f'neuronlens.{name}')

@@ -26,15 +26,17 @@ ARTIFACTS = ROOT / 'artifacts'
 
 SETUP = """import tempfile
 from neuronlens.core import TensorCache
-from neuronlens.second_order import tiny_clip
-from neuronlens.models import ClipAdapter, WordTokenizer
-from neuronlens import lens_pipeline as lp
-from neuronlens.records import open_layer
-from neuronlens.explorers import second_order_explorer
+from neuronlens.lens.second_order import tiny_clip
+from neuronlens.models.clip import ClipAdapter
+from neuronlens.toy.nets import WordTokenizer
+from neuronlens.lens import pipeline as lp
+from neuronlens.data.sources import image_source
+from neuronlens.views.records import open_layer
+from neuronlens.views.explorers import second_order_explorer
 words = ['red', 'green', 'blue', 'yellow', 'circle', 'square', 'star', 'heart', 'small', 'large', 'left', 'right']
 clip = ClipAdapter(tiny_clip(image_size=32, seed=0), WordTokenizer(words, context_length=8))
 cache = TensorCache(CACHE)
-run = lp.run_second_order(clip, lp.image_source('toy:test', 48, 32), 1, cache, shard_size=24, k_top=6)
+run = lp.run_second_order(clip, image_source('toy:test', 48, 32), 1, cache, shard_size=24, k_top=6)
 L = open_layer(cache, lp.save_run(run, cache), clip, words=words, k=4)
 """
 
@@ -56,7 +58,7 @@ def _watch(page, issues):
 @pytest.fixture(scope='module')
 def lab(tmp_path_factory):
     "JupyterLab on 127.0.0.1 with a temporary root, config, data and token; a notebook that builds an explorer."
-    from neuronlens.explorers import start_lab, wait_for_lab
+    from neuronlens.views.explorers import start_lab, wait_for_lab
     root = tmp_path_factory.mktemp('lab')
     cache = root / 'cache'
     cells = [SETUP.replace('CACHE', repr(str(cache))), 'ex = second_order_explorer(L)\nex']
@@ -143,17 +145,18 @@ def atlas_site(tmp_path_factory):
     out = tmp_path_factory.mktemp('atlas')
     ns = {}
     exec(SETUP.replace('CACHE', repr(str(out / 'cache'))), ns)
-    from neuronlens.atlas import write_atlas, export_html, write_multimodal_atlas
-    from neuronlens.explorers import second_order_explorer
+    from neuronlens.views.atlas import write_atlas, export_html, write_multimodal_atlas
+    from neuronlens.views.explorers import second_order_explorer
     write_atlas(ns['L'], out / 'site', n_neurons=4)
     import torch
-    from neuronlens.projection import tiny_lm, tiny_encoder, ImageProjection, Captioner
-    from neuronlens import multimodal as mm, toyworld as tw
-    from neuronlens.records import prepare_multimodal
+    from neuronlens.limber.captioner import tiny_lm, tiny_encoder, ImageProjection, Captioner
+    from neuronlens.limber.neurons import find_multimodal_neurons
+    from neuronlens.toy.world import sample_batch, split_seeds
+    from neuronlens.views.records import prepare_multimodal
     lm, enc = tiny_lm(), tiny_encoder()
     cap = Captioner(enc, lm, ImageProjection(enc.d_out, lm.d_model, 4, enc.grid))
-    imgs = torch.from_numpy(tw.sample_batch(tw.split_seeds('test', 6), 32, targets=False)['image']).permute(0, 3, 1, 2)
-    found = mm.find_multimodal_neurons(cap, imgs, captions=['a red circle', 'a blue square', 'a star', 'a heart', 'a large circle', 'a small star'], top_k=12)
+    imgs = torch.from_numpy(sample_batch(split_seeds('test', 6), 32, targets=False)['image']).permute(0, 3, 1, 2)
+    found = find_multimodal_neurons(cap, imgs, captions=['a red circle', 'a blue square', 'a star', 'a heart', 'a large circle', 'a small star'], top_k=12)
     write_multimodal_atlas(prepare_multimodal(cap, imgs, found, n_units=4, ks=(1, 4, 12)), out / 'site' / 'captioner', n_units=4, plotly_src='../plotly.min.js')
     export_html(second_order_explorer(ns['L']), out / 'site' / 'state.html')
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out / 'site'))

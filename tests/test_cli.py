@@ -33,7 +33,7 @@ def test_wheel_builds_with_entry_point_and_zoo(tmp_path):
     names = zipfile.ZipFile(whl).namelist()
     assert 'neuronlens/core.py' in names and 'neuronlens/cli.py' in names
     ep = next(n for n in names if n.endswith('entry_points.txt'))
-    assert 'neuronlens = neuronlens.cli:main' in zipfile.ZipFile(whl).read(ep).decode()
+    assert 'neuronlens = neuronlens.app.cli:main' in zipfile.ZipFile(whl).read(ep).decode()
     shipped = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / 'neuronlens' / 'zoo').glob('*.safetensors'))
     missing = [s for s in shipped if s not in names]
     assert not missing, f"zoo weights not packaged: {missing}"
@@ -44,9 +44,9 @@ def test_neurons_command_on_an_image_folder(tmp_path):
     import json
     import numpy as np
     from PIL import Image
-    from neuronlens import toyworld as tw
+    from neuronlens.toy.world import sample_scene, split_seeds
     imgs = tmp_path / 'photos'; imgs.mkdir()
-    for i, s in enumerate(tw.split_seeds('test', 3, 900)): Image.fromarray(tw.sample_scene(s, 96).image).save(imgs / f'scene{i}.png')
+    for i, s in enumerate(split_seeds('test', 3, 900)): Image.fromarray(sample_scene(s, 96).image).save(imgs / f'scene{i}.png')
     args = ['neurons', '--images', str(imgs), '--n-images', '3', '--top-k', '8', '--layers', '10,20,29', '--out', str(tmp_path / 'out'),
             '--cache', str(tmp_path / 'cache'), '--no-progress']
     res = _run(*args)
@@ -102,7 +102,7 @@ def test_cache_write_failure_leaves_no_partial_entry(tmp_path, monkeypatch):
     import errno
     import pytest
     import torch
-    from neuronlens import core
+    from neuronlens import core as core
     cache = core.TensorCache(tmp_path)
     cache.save('x', 'k0', {'a': torch.ones(3)})
     def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device')
@@ -124,7 +124,7 @@ def test_local_open_clip_checkpoint_says_what_was_loaded(tmp_path, caplog):
     import json, logging, os
     import open_clip, torch
     from safetensors.torch import save_file
-    from neuronlens.models import load_clip
+    from neuronlens.models.clip import load_clip
     cfg = tmp_path / 'nl-tiny-clip.json'
     cfg.write_text(json.dumps(TINY_OPEN_CLIP))
     open_clip.add_model_config(cfg)
@@ -146,7 +146,7 @@ def test_local_open_clip_checkpoint_says_what_was_loaded(tmp_path, caplog):
     with pytest.raises(ConfigError, match='tensors missing'):
         load_clip('nl-tiny-clip', pretrained=tmp_path / 'part.safetensors')
     # the command line: a warning-level run prints what was loaded, and nothing about random weights
-    code = ('import sys, open_clip; open_clip.add_model_config(sys.argv[1]); from neuronlens.cli import main; '
+    code = ('import sys, open_clip; open_clip.add_model_config(sys.argv[1]); from neuronlens.app.cli import main; '
             'sys.exit(main(sys.argv[2:]))')
     res = subprocess.run([sys.executable, '-c', code, str(cfg), 'second-order', '--model', 'nl-tiny-clip', '--pretrained', str(tmp_path / 'w.safetensors'),
                           '--layer', '0', '--n-images', '4', '--batch-size', '4', '--k-top', '2', '--cache', str(tmp_path / 'c'), '--device', 'cpu'],

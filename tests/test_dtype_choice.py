@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from conftest import ROOT
-from neuronlens import core, decompose
+from neuronlens import core as core
+from neuronlens.lens import decompose as decompose
 
 
 @pytest.fixture

@@ -109,7 +109,7 @@ def test_neurons_killed_twice_resumes_to_the_same_units(tmp_path):
 
 @pytest.fixture(scope='module')
 def tiny_lm_dir(tmp_path_factory):
-    from neuronlens.projection import tiny_lm
+    from neuronlens.limber.captioner import tiny_lm
     d = tmp_path_factory.mktemp('tiny-lm')
     lm = tiny_lm(0)
     lm.model.save_pretrained(d)

@@ -15,7 +15,8 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope='module')
 def tiny_zoo_model(tmp_path_factory):
-    from neuronlens.models import create_toyclip, save_zoo_model, toyclip_config
+    from neuronlens.toy.nets import create_toyclip, toyclip_config
+    from neuronlens.models.zoo import save_zoo_model
     d = tmp_path_factory.mktemp('zoo')
     torch.manual_seed(0)
     m = create_toyclip(config=toyclip_config(20, image_size=32, width=32, layers=3, heads=2, text_width=32, text_layers=1, embed_dim=16))
@@ -41,7 +42,7 @@ def test_second_order_cli_single_and_two_processes(tiny_zoo_model, tmp_path):
     assert json.loads(one.stdout.strip().splitlines()[-1])['n_images'] == 24
     # `--multi_gpu` starts two torchrun processes (gloo on CPU); `--cpu` would start one only
     two = subprocess.run([str(BIN / 'accelerate'), 'launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1',
-                          '--mixed_precision', 'no', '--dynamo_backend', 'no', '-m', 'neuronlens.cli',
+                          '--mixed_precision', 'no', '--dynamo_backend', 'no', '-m', 'neuronlens.app.cli',
                           *_args(tiny_zoo_model, tmp_path / 'c2')],
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]

@@ -19,16 +19,16 @@ ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1', 'OMP_NU
 def _run(*args, launch=False, timeout=600):
     # two CPU processes: `--cpu` would start only one; `--multi_gpu` starts torchrun's processes, which use gloo on CPU
     cmd = ([str(BIN / 'accelerate'), 'launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no',
-            '--dynamo_backend', 'no', '-m', 'neuronlens.cli'] if launch else [sys.executable, '-m', 'neuronlens.cli'])
+            '--dynamo_backend', 'no', '-m', 'neuronlens.app.cli'] if launch else [sys.executable, '-m', 'neuronlens.app.cli'])
     return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=timeout)
 
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     "The same 12 toy scenes (48 px) as a folder, webdataset shards and a saved HF dataset, plus a folder with a bad file."
-    from neuronlens import toyworld as tw
+    from neuronlens.toy.world import sample_batch, split_seeds
     d = tmp_path_factory.mktemp('data')
-    sc = tw.sample_batch(tw.split_seeds('test', 12, 500), 48, targets=False)
+    sc = sample_batch(split_seeds('test', 12, 500), 48, targets=False)
     write_image_sets(d, sc['image'], sc['caption'], 3)
     (d / 'bad').mkdir()
     for i, im in enumerate(sc['image']):
@@ -39,8 +39,10 @@ def data(tmp_path_factory):
 @pytest.fixture(scope='module')
 def zoo(tmp_path_factory):
     "A tiny ToyCLIP (second-order) and a tiny captioner (random Llama folder + tiny ToyViT + projection) in a zoo folder."
-    from neuronlens.models import create_toyclip, save_zoo_model, toyclip_config
-    from neuronlens.projection import tiny_lm, tiny_encoder, ImageProjection, save_projection
+    from neuronlens.toy.nets import create_toyclip, toyclip_config
+    from neuronlens.models.zoo import save_zoo_model
+    from neuronlens.limber.captioner import tiny_lm, tiny_encoder, ImageProjection
+    from neuronlens.limber.projection import save_projection
     z = tmp_path_factory.mktemp('zoo')
     torch.manual_seed(0)
     clip = create_toyclip(config=toyclip_config(20, image_size=32, width=32, layers=3, heads=2, text_width=32, text_layers=1, embed_dim=16))

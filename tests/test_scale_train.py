@@ -24,10 +24,10 @@ def world(tmp_path_factory):
     "16 captioned toy scenes (40 px) in three formats, a tiny LM folder, a tiny BEiT folder and a tiny open_clip folder."
     from safetensors.torch import save_file
     from transformers import BeitConfig, BeitModel
-    from neuronlens import toyworld as tw
-    from neuronlens.projection import tiny_lm
+    from neuronlens.toy.world import sample_batch, split_seeds
+    from neuronlens.limber.captioner import tiny_lm
     d = tmp_path_factory.mktemp('captioned')
-    sc = tw.sample_batch(tw.split_seeds('train', 16), 40, targets=False)
+    sc = sample_batch(split_seeds('train', 16), 40, targets=False)
     write_image_sets(d, sc['image'], sc['caption'], 2, shard='cc-{:02d}.tar', image_col='img', caption_col='text')
     with open(d / 'captions.csv', 'w', newline='') as f:
         csv.writer(f).writerows([('filename', 'caption')] + [(f'{i:02d}.png', c) for i, c in enumerate(sc['caption'])])
@@ -46,7 +46,7 @@ def world(tmp_path_factory):
 
 def _train(d, encoder, images, *extra, out):
     "Run `train projection` in-process (3 steps); returns its summary."
-    from neuronlens import projection as P
+    from neuronlens.limber import projection as P
     p = argparse.ArgumentParser(); P.add_projection_train_args(p)
     args = p.parse_args(['--encoder', str(encoder), '--lm', str(d / 'lm'), '--images', images, '--steps', '3', '--batch-size', '4',
                          '--n-tokens', '4', '--warmup', '1', '--lr', '0.05', '--n-eval', '0', '--device', 'cpu',
@@ -69,7 +69,8 @@ def test_train_projection_on_captioned_data(world, fmt, tmp_path):
 
 def test_captions_reach_the_loss(world, tmp_path):
     "The loss sees the data's own captions: the same run is reproducible, and with the captions shuffled it ends elsewhere."
-    from neuronlens import sources, projection as P
+    from neuronlens.data import sources as sources
+    from neuronlens.limber import projection as P
     from neuronlens.core import TensorCache
     d, sc = world
     data = sources.TrainingData(sources.image_source(f"wds:{d / 'wds'}/cc-{{00..01}}.tar", size=32, caption_key='txt'))
@@ -97,7 +98,7 @@ def test_bad_training_options_fail_early(world, tmp_path):
 
 def test_train_projection_command_end_to_end(world, tmp_path):
     d, _ = world
-    res = subprocess.run([sys.executable, '-m', 'neuronlens.cli', 'train', 'projection', '--encoder', str(d / 'beit'), '--lm', str(d / 'lm'),
+    res = subprocess.run([sys.executable, '-m', 'neuronlens.app.cli', 'train', 'projection', '--encoder', str(d / 'beit'), '--lm', str(d / 'lm'),
                           '--images', f"hf:{d / 'hf'}", '--caption-key', 'text', '--steps', '2', '--batch-size', '4', '--n-tokens', '4',
                           '--n-eval', '0', '--device', 'cpu', '--out', str(tmp_path / 'run'), '--cache', str(tmp_path / 'c'), '--no-progress',
                           '--ship', '--zoo', str(tmp_path / 'zoo')], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=600)

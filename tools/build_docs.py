@@ -577,7 +577,7 @@ def write_atlas_site(root: Path, site: Path) -> list[str]:
     which = os.environ.get('NEURONLENS_DOCS_ATLAS', 'default').strip().lower()
     if which in ('0', 'no', 'off', 'false'): return ['NEURONLENS_DOCS_ATLAS=0: the atlas was not built']
     exe = Path(sys.executable).parent / 'neuronlens'
-    cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ['-m', 'neuronlens.cli']), 'atlas',
+    cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ['-m', 'neuronlens.app.cli']), 'atlas',
            '--out', str(site / 'atlas'), '--cache', str(root / ATLAS_CACHE), '--n-neurons', '12']
     if which != 'toyclip': cmd += ['--captioner', '--captioner-scenes', '16' if which == 'all' else str(DOCS_CAPTIONER_SCENES)]
     env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1'}
