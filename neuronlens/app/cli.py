@@ -10,6 +10,10 @@ from typing import Callable, Sequence
 
 from ..core import NeuronLensError, check_folders, optional_module
 import importlib
+from .demo import run_demo
+from ..limber import projection
+from ..toy import recipes
+from ..toy.train import RECIPES
 
 # %% auto #0
 __all__ = ['COMMANDS', 'COMMAND_MODULES', 'COMMAND_INDEX', 'add_command', 'build_parser', 'main', 'error_line', 'command_of',
@@ -117,7 +121,6 @@ def _demo_args(p: argparse.ArgumentParser):
 
 def _demo_run(args) -> int:
     # imported when the command runs, so that `neuronlens --help` does not load torch, transformers and open_clip
-    from neuronlens.app.demo import run_demo
 
     path = run_demo(
         out=args.out,
@@ -202,9 +205,6 @@ def _register_plugin(name: str):
 def _train_args(p: argparse.ArgumentParser):
     "`neuronlens train MODEL`: one sub-parser per zoo recipe, plus `projection`."
     # imported when the command runs, so that `neuronlens --help` does not load torch, transformers and open_clip
-    from neuronlens.limber import projection
-    from neuronlens.toy import recipes
-    from neuronlens.toy.train import RECIPES
 
     sub = p.add_subparsers(dest='model', metavar='MODEL', required=True)
     for name in RECIPES:
@@ -216,8 +216,6 @@ def _train_args(p: argparse.ArgumentParser):
 
 def _train_run(args) -> int:
     # imported when the command runs, so that `neuronlens --help` does not load torch, transformers and open_clip
-    from neuronlens.limber import projection
-    from neuronlens.toy import recipes
 
     return projection.run_projection_train_cli(args) if args.model == 'projection' else recipes.run_train_cli(args)
 

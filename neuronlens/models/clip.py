@@ -4,6 +4,7 @@
 
 # %% ../../nbs/models/04_clip.ipynb #44148549
 from __future__ import annotations
+import json, os, warnings
 import contextlib, logging, math
 from pathlib import Path
 from typing import Callable, Sequence
@@ -13,11 +14,14 @@ from torch import nn
 
 from ..core import ConfigError, WeightsNotFoundError, model_device, model_dtype
 from .hooks import HookSite, HookedAdapter, ImagePreprocess
+import zipfile
+from .weights import cached_repo_id, resolve_hub_file
 
 _logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['mha_weights', 'clip_block_weights', 'clip_hook_table', 'ClipAdapter', 'clip_preprocess', 'load_clip']
+__all__ = ['mha_weights', 'clip_block_weights', 'clip_hook_table', 'ClipAdapter', 'clip_preprocess', 'clip_pretrained_source',
+           'load_clip']
 
 # %% ../../nbs/models/04_clip.ipynb #8c1f9ba5
 def mha_weights(attn: nn.MultiheadAttention) -> dict[str, torch.Tensor]:
@@ -209,6 +213,72 @@ def clip_preprocess(visual: nn.Module) -> ImagePreprocess:
         cfg.get('interpolation', 'bicubic'),
     )
 
+# %% ../../nbs/models/04_clip.ipynb #855dfb75
+def _open_clip_files(hf_hub: str) -> tuple[str, list[str]]:
+    "(repository, weight files in open_clip's order of preference) of a pretrained config's `hf_hub` entry."
+    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+    repo_id, filename = os.path.split(hf_hub)  # 'org/name/' -> ('org/name', ''): open_clip's default file name
+    filename = filename or HF_WEIGHTS_NAME
+    if filename == HF_WEIGHTS_NAME:
+        return repo_id, [HF_SAFE_WEIGHTS_NAME, filename]
+    if filename.endswith(('.bin', '.pth')):
+        return repo_id, [filename[:-4] + '.safetensors', filename]
+    return repo_id, [filename]
+
+
+def clip_pretrained_source(
+    name: str,  # an open_clip model name, e.g. 'ViT-B-32'
+    tag: str,  # one of its pretrained tags, e.g. 'openai' (`open_clip.list_pretrained_tags_by_model(name)`)
+) -> dict:
+    "Where open_clip keeps the weights of `name` + `tag`: hub repository, files, QuickGELU, preprocessing."
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(name, tag)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        raise ConfigError(
+            f"{tag!r} is neither a local checkpoint file nor a pretrained tag of open_clip {name!r} (its tags: {tags or 'none'})"
+        )
+    if not cfg.get('hf_hub'):
+        raise WeightsNotFoundError(
+            f"open_clip {name!r} {tag!r} is published only at {cfg.get('url')}: download it and pass the file as pretrained="
+        )
+    repo_id, files = _open_clip_files(cfg['hf_hub'])
+    preprocess = {k: cfg[k] for k in ('mean', 'std', 'interpolation', 'resize_mode') if k in cfg}
+    return dict(repo_id=repo_id, files=files, quick_gelu=bool(cfg.get('quick_gelu')), preprocess=preprocess)
+
+# %% ../../nbs/models/04_clip.ipynb #d81ab054
+def _registered_quick_gelu(repo_id: str) -> bool | None:
+    "QuickGELU flag of the open_clip tags whose weights live in hub repository `repo_id` (None: none, or they disagree)."
+    import open_clip
+
+    flags = set()
+    for model, tag in open_clip.list_pretrained():
+        cfg = open_clip.get_pretrained_cfg(model, tag)
+        if cfg.get('hf_hub') and _open_clip_files(cfg['hf_hub'])[0] == repo_id:
+            flags.add(bool(cfg.get('quick_gelu')))
+    return flags.pop() if len(flags) == 1 else None
+
+
+def _checkpoint_quick_gelu(path: str | Path) -> tuple[bool | None, str]:
+    "(trained with QuickGELU?, the evidence) for a checkpoint file, from its origin; (None, '') when it says nothing."
+
+    path = Path(path)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            if any(n.endswith('constants.pkl') or '/code/' in n for n in z.namelist()):
+                return True, "a TorchScript archive, the format of OpenAI's CLIP releases"
+    repo = cached_repo_id(path)
+    flag = _registered_quick_gelu(repo) if repo else None
+    if flag is not None:
+        return flag, f"hub repository {repo} holds open_clip's {'QuickGELU' if flag else 'GELU'} weights"
+    side = path.parent / 'open_clip_config.json'
+    if side.is_file():
+        flag = bool(json.loads(side.read_text()).get('model_cfg', {}).get('quick_gelu'))
+        return flag, f"its folder's open_clip_config.json has quick_gelu={flag}"
+    return None, ''
+
 # %% ../../nbs/models/04_clip.ipynb #567d94d3
 class _OpenClipNotes(logging.Filter):
     "Drops open_clip's info and warning records (it logs them on the root logger); its errors pass."
@@ -250,37 +320,67 @@ def _load_open_clip_checkpoint(model: nn.Module, path: str | Path) -> dict:
     return dict(path=str(Path(path).resolve()), tensors=n, matched=n)
 
 
-def load_clip(
-    name: str,  # an open_clip model name, e.g. 'ViT-B-32' (see `open_clip.list_models()`)
-    pretrained: str | Path | None = None,  # None: random init; else a local checkpoint file
-    **kwargs,  # passed to `open_clip.create_model` (precision, device, force_quick_gelu, ...)
-) -> ClipAdapter:
-    "A `ClipAdapter` for open_clip model `name`, random or from a local checkpoint; never downloads."
-    if name.startswith('hf-hub:'):
-        raise WeightsNotFoundError(
-            f"{name!r} lives on the Hugging Face hub and neuronlens never downloads; download it elsewhere and pass load_clip('<architecture>', pretrained='/path/to/open_clip_model.safetensors')"
-        )
-    if pretrained is not None and not Path(pretrained).is_file():
-        raise WeightsNotFoundError(
-            f"weights for {name!r} not found: {str(pretrained)!r} is not a local checkpoint file (open_clip pretrained tags such as 'openai' "
-            f"or 'laion2b_s34b_b79k' need a download, and neuronlens never downloads). Pass a local checkpoint path: load_clip({name!r}, pretrained='/path/to/checkpoint')"
-        )
+def _clip_weights(
+    name: str, pretrained: str | Path | None, cache_dir: str | Path | None
+) -> tuple[str, Path | None, dict]:
+    "(name for open_clip, local weights file or None, create_model overrides) for `load_clip`'s arguments."
     import open_clip
+    from open_clip.constants import HF_CONFIG_NAME, HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 
+    what = f"load_clip({name!r}" + (f", pretrained={str(pretrained)!r})" if pretrained is not None else ')')
+    if name.startswith('hf-hub:'):
+        repo_id = name[len('hf-hub:') :]
+        files = [HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME]
+        weights = resolve_hub_file(repo_id, files, cache_dir=cache_dir, what=what)
+        config = resolve_hub_file(repo_id, HF_CONFIG_NAME, cache_dir=cache_dir, what=what)
+        return f'local-dir:{config.parent}', weights, dict(force_quick_gelu=True) if _checkpoint_quick_gelu(weights)[0] else {}
     if name not in open_clip.list_models() and not name.startswith('local-dir:'):
         raise ConfigError(
             f"unknown open_clip model {name!r}; e.g. {[m for m in open_clip.list_models() if name.split('-')[0] in m][:8] or open_clip.list_models()[:8]}"
         )
-    cfg = open_clip.get_model_config(name) if not name.startswith('local-dir:') else {}
-    if (cfg or {}).get('text_cfg', {}).get('hf_model_name') or (cfg or {}).get('text_cfg', {}).get('hf_tokenizer_name'):
-        raise WeightsNotFoundError(
-            f"{name!r} needs a Hugging Face text model or tokenizer, which neuronlens does not download; use a model with open_clip's own text tower"
+    if pretrained is None or Path(pretrained).is_file():
+        return name, (Path(pretrained) if pretrained is not None else None), {}
+    src = clip_pretrained_source(name, str(pretrained))
+    weights = resolve_hub_file(src['repo_id'], src['files'], cache_dir=cache_dir, what=what)
+    extra = dict(force_preprocess_cfg=src['preprocess'])
+    if src['quick_gelu']:  # the tag's weights were trained with QuickGELU: build it whatever the config says
+        extra['force_quick_gelu'] = True
+    return name, weights, extra
+
+
+def load_clip(
+    name: str,  # an open_clip model name ('ViT-B-32', see `open_clip.list_models()`), 'hf-hub:org/name' or 'local-dir:<folder>'
+    pretrained: str | Path | None = None,  # None: random init; a local checkpoint file; or a pretrained tag ('openai')
+    cache_dir: str | Path | None = None,  # the Hugging Face hub cache; None: HF_HUB_CACHE / HF_HOME
+    **kwargs,  # passed to `open_clip.create_model` (precision, device, force_quick_gelu, ...)
+) -> ClipAdapter:
+    "A `ClipAdapter` for open_clip model `name`: random, a local checkpoint, a pretrained tag or an hf-hub repository."
+    import open_clip
+    from open_clip.transformer import QuickGELU
+
+    given = name
+    name, weights, extra = _clip_weights(name, pretrained, cache_dir)
+    text_cfg = (open_clip.get_model_config(name) or {}).get('text_cfg', {})
+    if text_cfg.get('hf_model_name') or text_cfg.get('hf_tokenizer_name'):
+        raise ConfigError(
+            f"{given!r} has a Hugging Face text tower or tokenizer ({text_cfg.get('hf_model_name') or text_cfg.get('hf_tokenizer_name')}); load_clip builds open_clip's own text towers only"
         )
     with _quiet_open_clip():  # open_clip calls this init random even when a checkpoint follows: say what was loaded instead
-        model = open_clip.create_model(name, **kwargs)
-    loaded = _load_open_clip_checkpoint(model, pretrained) if pretrained is not None else None
+        model = open_clip.create_model(name, load_weights=weights is None, **{**extra, **kwargs})
+    loaded = _load_open_clip_checkpoint(model, weights) if weights is not None else None
     if loaded is None:
         _logger.info("%s: random init (no checkpoint given)", name)
+    trained_qg, why = _checkpoint_quick_gelu(weights) if weights is not None else (None, '')
+    built_qg = any(isinstance(m, QuickGELU) for m in model.modules())
+    if trained_qg is not None and trained_qg != built_qg:
+        alt = f'{given}-quickgelu' if trained_qg else given.removesuffix('-quickgelu')
+        fix = (f"{alt!r} or " if alt in open_clip.list_models() else '') + ('force_quick_gelu=True' if trained_qg else 'a GELU config')
+        act = {True: 'QuickGELU', False: 'GELU'}
+        warnings.warn(
+            f"{weights} looks trained with {act[trained_qg]} ({why}) but {given!r} was built with {act[built_qg]}: load it with {fix}",
+            stacklevel=2,
+        )
     adapter = ClipAdapter(model, open_clip.get_tokenizer(name))
     adapter.checkpoint = loaded  # {'path', 'tensors', 'matched'} of the loaded checkpoint; None for a random init
     return adapter
+

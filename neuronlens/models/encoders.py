@@ -16,12 +16,13 @@ from .clip import ClipAdapter, clip_preprocess, load_clip
 from .hooks import ImagePreprocess
 from ..toy.nets import ToyViT
 from .lm import package_file, quiet_hf
+from .weights import is_hub_id, resolve_hub_model_folder
 
 _logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['PatchEncoder', 'hf_vit_encoder', 'open_clip_encoder', 'efficientnet_encoder', 'toy_vit_encoder', 'load_image_encoder',
-           'load_efficientnet_lite0', 'imagenet_classes']
+__all__ = ['PatchEncoder', 'hf_vit_encoder', 'open_clip_encoder', 'efficientnet_encoder', 'toy_vit_encoder', 'timm_encoder',
+           'load_image_encoder', 'load_efficientnet_lite0', 'imagenet_classes']
 
 # %% ../../nbs/models/08_encoders.ipynb #65782b84
 class PatchEncoder:
@@ -109,6 +110,27 @@ def toy_vit_encoder(model: ToyViT, preprocess: ImagePreprocess | None = None) ->
         'toy-encoder',
     )
 
+# %% ../../nbs/models/08_encoders.ipynb #ca8eb80d
+def timm_encoder(
+    model: nn.Module,  # a timm model (CNN with an NCHW/NHWC feature map, or a ViT with prefix + patch tokens)
+    preprocess: ImagePreprocess | None = None,  # default: timm's data config for the model
+) -> PatchEncoder:
+    "The last feature map of a timm model (`forward_features`) as patch tokens."
+    import timm  # optional heavy import: only timm encoders need it
+
+    if preprocess is None:
+        dc = timm.data.resolve_model_data_config(model)
+        preprocess = ImagePreprocess(tuple(dc['input_size'][1:]), tuple(dc['mean']), tuple(dc['std']), 'shortest', dc['interpolation'])
+
+    def features(m, x):
+        f = m.forward_features(x)
+        if f.ndim == 4:
+            return f if getattr(m, 'output_fmt', 'NCHW') == 'NHWC' else f.permute(0, 2, 3, 1)
+        ph, pw = m.patch_embed.patch_size
+        return f[:, getattr(m, 'num_prefix_tokens', 0) :].unflatten(1, (x.shape[-2] // ph, x.shape[-1] // pw))
+
+    return PatchEncoder(model, features, preprocess, type(model).__name__)
+
 # %% ../../nbs/models/08_encoders.ipynb #d7e6f5a1
 _HF_VISION_TYPES = ('vit', 'beit', 'deit', 'dinov2', 'data2vec-vision')
 
@@ -139,35 +161,55 @@ def _hf_preprocess(folder: Path, config) -> ImagePreprocess:
     )
 
 
+def _folder_encoder(folder: Path) -> PatchEncoder:
+    "The `PatchEncoder` of a local model folder: timm (`config.json` with 'architecture') or transformers ViT/BEiT."
+    if 'architecture' in json.loads((folder / 'config.json').read_text()):
+        import timm  # optional heavy import: only timm encoders need it
+
+        return timm_encoder(timm.create_model(f'local-dir:{folder}', pretrained=True))
+    from transformers import AutoConfig, AutoModel
+
+    cfg = AutoConfig.from_pretrained(folder, local_files_only=True)
+    if cfg.model_type not in _HF_VISION_TYPES:
+        raise ConfigError(
+            f"{folder} holds a {cfg.model_type!r} model; image encoders from transformers folders: {', '.join(_HF_VISION_TYPES)}"
+        )
+    kw = dict(add_pooling_layer=False) if cfg.model_type in ('vit', 'beit', 'deit', 'data2vec-vision') else {}
+    with quiet_hf():
+        model = AutoModel.from_pretrained(folder, local_files_only=True, **kw)
+    return hf_vit_encoder(model, _hf_preprocess(folder, cfg))
+
+
 def load_image_encoder(
-    spec: (
-        str | Path
-    ),  # a transformers ViT/BEiT folder, 'open_clip:<arch>[:<checkpoint>]' or 'open_clip:local-dir:<folder>'
+    spec: str | Path,  # a local folder, a hub id 'org/name', 'timm:<name>', or 'open_clip:<arch>[:<checkpoint or tag>]'
+    cache_dir: str | Path | None = None,  # the Hugging Face hub cache; None: HF_HUB_CACHE / HF_HOME
 ) -> PatchEncoder:
-    "A local image encoder as a `PatchEncoder`: a transformers ViT/BEiT folder or an open_clip image tower; never downloads."
+    "An image encoder as a `PatchEncoder`: transformers ViT/BEiT, timm, or an open_clip image tower; hub ids via the HF cache."
     s = str(spec)
+    what = f"load_image_encoder({s!r})"
+    hub = s[len('hf-hub:') :] if s.startswith('hf-hub:') else s
     if s.startswith('open_clip:'):
         rest = s[len('open_clip:') :]
         arch, ckpt = (rest, None) if rest.startswith('local-dir:') else (rest.split(':', 1) + [None])[:2]
-        enc = open_clip_encoder(load_clip(arch, pretrained=ckpt or None))
-    elif Path(s).is_dir() and (Path(s) / 'config.json').exists():
-        from transformers import AutoConfig, AutoModel
+        enc = open_clip_encoder(load_clip(arch, pretrained=ckpt or None, cache_dir=cache_dir))
+    elif s.startswith('timm:'):
+        import timm  # optional heavy import: only timm encoders need it
 
-        cfg = AutoConfig.from_pretrained(s, local_files_only=True)
-        if cfg.model_type not in _HF_VISION_TYPES:
-            raise ConfigError(
-                f"{s} holds a {cfg.model_type!r} model; image encoders from transformers folders: {', '.join(_HF_VISION_TYPES)}"
-            )
-        kw = dict(add_pooling_layer=False) if cfg.model_type in ('vit', 'beit', 'deit', 'data2vec-vision') else {}
-        with quiet_hf():
-            model = AutoModel.from_pretrained(s, local_files_only=True, **kw)
-        enc = hf_vit_encoder(model, _hf_preprocess(Path(s), cfg))
+        pcfg = timm.models.get_pretrained_cfg(s[len('timm:') :])
+        if pcfg is None or not pcfg.hf_hub_id:
+            raise ConfigError(f"{s!r}: timm has no hub weights for {s[len('timm:'):]!r} (see timm.list_pretrained())")
+        enc = _folder_encoder(resolve_hub_model_folder(pcfg.hf_hub_id, cache_dir=cache_dir, what=what))
+    elif Path(s).is_dir() and (Path(s) / 'config.json').exists():
+        enc = _folder_encoder(Path(s))
+    elif is_hub_id(hub):
+        enc = _folder_encoder(resolve_hub_model_folder(hub, cache_dir=cache_dir, what=what))
     else:
         raise WeightsNotFoundError(
-            f"no image encoder at {s!r}: give a transformers ViT/BEiT folder (save_pretrained), 'open_clip:<arch>:<checkpoint>' or 'open_clip:local-dir:<folder>'; neuronlens never downloads"
+            f"no image encoder at {s!r}: give a transformers ViT/BEiT or timm folder, a hub id 'org/name', 'timm:<name>', 'open_clip:<arch>:<checkpoint or tag>' or 'open_clip:local-dir:<folder>'"
         )
     enc.name = s
     return enc
+
 
 # %% ../../nbs/models/08_encoders.ipynb #85295002
 def load_efficientnet_lite0() -> PatchEncoder:

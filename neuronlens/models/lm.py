@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 
 from ..core import ConfigError, WeightsNotFoundError, model_device, default_cache_dir
 from .hooks import HookSite, HookedAdapter
+from .weights import is_hub_id, resolve_hub_model_folder
 
 _logger = logging.getLogger(__name__)
 
@@ -61,13 +62,53 @@ _LM_ARCHS['gemma3_text'] = dict(
     mlp_out='post_feedforward_layernorm',  # and so is the MLP output
     norm_offset=1.0,  # Gemma's RMSNorm multiplies by 1 + weight
 )
+_LM_ARCHS['gemma2'] = _LM_ARCHS['gemma3_text']  # the same post-norms and offset RMSNorm
+_LM_ARCHS['gemma'] = dict(_LM_ARCHS['llama'], norm_offset=1.0)  # Llama's layout with Gemma's RMSNorm
+_LM_ARCHS['olmo2'] = dict(_LM_ARCHS['gemma3_text'], norm_offset=0.0)  # post-norms only, plain RMSNorm
+_LM_ARCHS['phi3'] = dict(_LM_ARCHS['llama'], fc_in=None, gate=None, gate_up='gate_up_proj')  # [gate | up] in one Linear
+_LM_ARCHS['gpt_neox'] = dict(
+    _LM_ARCHS['gptj'],
+    blocks='gpt_neox.layers',
+    attn='attention',
+    fc_in='dense_h_to_4h',
+    fc_out='dense_4h_to_h',
+    ln_final='gpt_neox.final_layer_norm',
+)
+_LM_ARCHS['phi'] = dict(
+    _LM_ARCHS['gptj'],
+    blocks='model.layers',
+    attn='self_attn',
+    fc_in='fc1',
+    fc_out='fc2',
+    ln_final='model.final_layernorm',
+)
+_LM_ARCHS['falcon'] = dict(
+    _LM_ARCHS['gpt_neox'],
+    blocks='transformer.h',
+    attn='self_attention',
+    ln_final='transformer.ln_f',
+    inplace_mlp_out=True,  # parallel blocks add the attention output into the MLP output in place
+)
+_LM_ARCHS['opt'] = dict(
+    _LM_ARCHS['phi'],
+    blocks='model.decoder.layers',
+    mlp=None,  # fc1 and fc2 sit in the block itself
+    ln_final='model.decoder.final_layer_norm',
+    flat_mlp=True,  # the block runs its MLP on [batch * pos, d_model] rows
+)
 
 
 def _lm_arch(model: nn.Module) -> dict:
     "The module-name table of a transformers causal LM, by `config.model_type`."
-    mt = getattr(getattr(model, 'config', None), 'model_type', None)
+    cfg = getattr(model, 'config', None)
+    mt = getattr(cfg, 'model_type', None)
     if mt not in _LM_ARCHS:
         raise ConfigError(f"unsupported causal LM type {mt!r}; supported: {sorted(_LM_ARCHS)}")
+    if mt == 'opt' and (not cfg.do_layer_norm_before or cfg.word_embed_proj_dim != cfg.hidden_size):
+        raise ConfigError(
+            "OPT with post-norm blocks or a projected embedding (opt-350m) is not supported: only pre-norm OPT "
+            "with word_embed_proj_dim == hidden_size"
+        )
     return _LM_ARCHS[mt]
 
 # %% ../../nbs/models/07_lm.ipynb #4077c9ae
@@ -77,24 +118,45 @@ def lm_hook_table(model: nn.Module, n_layers: int) -> dict[str, HookSite]:
     emb = next(n for n, m in model.named_modules() if m is model.get_input_embeddings())
     t = {'hook_embed': HookSite(emb)}  # token embeddings as the residual stream receives them [batch, pos, d_model]
     for l in range(n_layers):
-        p, b, m = f"{a['blocks']}.{l}", f'blocks.{l}', f"{a['blocks']}.{l}.{a['mlp']}"
-        t.update(
-            {
-                f'{b}.hook_resid_pre': HookSite(p, 'input'),
-                f'{b}.hook_attn_out': HookSite(f"{p}.{a.get('attn_out') or a['attn']}"),
-                f'{b}.mlp.hook_in': HookSite(m, 'input'),
-                f'{b}.mlp.hook_pre': HookSite(f"{m}.{a['gate'] or a['fc_in']}"),
-            }
-        )
+        p, b = f"{a['blocks']}.{l}", f'blocks.{l}'
+        m = f"{p}.{a['mlp']}" if a['mlp'] else p  # the MLP module (OPT: the block that holds fc1/fc2)
+        t[f'{b}.hook_resid_pre'] = HookSite(p, 'input')
+        t[f'{b}.hook_attn_out'] = HookSite(f"{p}.{a.get('attn_out') or a['attn']}")
+        t[f'{b}.mlp.hook_in'] = HookSite(m, 'input') if a['mlp'] else HookSite(f"{m}.{a['fc_in']}", 'input')
+        if a.get('gate_up'):
+            t[f'{b}.mlp.hook_gate_up'] = HookSite(f"{m}.{a['gate_up']}")  # Phi-3 [gate | up]: [batch, pos, 2 * d_mlp]
+        else:
+            t[f'{b}.mlp.hook_pre'] = HookSite(f"{m}.{a['gate'] or a['fc_in']}")
         if a['gate']:
             t[f'{b}.mlp.hook_pre_linear'] = HookSite(f"{m}.{a['fc_in']}")  # gated MLPs: the up projection
         t[f'{b}.mlp.hook_post'] = HookSite(f"{m}.{a['fc_out']}", 'input')
         if a.get('mlp_out'):
             t[f'{b}.mlp.hook_out'] = HookSite(m)  # normed MLP output (Gemma): the MLP's own output, before the norm
-        t[f'{b}.hook_mlp_out'] = HookSite(f"{p}.{a['mlp_out']}" if a.get('mlp_out') else m)  # what the residual gets
+        mlp_out = f"{p}.{a['mlp_out']}" if a.get('mlp_out') else m if a['mlp'] else f"{m}.{a['fc_out']}"
+        t[f'{b}.hook_mlp_out'] = HookSite(mlp_out)  # what the residual stream gets
         t[f'{b}.hook_resid_post'] = HookSite(p)
     t['ln_final.hook_normalized'] = HookSite(a['ln_final'])
     return t
+
+
+def _lm_derived(model: nn.Module, n_layers: int) -> dict[str, tuple[str, Callable]]:
+    "Derived hook names of a causal LM: Phi-3's fused [gate | up] split into `mlp.hook_pre` and `mlp.hook_pre_linear`."
+    if not _lm_arch(model).get('gate_up'):
+        return {}
+    d = {}
+    for l in range(n_layers):
+        src = f'blocks.{l}.mlp.hook_gate_up'
+        d[f'blocks.{l}.mlp.hook_pre'] = (src, _first_half)  # the gate [batch, pos, d_mlp]
+        d[f'blocks.{l}.mlp.hook_pre_linear'] = (src, _second_half)  # the up projection [batch, pos, d_mlp]
+    return d
+
+
+def _first_half(x: torch.Tensor) -> torch.Tensor:
+    return x.chunk(2, dim=-1)[0]
+
+
+def _second_half(x: torch.Tensor) -> torch.Tensor:
+    return x.chunk(2, dim=-1)[1]
 
 # %% ../../nbs/models/07_lm.ipynb #20d5f253
 def _linear_w(mod: nn.Module, conv1d: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +183,7 @@ def _unembed(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 # %% ../../nbs/models/07_lm.ipynb #1a80de44
 class CausalLMAdapter(HookedAdapter):
-    "A transformers causal LM (Llama/SmolLM2, Gemma 3, GPT-2, GPT-J) with canonical hooks, MLP weights and unembedding."
+    "A transformers causal LM (any family in the module-name table) with canonical hooks, MLP weights and unembedding."
 
     def __init__(
         self,
@@ -131,7 +193,7 @@ class CausalLMAdapter(HookedAdapter):
         self.model, self.tokenizer, self.arch = model.eval(), tokenizer, _lm_arch(model)
         self.blocks = list(model.get_submodule(self.arch['blocks']))
         self.n_layers, self.final_norm = len(self.blocks), model.get_submodule(self.arch['ln_final'])
-        self.table, self.derived = lm_hook_table(model, self.n_layers), {}
+        self.table, self.derived = lm_hook_table(model, self.n_layers), _lm_derived(model, self.n_layers)
         self.embed_scale = float(getattr(model.get_input_embeddings(), 'embed_scale', 1.0))  # Gemma: sqrt(d_model)
         w, _ = _unembed(model)
         dummy = torch.ones(1, 2, dtype=torch.long, device=w.device)
@@ -154,6 +216,47 @@ class CausalLMAdapter(HookedAdapter):
         return self.model(
             input_ids=tokens, inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False
         ).logits
+
+    @contextlib.contextmanager
+    def hooks(self, fwd: Sequence[tuple[str, Callable]] = (), record: Sequence[str] = (), detach: bool = True):
+        "`HookedAdapter.hooks`, undoing OPT's [batch * pos, d] MLP rows and Falcon's in-place add into the MLP output."
+        if not (self.arch.get('flat_mlp') or self.arch.get('inplace_mlp_out')):
+            with super().hooks(fwd, record, detach) as cache:
+                yield cache
+            return
+        shape, cache = {}, {}
+
+        def grab(mod, args, kwargs):  # [batch, pos] of the block's input
+            shape['bp'] = (args[0] if args else kwargs['hidden_states']).shape[:2]
+
+        fns = [*fwd, *((n, None) for n in record)]  # records become recording functions
+        pairs = [(n, self._native_view(n, fn, shape, cache, detach)) for n, fn in fns]
+        handles = [blk.register_forward_pre_hook(grab, with_kwargs=True) for blk in self.blocks]
+        try:
+            with super().hooks(pairs, (), detach):
+                yield cache
+        finally:
+            for h in handles:
+                h.remove()
+        ordered = {n: cache[n] for n in record if n in cache}
+        cache.clear()
+        cache.update(ordered)
+
+    def _native_view(self, name: str, fn: Callable | None, shape: dict, cache: dict, detach: bool) -> Callable:
+        "A hook function showing `fn` (or a recorder, when None) the [batch, pos, ...] view of `name`'s tensor."
+        flat, copy_out = self.arch.get('flat_mlp'), self.arch.get('inplace_mlp_out') and name.endswith('hook_mlp_out')
+
+        def view_fn(x, *, hook):
+            y = x.reshape(*shape['bp'], x.shape[-1]) if flat and x.ndim == 2 else x
+            if fn is None:
+                cache[name] = y.detach() if detach else y
+                r = None if y is x else y.reshape(x.shape)  # downstream reads the recorded view, so gradients reach it
+            else:
+                r = fn(y, hook=hook)
+                r = None if r is None else r.reshape(x.shape)
+            return (x if r is None else r).clone() if copy_out else r  # the in-place add then hits the copy
+
+        return view_fn
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         "Input embeddings [batch, pos, d_model] of token ids, scaled as the model scales them (what `inputs_embeds` expects)."
@@ -179,15 +282,23 @@ class CausalLMAdapter(HookedAdapter):
         g = getattr(self.final_norm, 'weight', None)
         return None if g is None else g.detach() + self.arch.get('norm_offset', 0.0)
 
+    @property
+    def logit_softcap(self) -> float | None:
+        "The final logit soft-cap c (Gemma 2: logits = c * tanh(z / c) of the unembedded z), or None."
+        return getattr(self.model.config, 'final_logit_softcapping', None)
+
     def mlp_weights(self, layer: int) -> dict[str, torch.Tensor]:
         "W_in [d_model, d_mlp], b_in, W_out [d_mlp, d_model] (row k = output weight of unit k), b_out; gated MLPs add W_gate, b_gate; a normed MLP output (Gemma) adds its gain g_out [d_model]."
         a, block = self.arch, self.blocks[layer]
-        mlp = block.get_submodule(a['mlp'])
-        W_in, b_in = _linear_w(getattr(mlp, a['fc_in']), a['conv1d'])
-        W_out, b_out = _linear_w(getattr(mlp, a['fc_out']), a['conv1d'])
-        w = dict(W_in=W_in, b_in=b_in, W_out=W_out, b_out=b_out)
-        if a['gate']:
-            w['W_gate'], w['b_gate'] = _linear_w(getattr(mlp, a['gate']), a['conv1d'])
+        mlp = block.get_submodule(a['mlp'] or '')  # OPT: the block holds fc1/fc2
+        names = [k for k in ('fc_in', 'gate', 'gate_up', 'fc_out') if a.get(k)]
+        lin = {k: _linear_w(getattr(mlp, a[k]), a['conv1d']) for k in names}
+        if 'gate_up' in lin:  # Phi-3: one Linear writes [gate | up]
+            (W_g, W_u), (b_g, b_u) = lin['gate_up'][0].chunk(2, dim=1), lin['gate_up'][1].chunk(2)
+            lin['gate'], lin['fc_in'] = (W_g, b_g), (W_u, b_u)
+        w = dict(W_in=lin['fc_in'][0], b_in=lin['fc_in'][1], W_out=lin['fc_out'][0], b_out=lin['fc_out'][1])
+        if 'gate' in lin:
+            w['W_gate'], w['b_gate'] = lin['gate']
         if a.get('mlp_out'):
             w['g_out'] = block.get_submodule(a['mlp_out']).weight.detach() + a.get('norm_offset', 0.0)
         return w
@@ -318,18 +429,21 @@ _LM_REGISTRY: dict[str, Callable[..., CausalLMAdapter]] = {'smollm2-135m': load_
 
 
 def load_causal_lm(
-    name_or_path: str | Path,  # a registered name ('smollm2-135m', 'gemma3-270m') or a local save_pretrained folder
+    name_or_path: str | Path,  # a registered name ('smollm2-135m', 'gemma3-270m'), a local folder or a hub id 'org/name'
     dtype: torch.dtype = torch.float32,
+    cache_dir: str | Path | None = None,  # the Hugging Face hub cache for hub ids; None: HF_HUB_CACHE / HF_HOME
 ) -> CausalLMAdapter:
-    "A `CausalLMAdapter` for a registered LM name or a local folder; never downloads."
+    "A `CausalLMAdapter` for a registered LM name, a local folder, or a hub repository (local HF cache first)."
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if str(name_or_path) in _LM_REGISTRY:
         return _LM_REGISTRY[str(name_or_path)](dtype=dtype)
     p = Path(name_or_path)
-    if not (p.is_dir() and (p / 'config.json').exists()):
+    if is_hub_id(name_or_path):
+        p = resolve_hub_model_folder(str(name_or_path), cache_dir=cache_dir, what=f"load_causal_lm({str(name_or_path)!r})")
+    elif not (p.is_dir() and (p / 'config.json').exists()):
         raise WeightsNotFoundError(
-            f"{str(name_or_path)!r} is neither a registered LM {sorted(_LM_REGISTRY)} nor a local model folder (with config.json); neuronlens never downloads: save the model with save_pretrained and pass the folder"
+            f"{str(name_or_path)!r} is neither a registered LM {sorted(_LM_REGISTRY)}, a local model folder (with config.json) nor a hub repository id 'org/name'"
         )
     with quiet_hf():
         model = AutoModelForCausalLM.from_pretrained(p, dtype=dtype, local_files_only=True)

@@ -17,6 +17,7 @@ from .clip import ClipAdapter
 from .hooks import ImagePreprocess
 from .encoders import PatchEncoder, load_efficientnet_lite0, toy_vit_encoder
 from ..toy.nets import ToyViT, WordTokenizer, create_toyclip
+from .weights import is_hub_id
 
 _logger = logging.getLogger(__name__)
 
@@ -167,18 +168,18 @@ def load_zoo_model(
 
 # %% ../../nbs/models/09_zoo.ipynb #66ca4e39
 def load_model(
-    name_or_path: str | Path,  # a `ZOO` name, a registered LM, a zoo `.safetensors` path, or a local LM folder
+    name_or_path: str | Path,  # a `ZOO` name, a registered LM, a zoo `.safetensors` path, a local LM folder or an LM hub id
     **kwargs,
 ) -> ClipAdapter | CausalLMAdapter | PatchEncoder:
-    "Load an embedded model by name, or a local model by path, as an adapter; never downloads."
+    "Load an embedded model by name, a local model by path, or a causal LM by hub id, as an adapter."
     key = str(name_or_path)
     if key in ZOO:
         return ZOO[key].loader(**kwargs)
     p = Path(name_or_path)
     if p.suffix in ('.safetensors', '.json') and p.exists():
         return _wrap_zoo(*load_zoo_model(p))
-    if p.is_dir():
-        return load_causal_lm(p, **kwargs)
+    if p.is_dir() or is_hub_id(key):
+        return load_causal_lm(key, **kwargs)
     raise WeightsNotFoundError(
-        f"no model {key!r}: not one of {sorted(ZOO)} and not a local path. For open_clip architectures use load_clip(name, pretrained='/path/to/checkpoint'); neuronlens never downloads"
+        f"no model {key!r}: not one of {sorted(ZOO)}, a local path or a hub id 'org/name'. For open_clip models use load_clip(name, pretrained=tag or checkpoint), for image encoders load_image_encoder"
     )
