@@ -77,3 +77,98 @@ def test_library_one_statement_per_line():
     lib = [p for p in sorted((ROOT / 'neuronlens').glob('*.py')) if p.name != '_modidx.py']
     found = {p.name: _semicolons(p)[:5] for p in lib if _semicolons(p)}
     assert not found, f"statements joined by ';' in {found}: run `python tools/format_nbs.py` on their notebooks"
+
+
+# ----------------------------------------------------------------------------------------------
+# Architecture (issue #22): the package reads as its design
+
+LAYERS = {  # subpackage -> the subpackages it may import (besides itself); data flows one way
+    'core': set(),
+    'toy': {'core', 'models'},
+    'models': {'core', 'toy'},
+    'data': {'core', 'toy', 'models'},
+    'limber': {'core', 'toy', 'models', 'data'},
+    'lens': {'core', 'toy', 'models', 'data'},
+    'views': {'core', 'toy', 'models', 'data', 'limber', 'lens'},
+    'app': {'core', 'toy', 'models', 'data', 'limber', 'lens', 'views'},
+}
+
+
+def _module_imports():
+    "{module: [(imported module, imported name or None), ...]} for every library module, imports inside functions included."
+    import ast
+    lib = ROOT / 'neuronlens'
+    out = {}
+    for p in sorted(lib.rglob('*.py')):
+        if p.name == '_modidx.py': continue
+        parts = p.relative_to(ROOT).with_suffix('').parts
+        mod = '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
+        pkg = mod if p.name == '__init__.py' else mod.rpartition('.')[0]
+        found = []
+        for n in ast.walk(ast.parse(p.read_text())):
+            if isinstance(n, ast.Import):
+                found += [(a.name, None) for a in n.names if a.name.startswith('neuronlens')]
+            elif isinstance(n, ast.ImportFrom):
+                base = n.module or ''
+                if n.level:
+                    anchor = pkg.split('.')[:len(pkg.split('.')) - (n.level - 1)]
+                    base = '.'.join(anchor + ([base] if base else []))
+                if not base.startswith('neuronlens'): continue
+                for a in n.names:
+                    sub = f'{base}.{a.name}'
+                    found.append((sub, None) if (lib / Path(*sub.split('.')[1:])).with_suffix('.py').exists() else (base, a.name))
+        out[mod] = found
+    return out
+
+
+def _cycles(graph):
+    "Strongly connected components with more than one module (Tarjan), plus self-imports."
+    index, low, stack, on, comps, i = {}, {}, [], set(), [], [0]
+    def visit(v):
+        index[v] = low[v] = i[0]; i[0] += 1; stack.append(v); on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w); low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop(); on.discard(w); comp.append(w)
+                if w == v: break
+            if len(comp) > 1 or v in graph.get(v, ()): comps.append(sorted(comp))
+    for v in graph:
+        if v not in index: visit(v)
+    return comps
+
+
+def test_no_import_cycles():
+    imports = _module_imports()
+    graph = {m: {t for t, _ in found if t in imports and t != 'neuronlens'} for m, found in imports.items()}
+    assert not _cycles(graph), f"import cycles among neuronlens modules: {_cycles(graph)}"
+
+
+def test_no_private_names_across_modules():
+    bad = [f"{m} <- {t}.{n}" for m, found in _module_imports().items() for t, n in found
+           if n and n.startswith('_') and t != m]
+    assert not bad, f"private names imported across modules (make them public in the lower module): {bad}"
+
+
+def test_layers_flow_one_way():
+    "The two papers never import each other; views import methods, never the reverse; the app is on top."
+    bad = []
+    for m, found in _module_imports().items():
+        top = m.split('.')[1] if m.count('.') else 'core'
+        if m == 'neuronlens': continue
+        for t, _ in found:
+            tt = t.split('.')[1] if t.count('.') else None
+            if tt and tt != top and tt not in LAYERS.get(top, set()):
+                bad.append(f'{m} -> {t}')
+    assert not bad, f"imports against the direction of data flow {LAYERS}: {sorted(set(bad))}"
+
+
+def test_modules_a_reader_can_hold():
+    sizes = {p.relative_to(ROOT).as_posix(): len(p.read_text().splitlines())
+             for p in (ROOT / 'neuronlens').rglob('*.py') if p.name != '_modidx.py'}
+    big = {k: v for k, v in sizes.items() if v > 850}
+    assert not big, f"modules over about 800 lines: {big}"

@@ -64,6 +64,19 @@ def read_settings(root: Path = ROOT) -> dict:
     return dict(cfg['DEFAULT'])
 
 
+# Navigation: one group per subpackage, in dependency order, the two papers named (sidebar.yml says the same for Quarto)
+SECTIONS = {
+    '': None,
+    'toy': 'The toy world',
+    'models': 'Models',
+    'data': 'Data',
+    'limber': 'Paper 1: multimodal neurons (LiMBeR)',
+    'lens': 'Paper 2: the second-order lens',
+    'views': 'Views: records, explorers, atlas',
+    'app': 'The main job and the CLI',
+}
+
+
 def list_notebooks(nbs: Path) -> list[Path]:
     "Notebooks of the docs, relative to `nbs`, in name order; skips `_`/`.` files and folders like nbdev."
     if not nbs.exists(): return []
@@ -537,8 +550,9 @@ def write_source_tree(root: Path, src: Path, rels: list[Path], proc_ok: set, set
     groups: dict[str, list[str]] = {}
     for w in others: groups.setdefault(w.split('/')[0] if '/' in w else '', []).append(w)
     toc = ''
-    for g in sorted(groups, key=lambda g: (g != '', g)):
-        cap = f':caption: {g.replace("_", " ").replace("-", " ").capitalize()}\n' if g else ''
+    order = list(SECTIONS)
+    for g in sorted(groups, key=lambda g: (order.index(g) if g in order else len(order), g)):
+        cap = f':caption: {SECTIONS.get(g) or g.replace("_", " ").replace("-", " ").capitalize()}\n' if g else ''
         toc += f'\n```{{toctree}}\n:hidden:\n:maxdepth: 2\n{cap}\n' + '\n'.join(groups[g]) + '\n```\n'
     if 'index' in written:
         idx = json.loads((src / 'index.ipynb').read_text(encoding='utf-8'))

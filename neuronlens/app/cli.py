@@ -10,10 +10,6 @@ from typing import Callable, Sequence
 
 from ..core import NeuronLensError, check_folders, optional_module
 import importlib
-from .demo import run_demo
-from ..limber import projection
-from ..toy import recipes
-from ..toy.train import RECIPES
 
 # %% auto #0
 __all__ = ['COMMANDS', 'COMMAND_MODULES', 'COMMAND_INDEX', 'add_command', 'build_parser', 'main', 'error_line', 'command_of',
@@ -121,6 +117,7 @@ def _demo_args(p: argparse.ArgumentParser):
 
 def _demo_run(args) -> int:
     # imported when the command runs, so that `neuronlens --help` does not load torch, transformers and open_clip
+    from neuronlens.app.demo import run_demo
 
     path = run_demo(
         out=args.out,
@@ -135,9 +132,9 @@ def _demo_run(args) -> int:
 
 # %% ../../nbs/app/61_cli.ipynb #aa6021ac
 # modules that may add sub-commands
-COMMAND_MODULES = ('lens.pipeline', 'limber.commands', 'lens.commands', 'views.explorers', 'views.atlas', 'data.sources', 'lens.simulate')
+COMMAND_MODULES = ('lens.pipeline', 'limber.commands', 'lens.commands', 'views.explorers', 'views.atlas', 'data.sources', 'views.simulate')
 # which module registers each plug-in command: running it imports that module only
-COMMAND_INDEX = {'apply': 'lens.commands', 'explore': 'views.explorers', 'atlas': 'views.atlas', 'simulate': 'lens.simulate'}
+COMMAND_INDEX = {'apply': 'lens.commands', 'explore': 'views.explorers', 'atlas': 'views.atlas', 'simulate': 'views.simulate'}
 
 
 def command_of(argv: Sequence[str]) -> str | None:
@@ -205,6 +202,11 @@ def _register_plugin(name: str):
 def _train_args(p: argparse.ArgumentParser):
     "`neuronlens train MODEL`: one sub-parser per zoo recipe, plus `projection`."
     # imported when the command runs, so that `neuronlens --help` does not load torch, transformers and open_clip
+    from neuronlens.limber import projection
+    from neuronlens.toy import recipes
+    from neuronlens.limber import projection
+    from neuronlens.toy import recipes
+    from neuronlens.toy.train import RECIPES
 
     sub = p.add_subparsers(dest='model', metavar='MODEL', required=True)
     for name in RECIPES:
@@ -216,6 +218,11 @@ def _train_args(p: argparse.ArgumentParser):
 
 def _train_run(args) -> int:
     # imported when the command runs, so that `neuronlens --help` does not load torch, transformers and open_clip
+    from neuronlens.limber import projection
+    from neuronlens.toy import recipes
+    from neuronlens.limber import projection
+    from neuronlens.toy import recipes
+    from neuronlens.toy.train import RECIPES
 
     return projection.run_projection_train_cli(args) if args.model == 'projection' else recipes.run_train_cli(args)
 

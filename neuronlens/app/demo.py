@@ -259,7 +259,7 @@ SECTIONS: list[Callable] = [
     section_multimodal,
 ]
 # modules whose `demo_section(r, ctx)` runs after SECTIONS; explorers last, so the report ends with how to open them
-PLUGIN_SECTIONS = ('lens.commands', 'lens.simulate', 'views.explorers')
+PLUGIN_SECTIONS = ('lens.commands', 'views.simulate', 'views.explorers')
 
 
 def all_sections() -> list[Callable]:

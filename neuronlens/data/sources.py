@@ -16,7 +16,6 @@ import csv
 import torch
 from torch.utils.data import Dataset
 from ..toy.world import check_size, SPLITS, check_split, sample_batch, split_seeds
-from . import sources as tw
 
 log = logging.getLogger(__name__)
 
@@ -232,10 +231,10 @@ def folder_source(
 ) -> ImageSource:
     "The images of a folder (sorted), optionally captioned from a file."
     root = Path(root)
-    files = tw.find_images(root)[:n]
+    files = find_images(root)[:n]
     caps = None
     if captions is not None:
-        table, keys = tw.read_captions(Path(captions)), [p.relative_to(root).as_posix() for p in files]
+        table, keys = read_captions(Path(captions)), [p.relative_to(root).as_posix() for p in files]
         caps = [table.get(k, table.get(p.name)) for k, p in zip(keys, files)]
         missing = [k for k, c in zip(keys, caps) if c is None]
         if missing:

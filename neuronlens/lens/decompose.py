@@ -15,9 +15,8 @@ from ..core import ConfigError, get_device, cpu_bf16_native
 import warnings
 
 # %% auto #0
-__all__ = ['OMPResult', 'omp_batched', 'omp_sklearn', 'word_pool', 'toy_vocabulary', 'embed_texts', 'check_scale',
-           'prepare_dictionary', 'TextDecomposition', 'decompose_directions', 'reconstruction_curves',
-           'plot_reconstruction_curves']
+__all__ = ['OMPResult', 'omp_batched', 'omp_sklearn', 'toy_vocabulary', 'embed_texts', 'check_scale', 'prepare_dictionary',
+           'TextDecomposition', 'decompose_directions', 'reconstruction_curves', 'plot_reconstruction_curves']
 
 # %% ../../nbs/lens/31_decompose.ipynb #0005208d
 def _check_omp_inputs(
@@ -222,28 +221,6 @@ def omp_sklearn(
         torch.from_numpy(cos),
         torch.from_numpy(cos)[:, None].repeat(1, k),
     )
-
-# %% ../../nbs/lens/31_decompose.ipynb #3dfa8601
-def word_pool(
-    n: int = 30000,  # how many words
-) -> list[str]:
-    "The `n` most frequent English words made only of ASCII letters, most frequent first (from `wordfreq`)."
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise ConfigError(f"n must be a positive integer, got {n!r}")
-    try:
-        import wordfreq
-    except ImportError as e:
-        raise ImportError("word_pool needs the 'wordfreq' package: pip install wordfreq") from e
-    words, m = [], int(n * 1.1) + 100
-    while True:
-        top = wordfreq.top_n_list('en', m)
-        words = [w for w in top if w.isascii() and w.isalpha()]
-        if len(words) >= n or len(top) < m:
-            break
-        m *= 2
-    if len(words) < n:
-        raise ConfigError(f"wordfreq has only {len(words)} alphabetic English words, fewer than n={n}")
-    return words[:n]
 
 # %% ../../nbs/lens/31_decompose.ipynb #efa25be3
 _TOY_GROUPS = ('SIZES', 'COLOURS', 'BACKGROUNDS', 'TEXTURES', 'SHAPES', 'POSITIONS')

@@ -10,7 +10,7 @@ import torch
 
 from ..core import ConfigError, TensorCache, cache_key, state_dict_hash
 from .captioner import Captioner
-from ..lens.decompose import word_pool
+from ..data.words import word_pool
 from .attribution import CACHE_VERSION, attribution_inputs, check_layers, check_units, dictionary_key, last_logits, tokenizer_key
 
 # %% auto #0
@@ -99,7 +99,7 @@ def is_interpretable(
 
 
 def dictionary_words(n: int = 30000) -> frozenset:
-    "The filter's dictionary: the `n` most frequent English words (`decompose.word_pool`)."
+    "The filter's dictionary: the `n` most frequent English words (`neuronlens.data.words.word_pool`)."
 
     return frozenset(word_pool(n))
 

@@ -13,7 +13,7 @@ from ..core import ConfigError, TensorCache
 from .records import NeuronRecord, SecondOrderLayer, second_order_record, multimodal_record, save_record, open_layer, main_job_layer, main_job_view
 from .plots import plot_values, plot_terms, plot_map
 from .html import images_html, scores_html, record_header_html, senses_html
-from ..lens.simulate import add_simulation
+from .simulate import add_simulation
 from ..models import zoo as models
 
 # %% auto #0
