@@ -42,6 +42,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))                  # this checkout's neuronlens, whatever the environment has installed
+from neuronlens.views.plotly_html import figure_html, plotly_js  # the one plotly-to-HTML writer (atlas, report, docs)
 SRC_DIR = Path('_build') / 'docs_src'          # relative to ROOT
 DOCTREES = Path('_build') / 'docs_doctrees'
 
@@ -217,26 +219,18 @@ def scrub_html(s: str) -> tuple[str, list[str]]:
     return s, removed
 
 
-def _json_for_script(x) -> str:
-    return json.dumps(x, separators=(',', ':'), allow_nan=False).replace('</', '<\\/').replace('<!--', '<\\!--')
-
-
 def plotly_html(fig: dict, div_id: str) -> str:
-    "An HTML output that draws a plotly figure (`application/vnd.plotly.v1+json`) with the site's plotly.js."
-    data, layout = fig.get('data', []), copy.deepcopy(fig.get('layout', {}))
-    config = {'responsive': True, 'displaylogo': False, **fig.get('config', {})}
-    config.pop('topojsonURL', None); config.pop('mathjax', None)
-    height = layout.get('height') or 450
-    width = f"{layout['width']}px" if layout.get('width') else '100%'
-    try: payload = ','.join(_json_for_script(x) for x in (data, layout, config))
-    except ValueError:   # NaN/inf: plotly's own encoder writes them as null
-        import plotly.io as pio
-        payload = ','.join(pio.to_json(x, validate=False).replace('</', '<\\/') for x in (data, layout, config))
-    return (f'<div id="{div_id}" class="plotly-graph-div" style="height:{int(height)}px; width:{width};"></div>\n'
-            f'<script type="text/javascript">window.PLOTLYENV=window.PLOTLYENV||{{}};'
-            f'if (document.getElementById("{div_id}")) {{ Plotly.newPlot("{div_id}", {payload}); }}</script>')
+    "An HTML output that draws a notebook's plotly figure (`application/vnd.plotly.v1+json`) with the site's plotly.js."
+    # the figure's own config, less what would load from outside the site (topojson, MathJax)
+    config = {k: v for k, v in fig.get('config', {}).items() if k not in ('topojsonURL', 'mathjax')}
+    return figure_html(fig, div_id, config=config)
 
 
+# Why a converter of our own remains: nbdev renders its processed notebooks with Quarto, which this build does not
+# use, and myst-nb has no renderer for plotly's JSON output (only plotly's notebook HTML, which loads plotly.js from a
+# CDN or through require.js), nor for nbdev's `show_doc` (`#| output: asis`) outputs or Quarto's cell options. So each
+# processed notebook is rewritten here into the notebook myst-nb reads; its plotly figures are written by
+# neuronlens's own writer (`figure_html`, plotly's public `to_html`), the one the atlas and the report use.
 class PageConverter:
     "Converts one processed notebook into the notebook Sphinx reads."
     def __init__(self, rel: Path, pages: dict[str, str], settings: dict):
@@ -509,13 +503,6 @@ def mathjax_dir() -> Path | None:
     return d if (d / 'mathjax' / 'tex-chtml.js').exists() else None
 
 
-def plotly_js() -> Path:
-    import plotly
-    p = Path(plotly.__file__).parent / 'package_data' / 'plotly.min.js'
-    if not p.exists(): raise SystemExit(f"plotly.min.js not found at {p}")
-    return p
-
-
 def write_source_tree(root: Path, src: Path, rels: list[Path], proc_ok: set, settings: dict) -> tuple[list, list, set]:
     "Write the Sphinx project for the processed notebooks; returns (problems, notes, plotly pages)."
     pages = {page_name(r): r for r in rels}
@@ -563,7 +550,7 @@ def write_source_tree(root: Path, src: Path, rels: list[Path], proc_ok: set, set
         (src / 'index.md').write_text(f"# {settings.get('title', 'neuronlens')}\n\n{settings.get('description', '')}\n{toc}", encoding='utf-8')
     (src / '_static' / 'neuronlens.css').write_text(CSS, encoding='utf-8')
     (src / 'favicon.svg').write_text(FAVICON, encoding='utf-8')
-    shutil.copy2(plotly_js(), src / '_static' / 'plotly.min.js')
+    (src / '_static' / 'plotly.min.js').write_text(plotly_js(), encoding='utf-8')
     mj = mathjax_dir()
     conf = CONF.format(title=settings.get('title', 'neuronlens'), author=settings.get('author', ''),
                        copyright=settings.get('copyright', ''), git_url=settings.get('git_url', ''),

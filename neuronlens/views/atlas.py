@@ -4,37 +4,31 @@
 
 # %% ../../nbs/views/54_atlas.ipynb #1364c7a3
 from __future__ import annotations
-import argparse, html, json, shutil
+import argparse, html, json
 from pathlib import Path
 from typing import Sequence
 
 
 from ..core import ConfigError, TensorCache
-from .records import NeuronRecord, SecondOrderLayer, second_order_record, multimodal_record, save_record, open_layer, main_job_layer, main_job_view
+from neuronlens.views.records import (
+    NeuronRecord, SecondOrderLayer, second_order_record, multimodal_record, save_record, open_layer, main_job_layer,
+    main_job_view,
+)
 from .plots import plot_values, plot_terms, plot_map
 from .html import images_html, scores_html, record_header_html, senses_html
+from .plotly_html import figure_html, plotly_js
 from .simulate import add_simulation
 from ..models import zoo as models
 
 # %% auto #0
-__all__ = ['figure_html', 'page_html', 'record_page', 'index_page', 'write_site', 'write_atlas', 'write_multimodal_atlas',
-           'export_html', 'add_atlas_args', 'run_atlas_cli', 'register_commands']
+__all__ = ['page_html', 'record_page', 'index_page', 'write_site', 'write_atlas', 'write_multimodal_atlas', 'export_html',
+           'add_atlas_args', 'run_atlas_cli', 'register_commands']
 
 # %% ../../nbs/views/54_atlas.ipynb #a5cf1e77
 _CSS = """<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:1.5em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .5em}th{background:#f3f3f3}
 .nl-row{display:flex;flex-wrap:wrap;gap:1em}.nl-row>div{flex:1 1 320px}a{color:#3b5b92}.nl-hidden{display:none}
 input[type=search]{font-size:1em;padding:.3em;width:22em}</style>"""
-
-
-def figure_html(fig, div_id: str) -> str:
-    "A plotly figure as a `div` and the script that draws it with the page's plotly.js."
-    js = fig.to_json().replace('</', '<\\/')
-    h = int(fig.layout.height or 320)
-    return (
-        f'<div id="{div_id}" class="plotly-graph-div" style="height:{h}px"></div>'
-        f'<script>(function(){{var f={js};Plotly.newPlot("{div_id}",f.data,f.layout,{{responsive:true,displaylogo:false}});}})();</script>'
-    )
 
 
 def page_html(
@@ -104,22 +98,13 @@ def index_page(records: Sequence[NeuronRecord], title: str, intro: str = '') -> 
     return page_html(title, body, None)
 
 # %% ../../nbs/views/54_atlas.ipynb #038b9e1a
-def _plotly_js_path() -> Path:
-    import plotly
-
-    p = Path(plotly.__file__).parent / 'package_data' / 'plotly.min.js'
-    if not p.exists():
-        raise ConfigError(f"plotly.min.js is missing from the installed plotly package ({p})")
-    return p
-
-
 def write_site(
     records: Sequence[NeuronRecord],
     out: str | Path,
     title: str,
     intro: str = '',
     save_records: bool = False,
-    plotly_src: str = 'plotly.min.js',  # plotly.js relative to the pages; the default copies it into `out`, another path must exist
+    plotly_src: str = 'plotly.min.js',  # plotly.js relative to the pages; the default writes it into `out`
 ) -> Path:
     "Write an atlas of `records` into `out` (index.html, one page per record, plotly.min.js); returns the index path."
     if not records:
@@ -127,8 +112,8 @@ def write_site(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if plotly_src == 'plotly.min.js':
-        shutil.copyfile(_plotly_js_path(), out / 'plotly.min.js')
-    elif not (out / plotly_src).exists():
+        (out / 'plotly.min.js').write_text(plotly_js(), encoding='utf-8')
+    elif not (out / plotly_src).exists():  # another path must exist
         raise ConfigError(f"plotly_src {plotly_src!r} does not exist relative to {out}")
     for r in records:
         (out / f'{r.id}.html').write_text(record_page(r, plotly_src=plotly_src), encoding='utf-8')
@@ -205,7 +190,7 @@ def export_html(explorer, path: str | Path, title: str = 'neuronlens explorer') 
     "Write the current state of an explorer (any widget tree) as one standalone HTML file with plotly.js inlined."
     figs = []
     body = f'<h1>{html.escape(title)}</h1>' + _widget_html(explorer, figs)
-    js = _plotly_js_path().read_text(encoding='utf-8') if figs else ''
+    js = plotly_js() if figs else ''
     doc = page_html(title, body, None).replace('</head>', f'<script>{js}</script></head>' if js else '</head>', 1)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

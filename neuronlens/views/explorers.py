@@ -12,7 +12,10 @@ import numpy as np
 import torch
 
 from ..core import ConfigError, TensorCache, NeuronLensError, WeightsNotFoundError
-from .records import NeuronRecord, SecondOrderLayer, MultimodalView, second_order_record, add_senses, multimodal_record, search_terms, first_order_terms, thumbnails, main_job_layer
+from neuronlens.views.records import (
+    NeuronRecord, SecondOrderLayer, MultimodalView, second_order_record, add_senses, multimodal_record, search_terms,
+    first_order_terms, thumbnails, main_job_layer,
+)
 from . import atlas as atlas
 import secrets, socket
 import urllib.request
@@ -32,7 +35,8 @@ def segmentation_overlay(
     image: np.ndarray,  # uint8 [H, W, 3]
     text: str,
 ) -> np.ndarray | None:
-    "[H, W] map in [0, 1]: the lens's zero-shot segmentation (`neuronlens.lens.segmentation`) of `image` for `text` from this layer's top neurons by |direction . class|; None if the library has none."
+    "[H, W] map in [0, 1]: the lens's zero-shot segmentation of `image` for `text` from this layer's top neurons."
+    # `neuronlens.lens.segmentation`, with the neurons ranked by |direction . class|; None if the library has none
     if L.clip is None:
         return None
     emb = class_embeddings(L.clip, [text])  # [1, d_out]
@@ -53,11 +57,9 @@ import ipywidgets as widgets
 
 
 class SecondOrderExplorer(widgets.VBox):
-    "Explorer of one cached second-order layer; every control's callback is a plain method (`show`, `search`, `show_range`, ...)."
+    "Explorer of one cached second-order layer; every control's callback is a plain method (`show`, `search`, ...)."
 
     def __init__(self, layer: SecondOrderLayer, neuron: int | None = None, n_choices: int = 40):
-        import plotly.graph_objects as go
-
         self.L, self._records = layer, {}
         sig = [
             int(n)
@@ -124,126 +126,106 @@ class SecondOrderExplorer(widgets.VBox):
             self._records[n] = second_order_record(self.L, n, senses=False)
         return self._records[n]
 
-# %% ../../nbs/views/53_explorers.ipynb #540f0110
-def _show(self, n: int):
-    "Draw neuron `n`: header, scores, histogram, decomposition, top images, map, ranges, senses."
-    if self.neuron.value != int(n):
-        self.neuron.value = int(n)  # its observer draws
-        return self.rec
-    rec = self.record(int(n))
-    self.rec = rec
-    self.header.value, self.scores.value = record_header_html(rec), scores_html(rec.scores)
-    self.hist = draw(
-        self.hist,
-        plot_values(
-            rec.values,
-            rec.value_name,
-            title=f'neuron {rec.unit}: effect norm over {len(rec.values)} images',
-            as_dict=True,
-        ),
-    )
-    self.terms = draw(
-        self.terms, plot_terms(rec.description, rec.description_kind, title='decomposition', as_dict=True)
-    )
-    self.top_html.value = images_html(rec.images['top'], [f'#{i}: {rec.values[i]:.3g}' for i in rec.top])
-    self.top_pick.max = max(len(rec.top) - 1, 0)
-    self.show_map(min(self.top_pick.value, self.top_pick.max))
-    labels = [f"{r['lo']:.2g}-{r['hi']:.2g} ({r['count']})" for r in rec.ranges]
-    with self.range_pick.hold_trait_notifications():
-        self.range_pick.options = list(zip(labels, range(len(labels))))
-    self.show_range(len(labels) - 1 if self.range_pick.value is None else self.range_pick.value)
-    self.show_senses()
-    if self.seg_text.value:
-        self.segment(self.seg_text.value)
-    return rec
-
-
-SecondOrderExplorer.show = _show
-
-# %% ../../nbs/views/53_explorers.ipynb #072669cf
-def _show_map(self, i: int):
-    "Draw the neuron's patch activations over its `i`-th top image."
-    rec = self.rec
-    if not len(rec.top):
-        return
-    amap = rec.maps['top'][i] if 'top' in rec.maps else None
-    self.map = draw(
-        self.map,
-        plot_map(
-            rec.images['top'][i],
-            amap,
-            title=f"image {rec.top[i]}" + ('' if amap is not None else ' (no map: open the layer with its model)'),
-            as_dict=True,
-        ),
-    )
-
-
-def _show_range(self, j: int):
-    "Show the images of the neuron's `j`-th effect range."
-    r = self.rec.ranges[j]
-    self.range_html.value = images_html(
-        self.rec.images[f'range{j}'], [f'#{i}: {self.rec.values[i]:.3g}' for i in r['images']]
-    )
-
-
-def _search(self, query: str) -> list:
-    "Neurons whose decomposition names `query`, listed in the `hits` menu."
-    hits = search_terms(self.L.terms, query)
-    self.hits.options = (
-        [(f'{n}: {w} ({c:+.2f})', n) for n, w, c in hits] or [(f'no neuron names {query!r}', None)] if query else []
-    )
-    return hits
-
-
-def _show_senses(self):
-    "Fill the senses pane for the current neuron if it is open (computing the senses once per neuron), else empty it."
-    if self.senses_pane.selected_index is None:
-        self.senses.value = ''
-        return
-    rec = self.rec
-    if not rec.extra.get('senses'):
-        add_senses(self.L, rec)
-    self.senses.value = senses_html(rec)
-
-
-(
-    SecondOrderExplorer.show_map,
-    SecondOrderExplorer.show_range,
-    SecondOrderExplorer.search,
-    SecondOrderExplorer.show_senses,
-) = (_show_map, _show_range, _search, _show_senses)
-
-# %% ../../nbs/views/53_explorers.ipynb #ce3059e5
-def _segment(self, text: str):
-    "Overlay `applications`' zero-shot segmentation of the chosen top image for the class `text`, if available."
-
-    if not text:
-        self.seg_html.value = ''
-        return
-    img = self.rec.images['top'][self.top_pick.value]
-    try:
-        m = segmentation_overlay(self.L, img, text)
-    except (
-        NeuronLensError,
-        TypeError,
-        AttributeError,
-    ) as e:  # a bad class text, or an applications module of another version
-        self.seg_html.value = f'<p><em>Segmentation failed: {html.escape(str(e))}</em></p>'
-        return
-    if m is None:
-        self.seg_html.value = (
-            '<p><em>Segmentation is not available here: it needs <code>neuronlens.lens</code> '
-            '(zero-shot segmentation) and the layer\'s model.</em></p>'
+    def show(self, n: int):
+        "Draw neuron `n`: header, scores, histogram, decomposition, top images, map, ranges, senses."
+        if self.neuron.value != int(n):
+            self.neuron.value = int(n)  # its observer draws
+            return self.rec
+        rec = self.record(int(n))
+        self.rec = rec
+        self.header.value, self.scores.value = record_header_html(rec), scores_html(rec.scores)
+        self.hist = draw(
+            self.hist,
+            plot_values(
+                rec.values,
+                rec.value_name,
+                title=f'neuron {rec.unit}: effect norm over {len(rec.values)} images',
+                as_dict=True,
+            ),
         )
-        return
-    self.seg_html.value = images_html(
-        np.stack([img, overlay(img, m), overlay(img, (m > 0.5).astype(np.float32))]),
-        ['image', f'map: {text}', 'mask (> 0.5)'],
-        size=128,
-    )
+        self.terms = draw(
+            self.terms, plot_terms(rec.description, rec.description_kind, title='decomposition', as_dict=True)
+        )
+        self.top_html.value = images_html(rec.images['top'], [f'#{i}: {rec.values[i]:.3g}' for i in rec.top])
+        self.top_pick.max = max(len(rec.top) - 1, 0)
+        self.show_map(min(self.top_pick.value, self.top_pick.max))
+        labels = [f"{r['lo']:.2g}-{r['hi']:.2g} ({r['count']})" for r in rec.ranges]
+        with self.range_pick.hold_trait_notifications():
+            self.range_pick.options = list(zip(labels, range(len(labels))))
+        self.show_range(len(labels) - 1 if self.range_pick.value is None else self.range_pick.value)
+        self.show_senses()
+        if self.seg_text.value:
+            self.segment(self.seg_text.value)
+        return rec
 
+    def show_map(self, i: int):
+        "Draw the neuron's patch activations over its `i`-th top image."
+        rec = self.rec
+        if not len(rec.top):
+            return
+        amap = rec.maps['top'][i] if 'top' in rec.maps else None
+        self.map = draw(
+            self.map,
+            plot_map(
+                rec.images['top'][i],
+                amap,
+                title=f"image {rec.top[i]}" + ('' if amap is not None else ' (no map: open the layer with its model)'),
+                as_dict=True,
+            ),
+        )
 
-SecondOrderExplorer.segment = _segment
+    def show_range(self, j: int):
+        "Show the images of the neuron's `j`-th effect range."
+        r = self.rec.ranges[j]
+        self.range_html.value = images_html(
+            self.rec.images[f'range{j}'], [f'#{i}: {self.rec.values[i]:.3g}' for i in r['images']]
+        )
+
+    def search(self, query: str) -> list:
+        "Neurons whose decomposition names `query`, listed in the `hits` menu."
+        hits = search_terms(self.L.terms, query)
+        self.hits.options = (
+            [(f'{n}: {w} ({c:+.2f})', n) for n, w, c in hits] or [(f'no neuron names {query!r}', None)] if query else []
+        )
+        return hits
+
+    def show_senses(self):
+        "Fill the senses pane for the current neuron if it is open (senses computed once per neuron), else empty it."
+        if self.senses_pane.selected_index is None:
+            self.senses.value = ''
+            return
+        rec = self.rec
+        if not rec.extra.get('senses'):
+            add_senses(self.L, rec)
+        self.senses.value = senses_html(rec)
+
+    def segment(self, text: str):
+        "Overlay `applications`' zero-shot segmentation of the chosen top image for the class `text`, if available."
+
+        if not text:
+            self.seg_html.value = ''
+            return
+        img = self.rec.images['top'][self.top_pick.value]
+        try:
+            m = segmentation_overlay(self.L, img, text)
+        except (
+            NeuronLensError,
+            TypeError,
+            AttributeError,
+        ) as e:  # a bad class text, or an applications module of another version
+            self.seg_html.value = f'<p><em>Segmentation failed: {html.escape(str(e))}</em></p>'
+            return
+        if m is None:
+            self.seg_html.value = (
+                '<p><em>Segmentation is not available here: it needs <code>neuronlens.lens</code> '
+                '(zero-shot segmentation) and the layer\'s model.</em></p>'
+            )
+            return
+        self.seg_html.value = images_html(
+            np.stack([img, overlay(img, m), overlay(img, (m > 0.5).astype(np.float32))]),
+            ['image', f'map: {text}', 'mask (> 0.5)'],
+            size=128,
+        )
 
 # %% ../../nbs/views/53_explorers.ipynb #8fc10c14
 def second_order_explorer(
@@ -253,13 +235,22 @@ def second_order_explorer(
     "The second-order neuron explorer of a cached layer, as one widget."
     return SecondOrderExplorer(layer, neuron)
 
+# %% ../../nbs/views/53_explorers.ipynb #37dd9f58
+def _unit_rows(found, i: int) -> list[dict]:
+    "Image `i`'s top units, best first: layer, unit, score, decoded tokens."
+    a = found.attribution
+    if not bool(a.valid[i]):
+        return []
+    return [
+        dict(layer=a.unit(f)[0], unit=a.unit(f)[1], score=float(s), tokens=' '.join(found.decoded.get(f, [])))
+        for f, s in zip(a.top_units[i].tolist(), a.top_scores[i].tolist())
+    ]
+
 # %% ../../nbs/views/53_explorers.ipynb #8874849b
 class MultimodalExplorer(widgets.VBox):
-    "Explorer of a prepared multimodal view (`records.prepare_multimodal`); callbacks `show_image`, `show_unit`, `show_k`."
+    "Explorer of a multimodal view (`records.prepare_multimodal`); callbacks `show_image`, `show_unit`, `show_k`."
 
     def __init__(self, view: MultimodalView, image: int = 0):
-        import plotly.graph_objects as go
-
         self.V, self._records = view, {}
         caps = view.found.targets.captions
         self.image = widgets.Dropdown(
@@ -293,92 +284,70 @@ class MultimodalExplorer(widgets.VBox):
             self._records[(layer, unit)] = multimodal_record(self.V, layer, unit)
         return self._records[(layer, unit)]
 
-# %% ../../nbs/views/53_explorers.ipynb #37dd9f58
-def _unit_rows(found, i: int) -> list[dict]:
-    "Image `i`'s top units, best first: layer, unit, score, decoded tokens."
-    a = found.attribution
-    if not bool(a.valid[i]):
-        return []
-    return [
-        dict(layer=a.unit(f)[0], unit=a.unit(f)[1], score=float(s), tokens=' '.join(found.decoded.get(f, [])))
-        for f, s in zip(a.top_units[i].tolist(), a.top_scores[i].tolist())
-    ]
+    def show_image(self, i: int):
+        "Draw image `i`: the picture and caption, its top units by layer, its first unit, the ablation curve."
+        if self.image.value != int(i):
+            self.image.value = int(i)  # its observer draws
+            return
+        f = self.V.found
+        self.i = int(i)
+        rows = _unit_rows(f, self.i)
+        self.rows = rows[: self.V.maps.shape[1]]
+        self.picture.value = images_html(
+            self.V.images[self.i : self.i + 1], [f'concept: {f.targets.concepts[self.i]}'], size=160
+        )
+        self.units = draw(
+            self.units,
+            plot_units(rows, 0 if rows else None, title=f'top {len(rows)} units of image {self.i}', as_dict=True),
+        )
+        opts = [(f"L{r['layer']} u{r['unit']}: {r['tokens'][:40]}", j) for j, r in enumerate(self.rows)]
+        self._busy = True  # new options reset the menu's value: draw once, below
+        self.unit.options = opts
+        self.unit.value = 0 if opts else None  # the menu names the unit drawn
+        self._busy = False
+        if opts:
+            self.show_unit(0)
+        self.show_k(self.k.value)
 
+    def show_unit(self, j: int):
+        "Draw the image's `j`-th top unit: its map over this image, decoded tokens, scores."
+        r = self.rows[j]
+        rec = self.record(r['layer'], r['unit'])
+        self.rec = rec
+        g = math.isqrt(self.V.maps.shape[-1])
+        self.map = draw(
+            self.map,
+            plot_map(
+                self.V.images[self.i],
+                self.V.maps[self.i, j].reshape(g, g).numpy(),
+                title=f"L{r['layer']} u{r['unit']} over image {self.i}",
+                as_dict=True,
+            ),
+        )
+        self.tokens = draw(
+            self.tokens, plot_terms(rec.description, rec.description_kind, title='decoded tokens', as_dict=True)
+        )
+        self.units = draw(
+            self.units,
+            plot_units(_unit_rows(self.V.found, self.i), j, title=self.units.layout.title.text, as_dict=True),
+        )
+        self.header.value, self.scores.value = record_header_html(rec), scores_html(rec.scores)
+        return rec
 
-def _mm_show_image(self, i: int):
-    "Draw image `i`: the picture and caption, its top units by layer, its first unit, the ablation curve."
-    if self.image.value != int(i):
-        self.image.value = int(i)  # its observer draws
-        return
-    f = self.V.found
-    self.i = int(i)
-    rows = _unit_rows(f, self.i)
-    self.rows = rows[: self.V.maps.shape[1]]
-    self.picture.value = images_html(
-        self.V.images[self.i : self.i + 1], [f'concept: {f.targets.concepts[self.i]}'], size=160
-    )
-    self.units = draw(
-        self.units,
-        plot_units(rows, 0 if rows else None, title=f'top {len(rows)} units of image {self.i}', as_dict=True),
-    )
-    opts = [(f"L{r['layer']} u{r['unit']}: {r['tokens'][:40]}", j) for j, r in enumerate(self.rows)]
-    self._busy = True  # new options reset the menu's value: draw once, below
-    self.unit.options = opts
-    self.unit.value = 0 if opts else None  # the menu names the unit drawn
-    self._busy = False
-    if opts:
-        self.show_unit(0)
-    self.show_k(self.k.value)
-
-
-MultimodalExplorer.show_image = _mm_show_image
-
-
-def _mm_show_unit(self, j: int):
-    "Draw the image's `j`-th top unit: its map over this image, decoded tokens, scores."
-    r = self.rows[j]
-    rec = self.record(r['layer'], r['unit'])
-    self.rec = rec
-    g = math.isqrt(self.V.maps.shape[-1])
-    self.map = draw(
-        self.map,
-        plot_map(
-            self.V.images[self.i],
-            self.V.maps[self.i, j].reshape(g, g).numpy(),
-            title=f"L{r['layer']} u{r['unit']} over image {self.i}",
-            as_dict=True,
-        ),
-    )
-    self.tokens = draw(
-        self.tokens, plot_terms(rec.description, rec.description_kind, title='decoded tokens', as_dict=True)
-    )
-    self.units = draw(
-        self.units, plot_units(_unit_rows(self.V.found, self.i), j, title=self.units.layout.title.text, as_dict=True)
-    )
-    self.header.value, self.scores.value = record_header_html(rec), scores_html(rec.scores)
-    return rec
-
-
-MultimodalExplorer.show_unit = _mm_show_unit
-
-
-def _mm_show_k(self, k: int):
-    "Show the caption with the image's top-`k` units zeroed, and the concept's probability curve with k marked."
-    xs = [0, *self.V.ks]
-    j = xs.index(k)
-    p, q = self.V.p_top[self.i].tolist(), self.V.p_random[self.i].tolist()
-    self.ablation = draw(
-        self.ablation,
-        plot_ablation_probs(self.V.ks, p, q, k, title=f'p({self.V.found.targets.concepts[self.i]})', as_dict=True),
-    )
-    self.caption.value = (
-        f"<p><b>caption</b>: {html.escape(self.V.captions[self.i][0])}</p>"
-        f"<p><b>with the top {k} units zeroed</b>: {html.escape(self.V.captions[self.i][j])}</p>"
-        f"<p>p(concept) {p[j]:.3g} (top-k) vs {q[j]:.3g} (k random units)</p>"
-    )
-
-
-MultimodalExplorer.show_k = _mm_show_k
+    def show_k(self, k: int):
+        "Show the caption with the image's top-`k` units zeroed, and the concept's probability curve with k marked."
+        xs = [0, *self.V.ks]
+        j = xs.index(k)
+        p, q = self.V.p_top[self.i].tolist(), self.V.p_random[self.i].tolist()
+        self.ablation = draw(
+            self.ablation,
+            plot_ablation_probs(self.V.ks, p, q, k, title=f'p({self.V.found.targets.concepts[self.i]})', as_dict=True),
+        )
+        self.caption.value = (
+            f"<p><b>caption</b>: {html.escape(self.V.captions[self.i][0])}</p>"
+            f"<p><b>with the top {k} units zeroed</b>: {html.escape(self.V.captions[self.i][j])}</p>"
+            f"<p>p(concept) {p[j]:.3g} (top-k) vs {q[j]:.3g} (k random units)</p>"
+        )
 
 # %% ../../nbs/views/53_explorers.ipynb #5a4a0632
 def multimodal_explorer(
@@ -411,13 +380,11 @@ def plot_norm_scatter(first: np.ndarray, second: np.ndarray, title: str = '', he
         as_dict,
     )
 
-
+# %% ../../nbs/views/53_explorers.ipynb #13e23304
 class ComparisonView(widgets.VBox):
     "First-order vs second-order reading of a neuron of a cached layer; callback `show`."
 
     def __init__(self, layer: SecondOrderLayer, first_terms: list, neuron: int | None = None):
-        import plotly.graph_objects as go
-
         self.L, self.first_terms = layer, first_terms
         self.neuron = widgets.BoundedIntText(
             min=0, max=layer.d_mlp - 1, description='neuron', layout=dict(width='160px')
@@ -441,40 +408,38 @@ class ComparisonView(widgets.VBox):
             ]
         )
 
-# %% ../../nbs/views/53_explorers.ipynb #13e23304
-def _cmp_show(self, n: int):
-    "Draw neuron `n` through both lenses."
-    n = int(n)
-    e = self.L.run.effects
-    if self.neuron.value != n:
-        self.neuron.value = n  # its observer draws
-        return
-    fo, so = e.first_norms[:, n].float().numpy(), e.norms[:, n].float().numpy()
-    k = e.top_idx.shape[1]
-    fo_top = np.argsort(-fo, kind='stable')[:k].tolist()
-    so_top = e.top_idx[n].tolist()
+    def show(self, n: int):
+        "Draw neuron `n` through both lenses."
+        n = int(n)
+        e = self.L.run.effects
+        if self.neuron.value != n:
+            self.neuron.value = n  # its observer draws
+            return
+        fo, so = e.first_norms[:, n].float().numpy(), e.norms[:, n].float().numpy()
+        k = e.top_idx.shape[1]
+        fo_top = np.argsort(-fo, kind='stable')[:k].tolist()
+        so_top = e.top_idx[n].tolist()
 
-    self.fo_terms = draw(self.fo_terms, plot_terms(self.first_terms[n], title=f'neuron {n}, first-order', as_dict=True))
-    self.so_terms = draw(self.so_terms, plot_terms(self.L.terms[n], title=f'neuron {n}, second-order', as_dict=True))
-    self.fo_top.value = images_html(thumbnails(self.L.source, fo_top, self.L.memo), [f'#{i}' for i in fo_top])
-    self.so_top.value = images_html(thumbnails(self.L.source, so_top, self.L.memo), [f'#{i}' for i in so_top])
-    self.scatter = draw(
-        self.scatter,
-        plot_norm_scatter(fo, so, title=f'neuron {n}: both effects on each of {len(fo)} images', as_dict=True),
-    )
-    shared = len(set(fo_top) & set(so_top))
-    words = {w for w, _ in self.first_terms[n]} & {w for w, _ in self.L.terms[n]}
-    r = float(np.corrcoef(fo, so)[0, 1]) if fo.std() > 0 and so.std() > 0 else float('nan')
-    self.summary.value = (
-        f'<p>top images in common: {shared} of {k} (chance {k * k / len(fo):.2g}); words in common: '
-        f'{html.escape(", ".join(sorted(words))) or "none"}; correlation of the norms over images {r:.2f}; '
-        f'mean second/first norm {so.mean() / max(fo.mean(), 1e-12):.3g}</p>'
-    )
+        fo_fig = plot_terms(self.first_terms[n], title=f'neuron {n}, first-order', as_dict=True)
+        self.fo_terms = draw(self.fo_terms, fo_fig)
+        so_fig = plot_terms(self.L.terms[n], title=f'neuron {n}, second-order', as_dict=True)
+        self.so_terms = draw(self.so_terms, so_fig)
+        self.fo_top.value = images_html(thumbnails(self.L.source, fo_top, self.L.memo), [f'#{i}' for i in fo_top])
+        self.so_top.value = images_html(thumbnails(self.L.source, so_top, self.L.memo), [f'#{i}' for i in so_top])
+        self.scatter = draw(
+            self.scatter,
+            plot_norm_scatter(fo, so, title=f'neuron {n}: both effects on each of {len(fo)} images', as_dict=True),
+        )
+        shared = len(set(fo_top) & set(so_top))
+        words = {w for w, _ in self.first_terms[n]} & {w for w, _ in self.L.terms[n]}
+        r = float(np.corrcoef(fo, so)[0, 1]) if fo.std() > 0 and so.std() > 0 else float('nan')
+        self.summary.value = (
+            f'<p>top images in common: {shared} of {k} (chance {k * k / len(fo):.2g}); words in common: '
+            f'{html.escape(", ".join(sorted(words))) or "none"}; correlation of the norms over images {r:.2f}; '
+            f'mean second/first norm {so.mean() / max(fo.mean(), 1e-12):.3g}</p>'
+        )
 
-
-ComparisonView.show = _cmp_show
-
-
+# %% ../../nbs/views/53_explorers.ipynb #044201ca
 def comparison_view(
     layer: SecondOrderLayer, neuron: int | None = None, k: int = 8, cache: TensorCache | None = None
 ) -> ComparisonView:
@@ -495,7 +460,10 @@ def explorer_notebook(cache_dir: str | Path | None = None, n_scenes: int = 256, 
             'metadata': {},
             'source': '# neuronlens explorers\nThe main job\'s cached results (`neuronlens demo`). Run all cells.',
         },
-        code(f'from neuronlens.core import TensorCache\nfrom neuronlens.views import explorers as ex\nfrom neuronlens.views.records import main_job_layer, main_job_view\ncache = {cache}'),
+        code(
+            'from neuronlens.core import TensorCache\nfrom neuronlens.views import explorers as ex\n'
+            f'from neuronlens.views.records import main_job_layer, main_job_view\ncache = {cache}'
+        ),
         code(f'layer = main_job_layer(cache, n_scenes={n_scenes})\nex.second_order_explorer(layer)'),
         code('ex.comparison_view(layer, cache=cache)'),
     ]
@@ -631,7 +599,8 @@ def demo_section(r, ctx):
         stamp.write_text(f'{L.key} {n_pages}')
     r.text(
         f'A static atlas of ToyCLIP layer {L.layer} ({L.d_mlp} neurons, {L.run.effects.n_images} held-out scenes): '
-        f'{index.relative_to(out) if index.is_relative_to(out) else index}, one page per significant neuron, searchable by word, offline.'
+        f'{index.relative_to(out) if index.is_relative_to(out) else index}, one page per significant neuron, '
+        'searchable by word, offline.'
     )
     r.parts.append(
         '<ul>'
@@ -643,5 +612,6 @@ def demo_section(r, ctx):
     )
     cache_arg = f' --cache {ctx.cache.root}' if getattr(ctx.cache, 'root', None) else ''
     r.text(
-        f'Live explorers (second-order, multimodal, first- vs second-order) in JupyterLab: neuronlens explore{cache_arg} --n-scenes {ctx.n_scenes}'
+        'Live explorers (second-order, multimodal, first- vs second-order) in JupyterLab: '
+        f'neuronlens explore{cache_arg} --n-scenes {ctx.n_scenes}'
     )

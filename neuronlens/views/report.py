@@ -10,17 +10,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 from ..core import ConfigError
+from .plotly_html import figure_html, plotly_js
 from PIL import Image
 
 # %% auto #0
 __all__ = ['png_data_uri', 'html_table', 'Report']
-
-# %% ../../nbs/views/55_report.ipynb #62c5232c
-def _plotly_js() -> str:
-    "The plotly.js bundle that ships with the installed `plotly` package."
-    from plotly.offline import get_plotlyjs
-
-    return get_plotlyjs()
 
 # %% ../../nbs/views/55_report.ipynb #6424e8aa
 def png_data_uri(
@@ -85,20 +79,18 @@ class Report:
     def figure(self, fig, caption: str = ''):
         "Add a plotly figure (drawn offline by the inlined plotly.js)."
         self._n_figs += 1
-        div = f'fig{self._n_figs}'
-        self.parts.append(
-            f'<figure><div id="{div}" class="plotly-fig"></div><figcaption>{html.escape(caption)}</figcaption>'
-            f'<script>(function(){{var f={fig.to_json()};Plotly.newPlot("{div}",f.data,f.layout,{{responsive:true}});}})();</script></figure>'
-        )
+        fig_html = figure_html(fig, f'fig{self._n_figs}')
+        self.parts.append(f'<figure>{fig_html}<figcaption>{html.escape(caption)}</figcaption></figure>')
 
     def to_html(self) -> str:
         "The whole report as one HTML string."
-        js = f'<script>{_plotly_js()}</script>' if self._n_figs else ''
+        js = f'<script>{plotly_js()}</script>' if self._n_figs else ''
         toc = ''.join(f'<li><a href="#{_slug(h)}">{html.escape(h)}</a></li>' for h in self._headings())
         stamp = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')
+        title = html.escape(self.title)
         return (
-            f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(self.title)}</title>{_CSS}{js}</head>'
-            f'<body><h1>{html.escape(self.title)}</h1><p class="stamp">written {stamp} by neuronlens</p><ul class="toc">{toc}</ul>'
+            f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>{_CSS}{js}</head>'
+            f'<body><h1>{title}</h1><p class="stamp">written {stamp} by neuronlens</p><ul class="toc">{toc}</ul>'
             + '\n'.join(self.parts)
             + '</body></html>'
         )
