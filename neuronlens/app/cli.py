@@ -204,8 +204,6 @@ def _train_args(p: argparse.ArgumentParser):
     # imported when the command runs, so that `neuronlens --help` does not load torch, transformers and open_clip
     from neuronlens.limber import projection
     from neuronlens.toy import recipes
-    from neuronlens.limber import projection
-    from neuronlens.toy import recipes
     from neuronlens.toy.train import RECIPES
 
     sub = p.add_subparsers(dest='model', metavar='MODEL', required=True)
@@ -220,9 +218,6 @@ def _train_run(args) -> int:
     # imported when the command runs, so that `neuronlens --help` does not load torch, transformers and open_clip
     from neuronlens.limber import projection
     from neuronlens.toy import recipes
-    from neuronlens.limber import projection
-    from neuronlens.toy import recipes
-    from neuronlens.toy.train import RECIPES
 
     return projection.run_projection_train_cli(args) if args.model == 'projection' else recipes.run_train_cli(args)
 

@@ -19,12 +19,13 @@ from ..models.clip import load_clip
 from ..models.zoo import load_model
 import sys
 from ..data.runs import process_state, shard_range
+from ..models.clip import ClipAdapter
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'merge_layer_effects', 'SecondOrderRun', 'run_second_order', 'save_run', 'load_run', 'add_second_order_args',
-           'run_second_order_cli']
+__all__ = ['log', 'merge_layer_effects', 'SecondOrderRun', 'lens_model', 'run_second_order', 'save_run', 'load_run',
+           'add_second_order_args', 'run_second_order_cli']
 
 # %% ../../nbs/lens/33_pipeline.ipynb #d32e3f61
 def _top_merge(a: LayerEffects, b: LayerEffects, k_top: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,6 +89,18 @@ def _batches(
         if len(imgs):
             yield preprocess(torch.from_numpy(imgs).permute(0, 3, 1, 2)).to(device)
 
+# %% ../../nbs/lens/33_pipeline.ipynb #4c1e9a07
+def lens_model(
+    adapter,  # the adapter the user passed, or None for a bare open_clip CLIP
+    model: nn.Module,  # the model inside it
+):
+    "What the lens reads: the bare open_clip model for CLS-pooled towers, the adapter for other poolings and HF towers."
+    if adapter is None:
+        return model
+    visual = getattr(model, 'visual', None)
+    cls_pooled = getattr(visual, 'pool_type', 'tok') == 'tok' and getattr(visual, 'attn_pool', None) is None
+    return model if isinstance(adapter, ClipAdapter) and cls_pooled else adapter
+
 # %% ../../nbs/lens/33_pipeline.ipynb #41982af6
 def run_second_order(
     model: nn.Module,  # an open_clip CLIP, or a `ClipAdapter` (its preprocessing is used)
@@ -104,7 +117,8 @@ def run_second_order(
 ) -> SecondOrderRun | None:
     "Compute (or reuse) every shard of `source` for MLP `layer`, then merge; returns `None` if shards are still missing."
     adapter, model = (model, model.model) if hasattr(model, 'model') and hasattr(model, 'preprocess') else (None, model)
-    check_layer(model, layer)
+    lens = lens_model(adapter, model)
+    check_layer(lens, layer)
     if source.n < 1:
         raise ConfigError("the image set is empty")
     if shard_size < 1 or batch_size < 1 or k_top < 1:
@@ -120,10 +134,10 @@ def run_second_order(
             continue
         if max_shards is not None and done >= max_shards:
             break
-        bank = bank or direction_bank(model, layer)
+        bank = bank or direction_bank(lens, layer)
         (a, b), kept, n_skipped = shard_range(s, shard_size, source.n), [], len(source.skipped)
         le = compute_layer_effects(
-            model,
+            lens,
             _batches(source, a, b, batch_size, pre, model_device(model), kept),
             layer,
             k_top,

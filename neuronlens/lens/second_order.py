@@ -13,13 +13,15 @@ from torch import nn
 
 from ..core import ConfigError, Hooks, model_device
 from ..models.clip import clip_hook_table
+from ..models.hooks import HookedAdapter
+from ..models.hf_clip import lens_readout
 
 # %% auto #0
 __all__ = ['vit_parts', 'check_layer', 'tiny_clip', 'LensInputs', 'hook_sites', 'record_hooks', 'record_lens_inputs',
            'neuron_writes', 'direction_bank', 'lens_coefficients', 'second_order_effects', 'scaled_coefficients',
            'first_order_effects', 'first_order_norms', 'second_order_reference', 'rel_err', 'patched_embedding',
-           'LayerEffects', 'compute_layer_effects', 'sparsity_summary', 'significant_neurons', 'neuron_directions',
-           'direction_cosines', 'plot_effect_norms']
+           'tower_lens_inputs', 'tower_direction_bank', 'LayerEffects', 'compute_layer_effects', 'sparsity_summary',
+           'significant_neurons', 'neuron_directions', 'direction_cosines', 'plot_effect_norms']
 
 # %% ../../nbs/lens/30_second_order.ipynb #6542cd4c
 def vit_parts(model: nn.Module) -> nn.Module:
@@ -31,7 +33,7 @@ def vit_parts(model: nn.Module) -> nn.Module:
         and hasattr(visual, 'class_embedding')
     ):
         raise ConfigError(
-            f"the second-order lens needs an open_clip ViT (a CLIP whose .visual is open_clip's VisionTransformer); got {type(visual).__name__}"
+            f"the second-order lens needs an open_clip ViT (a CLIP whose .visual is open_clip's VisionTransformer); got {type(visual).__name__}; other towers go through an adapter (ClipAdapter, hf_clip.HFClipAdapter)"
         )
     if (
         getattr(visual, 'attn_pool', None) is not None
@@ -39,7 +41,7 @@ def vit_parts(model: nn.Module) -> nn.Module:
         or getattr(visual, 'final_ln_after_pool', False)
     ):
         raise ConfigError(
-            "the second-order lens reads the CLS token: it accepts ViTs with pool_type='tok', no attention pooling, ln_post before pooling"
+            "the second-order lens reads the CLS token: it accepts ViTs with pool_type='tok', no attention pooling, ln_post before pooling; wrap average-pooled towers in ClipAdapter(model) for the pooled lens"
         )
     blk = visual.transformer.resblocks[0]
     if not isinstance(blk.attn, nn.MultiheadAttention) or not hasattr(blk.mlp, 'c_proj'):
@@ -51,7 +53,7 @@ def vit_parts(model: nn.Module) -> nn.Module:
 # %% ../../nbs/lens/30_second_order.ipynb #f6b466c7
 def check_layer(model: nn.Module, layer: int) -> int:
     "Validate an MLP `layer` index for the lens (it needs at least one later block); returns it."
-    n = len(vit_parts(model).transformer.resblocks)
+    n = model.n_layers if isinstance(model, HookedAdapter) else len(vit_parts(model).transformer.resblocks)
     if not isinstance(layer, int) or not 0 <= layer < n - 1:
         raise ConfigError(
             f"layer must be an int in [0, {n - 2}] for this {n}-block ViT (the last block has no later heads), got {layer!r}"
@@ -91,10 +93,11 @@ class LensInputs:
 
     layer: int
     acts: torch.Tensor  # [batch, pos, d_mlp] post-GELU activations of block `layer`
-    attn_cls: torch.Tensor  # [batch, n_later, n_heads, pos] CLS row of each later head's attention
+    attn_cls: torch.Tensor  # [batch, n_later, n_heads, pos] CLS row of each later head's attention (pooled towers: effective rows)
     sigma_1: torch.Tensor  # [batch, n_later, pos] ln_1 scale of each later block
     sigma_post: torch.Tensor  # [batch] ln_post scale at CLS
     embeds: torch.Tensor  # [batch, d_out] unnormalized image embeddings
+    first_coef: torch.Tensor | None = None  # [batch, n_pool, d_mlp] direct-path coefficients of a pooled tower; None: CLS
 
 # %% ../../nbs/lens/30_second_order.ipynb #775d81d5
 def _ln_sigma(ln: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
@@ -167,6 +170,8 @@ def record_lens_inputs(
     layer: int,
 ) -> LensInputs:
     "One clean forward pass recording what the second-order lens of MLP `layer` needs (the embedding included)."
+    if isinstance(model, HookedAdapter):  # any tower with a pooling readout (see `tower_lens_inputs`)
+        return tower_lens_inputs(model, images, layer)
     visual = vit_parts(model)
     check_layer(model, layer)
     blocks = visual.transformer.resblocks
@@ -205,6 +210,8 @@ def _ls(mod: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def neuron_writes(model: nn.Module, layer: int) -> torch.Tensor:
     "Rows `w_n` that each neuron of MLP `layer` writes to the residual stream per unit activation: [d_mlp, d_model]."
+    if isinstance(model, HookedAdapter):
+        return model.block_weights(check_layer(model, layer))['W_out']  # LayerScale folded
     blk = vit_parts(model).transformer.resblocks[check_layer(model, layer)]
     return _ls(blk.ls_2, blk.mlp.c_proj.weight.T)
 
@@ -219,6 +226,8 @@ def direction_bank(
     model: nn.Module, layer: int, dtype: torch.dtype = torch.float32
 ) -> tuple[torch.Tensor, torch.Tensor]:
     "Per-(later layer, head) bank `[n_later*n_heads, d_mlp, d_out]` and the first-order bank `[d_mlp, d_out]` of MLP `layer`."
+    if isinstance(model, HookedAdapter):  # any tower with a pooling readout (see `tower_direction_bank`)
+        return tower_direction_bank(model, layer, dtype)
     visual = vit_parts(model)
     blocks = visual.transformer.resblocks
     w = _center(neuron_writes(model, layer).to(dtype))  # [d_mlp, d_model]
@@ -266,12 +275,16 @@ def scaled_coefficients(inp: LensInputs, dtype: torch.dtype) -> torch.Tensor:
 
 
 def first_order_effects(inp: LensInputs, first: torch.Tensor) -> torch.Tensor:
-    "Direct (first-order) effects of each neuron at CLS: `[batch, d_mlp, d_out]`."
+    "Direct (first-order) effects of each neuron at CLS (or through a tower's pooling): `[batch, d_mlp, d_out]`."
+    if inp.first_coef is not None:  # pooled towers: `first` is [n_pool, d_mlp, d_out]
+        return torch.einsum('bpn,pnd->bnd', inp.first_coef.to(first.dtype), first)
     return (inp.acts[:, 0].to(first.dtype) / inp.sigma_post.to(first.dtype)[:, None])[..., None] * first
 
 
 def first_order_norms(inp: LensInputs, first: torch.Tensor) -> torch.Tensor:
     "Norms of `first_order_effects` without building them, `|a_n| / sigma_post * ||first_n||`: [batch, d_mlp]."
+    if inp.first_coef is not None:  # several pooling heads do not factor: build them
+        return first_order_effects(inp, first).norm(dim=-1)
     return inp.acts[:, 0].to(first.dtype).abs() / inp.sigma_post.to(first.dtype)[:, None] * first.norm(dim=-1)
 
 # %% ../../nbs/lens/30_second_order.ipynb #a6a197f2
@@ -360,6 +373,55 @@ def patched_embedding(
     sigma = _ln_sigma(visual.ln_post, x_out[0])
     return ((post - post.mean()) / sigma * visual.ln_post.weight + visual.ln_post.bias) @ visual.proj
 
+# %% ../../nbs/lens/30_second_order.ipynb #e78f4c5c
+def _ln1(adapter: HookedAdapter, layer: int) -> nn.LayerNorm:
+    "The attention LayerNorm of block `layer` of an adapter's tower (open_clip `ln_1`, transformers `layer_norm1`)."
+    blk = adapter.blocks[layer]
+    return blk.ln_1 if hasattr(blk, 'ln_1') else blk.layer_norm1
+
+
+@torch.no_grad()
+def tower_lens_inputs(
+    adapter: HookedAdapter,  # a `ClipAdapter` or `hf_clip.HFClipAdapter`
+    images: torch.Tensor,  # [batch, 3, H, W] preprocessed images
+    layer: int,
+) -> LensInputs:
+    "`record_lens_inputs` for any tower with a `lens_readout`: effective attention rows through the pooling."
+    check_layer(adapter, layer)
+    later, last = range(layer + 1, adapter.n_layers), adapter.n_layers - 1
+    names = [f'blocks.{layer}.mlp.hook_post', f'blocks.{last}.hook_resid_post']
+    names += [f'blocks.{l}.{h}' for l in later for h in ('hook_resid_pre', 'ln1.hook_normalized')]
+    emb, rec = adapter.run_with_cache(images, names=names)
+    coef, _ = lens_readout(adapter, rec[f'blocks.{last}.hook_resid_post'])  # [batch, n_pool, pos]
+    acts = rec[f'blocks.{layer}.mlp.hook_post']  # [batch, pos, d_mlp]
+    rows, sig = [], []
+    for l in later:
+        pattern = adapter.attention_pattern(l, rec[f'blocks.{l}.ln1.hook_normalized'])  # [batch, heads, query, key]
+        rows.append(torch.einsum('bps,bhst->bhpt', coef, pattern).flatten(1, 2))  # [batch, heads*n_pool, pos]
+        sig.append(_ln_sigma(_ln1(adapter, l), rec[f'blocks.{l}.hook_resid_pre']))
+    ones = torch.ones(len(acts), dtype=acts.dtype, device=acts.device)  # the LN scales are inside `coef`
+    first = torch.einsum('bps,bsn->bpn', coef, acts)
+    return LensInputs(layer, acts, torch.stack(rows, 1), torch.stack(sig, 1), ones, emb.detach(), first)
+
+# %% ../../nbs/lens/30_second_order.ipynb #42bbd024
+@torch.no_grad()
+def tower_direction_bank(
+    adapter: HookedAdapter,  # a `ClipAdapter` or `hf_clip.HFClipAdapter`
+    layer: int,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    "`direction_bank` through a tower's pooling: `[n_later*n_heads*n_pool, d_mlp, d_out]` and first-order `[n_pool, d_mlp, d_out]`."
+    check_layer(adapter, layer)
+    maps = lens_readout(adapter)[1].to(dtype)  # [n_pool, d_model, d_out]
+    w = _center(adapter.block_weights(layer)['W_out'].to(dtype))  # [d_mlp, d_model], LayerScale folded
+    bank = []
+    for l in range(layer + 1, adapter.n_layers):
+        bw = adapter.block_weights(l)
+        u = w * bw['ln1.w'].to(dtype)
+        writes = torch.einsum('nd,hde,hef->hnf', u, bw['W_V'].to(dtype), bw['W_O'].to(dtype))  # [heads, d_mlp, d_model]
+        bank.append(torch.einsum('hnf,pfo->hpno', _center(writes), maps).flatten(0, 1))  # [heads*n_pool, d_mlp, d_out]
+    return torch.cat(bank), torch.einsum('nd,pdo->pno', w, maps)
+
 # %% ../../nbs/lens/30_second_order.ipynb #f8366676
 @dataclasses.dataclass
 class LayerEffects:
@@ -425,7 +487,7 @@ def compute_layer_effects(
         raise ConfigError(f"chunk must be a positive number of neurons, got {chunk}")
     bank, first = bank if bank is not None else direction_bank(model, layer, dtype)
     bank_nkd = bank.transpose(0, 1).contiguous()  # [d_mlp, n_later*n_heads, d_out]: one small matmul per neuron
-    d_mlp, d_out = first.shape
+    d_mlp, d_out = first.shape[-2:]  # first: [d_mlp, d_out], or [n_pool, d_mlp, d_out] for a pooled tower
     dev = bank.device
     norms, fnorms, seen = [], [], 0
     top_n = torch.full((d_mlp, k_top), -math.inf, device=dev)
