@@ -4,7 +4,7 @@
 
 # %% ../../nbs/data/13_sources.ipynb #24319d6c
 from __future__ import annotations
-import dataclasses, hashlib, io, json, logging, tarfile
+import dataclasses, hashlib, importlib, io, json, logging, tarfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -20,9 +20,10 @@ from ..toy.world import check_size, SPLITS, check_split, sample_batch, split_see
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'IMAGE_EXTENSIONS', 'find_images', 'read_captions', 'ImageFolderDataset', 'BadImageError', 'decode_image',
-           'Record', 'ImageSource', 'folder_source', 'wds_source', 'hf_source', 'image_source', 'toy_source',
-           'add_source_args', 'source_from_args', 'TrainingData', 'training_data_from_args']
+__all__ = ['log', 'IMAGE_EXTENSIONS', 'DATASET_PREFIXES', 'DATASETS_MODULE', 'SOURCE_READERS', 'find_images', 'read_captions',
+           'ImageFolderDataset', 'BadImageError', 'decode_image', 'Record', 'ImageSource', 'folder_source',
+           'wds_source', 'hf_source', 'register_source', 'image_source', 'toy_source', 'add_source_args',
+           'source_from_args', 'TrainingData', 'training_data_from_args']
 
 # %% ../../nbs/data/13_sources.ipynb #f48ee96d
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
@@ -479,6 +480,21 @@ def hf_source(
         caption_key is not None,
     )
 
+# %% ../../nbs/data/13_sources.ipynb #5e0a7c12
+DATASET_PREFIXES = ('imagenet', 'imagenet-r', 'cifar10', 'cifar100', 'imagenet-seg', 'masks', 'coco', 'magma')
+DATASETS_MODULE = 'neuronlens.data.datasets'  # registers the readers of DATASET_PREFIXES when imported
+SOURCE_READERS: dict = {}  # spec prefix -> reader(spec, n=, size=, resize_mode=, skip_bad=) -> ImageSource
+
+
+def register_source(
+    prefix: str,  # the part of a spec before ':', e.g. 'imagenet'
+    reader: Callable,  # reader(spec, n=None, size=None, resize_mode='shortest', skip_bad=False) -> ImageSource
+):
+    "Let `image_source` read the specs that start with `prefix:` through `reader` (how more formats plug in)."
+    if prefix in ('toy', 'wds', 'hf') or not prefix.replace('-', '').isalnum():
+        raise ConfigError(f"cannot register the source prefix {prefix!r}: use letters, digits and '-', not toy, wds or hf")
+    SOURCE_READERS[prefix] = reader
+
 # %% ../../nbs/data/13_sources.ipynb #06de7422
 def _as_hw(size) -> tuple[int, int] | None:
     if size is None:
@@ -513,10 +529,16 @@ def image_source(
         return wds_source(spec[4:], image_key, caption_key, **kw)
     if spec.startswith('hf:'):
         return hf_source(spec[3:], image_key, caption_key, split, **kw)
+    prefix = spec.split(':', 1)[0]
+    if prefix in DATASET_PREFIXES:
+        importlib.import_module(DATASETS_MODULE)  # registers the paper datasets' readers (a plug-in: no import cycle)
+    if prefix in SOURCE_READERS:
+        return SOURCE_READERS[prefix](spec, **kw)
     if Path(spec).is_dir():
         return folder_source(spec, captions, **kw)
     raise ConfigError(
-        f"image source {spec!r} is neither 'toy:<split>' (splits: {', '.join(SPLITS)}), a folder, 'wds:<shards.tar>' nor 'hf:<dataset path>'"
+        f"image source {spec!r} is neither 'toy:<split>' (splits: {', '.join(SPLITS)}), a folder, 'wds:<shards.tar>', "
+        f"'hf:<dataset path>' nor a dataset spec ({', '.join(p + ':' for p in DATASET_PREFIXES)})"
     )
 
 
@@ -543,7 +565,7 @@ def add_source_args(
     p.add_argument(
         '--images',
         default=default,
-        help=f"'toy:<split>', a folder of JPEG/PNG images, 'wds:/data/shard-{{000..009}}.tar' (webdataset) or 'hf:/path' (datasets save_to_disk or parquet) (default: {default or 'the toy world'})",
+        help=f"'toy:<split>', a folder of JPEG/PNG images, 'wds:/data/shard-{{000..009}}.tar' (webdataset) 'hf:/path' (datasets save_to_disk or parquet) or a paper dataset (imagenet:DIR, imagenet-r:DIR, cifar10:DIR, cifar100:DIR, imagenet-seg:FILE.mat, masks:DIR, coco:DIR, magma:DIR; options as imagenet:DIR?split=train&every=250) (default: {default or 'the toy world'})",
     )
     p.add_argument(
         '--skip-bad',
@@ -576,7 +598,8 @@ def source_from_args(args, n: int | None, size, resize_mode: str = 'shortest', c
     ck = getattr(args, 'caption_key', None)
     if captions and ck is None and not spec.startswith('toy:'):
         ck = 'txt' if spec.startswith('wds:') else ('caption' if spec.startswith('hf:') else None)
-    if captions and not spec.startswith(('toy:', 'wds:', 'hf:')) and getattr(args, 'captions', None) is None:
+    dataset = spec.split(':', 1)[0] in DATASET_PREFIXES
+    if captions and not dataset and not spec.startswith(('toy:', 'wds:', 'hf:')) and getattr(args, 'captions', None) is None:
         raise ConfigError(
             f"training on the folder {spec} needs its captions: pass --captions FILE (.csv filename,caption or .jsonl)"
         )

@@ -15,11 +15,10 @@ from torch import nn
 from ..core import ConfigError, TensorCache, cache_key, state_dict_hash, model_device, get_device
 from .second_order import LayerEffects, check_layer, compute_layer_effects, direction_bank, neuron_directions
 from ..data.sources import ImageSource, add_source_args, source_from_args
-from ..models.clip import load_clip
+from ..models.clip import load_clip, ClipAdapter
 from ..models.zoo import load_model
 import sys
 from ..data.runs import process_state, shard_range
-from ..models.clip import ClipAdapter
 
 log = logging.getLogger(__name__)
 

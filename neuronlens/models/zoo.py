@@ -4,6 +4,8 @@
 
 # %% ../../nbs/models/09_zoo.ipynb #5e0780dc
 from __future__ import annotations
+
+import torch
 import copy, dataclasses, importlib.util, json, logging, os, tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -12,7 +14,7 @@ from torch import nn
 from safetensors.torch import load_file, save_file
 
 from ..core import ConfigError, WeightsNotFoundError, CacheError, file_sha256
-from .lm import CausalLMAdapter, load_causal_lm, load_smollm2
+from .lm import CausalLMAdapter, load_causal_lm, load_smollm2, LM_REGISTRY
 from .clip import ClipAdapter
 from .hooks import ImagePreprocess
 from .encoders import PatchEncoder, load_efficientnet_lite0, toy_vit_encoder
@@ -22,7 +24,7 @@ from .weights import is_hub_id
 _logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['ZOO', 'zoo_dir', 'ZooEntry', 'card_preprocess', 'save_zoo_model', 'load_zoo_model', 'load_model']
+__all__ = ['ZOO', 'zoo_dir', 'ZooEntry', 'card_preprocess', 'save_zoo_model', 'load_zoo_model', 'load_toylm', 'load_model']
 
 # %% ../../nbs/models/09_zoo.ipynb #16b29a5e
 def zoo_dir() -> Path:
@@ -36,8 +38,11 @@ def _zoo_arch(model: nn.Module) -> tuple[str, dict]:
         return 'toyvit', dict(model.config)
     if hasattr(model, 'toy_config'):
         return 'toyclip', copy.deepcopy(model.toy_config)
+    if getattr(getattr(model, 'config', None), 'model_type', None) == 'llama':  # the ToyLM (`toylm.create_toylm`)
+        drop = ('transformers_version', 'architectures', 'dtype', 'torch_dtype', '_name_or_path')
+        return 'toylm', {k: v for k, v in model.config.to_dict().items() if k not in drop}
     raise ConfigError(
-        f"only ToyCLIP (`create_toyclip`) and `ToyViT` models can be saved to the zoo, got {type(model).__name__}"
+        f"only ToyCLIP (`create_toyclip`), `ToyViT` and ToyLM (Llama) models can be saved to the zoo, got {type(model).__name__}"
     )
 
 
@@ -63,8 +68,10 @@ def card_preprocess(card: dict, size: int) -> ImagePreprocess:
     )
 
 
-def _wrap_zoo(model: nn.Module, card: dict) -> ClipAdapter | PatchEncoder:
-    "The adapter of a loaded zoo model: a `ClipAdapter` (with its `WordTokenizer`) for ToyCLIP, a `PatchEncoder` for ToyViT."
+def _wrap_zoo(model: nn.Module, card: dict) -> ClipAdapter | PatchEncoder | CausalLMAdapter:
+    "The adapter of a loaded zoo model: a `ClipAdapter` (with its `WordTokenizer`) for ToyCLIP, a `PatchEncoder` for ToyViT, a `CausalLMAdapter` for the ToyLM."
+    if card['arch'] == 'toylm':
+        return CausalLMAdapter(model, _card_tokenizer(card))
     if card['arch'] == 'toyvit':
         return toy_vit_encoder(model, card_preprocess(card, model.config['image_size']))
     tok = WordTokenizer.from_dict(card['tokenizer']) if 'tokenizer' in card else None
@@ -165,6 +172,40 @@ def load_zoo_model(
         strict=True,
     )
     return model.eval(), card
+
+# %% ../../nbs/models/09_zoo.ipynb #7e1a0c35
+def _toylm_model(cfg: dict) -> nn.Module:
+    "A transformers `LlamaForCausalLM` from the `LlamaConfig` arguments of a zoo card (the ToyLM)."
+    from transformers import LlamaConfig, LlamaForCausalLM  # imported here: transformers is slow to import
+
+    return LlamaForCausalLM(LlamaConfig(**cfg))
+
+
+def _card_tokenizer(card: dict):
+    "The `PreTrainedTokenizerFast` stored in a zoo card: `hf_tokenizer` (tokenizers JSON) and `special_tokens` by role."
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer.from_str(json.dumps(card['hf_tokenizer']))
+    return PreTrainedTokenizerFast(tokenizer_object=tk, padding_side='left', **card.get('special_tokens', {}))
+
+
+def load_toylm(
+    dtype: torch.dtype = torch.float32,  # dtype of the loaded weights
+    root: str | Path | None = None,  # default `zoo_dir()`
+) -> CausalLMAdapter:
+    "The shipped ToyLM (zoo `toylm`: a small Llama trained on toy-world text) as a `CausalLMAdapter` with its tokenizer."
+    model, card = load_zoo_model('toylm', root)
+    return CausalLMAdapter(model.to(dtype), _card_tokenizer(card))
+
+
+_ZOO_BUILDERS['toylm'] = _toylm_model
+LM_REGISTRY['toylm'] = load_toylm
+ZOO['toylm'] = ZooEntry(
+    "ToyLM: a 4-layer Llama (d_model 128, MLP 512, word vocabulary) trained only on toy-world text: pairs of phrasings of one scene, and riddles that name shapes by cues",
+    lambda root=None: load_toylm(root=root),
+    "OMP_NUM_THREADS=1 python -c \"from neuronlens.toy.lm import ToyLMConfig, train_toylm; train_toylm(ToyLMConfig(steps=1800, max_minutes=42), 'runs/toylm')\", then toylm.save_toylm (exact command in the card)",
+)
 
 # %% ../../nbs/models/09_zoo.ipynb #66ca4e39
 def load_model(
