@@ -33,7 +33,6 @@ def run(projection: str, variant: str, n: int, start: int, fresh_start: int, n_b
     found = find_multimodal_neurons(cap, x, cache=cache, batch_size=batch_size, **VARIANTS[variant])
     t1 = time.time()
     ev = evaluate_measures(cap, found, seeds, fresh, cache=cache, n_boot=n_boot, batch_size=batch_size)
-    ev.pop('values')
     card = cap.info
     return dict(projection=projection, variant=variant, model=card.get('lm'), encoder=card.get('encoder'), projection_sha256=card.get('sha256'),
                 prefix=cap.prefix, token_norm=cap.projection.token_norm, caption_metrics=card.get('metrics', {}).get('shape_acc'),

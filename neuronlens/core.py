@@ -20,7 +20,7 @@ __all__ = ['MIN_FREE_MB', 'NeuronLensError', 'ConfigError', 'WeightsNotFoundErro
            'model_device', 'model_dtype', 'cpu_bf16_native', 'cpu_capability', 'autocast_dtype', 'autocast',
            'seed_everything', 'HookPoint', 'Hooks', 'run_with_cache', 'state_dict_hash', 'cache_key', 'file_sha256',
            'default_cache_dir', 'TensorCache', 'check_writable', 'check_folders', 'atomic_write', 'git_commit',
-           'optional_module']
+           'optional_module', 'Result']
 
 # %% ../nbs/00_core.ipynb #d9c58603
 class NeuronLensError(Exception):
@@ -484,3 +484,34 @@ def optional_module(name: str):
     if importlib.util.find_spec(f'neuronlens.{name}') is None:
         return None
     return importlib.import_module(f'neuronlens.{name}')
+
+# %% ../nbs/00_core.ipynb #d9f8bdc7
+class Result(Mapping):
+    "Base of the dataclasses that studies and evaluations return: fields as attributes, `.table()`, and key access."
+
+    optional_keys = ()  # fields the key view leaves out while they are None (keys a result has only sometimes)
+
+    def table_rows(self) -> list:
+        "The rows `.table()` shows; a result whose rows live elsewhere overrides this."
+        return self.rows
+
+    def table(self):
+        "The rows as a pandas DataFrame, one row per measured thing."
+        import pandas as pd  # heavy to import, and only tables need it
+
+        return pd.DataFrame(self.table_rows())
+
+    def _names(self) -> list:
+        names = [f.name for f in dataclasses.fields(self)]
+        return [n for n in names if not (n in self.optional_keys and getattr(self, n) is None)]
+
+    def __getitem__(self, key: str):
+        if key not in self._names():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())

@@ -4,14 +4,14 @@
 
 # %% ../../nbs/lens/37_ablation.ipynb #7f04ad12
 from __future__ import annotations
-import logging
+import dataclasses, logging
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core import ConfigError, TensorCache, cache_key, state_dict_hash, model_device
+from ..core import ConfigError, Result, TensorCache, cache_key, state_dict_hash, model_device
 from .second_order import record_lens_inputs, direction_bank, scaled_coefficients, significant_neurons
 from .zero_shot import bootstrap_ci, check_baseline, default_layers, encode_uint8, lens_runs, scene_specs, class_embeddings
 from ..toy.world import VOCAB, class_prompts, render, sample_batch, split_seeds
@@ -19,8 +19,8 @@ from ..toy.world import VOCAB, class_prompts, render, sample_batch, split_seeds
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'run_from_mlp', 'ablation_means', 'ablated_embeddings', 'lens_pass', 'margins', 'ablation_study',
-           'plot_path_ablation']
+__all__ = ['log', 'run_from_mlp', 'ablation_means', 'ablated_embeddings', 'lens_pass', 'AblationStudy', 'margins',
+           'ablation_study', 'plot_path_ablation']
 
 # %% ../../nbs/lens/37_ablation.ipynb #9d593649
 def _mlp_acts_and_rest(clip, layer: int, x: torch.Tensor):
@@ -114,6 +114,20 @@ def lens_pass(clip, layer: int, images: torch.Tensor) -> tuple:
     with torch.no_grad():
         return record_lens_inputs(clip.model, images, layer), _mlp_acts_and_rest(clip, layer, images)
 
+# %% ../../nbs/lens/37_ablation.ipynb #0614b2cd
+@dataclasses.dataclass
+class AblationStudy(Result):
+    "What `ablation_study` measured; `.table()`: one row per layer, neuron set and path."
+
+    rows: list  # accuracy, margin and intervals per (layer, neuron set, path); random sets merged, their spread as CI
+    clean: float  # zero-shot accuracy with nothing ablated
+    chance: float  # 1 / number of classes
+    kind: str  # the zero-shot task: shape, colour, size or position
+    layers: list
+    n_scenes: int  # held-out scenes scored
+    n_ref: int  # validation scenes the means are taken over
+    n_random: int  # random neuron sets per layer
+
 # %% ../../nbs/lens/37_ablation.ipynb #b73d0b0a
 def margins(emb: torch.Tensor, class_emb: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
     "Per image: cosine with the true class minus the best other class (a graded accuracy, negative when wrong): [n]."
@@ -153,7 +167,7 @@ def ablation_study(
     margin: float = 0.1,
     seed: int = 0,
     compute: bool = True,
-) -> dict:
+) -> AblationStudy:
     "Mean-ablation study per layer: second-order vs direct vs whole contribution of all neurons and of the top neurons, vs random sets; zero-shot accuracy."
     cache = cache or TensorCache()
     layers = tuple(layers) if layers is not None else default_layers(clip)
@@ -190,16 +204,16 @@ def ablation_study(
         for name, label, S in sets:
             for path, e in ablated_embeddings(clip, l, x, S, means, pass_=once).items():
                 rows.append(_acc_row(margins(e, cemb, truth), clean, seed, layer=l, neurons=label, path=path, set=name))
-    return {
-        'rows': _merge_random(rows),
-        'clean': clean,
-        'chance': 1 / len(classes),
-        'kind': kind,
-        'layers': list(layers),
-        'n_scenes': n_scenes,
-        'n_ref': n_ref,
-        'n_random': n_random,
-    }
+    return AblationStudy(
+        rows=_merge_random(rows),
+        clean=clean,
+        chance=1 / len(classes),
+        kind=kind,
+        layers=list(layers),
+        n_scenes=n_scenes,
+        n_ref=n_ref,
+        n_random=n_random,
+    )
 
 
 def _merge_random(rows: list) -> list:

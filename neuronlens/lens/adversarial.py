@@ -4,13 +4,13 @@
 
 # %% ../../nbs/lens/39_adversarial.ipynb #1673ba0a
 from __future__ import annotations
-import logging, re
+import dataclasses, logging, re
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from ..core import ConfigError, TensorCache, model_device
+from ..core import ConfigError, Result, TensorCache, model_device
 from . import decompose as dc
 from .zero_shot import bootstrap_ci, check_baseline, default_layers, encode_uint8, lens_runs, zero_shot, class_embeddings
 from ..toy.world import BACKGROUNDS, CONCEPT_KIND, ObjectSpec, SceneSpec, TEXTURES, VOCAB, check_word, class_prompts, describe, object_from_words, render
@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'ATTRIBUTE_KINDS', 'LM_PROMPT', 'word_vocabulary', 'neuron_terms', 'spurious_words', 'compose_descriptions',
-           'render_descriptions', 'adversarial_pair', 'adversarial_study', 'plot_adversarial', 'parse_description',
-           'LMWriter']
+           'render_descriptions', 'adversarial_pair', 'AdversarialStudy', 'adversarial_study', 'plot_adversarial',
+           'parse_description', 'LMWriter']
 
 # %% ../../nbs/lens/39_adversarial.ipynb #c3ed4a54
 ATTRIBUTE_KINDS = ('shape', 'colour', 'size', 'texture', 'background')  # kinds a single-object description can vary
@@ -192,6 +192,21 @@ def adversarial_pair(
         out['examples'][name] = (descs[:3], imgs[:3])
     return out
 
+# %% ../../nbs/lens/39_adversarial.ipynb #62604ad3
+@dataclasses.dataclass
+class AdversarialStudy(Result):
+    "What `adversarial_study` measured; `.table()`: one row per kind and word source (success rates and CIs)."
+
+    layers: list
+    kinds: dict  # kind -> pairs (per class pair), summary (per word source) and clean_accuracy
+    n_desc: int  # descriptions per pair
+    n_neurons: int
+    n_words: int
+
+    def table_rows(self) -> list:
+        "One row per kind and word source, from the summaries."
+        return [{'kind': k, 'words from': w, **s} for k, v in self.kinds.items() for w, s in v['summary'].items()]
+
 # %% ../../nbs/lens/39_adversarial.ipynb #56461774
 def adversarial_study(
     clip,
@@ -210,7 +225,7 @@ def adversarial_study(
     only: tuple | None = None,  # one (c0, c1) pair instead of all
     writer: Callable | None = None,
     generator: Callable | None = None,
-) -> dict:
+) -> AdversarialStudy:
     "Semantic adversarial images over every class pair of each kind: success rates of the lens's words vs random words and random neurons."
     cache = cache or TensorCache()
     layers = tuple(layers) if layers is not None else default_layers(clip)
@@ -266,7 +281,7 @@ def adversarial_study(
                 'parse_rate': float(np.mean([p['parse_rate'][name] for p in per])),
             }
         res['kinds'][kind] = {'pairs': per, 'summary': summary, 'clean_accuracy': float(np.mean(clean))}
-    return res
+    return AdversarialStudy(**res)
 
 
 def plot_adversarial(study: dict, kind: str = 'shape', n: int = 3, method: str = 'second-order words') -> tuple:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core import ConfigError, TensorCache
+from ..core import ConfigError, Result, TensorCache
 from .second_order import direction_bank
 from .zero_shot import bootstrap_ci, default_layers, encode_uint8, lens_runs, scene_specs, class_embeddings
 from .adversarial import neuron_terms
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'PLANTABLE_WORDS', 'planted_pairs', 'attribute_scores', 'discovered_pairs', 'precision_recall',
-           'attribute_study', 'plot_attributes', 'planted_reliance']
+           'AttributeStudy', 'attribute_study', 'plot_attributes', 'planted_reliance']
 
 # %% ../../nbs/lens/40_attributes.ipynb #660ab2e2
 PLANTABLE_WORDS = tuple(w for k in PLANTABLE for w in VOCAB[k])  # the attribute words a planted table may name
@@ -77,6 +77,18 @@ def precision_recall(found: set, planted: set) -> dict:
         'hits': hit,
     }
 
+# %% ../../nbs/lens/40_attributes.ipynb #20c1fb4d
+@dataclasses.dataclass
+class AttributeStudy(Result):
+    "What `attribute_study` found; `.table()`: precision and recall per method (second-order, first-order, random)."
+
+    planted: list  # the planted (class, attribute word) pairs scored against
+    layers: list
+    top_m: int  # neurons per class
+    share: float
+    rows: list  # one dict per method: precision, recall, intervals, the pairs found
+    scores: dict  # words, classes and the second-order attribute scores
+
 # %% ../../nbs/lens/40_attributes.ipynb #1d744362
 def attribute_study(
     clip,  # a `ClipAdapter` (the planted ToyCLIP, or the uncorrelated control)
@@ -90,7 +102,7 @@ def attribute_study(
     n_random: int = 20,
     seed: int = 0,
     compute: bool = True,
-) -> dict:
+) -> AttributeStudy:
     "Attribute discovery: do the neurons that push toward each shape decompose into its planted attributes? Precision/recall vs first-order and random neurons."
 
     cache = cache or TensorCache()
@@ -143,7 +155,7 @@ def attribute_study(
             'hits': float(np.mean([r['hits'] for r in rnd])),
         }
     )
-    return out
+    return AttributeStudy(**out)
 
 
 def plot_attributes(study: dict):  # from `attribute_study`

@@ -145,7 +145,7 @@ def run_apply_cli(args) -> int:
         res = adversarial_study(clip, kinds=kinds, only=tuple(args.pair) if args.pair else None, **kw)
     path = args.out / f'{args.what}.json'
     tmp = path.with_suffix('.tmp')
-    tmp.write_text(json.dumps(_json_ready(res), indent=1))
+    tmp.write_text(json.dumps(_json_ready(dict(res)), indent=1))
     tmp.replace(path)
     print(json.dumps({'what': args.what, 'summary': str(path), 'model': args.model, 'layers': list(layers)}))
     return 0

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..core import ConfigError, TensorCache, cache_key, state_dict_hash
+from ..core import ConfigError, Result, TensorCache, cache_key, state_dict_hash
 from ..data.sources import image_source
 from . import decompose as dc, second_order as so
 from .pipeline import run_second_order
@@ -20,7 +20,7 @@ from ..toy.world import CONCEPTS, CONCEPT_KIND, JITTER, render, sample_spec, spl
 # %% auto #0
 __all__ = ['enriched_concepts', 'precision_at_k', 'first_order_directions', 'score_decompositions', 'Polysemy', 'concept_splits',
            'find_polysemous', 'heldout_direction_cosines', 'sense_images', 'neuron_effect_norms', 'cls_acts',
-           'evaluate_lens']
+           'LensEvaluation', 'evaluate_lens']
 
 # %% ../../nbs/lens/34_groundtruth.ipynb #bdd33be9
 def enriched_concepts(
@@ -245,6 +245,25 @@ def cls_acts(clip, source, idx: torch.Tensor, layer: int, batch: int = 256) -> t
         out.append(record_lens_inputs(clip.model, x, layer).acts[:, 0])
     return torch.cat(out)
 
+# %% ../../nbs/lens/34_groundtruth.ipynb #89e69806
+@dataclasses.dataclass
+class LensEvaluation(Result):
+    "What `evaluate_lens` measured; `.table()`: precision@k of each set of directions."
+
+    run: object  # the `SecondOrderRun`
+    significant: object  # indices of the neurons scored
+    terms: object  # their decompositions
+    scale: str
+    sparsity: dict
+    precision: list  # one dict per set of directions
+    polysemous: object
+    split_by_concepts: object
+    heldout: object  # direction cosines against a held-out run
+
+    def table_rows(self) -> list:
+        "The precision rows."
+        return self.precision
+
 # %% ../../nbs/lens/34_groundtruth.ipynb #0373fb7d
 def evaluate_lens(
     clip,  # a `ClipAdapter` of a CLIP trained on the toy world (e.g. `load_model('toyclip')`)
@@ -258,7 +277,7 @@ def evaluate_lens(
     scale: (
         str | None
     ) = 'dims',  # dictionary preparation (see `prepare_dictionary`): 'dims' as the official code, 'atoms' unit-norm words
-) -> dict:
+) -> LensEvaluation:
     "Second-order lens on held-out toy scenes: sparsity, directions (also on other held-out scenes), precision of decompositions vs baselines, polysemy."
 
     dc.check_scale(scale)  # before the run, not after it
@@ -288,7 +307,7 @@ def evaluate_lens(
     terms = decomp(run.directions[sig])
     kinds = [CONCEPT_KIND[c] for c in CONCEPTS]
     splits = concept_splits(top, concepts, CONCEPTS, kinds, seed=seed)  # once, for both lists
-    return dict(
+    return LensEvaluation(
         run=run,
         significant=sig,
         terms=terms,

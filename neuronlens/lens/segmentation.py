@@ -4,14 +4,14 @@
 
 # %% ../../nbs/lens/38_segmentation.ipynb #87f798b1
 from __future__ import annotations
-import logging, math
+import dataclasses, logging, math
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core import ConfigError, TensorCache, model_device
+from ..core import ConfigError, Result, TensorCache, model_device
 from .textspan import head_contributions, text_maps
 from .zero_shot import bootstrap_ci, default_layers, lens_runs, class_embeddings
 from ..toy.world import CONCEPT_INDEX, KINDS, VOCAB, class_prompts, sample_batch, sample_spec, split_seeds
@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'SEG_METHODS', 'segmentation_scenes', 'check_masks', 'average_precision', 'upsample_maps',
            'segmentation_counts', 'segmentation_scores', 'neuron_selection', 'rollout', 'gradcam_maps',
-           'segmentation_maps', 'segmentation_study', 'plot_segmentation', 'segmentation_row_labels']
+           'segmentation_maps', 'SegmentationStudy', 'segmentation_study', 'plot_segmentation',
+           'segmentation_row_labels']
 
 # %% ../../nbs/lens/38_segmentation.ipynb #e59b8c27
 def segmentation_scenes(
@@ -221,6 +222,22 @@ def segmentation_maps(
         out['Grad-CAM'] = gradcam_maps(clip, x, t)
     return out
 
+# %% ../../nbs/lens/38_segmentation.ipynb #b17305fc
+@dataclasses.dataclass
+class SegmentationStudy(Result):
+    "What `segmentation_study` measured; `.table()`: one row per method (pixel accuracy, mIoU, mAP and their CIs)."
+
+    rows: list  # one dict per method: scores and 95% bootstrap intervals over scenes
+    examples: dict  # method -> predicted masks of the first 8 scenes
+    images: object  # the first 8 scenes' images
+    masks: object  # their true masks
+    classes: object  # their classes
+    layers: list
+    top_k: int  # neurons per class
+    n_scenes: int
+    kind: str
+    threshold: float
+
 # %% ../../nbs/lens/38_segmentation.ipynb #7428417a
 def segmentation_study(
     clip,  # a `ClipAdapter` trained on the toy world
@@ -235,7 +252,7 @@ def segmentation_study(
     seed: int = 0,
     compute: bool = True,
     scenes: dict | None = None,  # images/masks/classes to use instead of held-out toy scenes
-) -> dict:
+) -> SegmentationStudy:
     "Zero-shot segmentation with the second-order lens vs attention, rollout, Grad-CAM, TextSpan and random neurons on held-out scenes with exact masks."
     cache = cache or TensorCache()
     layers = tuple(layers) if layers is not None else default_layers(clip)
@@ -269,18 +286,18 @@ def segmentation_study(
         n = len(cls)
         ci = {k: bootstrap_ci(lambda i, k=k: segmentation_scores(counts[m], i)[k], n, n_boot=200, seed=seed) for k in s}
         rows.append({'method': m, **s, **{f'{k}_ci': list(v) for k, v in ci.items()}})
-    return {
-        'rows': rows,
-        'examples': examples,
-        'images': sc['images'][:8],
-        'masks': sc['masks'][:8],
-        'classes': sc['classes'][:8],
-        'layers': list(layers),
-        'top_k': top_k,
-        'n_scenes': len(cls),
-        'kind': kind,
-        'threshold': threshold,
-    }
+    return SegmentationStudy(
+        rows=rows,
+        examples=examples,
+        images=sc['images'][:8],
+        masks=sc['masks'][:8],
+        classes=sc['classes'][:8],
+        layers=list(layers),
+        top_k=top_k,
+        n_scenes=len(cls),
+        kind=kind,
+        threshold=threshold,
+    )
 
 # %% ../../nbs/lens/38_segmentation.ipynb #64336a38
 def plot_segmentation(

@@ -132,8 +132,10 @@ def run_neurons_cli(args) -> int:
     if args.score and toy:
         split = args.images.split(':', 1)[1]
         seeds = list(split_seeds(split, src.n))
-        summary['toy_scores'] = evaluate_toy(
-            cap, found, seeds, selectivity_seeds=list(split_seeds(split, 256, 100_000)), batch_size=args.batch_size
+        summary['toy_scores'] = dict(
+            evaluate_toy(
+                cap, found, seeds, selectivity_seeds=list(split_seeds(split, 256, 100_000)), batch_size=args.batch_size
+            )
         )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

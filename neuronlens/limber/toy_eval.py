@@ -4,14 +4,14 @@
 
 # %% ../../nbs/limber/26_toy_eval.ipynb #439626d2
 from __future__ import annotations
-import math
+import dataclasses, math
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core import ConfigError, TensorCache
+from ..core import ConfigError, Result, TensorCache
 from .captioner import Captioner, as_images
 from ..models.zoo import load_model
 from .attribution import Attribution, CaptionTargets, DECODE_K, images_key, attribution_inputs, check_batch_size, check_layers, concept_token, last_logits
@@ -21,9 +21,10 @@ from .decoding import cached_vocab_stats, concept_percentiles, decode_units, voc
 from ..toy.world import CONCEPTS, sample_batch, sample_scene, sample_spec
 
 # %% auto #0
-__all__ = ['check_seeds', 'concept_masks', 'evaluate_toy', 'units_by_image', 'matched_random', 'graded_decoding', 'names_concept',
-           'image_token_acts', 'localization_iou', 'ablation_drops', 'concept_labels', 'selectivity_units',
-           'evaluate_measures', 'plot_layer_counts', 'plot_unit_ablation', 'localization_panel', 'plot_soft_prompt']
+__all__ = ['check_seeds', 'ToyEvaluation', 'concept_masks', 'evaluate_toy', 'units_by_image', 'matched_random', 'graded_decoding',
+           'names_concept', 'image_token_acts', 'localization_iou', 'ablation_drops', 'concept_labels',
+           'selectivity_units', 'MeasureEvaluation', 'evaluate_measures', 'plot_layer_counts', 'plot_unit_ablation',
+           'localization_panel', 'plot_soft_prompt']
 
 # %% ../../nbs/limber/26_toy_eval.ipynb #a13ms01
 def check_seeds(found: 'MultimodalNeurons', seeds: Sequence[int], image_size: int = 64) -> list:
@@ -41,6 +42,26 @@ def check_seeds(found: 'MultimodalNeurons', seeds: Sequence[int], image_size: in
             f"these {len(seeds)} seeds at image_size={image_size} do not give the images `found` was computed on; pass the seeds and image size of those images"
         )
     return scenes
+
+# %% ../../nbs/limber/26_toy_eval.ipynb #9815cdad
+@dataclasses.dataclass
+class ToyEvaluation(Result):
+    "What `evaluate_toy` measured; `.table()`: the paper's Table 1 (CLIPScore and BERTScore per text source)."
+
+    n_images: int
+    n_scored: int  # images with valid attributions
+    n_units: int  # top units per image
+    interpretable_fraction: float
+    table1: list  # one dict per text source: clip_score, bert_score
+    ground_truth: dict  # multimodal / random -> share of units naming a present concept, the caption's concept
+    iou: dict  # multimodal / random -> mean mask IoU
+    selectivity: dict | None = None  # on fresh scenes; only when selectivity seeds were given
+    ablation: dict | None = None  # the ablation curve
+    optional_keys = ('selectivity',)
+
+    def table_rows(self) -> list:
+        "The Table 1 rows."
+        return self.table1
 
 # %% ../../nbs/limber/26_toy_eval.ipynb #bd7d5a68
 def _words_present(spec) -> set:
@@ -65,7 +86,7 @@ def evaluate_toy(
     ks: Sequence[int] = (1, 5, 10, 20, 50, 100),
     seed: int = 0,
     batch_size: int = 16,
-) -> dict:
+) -> ToyEvaluation:
     "Table-1 scores, ground truth, localization, selectivity and ablation of `found` on toy scenes, each against its baseline."
     seeds, batch_size = list(seeds), check_batch_size(batch_size)
     scenes = check_seeds(found, seeds, image_size)
@@ -180,7 +201,7 @@ def evaluate_toy(
         )
     ks = [k for k in ks if k <= att.top_units.shape[1]]
     out['ablation'] = ablation_curve(captioner, imgs, found.targets, att, ks, seed=seed, batch_size=batch_size)
-    return out
+    return ToyEvaluation(**out)
 
 # %% ../../nbs/limber/26_toy_eval.ipynb #a13ms02
 def units_by_image(
@@ -427,6 +448,23 @@ def _selectivity_rows(
     ]
     return rows, per_unit
 
+# %% ../../nbs/limber/26_toy_eval.ipynb #72d55ab9
+@dataclasses.dataclass
+class MeasureEvaluation(Result):
+    "What `evaluate_measures` measured; `.table()`: one row per measure and unit filter, multimodal vs random."
+
+    rows: list  # measure, units, multimodal, random, diff, interval, n
+    n_images: int
+    n_fresh: int  # fresh scenes for selectivity
+    n_units: int
+    interpretable_fraction: float
+    layer_matched_interpretable_fraction: float
+    paper_interpretable_fraction: float
+    selectivity_units: dict
+    example: dict | None  # the decoded unit to show
+    values: dict = dataclasses.field()  # per-image values of each measure (a field: shadows Mapping.values)
+    fold_norm: bool
+
 # %% ../../nbs/limber/26_toy_eval.ipynb #a13ms07
 def evaluate_measures(
     captioner: Captioner,
@@ -445,7 +483,7 @@ def evaluate_measures(
     n_boot: int = 2000,
     seed: int = 0,
     batch_size: int = 16,
-) -> dict:
+) -> MeasureEvaluation:
     "Every measure of `found` vs layer-matched random units on the same scenes, unfiltered and with the same filter on both sides; 95% bootstrap intervals of each difference."
     batch_size = check_batch_size(batch_size)
     scenes = check_seeds(found, seeds, image_size)
@@ -510,7 +548,7 @@ def evaluate_measures(
         rows += [dict(r, units=units_kind) for r in sr]
     distinct = sorted(found.interpretable)
     rand_frac = float(stats['interpretable'].float().mean(1)[[f // att.d_mlp for f in distinct]].mean())
-    return dict(
+    return MeasureEvaluation(
         rows=rows,
         n_images=len(scenes),
         n_fresh=len(fresh_seeds),
