@@ -31,7 +31,7 @@ def test_wheel_builds_with_entry_point_and_zoo(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     whl, = tmp_path.glob('neuronlens-*.whl')
     names = zipfile.ZipFile(whl).namelist()
-    assert 'neuronlens/core.py' in names and 'neuronlens/cli.py' in names
+    assert 'neuronlens/core.py' in names and 'neuronlens/app/cli.py' in names
     ep = next(n for n in names if n.endswith('entry_points.txt'))
     assert 'neuronlens = neuronlens.app.cli:main' in zipfile.ZipFile(whl).read(ep).decode()
     shipped = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / 'neuronlens' / 'zoo').glob('*.safetensors'))
@@ -72,7 +72,7 @@ def test_library_error_is_one_line_and_verbose_shows_the_traceback(tmp_path):
     res = _run(*args)
     assert res.returncode == 1 and 'Traceback' not in res.stderr, res.stderr[-2000:]
     assert _stderr_lines(res) == [l for l in _stderr_lines(res) if l.startswith('neuronlens second-order: error: ')], res.stderr
-    assert 'nothing.safetensors' in res.stderr and 'never downloads' in res.stderr
+    assert 'nothing.safetensors' in res.stderr and 'no model' in res.stderr
     loud = _run(*args, '--verbose')  # after the sub-command, as users type it
     assert loud.returncode == 1 and 'Traceback (most recent call last)' in loud.stderr and 'WeightsNotFoundError' in loud.stderr
     assert _stderr_lines(loud)[-1].startswith('neuronlens second-order: error: ')
