@@ -4,9 +4,9 @@
 
 # %% ../../nbs/limber/21_projection.ipynb #7c5111fc
 from __future__ import annotations
-import argparse, dataclasses, json, logging, math, random, re, shlex, sys, time
+import argparse, dataclasses, json, logging, random, re, shlex, sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from ..core import ConfigError, WeightsNotFoundError, CacheError, TensorCache, c
 from ..models.lm import CausalLMAdapter, load_causal_lm
 from ..models.encoders import PatchEncoder, load_image_encoder, toy_vit_encoder
 from ..toy.nets import ToyViT
+from ..toy.train import Loop, fit, warmup_cosine_lr
 from ..data.sources import add_source_args, training_data_from_args
 from .captioner import Captioner, ImageProjection, as_images, caption_loss, first_noun, pool_grid, pool_patches
 from ..toy.world import SHAPES, SceneSpec, VOCAB, caption, check_size, describe, sample_batch, sample_spec, split_seeds
@@ -27,9 +28,9 @@ from ..models.weights import is_hub_id
 _logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['DEFAULT_PROJECTIONS', 'SceneSource', 'cache_features', 'ProjectionConfig', 'check_config', 'projection_lr_at',
-           'embed_norm', 'step_indices', 'read_run_log', 'train_projection', 'caption_metrics', 'save_projection',
-           'load_projection', 'load_encoder', 'load_captioner', 'add_projection_train_args', 'run_projection_train_cli']
+__all__ = ['DEFAULT_PROJECTIONS', 'SceneSource', 'cache_features', 'ProjectionConfig', 'check_config', 'embed_norm',
+           'step_indices', 'train_projection', 'caption_metrics', 'save_projection', 'load_projection', 'load_encoder',
+           'load_captioner', 'add_projection_train_args', 'run_projection_train_cli']
 
 # %% ../../nbs/limber/21_projection.ipynb #fef7afed
 @dataclasses.dataclass(frozen=True)
@@ -203,13 +204,6 @@ def check_config(cfg: ProjectionConfig) -> ProjectionConfig:
     return cfg
 
 
-def projection_lr_at(step: int, cfg: ProjectionConfig) -> float:
-    "Learning rate of 0-based projection step `step` (one phase; cf. `train.recipe_lr_at`): linear warm-up over `cfg.warmup` steps, then cosine decay to `lr * min_lr_ratio`."
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup - 1))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
-
 # %% ../../nbs/limber/21_projection.ipynb #a13embn1
 def embed_norm(lm: CausalLMAdapter, out_norm: float | str | None) -> float | None:
     "`out_norm` as a number: 'embed' is the mean L2 norm of the LM's token embeddings (rows of W_E)."
@@ -241,13 +235,9 @@ def _run_keys(cfg: dict) -> dict:
 
 
 def _restore_projection(
-    out: Path, cfg: ProjectionConfig, projection: nn.Module, opt: torch.optim.Optimizer, main: bool = True
+    state: dict, out: Path, cfg: ProjectionConfig, projection: nn.Module, opt: torch.optim.Optimizer
 ) -> tuple[int, float]:
-    "Load `out/checkpoint.pt` into the projection and optimizer; (step, training seconds so far), (0, 0.0) if none."
-    ck = out / 'checkpoint.pt'
-    if not ck.exists():
-        return 0, 0.0
-    state = torch.load(ck, map_location='cpu', weights_only=True)
+    "Load the checkpoint `state` of run folder `out` into the projection and optimizer; (step, training seconds so far)."
     if _run_keys(state['config']) != _run_keys(dataclasses.asdict(cfg)):
         diff = {
             k: (state['config'].get(k), v)
@@ -259,23 +249,9 @@ def _restore_projection(
         )
     projection.load_state_dict(state['projection'])
     opt.load_state_dict(state['optimizer'])
-    log = out / 'metrics.jsonl'
-    if main and log.exists():  # drop records written after the checkpoint
-        keep = [
-            l
-            for l in log.read_text().splitlines()
-            if l.strip() and json.loads(l).get('step', 0) <= state['step'] and 'eval' not in json.loads(l)
-        ]
-        atomic_write(log, lambda p: Path(p).write_text(''.join(l + '\n' for l in keep)))
     return state['step'], state['elapsed']
 
 # %% ../../nbs/limber/21_projection.ipynb #0d50845d
-def read_run_log(out_dir: str | Path) -> list[dict]:
-    "The records of the `metrics.jsonl` in run folder `out_dir` (`train.read_log` reads a log file by path)."
-    p = Path(out_dir) / 'metrics.jsonl'
-    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
-
-
 def _accelerator(device: str | None):
     "An `accelerate.Accelerator` on `device` ('cpu' forces the CPU; None lets accelerate choose)."
     from accelerate import Accelerator
@@ -285,81 +261,46 @@ def _accelerator(device: str | None):
     return Accelerator(cpu=device is not None and torch.device(device).type == 'cpu')
 
 # %% ../../nbs/limber/21_projection.ipynb #308e65a7
-def _train_steps(
-    cap: Captioner,
-    proj: nn.Module,
-    opt,
-    acc,
-    feats: torch.Tensor,
-    src: SceneSource,
-    cfg: ProjectionConfig,
-    out: Path,
-    start: int,
-    stop: int,
-    elapsed: float,
-) -> tuple[int, float]:
-    "Optimizer steps start..stop-1 with logging and checkpoints; returns (next step, training seconds)."
-    t_start, losses, t_log, step = time.time(), [], time.time(), start
-    bar = tqdm(
-        total=cfg.steps,
-        initial=start,
-        desc='projection',
-        disable=not (cfg.progress and acc.is_main_process),
-        leave=False,
+def _projection_loop(
+    cap: Captioner, proj: nn.Module, opt, acc, feats: torch.Tensor, src, cfg: ProjectionConfig, out: Path
+) -> tuple[Loop, Callable]:
+    "The `train.fit` `Loop` of a projection run (`proj`, `opt` prepared by `acc`) and its caption `loss_fn`."
+
+    def batches(start, stop):  # each process takes its share of the step's scenes
+        for step in range(start, stop):
+            idx, ep = step_indices(step, cfg.batch_size, len(feats), cfg.seed)
+            yield dict(step=step, idx=idx[acc.process_index :: acc.num_processes], epochs=ep[acc.process_index :: acc.num_processes])
+
+    def loss_fn(batch, step):
+        idx = batch['idx']
+        tokens = proj(feats[idx].to(acc.device))
+        return caption_loss(cap, tokens, src.captions(idx.tolist(), batch['epochs'].tolist()), cfg.prompt, cfg.max_caption_tokens), {}
+
+    def lr_at(step):
+        return warmup_cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps - cfg.warmup - 1, cfg.min_lr_ratio)
+
+    def state(step, seconds):
+        sd = acc.unwrap_model(proj).state_dict()
+        return dict(step=step, projection=sd, optimizer=opt.state_dict(), config=dataclasses.asdict(cfg), elapsed=seconds)
+
+    def record(step, window, seconds, total):
+        loss = float(np.mean([l.item() for l, _, _ in window]))
+        return dict(step=step, loss=loss, lr=lr_at(step - 1), s_per_step=seconds / len(window), elapsed_s=total)
+
+    loop = Loop(
+        opt,
+        batches,
+        lr_at,
+        out / 'checkpoint.pt',
+        state,
+        lambda ckpt: _restore_projection(ckpt, out, cfg, acc.unwrap_model(proj), opt),
+        record,
+        amp=lambda: torch.autocast(acc.device.type, torch.bfloat16, enabled=cfg.bf16),
+        grad_clip=cfg.grad_clip,
+        acc=acc,
+        bar=dict(desc='projection', disable=not (cfg.progress and acc.is_main_process), leave=False),
     )
-
-    def save(step):
-        if acc.is_main_process:
-            state = dict(
-                step=step,
-                projection=acc.unwrap_model(proj).state_dict(),
-                optimizer=opt.state_dict(),
-                config=dataclasses.asdict(cfg),
-                elapsed=elapsed + time.time() - t_start,
-            )
-            atomic_write(out / 'checkpoint.pt', lambda p: torch.save(state, p))
-
-    while step < stop:
-        idx, ep = (
-            t[acc.process_index :: acc.num_processes] for t in step_indices(step, cfg.batch_size, len(feats), cfg.seed)
-        )
-        for g in opt.param_groups:
-            g['lr'] = projection_lr_at(step, cfg)
-        with torch.autocast(acc.device.type, torch.bfloat16, enabled=cfg.bf16):
-            loss = caption_loss(
-                cap,
-                proj(feats[idx].to(acc.device)),
-                src.captions(idx.tolist(), ep.tolist()),
-                cfg.prompt,
-                cfg.max_caption_tokens,
-            )
-        acc.backward(loss)
-        if cfg.grad_clip:
-            acc.clip_grad_norm_(proj.parameters(), cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(acc.reduce(loss.detach(), 'mean').item())
-        step += 1
-        bar.update()
-        bar.set_postfix(loss=f'{losses[-1]:.3f}')
-        timeout = cfg.max_minutes is not None and time.time() - t_start > 60 * cfg.max_minutes
-        if acc.is_main_process and (step % cfg.log_every == 0 or step == stop or timeout):
-            rec = dict(
-                step=step,
-                loss=float(np.mean(losses)),
-                lr=projection_lr_at(step - 1, cfg),
-                s_per_step=(time.time() - t_log) / len(losses),
-                elapsed_s=elapsed + time.time() - t_start,
-            )
-            with open(out / 'metrics.jsonl', 'a') as fh:
-                fh.write(json.dumps(rec) + '\n')
-            losses, t_log = [], time.time()
-        if step % cfg.ckpt_every == 0 or step == stop or timeout:
-            save(step)
-        if timeout:
-            break
-    bar.close()
-    return step, elapsed + time.time() - t_start
+    return loop, loss_fn
 
 # %% ../../nbs/limber/21_projection.ipynb #9a0c5dc3
 def _warm_start(projection: ImageProjection, init_from: str):
@@ -407,24 +348,19 @@ def train_projection(
     opt = torch.optim.AdamW(
         cap.projection.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
     )
-    out.mkdir(parents=True, exist_ok=True)
-    start, elapsed = _restore_projection(out, cfg, cap.projection, opt, acc.is_main_process) if resume else (0, 0.0)
-    if not resume and acc.is_main_process:
-        (out / 'metrics.jsonl').unlink(missing_ok=True)
     proj, opt = acc.prepare(cap.projection, opt)
-    step, elapsed = _train_steps(
-        cap, proj, opt, acc, feats, src, cfg, out, start, min(cfg.steps, until or cfg.steps), elapsed
-    )
+    loop, loss_fn = _projection_loop(cap, proj, opt, acc, feats, src, cfg, out)
+    log = fit(cfg, out, {'projection': cap.projection}, loss_fn, resume=resume, stop_at=until, loop=loop)
+    step = loop.step
     cap.info = dict(
         steps=step,
         finished=step >= cfg.steps,
-        train_seconds=round(elapsed, 1),
+        train_seconds=round(loop.elapsed, 1),
         device=str(acc.device),
         processes=acc.num_processes,
         config=dataclasses.asdict(cfg),
     )
     if cap.info['finished'] and acc.is_main_process:
-        log = read_run_log(out)
         cap.info['s_per_step'] = float(np.median([r['s_per_step'] for r in log if 's_per_step' in r])) if log else None
         if cfg.n_eval and data is None:
             cap.info['metrics'] = caption_metrics(cap, 'test', cfg.n_eval, image_size=cfg.image_size)

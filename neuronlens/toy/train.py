@@ -4,7 +4,7 @@
 
 # %% ../../nbs/toy/10_train.ipynb #1ba36b05
 from __future__ import annotations
-import json, math, os, re, tempfile, time
+import contextlib, json, math, os, re, tempfile, time
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 from typing import Callable
@@ -22,9 +22,9 @@ from .nets import WordTokenizer
 from ..models.hooks import ImagePreprocess
 
 # %% auto #0
-__all__ = ['RECIPES', 'TrainConfig', 'recipe', 'recipe_lr_at', 'step_seeds', 'toyworld_tokenizer', 'make_batch', 'StepBatches',
-           'step_loader', 'save_checkpoint', 'load_checkpoint', 'read_log', 'fit', 'pixels', 'clip_loss',
-           'toyclip_loss']
+__all__ = ['RECIPES', 'TrainConfig', 'recipe', 'warmup_cosine_lr', 'recipe_lr_at', 'step_seeds', 'toyworld_tokenizer',
+           'make_batch', 'StepBatches', 'step_loader', 'save_checkpoint', 'load_checkpoint', 'read_log', 'Loop',
+           'recipe_loop', 'fit', 'pixels', 'clip_loss', 'toyclip_loss']
 
 # %% ../../nbs/toy/10_train.ipynb #008f669a
 @dataclass
@@ -110,18 +110,29 @@ def recipe(
         check_correlations(cfg.correlations)
     return cfg
 
+# %% ../../nbs/toy/10_train.ipynb #595ac99f
+def warmup_cosine_lr(
+    step: int,  # 0-based step within the phase
+    lr: float,  # peak learning rate
+    warmup: int,  # linear warm-up steps (0: none)
+    decay: int,  # steps after the warm-up over which the cosine falls to `lr * min_ratio`
+    min_ratio: float = 0.1,
+) -> float:
+    "The one learning-rate schedule of every run: linear warm-up to `lr`, then cosine decay to `lr * min_ratio`."
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, decay))
+    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+
 # %% ../../nbs/toy/10_train.ipynb #9f8afa06
 def recipe_lr_at(
     step: int,  # 0-based optimizer step
     cfg: TrainConfig,
 ) -> float:
-    "Learning rate of a zoo recipe's `step` (cf. `projection.projection_lr_at`): per phase, linear warm-up, then cosine decay to 10% of `cfg.lr`."
+    "Learning rate of a zoo recipe's `step`: `warmup_cosine_lr` in each phase, the warm-up shortened to a quarter of short phases."
     start, n = (0, cfg.sup_steps) if step < cfg.sup_steps else (cfg.sup_steps, cfg.steps - cfg.sup_steps)
-    t, w = step - start, min(cfg.warmup, max(1, n // 4))
-    if t < w:
-        return cfg.lr * (t + 1) / w
-    p = min(1.0, (t - w) / max(1, n - w))
-    return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * p)))
+    w = min(cfg.warmup, max(1, n // 4))
+    return warmup_cosine_lr(step - start, cfg.lr, w, n - w)
 
 # %% ../../nbs/toy/10_train.ipynb #55fdedce
 def step_seeds(
@@ -245,11 +256,9 @@ def _rewrite_log(path: Path, recs: list[dict]):
 
 # %% ../../nbs/toy/10_train.ipynb #e4b68a2d
 def _restore_recipe(
-    ckpt: dict | None, cfg: TrainConfig, modules: dict[str, nn.Module], opt: torch.optim.Optimizer
-) -> int:
-    "Load `ckpt` into `modules` and `opt` and return its step (0 without a checkpoint)."
-    if ckpt is None:
-        return 0
+    ckpt: dict, cfg: TrainConfig, modules: dict[str, nn.Module], opt: torch.optim.Optimizer, log_path: Path
+) -> tuple[int, float]:
+    "Load `ckpt` into `modules` and `opt`; its step and the training seconds the log reached by then."
     want = {k: v for k, v in asdict(cfg).items() if k not in _RUNTIME}
     have = {k: v for k, v in ckpt['config'].items() if k not in _RUNTIME}
     diff = sorted(k for k in want if json.dumps(want[k], sort_keys=True) != json.dumps(have.get(k), sort_keys=True))
@@ -260,7 +269,8 @@ def _restore_recipe(
     for name, m in modules.items():
         m.load_state_dict(ckpt['modules'][name])
     opt.load_state_dict(ckpt['optimizer'])
-    return int(ckpt['step'])
+    step = int(ckpt['step'])
+    return step, (read_log(log_path, upto=step) or [{'time': 0.0}])[-1]['time']
 
 
 def _optimizer(cfg: TrainConfig, modules: dict[str, nn.Module]) -> torch.optim.AdamW:
@@ -273,90 +283,128 @@ def _optimizer(cfg: TrainConfig, modules: dict[str, nn.Module]) -> torch.optim.A
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
 
 # %% ../../nbs/toy/10_train.ipynb #d4a6d072
-def _state(cfg, modules, opt, step) -> dict:
-    return {
-        'config': json.loads(json.dumps(asdict(cfg))),
-        'step': step,
-        'optimizer': opt.state_dict(),
-        'modules': {k: m.state_dict() for k, m in modules.items()},
-    }
+@dataclass
+class Loop:
+    "What differs between kinds of runs that `fit` trains: data, schedule, optimizer, checkpoint contents, log records."
 
+    opt: torch.optim.Optimizer  # over the trained parameters (prepared by `accelerate` when `acc` is set)
+    batches: Callable  # (start, stop) -> the batches of steps start..stop-1, in order, each a dict with its 'step'
+    lr_at: Callable  # 0-based step -> learning rate
+    ckpt_path: Path  # the checkpoint file
+    state: Callable  # (step, training seconds) -> the checkpoint
+    restore: Callable  # checkpoint -> (step, training seconds so far); loads weights and optimizer, refuses another run's
+    record: Callable  # (step, [(loss, grad norm, info)] since the last record, seconds since it, training seconds) -> log record
+    amp: Callable = contextlib.nullcontext  # () -> the autocast context of the forward pass
+    grad_clip: float = 1.0  # max gradient norm (0: off)
+    acc: object | None = None  # an `accelerate.Accelerator`: backward, clipping and loss averaging; its main process writes
+    bar: dict = field(default_factory=dict)  # tqdm options of the progress bar
+    step: int = 0  # set by `fit`: the step reached
+    elapsed: float = 0.0  # set by `fit`: training seconds in all, over resumes
 
-def _train_step(opt, loss_fn, batch, step: int, cfg: TrainConfig, dev: torch.device):
-    "One optimizer step under autocast with gradient clipping; returns (loss, grad norm, info)."
-    for g in opt.param_groups:
-        g['lr'] = recipe_lr_at(step, cfg)
-    with autocast(dev):
-        loss, info = loss_fn(batch, step)  # off where autocast_dtype is float32 (CPUs without bf16 units)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    gnorm = nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g['params']], 1.0)
-    opt.step()
-    return loss, gnorm, info
+# %% ../../nbs/toy/10_train.ipynb #03c684cc
+def recipe_loop(
+    cfg: TrainConfig,
+    out_dir: Path,
+    modules: dict[str, nn.Module],  # modules to train, already on the device
+    tokenizer=None,
+) -> Loop:
+    "The `Loop` of the zoo recipes: toy-world batches, `recipe_lr_at`, AdamW, autocast, `checkpoints/last.pt`."
+    dev, opt, log_path = model_device(next(iter(modules.values()))), _optimizer(cfg, modules), out_dir / 'metrics.jsonl'
 
+    def state(step, seconds):
+        return {
+            'config': json.loads(json.dumps(asdict(cfg))),
+            'step': step,
+            'optimizer': opt.state_dict(),
+            'modules': {k: m.state_dict() for k, m in modules.items()},
+        }
 
-def _progress(cfg: TrainConfig, step: int) -> tqdm:
-    "The progress bar (shown on a terminal, or always with NEURONLENS_PROGRESS=1)."
-    return tqdm(
-        total=cfg.steps,
-        initial=step,
-        desc=cfg.model,
-        mininterval=5,
-        disable=False if os.environ.get('NEURONLENS_PROGRESS') else None,
+    def record(step, window, seconds, total):
+        loss, gnorm, info = window[-1]
+        return {
+            'step': step,
+            'lr': recipe_lr_at(step - 1, cfg),
+            'loss': loss.item(),
+            'grad_norm': gnorm.item(),
+            'time': round(total, 3),
+            **{k: float(v.detach() if torch.is_tensor(v) else v) for k, v in info.items()},
+        }
+
+    return Loop(
+        opt,
+        lambda start, stop: step_loader(cfg, start, stop, tokenizer, pin=dev.type == 'cuda'),
+        lambda step: recipe_lr_at(step, cfg),
+        out_dir / 'checkpoints' / 'last.pt',
+        state,
+        lambda ckpt: _restore_recipe(ckpt, cfg, modules, opt, log_path),
+        record,
+        amp=lambda: autocast(dev),  # off where autocast_dtype is float32 (CPUs without bf16 units)
+        bar=dict(desc=cfg.model, mininterval=5, disable=False if os.environ.get('NEURONLENS_PROGRESS') else None),
     )
 
 # %% ../../nbs/toy/10_train.ipynb #f1874be1
 def fit(
-    cfg: TrainConfig,
-    out_dir: str | Path,
+    cfg,  # a `TrainConfig`, or any config with `steps`, `log_every`, `ckpt_every`, `max_minutes` (and `eval_every`)
+    out_dir: str | Path,  # the checkpoint (see `loop`) and metrics.jsonl go here
     modules: dict[str, nn.Module],  # modules to train, already on the device
     loss_fn: Callable,  # (batch, step) -> (loss, info dict of scalars)
     eval_fn: Callable | None = None,  # () -> dict of validation metrics, every `cfg.eval_every` steps
     resume: bool = True,
     stop_at: int | None = None,  # stop after this step, as if interrupted
-    tokenizer=None,
+    tokenizer=None,  # for the default loop's toy-world captions
+    loop: Loop | None = None,  # None: `recipe_loop(cfg, out_dir, modules, tokenizer)`
 ) -> list[dict]:
-    "Train `modules` on fresh toy-world batches with checkpoints, resume, logging and a time limit; returns the log."
+    "Train `modules` with checkpoints, resume, logging and a time limit (fresh toy-world batches by default); returns the log."
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path, log_path = out_dir / 'checkpoints' / 'last.pt', out_dir / 'metrics.jsonl'
-    dev, opt = model_device(next(iter(modules.values()))), _optimizer(cfg, modules)
-    step = _restore_recipe(load_checkpoint(ckpt_path) if resume else None, cfg, modules, opt)
-    _rewrite_log(log_path, read_log(log_path, upto=step) if resume else [])
-    stop, t0, t_base = (
-        min(cfg.steps, stop_at or cfg.steps),
-        time.time(),
-        (read_log(log_path) or [{'time': 0.0}])[-1]['time'],
-    )
+    loop = loop or recipe_loop(cfg, out_dir, modules, tokenizer)
+    log_path, main = out_dir / 'metrics.jsonl', loop.acc is None or loop.acc.is_main_process
+    ckpt = load_checkpoint(loop.ckpt_path) if resume else None
+    step, elapsed = loop.restore(ckpt) if ckpt is not None else (0, 0.0)
+    if main:  # drop records written after the checkpoint (and a finished run's evaluation)
+        _rewrite_log(log_path, [r for r in read_log(log_path, upto=step) if 'eval' not in r] if resume else [])
+    stop, t0, t_rec, window = min(cfg.steps, stop_at or cfg.steps), time.time(), time.time(), []
     for m in modules.values():
         m.train()
-    with open(log_path, 'a') as log, _progress(cfg, step) as bar:
-        for batch in step_loader(cfg, step, stop, tokenizer, pin=dev.type == 'cuda'):
+    with tqdm(total=cfg.steps, initial=step, **loop.bar) as bar:
+        for batch in loop.batches(step, stop):
             assert batch['step'] == step, (batch['step'], step)
-            loss, gnorm, info = _train_step(opt, loss_fn, batch, step, cfg, dev)
+            window.append(_train_step(loop, loss_fn, batch, step))
             step += 1
             bar.update(1)
             timeout = cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes
             end = step == stop or timeout
-            if step % cfg.log_every == 0 or end:
-                rec = {
-                    'step': step,
-                    'lr': recipe_lr_at(step - 1, cfg),
-                    'loss': loss.item(),
-                    'grad_norm': gnorm.item(),
-                    'time': round(t_base + time.time() - t0, 3),
-                    **{k: float(v.detach() if torch.is_tensor(v) else v) for k, v in info.items()},
-                }
-                if eval_fn and cfg.eval_every and (step % cfg.eval_every == 0 or end):
+            if (step % cfg.log_every == 0 or end) and main:
+                rec = loop.record(step, window, time.time() - t_rec, elapsed + time.time() - t0)
+                if eval_fn and getattr(cfg, 'eval_every', 0) and (step % cfg.eval_every == 0 or end):
                     rec |= _quiet_eval(eval_fn, modules)
-                log.write(json.dumps(rec) + '\n')
-                log.flush()
+                with open(log_path, 'a') as log:
+                    log.write(json.dumps(rec) + '\n')
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", refresh=False)
-            if step % cfg.ckpt_every == 0 or end:
-                save_checkpoint(ckpt_path, _state(cfg, modules, opt, step))
+                t_rec, window = time.time(), []
+            if (step % cfg.ckpt_every == 0 or end) and main:
+                save_checkpoint(loop.ckpt_path, loop.state(step, elapsed + time.time() - t0))
             if timeout:
                 break
-    return read_log(log_path)
+    loop.step, loop.elapsed = step, elapsed + time.time() - t0
+    return read_log(log_path) if main else []
+
+
+def _train_step(loop: Loop, loss_fn: Callable, batch: dict, step: int) -> tuple:
+    "One optimizer step: the learning rate, the forward pass under `loop.amp`, backward, clipping; (loss, grad norm, info)."
+    opt, acc = loop.opt, loop.acc
+    for g in opt.param_groups:
+        g['lr'] = loop.lr_at(step)
+    with loop.amp():
+        loss, info = loss_fn(batch, step)
+    opt.zero_grad(set_to_none=True)
+    acc.backward(loss) if acc is not None else loss.backward()
+    gnorm = None
+    if loop.grad_clip:
+        params = [p for g in opt.param_groups for p in g['params']]
+        gnorm = (acc.clip_grad_norm_ if acc is not None else nn.utils.clip_grad_norm_)(params, loop.grad_clip)
+    opt.step()
+    return (loss if acc is None else acc.reduce(loss.detach(), 'mean')), gnorm, info
 
 
 def _quiet_eval(eval_fn, modules) -> dict:
