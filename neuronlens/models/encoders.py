@@ -102,7 +102,6 @@ def efficientnet_encoder(model: nn.Module, preprocess: ImagePreprocess | None = 
 
 def toy_vit_encoder(model: ToyViT, preprocess: ImagePreprocess | None = None) -> PatchEncoder:
     "The patch tokens of a `ToyViT` (CLS dropped)."
-    g = model.config['image_size'] // model.config['patch_size']
     return PatchEncoder(
         model,
         lambda m, x: m(x)[:, 1:].unflatten(1, (x.shape[-2] // model.config['patch_size'], -1)),
