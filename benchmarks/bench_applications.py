@@ -88,13 +88,17 @@ def main():
     p = argparse.ArgumentParser(); p.add_argument('--device', default='cpu'); p.add_argument('--n-scenes', type=int, default=1000)
     p.add_argument('--only', default='speed,segment,ablate,adversarial,attributes'); p.add_argument('--cache', default=None)
     p.add_argument('--n-images', type=int, default=2000)
+    p.add_argument('--model', default='toyclip', help='zoo name or .safetensors path; rows of other models go under "models"')
     p.add_argument('--lm-pair-stride', type=int, default=4, help='adversarial-lm: every k-th ordered class pair (SmolLM2 is slow on CPU)')
     a = p.parse_args()
     dev = torch.device(a.device); cache = TensorCache(a.cache)
-    clip = models.load_model('toyclip'); clip.model.to(dev)
+    clip = models.load_model(a.model); clip.model.to(dev)
+    card = models.load_zoo_model(a.model)[1]
     res = json.loads(OUT.read_text()) if OUT.exists() else {}
-    res.setdefault('runs', {})
-    row = res['runs'].get(dev.type, {})  # sections run separately add to the same row
+    model_name = Path(a.model).stem
+    runs = res.setdefault('runs', {}) if model_name == 'toyclip' else res.setdefault('models', {}).setdefault(model_name, {})
+    row = runs.get(dev.type, {})  # sections run separately add to the same row
+    row['model'] = {'name': model_name, 'card': {k: card.get(k) for k in ('train_command', 'steps', 'planned_steps', 'notes', 'metrics')}}
     row.update({'split_lens_runs': 'valid', 'split_scored': 'test'})
     row.setdefault('hardware_by_section', {})
     for what in a.only.split(','):
@@ -119,7 +123,7 @@ def main():
                 row['attributes'][name]['reliance'] = _clean(planted_reliance(m, n=200))  # does the model read the planted cues?
         row.setdefault('seconds', {})[what] = round(time.perf_counter() - t, 1)
         row['hardware_by_section'][what] = {**hardware(dev), 'n_scenes': a.n_scenes, 'n_images_lens_runs': a.n_images}
-        res['runs'][f'{dev.type}'] = row
+        runs[dev.type] = row
         OUT.parent.mkdir(parents=True, exist_ok=True); OUT.write_text(json.dumps(res, indent=1))
         print(what, row['seconds'][what], 's', flush=True)
     res.setdefault('gpu_command', 'python benchmarks/bench_applications.py --device cuda')
