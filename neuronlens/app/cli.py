@@ -8,12 +8,12 @@ import argparse, logging, sys, traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..core import NeuronLensError, check_folders, optional_module
+from ..core import ConfigError, NeuronLensError, check_folders, optional_module
 import importlib
 
 # %% auto #0
-__all__ = ['COMMANDS', 'COMMAND_MODULES', 'COMMAND_INDEX', 'add_command', 'build_parser', 'main', 'error_line', 'command_of',
-           'register_plugins']
+__all__ = ['COMMANDS', 'COMMAND_MODULES', 'COMMAND_INDEX', 'REPRODUCE_PROTOCOLS', 'add_command', 'build_parser', 'main',
+           'error_line', 'command_of', 'register_plugins']
 
 # %% ../../nbs/app/61_cli.ipynb #919009e5
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {}
@@ -181,6 +181,12 @@ def _register_builtin():
         _train_run,
     )
     add_command(
+        'reproduce',
+        "run a paper's protocol on your CLIP and the paper's data and write its tables (resumable)",
+        _reproduce_args,
+        _reproduce_run,
+    )
+    add_command(
         'neurons',
         'find, decode and score the multimodal neurons of a LiMBeR captioner (cached)',
         _lazy('limber.commands', 'add_neurons_args'),
@@ -220,6 +226,33 @@ def _train_run(args) -> int:
     from neuronlens.toy import recipes
 
     return projection.run_projection_train_cli(args) if args.model == 'projection' else recipes.run_train_cli(args)
+
+# %% ../../nbs/app/61_cli.ipynb #c76a5187
+REPRODUCE_PROTOCOLS = {  # `neuronlens reproduce PAPER` -> (module with add_reproduce_args / run_reproduce_cli, help)
+    'second-order': (
+        'lens.reproduce',
+        'the second-order lens paper: significance, directions, decompositions, ablations, segmentation, adversarial pairs',
+    ),
+    'multimodal': ('limber.reproduce', 'the multimodal-neurons paper (LiMBeR captioner, COCO evaluation)'),
+}
+
+
+def _reproduce_args(p: argparse.ArgumentParser):
+    "`neuronlens reproduce PAPER`: one sub-parser per paper, its options from the paper's own module."
+    sub = p.add_subparsers(dest='protocol', metavar='PAPER', required=True)
+    for name, (module, help_) in REPRODUCE_PROTOCOLS.items():
+        sp = sub.add_parser(name, help=help_, description=help_)
+        # imported when the command runs, so that `neuronlens --help` does not load torch and open_clip
+        mod = optional_module(module)
+        if mod is not None:
+            mod.add_reproduce_args(sp)
+
+
+def _reproduce_run(args) -> int:
+    module = REPRODUCE_PROTOCOLS[args.protocol][0]
+    if optional_module(module) is None:
+        raise ConfigError(f"`neuronlens reproduce {args.protocol}` needs neuronlens.{module}, which this install lacks")
+    return _lazy(module, 'run_reproduce_cli')(args)
 
 # %% ../../nbs/app/61_cli.ipynb #8213e98a
 if __name__ == '__main__':
