@@ -4,12 +4,10 @@
 
 # %% ../../nbs/models/06_timm_clip.ipynb #4a30bc6f
 from __future__ import annotations
-import math
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 from ..core import ConfigError, model_device, model_dtype
 from .hooks import HookSite, HookedAdapter, ImagePreprocess
