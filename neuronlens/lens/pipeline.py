@@ -16,6 +16,7 @@ from ..core import ConfigError, TensorCache, cache_key, state_dict_hash, model_d
 from .second_order import LayerEffects, check_layer, compute_layer_effects, direction_bank, neuron_directions
 from ..data.sources import ImageSource, add_source_args, source_from_args
 from ..models.clip import load_clip, ClipAdapter
+from ..models.timm_clip import TimmClipAdapter
 from ..models.zoo import load_model
 import sys
 from ..data.runs import process_state, shard_range
@@ -93,10 +94,12 @@ def lens_model(
     adapter,  # the adapter the user passed, or None for a bare open_clip CLIP
     model: nn.Module,  # the model inside it
 ):
-    "What the lens reads: the bare open_clip model for CLS-pooled towers, the adapter for other poolings and HF towers."
+    "What the lens reads: the bare open_clip model for CLS-pooled towers, an adapter for other poolings, timm and HF towers."
+    visual = getattr(model, 'visual', None)
+    if adapter is None and hasattr(visual, 'trunk'):  # an open_clip timm tower (SigLIP, timm ViTs): refused there if unreadable
+        return TimmClipAdapter(model)
     if adapter is None:
         return model
-    visual = getattr(model, 'visual', None)
     cls_pooled = getattr(visual, 'pool_type', 'tok') == 'tok' and getattr(visual, 'attn_pool', None) is None
     return model if isinstance(adapter, ClipAdapter) and cls_pooled else adapter
 
@@ -217,7 +220,7 @@ def load_run(cache: TensorCache, key: str) -> SecondOrderRun:
 def add_second_order_args(p):
     "Options of `neuronlens second-order`."
     p.add_argument(
-        '--model', default='toyclip', help="zoo name (default: toyclip), open_clip architecture (e.g. ViT-B-32) or hf-hub:org/name"
+        '--model', default='toyclip', help="zoo name (default: toyclip), open_clip architecture (a ViT with CLS, average or CoCa pooling, e.g. ViT-B-32, or a timm ViT tower) or hf-hub:org/name"
     )
     p.add_argument(
         '--pretrained', default=None, help="open_clip pretrained tag (e.g. openai; read from the local Hugging Face cache, downloaded when online) or local checkpoint file (random init if omitted)"

@@ -375,9 +375,9 @@ def patched_embedding(
 
 # %% ../../nbs/lens/30_second_order.ipynb #e78f4c5c
 def _ln1(adapter: HookedAdapter, layer: int) -> nn.LayerNorm:
-    "The attention LayerNorm of block `layer` of an adapter's tower (open_clip `ln_1`, transformers `layer_norm1`)."
+    "The attention LayerNorm of block `layer` of an adapter's tower (open_clip `ln_1`, transformers `layer_norm1`, timm `norm1`)."
     blk = adapter.blocks[layer]
-    return blk.ln_1 if hasattr(blk, 'ln_1') else blk.layer_norm1
+    return blk.ln_1 if hasattr(blk, 'ln_1') else blk.norm1 if hasattr(blk, 'norm1') else blk.layer_norm1
 
 
 @torch.no_grad()

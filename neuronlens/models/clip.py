@@ -16,6 +16,7 @@ from ..core import ConfigError, WeightsNotFoundError, model_device, model_dtype
 from .hooks import HookSite, HookedAdapter, ImagePreprocess
 import zipfile
 from .weights import cached_repo_id, resolve_hub_file
+from .timm_clip import TimmClipAdapter
 
 _logger = logging.getLogger(__name__)
 
@@ -380,7 +381,8 @@ def load_clip(
             f"{weights} looks trained with {act[trained_qg]} ({why}) but {given!r} was built with {act[built_qg]}: load it with {fix}",
             stacklevel=2,
         )
-    adapter = ClipAdapter(model, open_clip.get_tokenizer(name))
+    tower = TimmClipAdapter if hasattr(model.visual, 'trunk') else ClipAdapter  # open_clip timm towers: SigLIP, timm ViTs
+    adapter = tower(model, open_clip.get_tokenizer(name), clip_preprocess(model.visual))
     adapter.checkpoint = loaded  # {'path', 'tensors', 'matched'} of the loaded checkpoint; None for a random init
     return adapter
 

@@ -16,8 +16,8 @@ from .clip import ClipAdapter, mha_weights
 from .hooks import HookSite, HookedAdapter, ImagePreprocess
 
 # %% auto #0
-__all__ = ['hf_clip_hook_table', 'hf_block_weights', 'open_clip_readout', 'lens_readout', 'HFClipAdapter', 'tiny_hf_clip',
-           'load_hf_clip']
+__all__ = ['hf_clip_hook_table', 'hf_block_weights', 'open_clip_readout', 'lens_readout', 'attn_pool_readout', 'HFClipAdapter',
+           'tiny_hf_clip', 'load_hf_clip']
 
 # %% ../../nbs/models/05_hf_clip.ipynb #352c17cf
 def hf_clip_hook_table(
@@ -102,11 +102,34 @@ def lens_readout(
     if hasattr(adapter, 'readout'):
         return adapter.readout(final)
     if isinstance(adapter, ClipAdapter):
-        return open_clip_readout(adapter.visual, final)
+        pooler = getattr(adapter.visual, 'attn_pool', None) is not None  # CoCa
+        return (attn_pool_readout if pooler else open_clip_readout)(adapter.visual, final)
     raise ConfigError(
-        f"no lens readout for {type(adapter).__name__}; accepted: ClipAdapter (open_clip ViT, CLS or average pooling), "
-        "HFClipAdapter (transformers CLIPModel, SiglipModel)"
+        f"no lens readout for {type(adapter).__name__}; accepted: ClipAdapter (open_clip ViT: CLS, average or CoCa attention pooling), "
+        "HFClipAdapter (transformers CLIPModel, SiglipModel), TimmClipAdapter (open_clip timm ViT towers)"
     )
+
+# %% ../../nbs/models/05_hf_clip.ipynb #16b616fa
+def attn_pool_readout(
+    visual: nn.Module,  # an open_clip `VisionTransformer` with CoCa's `attn_pool` (an `AttentionalPooler`)
+    final: torch.Tensor | None = None,  # clean final residual [batch, pos, d_model]; None: maps only
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    "Pooling coefficients `[batch, n_pool, pos]` and readout maps `[n_pool, d_model, d_out]` of CoCa's attention pooler."
+    ap, ln = visual.attn_pool, visual.ln_post
+    if getattr(visual, 'attn_pool_contrastive', None) is not None or visual.pool_type != 'tok':
+        raise ConfigError("the lens reads open_clip's original CoCa pooler (attn_pool, then ln_post, then the first "
+                          "query); the 'parallel' and 'cascade' poolers and other pool types are not supported")
+    w = mha_weights(ap.attn)
+    d = ln.weight.shape[0]
+    centre = torch.eye(d, dtype=ln.weight.dtype, device=ln.weight.device) - 1 / d  # ln_post centres the pooled query
+    maps = torch.einsum('d,hde,hef,fg,g,go->hdo', ap.ln_k.weight, w['W_V'], w['W_O'], centre, ln.weight, visual.proj)
+    if final is None:
+        return None, maps
+    y = ap.ln_k(final)
+    q = ap.ln_q(ap.query)[None].expand(len(final), -1, -1).to(y)
+    pooled, pattern = ap.attn(q, y, y, need_weights=True, average_attn_weights=False)  # pattern [batch, heads, query, pos]
+    scale = _sigma(ap.ln_k, final)[:, None] * _sigma(ln, pooled[:, 0])[:, None, None]  # both LayerNorms' clean scales
+    return pattern[:, :, 0] / scale, maps
 
 # %% ../../nbs/models/05_hf_clip.ipynb #2a46f991
 def _image_embeds(out) -> torch.Tensor:
