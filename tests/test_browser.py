@@ -193,3 +193,74 @@ def test_atlas_pages_load_cleanly(atlas_site, browser):
     assert not problems, '\n'.join(problems[:20])
     assert not external, external
     assert 0 < shown <= total and hidden_all == 0, (word, shown, total, hidden_all)
+
+
+@pytest.fixture(scope='module')
+def layer_atlas_site(tmp_path_factory):
+    "The lazy atlas of every neuron (256) of a tiny random ViT, served on 127.0.0.1."
+    import http.server, functools
+    from neuronlens.core import TensorCache
+    from neuronlens.lens.second_order import tiny_clip
+    from neuronlens.models.clip import ClipAdapter
+    from neuronlens.toy.nets import WordTokenizer
+    from neuronlens.lens.pipeline import run_second_order
+    from neuronlens.data.sources import image_source
+    from neuronlens.views.layer_atlas import layer_of_run, write_layer_atlas
+    out = tmp_path_factory.mktemp('layer-atlas')
+    words = ['red', 'green', 'blue', 'yellow', 'circle', 'square', 'star', 'heart', 'small', 'large', 'left', 'right']
+    clip = ClipAdapter(tiny_clip(width=64, image_size=32, seed=0), WordTokenizer(words, context_length=8))
+    src = image_source('toy:test', 24, 32)
+    run = run_second_order(clip, src, 1, TensorCache(out / 'cache'), shard_size=12, k_top=5)
+    L = layer_of_run(run, src, clip, words, k=4, model='tiny ViT')
+    write_layer_atlas(L, out / 'site', n_top=3, per_page=60, shard=100)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out / 'site'))
+    handler.log_message = lambda *a: None
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}", out / 'site', L
+    srv.shutdown(); srv.server_close()
+
+
+def test_layer_atlas_lazy(layer_atlas_site, browser):
+    base, site, L = layer_atlas_site
+    context = browser.new_context(viewport={'width': 1300, 'height': 900})
+    external = []; _local_only(context, external)
+    page = context.new_page(); issues = collections.defaultdict(list); _watch(page, issues)
+    asked = []
+    page.on('request', lambda r: asked.append(urlsplit(r.url).path))
+    page.goto(f'{base}/index.html', wait_until='load')
+    page.wait_for_selector('body[data-ready="1"]', timeout=20_000)
+    at_open = list(asked)
+    first = page.locator('#grid .card').count()
+    first_unit = page.locator('#grid .card').first.get_attribute('id')
+    title = page.locator('#title').text_content()
+    page.click('#next'); page.wait_for_function("() => document.getElementById('page').textContent.startsWith('page 2')", timeout=20_000)
+    second_unit = page.locator('#grid .card').first.get_attribute('id')
+    page.fill('#q', '17'); page.wait_for_function("() => document.querySelectorAll('#grid .card').length === 1 && document.querySelector('#grid .card').id === 'u17'", timeout=20_000)
+    by_id = page.locator('#grid .card').first.get_attribute('id')
+    n = int(L.significant[0]); word = L.terms[n][0][0].lower()
+    page.fill('#q', word)
+    page.wait_for_function(f"() => [...document.querySelectorAll('#grid .card')].some(c => c.id === 'u{n}')", timeout=20_000)
+    by_word = page.locator('#grid .card').count()
+    card_words = page.locator('#grid .card .words').all_text_contents()
+    page.fill('#q', 'nosuchword'); page.wait_for_function("() => document.querySelectorAll('#grid .card').length === 0", timeout=20_000)
+    page.fill('#q', word); page.wait_for_selector(f'#u{n}', timeout=20_000)
+    page.click(f'#u{n}')
+    page.wait_for_url(f'**/neuron.html?u={n}', timeout=20_000)
+    page.wait_for_selector('body[data-ready="1"]', timeout=20_000)
+    page.wait_for_function("() => ['histogram', 'description', 'map'].every(k => document.querySelector('#fig-' + k + ' svg.main-svg'))", timeout=20_000)
+    header = page.locator('#h').text_content()
+    tops = page.locator('#tops img').count()
+    loaded = page.evaluate("() => [...document.querySelectorAll('#tops img')].every(i => i.complete && i.naturalWidth > 0)")
+    context.close()
+    assert first == 60 and title == 'tiny ViT layer 1: atlas of 256 neurons', (first, title)
+    assert first_unit == f'u{n}' and second_unit == f'u{int(L.significant[60])}', (first_unit, second_unit)
+    opened = {p.rsplit('/', 1)[-1] for p in at_open if not p.startswith('/thumbs/')}
+    assert opened == {'index.html', 'meta.js', 'rows-000.js'}, sorted(opened)  # no figures, no word index, no plotly at open
+    assert '/atlas-data/rows-001.js' in asked and '/atlas-data/words.js' in asked  # loaded when needed
+    assert by_id == 'u17'
+    assert 0 < by_word <= 256 and all(word in w.lower() for w in card_words), (word, by_word, card_words[:3])
+    assert header.startswith(f'tiny ViT layer 1, unit {n} (rank 1 of 256)'), header
+    assert tops == 3 and loaded
+    assert not issues['pageerror'] and not issues['console'] and not issues['requestfailed'], dict(issues)
+    assert not external, external

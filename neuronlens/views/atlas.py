@@ -18,6 +18,7 @@ from .plots import plot_values, plot_terms, plot_map
 from .html import images_html, scores_html, record_header_html, senses_html
 from .plotly_html import figure_html, plotly_js
 from .simulate import add_simulation
+from .layer_atlas import write_layer_atlas
 from ..models import zoo as models
 
 # %% auto #0
@@ -221,6 +222,11 @@ def add_atlas_args(p: argparse.ArgumentParser):
         help="held-out scenes the captioner's units are found on (default: 16, as the main job)",
     )
     p.add_argument(
+        '--all',
+        action='store_true',
+        help='every neuron of the layer: a lazy atlas (thumbnail crops, search by id or word, pages loaded on demand)',
+    )
+    p.add_argument(
         '--records', action='store_true', help='also save every record (JSON + safetensors) under OUT/records'
     )
 
@@ -234,12 +240,17 @@ def run_atlas_cli(args) -> int:
         raise ConfigError(f"--n-scenes must be at least 16, got {args.n_scenes}")
     if args.captioner_scenes < 1:
         raise ConfigError(f"--captioner-scenes must be at least 1, got {args.captioner_scenes}")
+    if args.all and args.captioner:
+        raise ConfigError("--all writes the layer's atlas alone: drop --captioner (or write it to another --out)")
     cache = TensorCache(args.cache)
     L = (
         open_layer(cache, args.run, models.load_model('toyclip'))
         if args.run
         else main_job_layer(cache, args.n_scenes)
     )
+    if args.all:
+        print(write_layer_atlas(L, args.out))
+        return 0
     idx = write_atlas(L, args.out, args.n_neurons, save_records=args.records)
     print(idx)
     if args.captioner:  # its pages share the layer atlas's plotly.js
