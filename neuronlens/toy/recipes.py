@@ -177,7 +177,7 @@ def train_toyclip(
     dev = get_device(cfg.device)
     seed_everything(cfg.seed)
     kw = dict(cfg.model_kwargs)
-    tokenizer = toyworld_tokenizer(kw.pop('context_length', 36))
+    tokenizer = toyworld_tokenizer(kw.pop('context_length', 36), cues=bool(cfg.spurious))
     model = create_toyclip(
         config=toyclip_config(tokenizer.vocab_size, context_length=tokenizer.context_length, **kw)
     ).to(dev)
@@ -454,11 +454,19 @@ def add_recipe_args(p: argparse.ArgumentParser):
     )
 
 # %% ../../nbs/toy/11_recipes.ipynb #57d86f91
-_ZOO_NAME = {'toy-clip': 'toyclip', 'toy-encoder': 'toy-encoder'}
+_ZOO_NAME = {
+    'toy-clip': 'toyclip',
+    'toy-encoder': 'toy-encoder',
+    'toy-clip-spurious': 'toyclip-spurious',
+    'toy-clip-spurious-control': 'toyclip-spurious-control',
+}
 _DISCLOSE = {
     'toy-clip': "Supervised warm-start: the first {sup} steps train the vision tower and a linear head (discarded) "
     "to classify the shape of single-object train scenes; the rest is contrastive with shape-swapped twins.",
     'toy-clip-nosup': "Contrastive only (CLIP loss with shape-swapped twins as hard negatives); no supervised phase.",
+    'spurious': " The world carries spurious cues (card 'spurious'): each cue comes with its shape in the given share of the "
+    "train scenes and the caption names a drawn cue with probability {named}.",
+    'spurious-control': " The control world: the same cues at the same rates, drawn independently of the shapes.",
     'toy-encoder': "Self-supervised only (SimCLR with shape-swapped twins as extra images; no text, no labels).",
 }
 
@@ -496,11 +504,12 @@ def run_train_cli(args: argparse.Namespace) -> int:
             *(['--name', args.name] if getattr(args, 'name', None) else []),
         ]
     )
-    res = (train_toyclip if args.model == 'toy-clip' else train_toy_encoder)(cfg, out, resume=args.resume)
+    clip = cfg.model == 'toy-clip'  # the spurious recipes are toy-clip recipes too
+    res = (train_toyclip if clip else train_toy_encoder)(cfg, out, resume=args.resume)
     model, metrics = res['model'], {}
     if args.eval:
-        metrics = evaluate_toyclip(model, res['tokenizer']) if args.model == 'toy-clip' else evaluate_toy_encoder(model)
-        if args.model == 'toy-encoder':
+        metrics = evaluate_toyclip(model, res['tokenizer']) if clip else evaluate_toy_encoder(model)
+        if not clip:
             seed_everything(cfg.seed)
             metrics |= {
                 f'random_{k}': v
@@ -509,17 +518,19 @@ def run_train_cli(args: argparse.Namespace) -> int:
         (Path(out) / 'eval.json').write_text(json.dumps(metrics, indent=1))
         print(json.dumps({k: round(v, 4) for k, v in metrics.items()}))
     if args.ship:
-        notes = _DISCLOSE[args.model + ('-nosup' if args.model == 'toy-clip' and not cfg.sup_steps else '')].format(
-            sup=cfg.sup_steps
-        )
+        notes = _DISCLOSE[cfg.model + ('-nosup' if clip and not cfg.sup_steps else '')].format(sup=cfg.sup_steps)
+        if cfg.spurious:
+            notes += _DISCLOSE['spurious-control' if cfg.spurious_control else 'spurious'].format(named=cfg.spurious_named)
         done = res['log'][-1]['step'] if res['log'] else 0
         if done < cfg.steps:
             notes += f" Stopped by the time limit (--max-minutes {cfg.max_minutes}) at step {done} of {cfg.steps}."
         card = {'notes': notes, 'planned_steps': cfg.steps}
-        if args.model == 'toy-clip':
+        if clip:
             card['tokenizer'] = res['tokenizer'].to_dict()
         if cfg.correlations:
             card['correlations'] = cfg.correlations
+        if cfg.spurious:
+            card['spurious'] = {'table': cfg.spurious, 'named': cfg.spurious_named, 'control': cfg.spurious_control}
         print(
             ship(
                 getattr(args, 'name', None) or _ZOO_NAME[args.model],

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from ..core import ConfigError, autocast, model_device
 from .world import CAPTION_STYLES, CONCEPTS, KINDS, SHAPES, SPLITS, check_correlations, class_prompts, describe, render, sample_spec, shape_swap, split_seeds
 from .nets import WordTokenizer
+from .spurious import CUE_PHRASES, SPURIOUS, SpuriousSpec, check_spurious, render_spurious, sample_spurious
 from ..models.hooks import ImagePreprocess
 
 # %% auto #0
@@ -46,6 +47,9 @@ class TrainConfig:
     correlations: dict | None = (
         None  # toy-clip: planted correlations of the train-time world ({shape: {kind: [word, p]}}, `toyworld.check_correlations`)
     )
+    spurious: dict | None = None  # toy-clip: spurious cues of the train-time world ({shape: {cue kind: [cue, p]}}, `spurious.check_spurious`)
+    spurious_named: float = 0.2  # toy-clip: probability that a caption names a drawn cue
+    spurious_control: bool = False  # toy-clip: draw the cues independently of the scene's shapes (same rates): the control
     device: str | None = None  # None: cuda if available, else cpu
     num_workers: int | None = None  # data worker processes; None: one per core but one, 0: in the main process
     log_every: int = 10  # steps between metrics-log records
@@ -81,6 +85,13 @@ RECIPES = {
         'toy-encoder', steps=5000, batch_size=256, lr=1e-3, warmup=300, weight_decay=0.05, temperature=0.1
     ),
 }
+RECIPES['toy-clip-spurious'] = replace(
+    RECIPES['toy-clip'],
+    twin_frac=0.0,  # shape-swapped twins keep the cue and change the shape: they would teach the model to ignore it
+    model_kwargs=dict(context_length=44),  # room for the cue phrases after the longest caption
+    spurious=json.loads(json.dumps(SPURIOUS)),  # lists, as JSON and the checkpoints carry it
+)
+RECIPES['toy-clip-spurious-control'] = replace(RECIPES['toy-clip-spurious'], spurious_control=True)
 
 
 def recipe(
@@ -108,6 +119,10 @@ def recipe(
         raise ConfigError(f"lr must be > 0 and warmup >= 0, got lr={cfg.lr}, warmup={cfg.warmup}")
     if cfg.correlations:
         check_correlations(cfg.correlations)
+    if cfg.spurious:
+        check_spurious(cfg.spurious)
+    if isinstance(cfg.spurious_named, bool) or not isinstance(cfg.spurious_named, (int, float)) or not 0 <= cfg.spurious_named <= 1:
+        raise ConfigError(f"spurious_named must be a number in [0, 1], got {cfg.spurious_named!r}")
     return cfg
 
 # %% ../../nbs/toy/10_train.ipynb #595ac99f
@@ -147,6 +162,7 @@ def step_seeds(
 # %% ../../nbs/toy/10_train.ipynb #2b9f2cbc
 def toyworld_tokenizer(
     context_length: int = 36,  # tokens per text: the longest caption has 32 words, plus <sot> and <eot>
+    cues: bool = False,  # also the words of the spurious cues' phrases (`spurious.CUE_PHRASES`)
 ) -> WordTokenizer:
     "A word-level tokenizer whose vocabulary covers every caption and prompt of the toy world."
     words = set()
@@ -157,6 +173,8 @@ def toyworld_tokenizer(
     for kind in KINDS:
         for p in class_prompts(kind):
             words |= set(re.findall('[a-z]+', p))
+    if cues:
+        words |= {w for p in CUE_PHRASES.values() for w in re.findall('[a-z]+', p)}
     return WordTokenizer(sorted(words | set(CONCEPTS)), context_length)
 
 # %% ../../nbs/toy/10_train.ipynb #2be46431
@@ -169,13 +187,14 @@ def make_batch(
     size = cfg.model_kwargs.get('image_size', 64)
     seeds = step_seeds(cfg, step)
     out = dict(step=step)
+    world = dict(table=cfg.spurious, named=cfg.spurious_named, control=cfg.spurious_control, correlations=cfg.correlations)
     if step < cfg.sup_steps:  # supervised shape phase: single-object scenes
-        specs = [sample_spec(s, n_objects=1, correlations=cfg.correlations) for s in seeds]
-        out['shape'] = torch.tensor([SHAPES.index(sp.objects[0].shape) for sp in specs])
+        specs = [sample_spurious(s, n_objects=1, **world) for s in seeds]
+        out['shape'] = torch.tensor([SHAPES.index(sp.spec.objects[0].shape) for sp in specs])
     else:
-        specs = [sample_spec(s, correlations=cfg.correlations) for s in seeds]
-        specs += [shape_swap(sp) for sp in specs[: round(cfg.twin_frac * len(specs))]]
-    scenes = [render(sp, size) for sp in specs]
+        specs = [sample_spurious(s, **world) for s in seeds]
+        specs += [replace(sp, spec=shape_swap(sp.spec)) for sp in specs[: round(cfg.twin_frac * len(specs))]]
+    scenes = [render_spurious(sp, size) for sp in specs]  # without a cue table: the plain world's `render`
     if tokenizer is not None and 'shape' not in out:
         out['tokens'] = tokenizer([sc.caption for sc in scenes])
     out['image'] = torch.from_numpy(np.stack([sc.image for sc in scenes])).permute(0, 3, 1, 2).contiguous()
@@ -260,7 +279,7 @@ def _restore_recipe(
 ) -> tuple[int, float]:
     "Load `ckpt` into `modules` and `opt`; its step and the training seconds the log reached by then."
     want = {k: v for k, v in asdict(cfg).items() if k not in _RUNTIME}
-    have = {k: v for k, v in ckpt['config'].items() if k not in _RUNTIME}
+    have = {k: ckpt['config'].get(k, getattr(TrainConfig(), k)) for k in want}  # fields added since: their defaults
     diff = sorted(k for k in want if json.dumps(want[k], sort_keys=True) != json.dumps(have.get(k), sort_keys=True))
     if diff:
         raise ConfigError(

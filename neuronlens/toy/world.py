@@ -539,10 +539,14 @@ def _canvas(background: str, size: int) -> np.ndarray:
 def render(
     spec: SceneSpec,  # what to draw
     size: int = 64,  # image side in pixels, 16 to 224
+    canvas: np.ndarray | None = None,  # float32 [3, H, W] to draw on (e.g. a backdrop); None: the background colour
 ) -> Scene:
     "Draw `spec` as a `size` x `size` image with its masks, per-pixel labels, concept vector and caption."
     size, n = check_size(size), len(spec.objects)
-    img = _canvas(spec.background, size).copy()  # [3, H, W]: channels first, which blends faster
+    if canvas is not None and np.shape(canvas) != (3, size, size):
+        raise ConfigError(f"canvas must be float [3, {size}, {size}], got shape {np.shape(canvas)}")
+    base = _canvas(spec.background, size) if canvas is None else canvas
+    img = np.array(base, np.float32)  # [3, H, W], a copy: channels first, which blends faster
     masks = np.zeros((n, size, size), bool)  # [n_obj, H, W]
     for i, o in enumerate(spec.objects):
         ys, xs, cov = _place(o, size)
