@@ -19,7 +19,7 @@ Usage:
   python benchmarks/bench_attribution.py --quick      # tiny random LM, 4 images: checks the script in seconds
 Writes attribution_<device>.json and .md (with --quick: under $TMPDIR unless --out is given).
 """
-import argparse, json, os, statistics, tempfile, time
+import argparse, json, statistics, tempfile, time
 from pathlib import Path
 
 import torch

@@ -68,7 +68,8 @@ def open_sources(
     c = dataset_source(dataset_spec(coco, 'coco'), n=n_images, size=size, resize_mode=resize_mode)
     i = None
     if imagenet is not None:
-        i = dataset_source(dataset_spec(imagenet, 'imagenet', '?split=val&every=1'), size=size, resize_mode=resize_mode)
+        spec = dataset_spec(imagenet, 'imagenet', '?split=val&every=1')
+        i = dataset_source(spec, size=size, resize_mode=resize_mode)
     return c, i
 
 # %% ../../nbs/limber/29_reproduce.ipynb #b29a0014
@@ -110,15 +111,18 @@ def train_stage(
 ) -> Path:
     "Train (or resume, or reuse) the projection of `--train-on`; the path of its .safetensors."
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ('progress', 'device', 'max_minutes')}
-    key = cache_key(encoder=state_dict_hash(encoder.model), lm=state_dict_hash(lm.model), data=data.key(), config=settings)
+    key = cache_key(
+        encoder=state_dict_hash(encoder.model), lm=state_dict_hash(lm.model), data=data.key(), config=settings
+    )
     run = Path(out) / f'train-{key}'
     weights = run / 'projection.safetensors'
     if weights.exists() and (run / 'projection.json').exists():
         return weights
     cap = train_projection(encoder, lm, cfg, run, True, cache=cache, data=data)
+    steps = cap.info['steps']
     if not cap.info['finished']:
-        raise ConfigError(f"training stopped at step {cap.info['steps']} of {cfg.steps}; run the same command again to resume")
-    meta = dict(encoder=getattr(encoder, 'name', ''), seed=cfg.seed, train_config=dataclasses.asdict(cfg), steps=cap.info['steps'])
+        raise ConfigError(f"training stopped at step {steps} of {cfg.steps}; run the same command again to resume")
+    meta = dict(encoder=getattr(encoder, 'name', ''), seed=cfg.seed, train_config=dataclasses.asdict(cfg), steps=steps)
     return save_projection(cap.projection, 'projection', meta, run)
 
 # %% ../../nbs/limber/29_reproduce.ipynb #b29a0021
@@ -165,7 +169,8 @@ def resolve_evaluator(
     try:
         return getattr(importlib.import_module(mod), fn)
     except (ImportError, AttributeError, ValueError) as e:
-        raise ConfigError(f"cannot import the evaluator {spec!r} ({e}); give --evaluator module:function or --no-eval") from None
+        hint = 'give --evaluator module:function or --no-eval'
+        raise ConfigError(f"cannot import the evaluator {spec!r} ({e}); {hint}") from None
 
 
 def evaluator_name(evaluator: Callable) -> str:
@@ -291,7 +296,9 @@ def check_outputs(out: Path, names=OUTPUTS):
     for n in names:
         p = out / n
         if p.exists() and owned.get(n) != file_sha256(p):
-            raise ConfigError(f"{p} exists and was not written by this command (or was edited); move it or give another --out")
+            raise ConfigError(
+                f"{p} exists and was not written by this command (or was edited); move it or give another --out"
+            )
 
 
 def write_owned(out: Path, name: str, text: str) -> Path:
@@ -339,21 +346,24 @@ def reproduce_multimodal(
     cap = load_reproduce_captioner(enc, model, projection)
     rank, world, state = process_state(device)
     cap.to(state.device if world > 1 and device != 'cpu' else (device or 'cpu'))
-    found = neurons_stage(cap, src, cache, max_shards=max_shards, rank=rank, world=world, progress=progress, **neuron_kw)
+    found = neurons_stage(cap, src, cache, max_shards=max_shards, rank=rank, world=world, progress=progress,
+                          **neuron_kw)
     if state is not None and world > 1:
         state.wait_for_everyone()
         found = found or neurons_stage(cap, src, cache, **neuron_kw)
     if found is None or rank != 0:
         return None
-    measures = None if ev is None else evaluate_stage(cap, src, found, out, ev, inet, seed, neuron_kw.get('batch_size', 16))
+    bs = neuron_kw.get('batch_size', 16)
+    measures = None if ev is None else evaluate_stage(cap, src, found, out, ev, inet, seed, bs)
     keep = ('n_images', 'n_used', 'n_valid', 'n_skipped', 'n_shards', 'top_k', 'layers', 'contrast', 'cache_key')
     info = {k: found.info[k] for k in keep if k in found.info}  # no timings: a resumed run writes the same tables
-    tables = paper_tables(measures, dict(info, interpretable_fraction=found.interpretable_fraction,
-                                         layer_counts=found.attribution.layer_counts()))
+    info.update(interpretable_fraction=found.interpretable_fraction, layer_counts=found.attribution.layer_counts())
+    tables = paper_tables(measures, info)
     tables['settings'] = dict(encoder=encoder, lm=lm, projection=str(projection), coco=src.id,
                               imagenet=inet.id if inet is not None else None, train_on=train_on, seed=seed,
                               evaluator=evaluator_name(ev) if ev is not None else None, **neuron_kw)
-    rows = [dict(image=int(j), caption=found.targets.captions[i], concept=found.targets.concepts[i], units=found.table(i, 10))
+    tg = found.targets
+    rows = [dict(image=int(j), caption=tg.captions[i], concept=tg.concepts[i], units=found.table(i, 10))
             for i, j in enumerate(found.info['image_index'])]
     write_owned(out, 'units.jsonl', ''.join(json.dumps(r) + '\n' for r in rows))
     write_owned(out, 'tables.json', json.dumps(to_jsonable(tables), indent=1))
@@ -364,52 +374,76 @@ def reproduce_multimodal(
 def add_reproduce_args(p: argparse.ArgumentParser):
     "Options of `neuronlens reproduce multimodal`."
     d = ProjectionConfig()
-    p.add_argument('--encoder', required=True, help='image encoder: a name, folder, hub id, timm:<name> or open_clip:<arch>:<tag> (see `train projection`)')
-    p.add_argument('--lm', required=True, help='frozen LM: a registered name (smollm2-135m), a local folder or a hub id')
-    p.add_argument('--projection', default=None, help='a trained projection: zoo name or .safetensors/.json file (or use --train-on)')
-    p.add_argument('--train-on', dest='train_on', default=None, help='train the projection first on magma:DIR, coco:DIR, wds:SHARDS or hf:DIR')
-    p.add_argument('--coco', required=True, help='COCO folder (annotations/captions_val2017.json, instances_val2017.json, val2017/) or a coco: spec')
-    p.add_argument('--imagenet', default=None, help='ImageNet folder (val/ of wnid folders, meta.bin) or imagenet: spec, for selectivity (default: skipped)')
-    p.add_argument('--out', type=Path, default=Path('runs/reproduce-multimodal'), help='output folder (default: runs/reproduce-multimodal)')
-    p.add_argument('--n-images', type=int, default=1000, help='the first n COCO images (default: 1000, as in the paper)')
+    p.add_argument('--encoder', required=True,
+                  help='image encoder: a name, folder, hub id, timm:<name> or open_clip:<arch>:<tag> (see `train projection`)')
+    p.add_argument('--lm', required=True,
+                  help='frozen LM: a registered name (smollm2-135m), a local folder or a hub id')
+    p.add_argument('--projection', default=None,
+                  help='a trained projection: zoo name or .safetensors/.json file (or use --train-on)')
+    p.add_argument('--train-on', dest='train_on', default=None,
+                  help='train the projection first on magma:DIR, coco:DIR, wds:SHARDS or hf:DIR')
+    p.add_argument('--coco', required=True,
+                  help='COCO folder (annotations/captions_val2017.json, instances_val2017.json, val2017/) or a coco: spec')
+    p.add_argument('--imagenet', default=None,
+                  help='ImageNet folder (val/ of wnid folders, meta.bin) or imagenet: spec, for selectivity (default: skipped)')
+    p.add_argument('--out', type=Path, default=Path('runs/reproduce-multimodal'),
+                  help='output folder (default: runs/reproduce-multimodal)')
+    p.add_argument('--n-images', type=int, default=1000,
+                  help='the first n COCO images (default: 1000, as in the paper)')
     p.add_argument('--layers', default=None, help='comma-separated LM layers to attribute (default: all)')
     p.add_argument('--top-k', type=int, default=100, help='top units kept per image (default: 100, as in the paper)')
     p.add_argument('--batch-size', type=int, default=16, help='images per attribution batch (default: 16)')
     p.add_argument('--shard-size', type=int, default=64, help='images per cached shard (default: 64)')
-    p.add_argument('--use-captions', action='store_true', help="concepts from COCO's first caption instead of greedy captions")
-    p.add_argument('--evaluator', default=None, help=f'module:function of the evaluation (default: {DEFAULT_EVALUATOR})')
-    p.add_argument('--no-eval', dest='evaluate', action='store_false', help='find the neurons only; tables show the paper column')
-    p.add_argument('--max-shards', type=int, default=None, help='stop after this many new shards; run again to resume')
-    for flag, key, typ in (('--train-steps', 'steps', int), ('--train-batch-size', 'train_batch_size', int), ('--n-tokens', 'n_tokens', int),
-                           ('--lr', 'lr', float), ('--warmup', 'warmup', int), ('--n-train', 'n_train', int)):
+    p.add_argument('--use-captions', action='store_true',
+                  help="concepts from COCO's first caption instead of greedy captions")
+    p.add_argument('--evaluator', default=None,
+                  help=f'module:function of the evaluation (default: {DEFAULT_EVALUATOR})')
+    p.add_argument('--no-eval', dest='evaluate', action='store_false',
+                  help='find the neurons only; tables show the paper column')
+    p.add_argument('--max-shards', type=int, default=None,
+                  help='stop after this many new shards; run again to resume')
+    train_opts = (
+        ('--train-steps', 'steps', int),
+        ('--train-batch-size', 'train_batch_size', int),
+        ('--n-tokens', 'n_tokens', int),
+        ('--lr', 'lr', float),
+        ('--warmup', 'warmup', int),
+        ('--n-train', 'n_train', int),
+    )
+    for flag, key, typ in train_opts:
         default = getattr(d, 'batch_size' if key == 'train_batch_size' else key)
         p.add_argument(flag, dest=key, type=typ, default=default, help=f'projection training (default: {default})')
-    p.add_argument('--prompt', default=d.prompt, help=f'projection training: text after the image tokens (default: {d.prompt!r})')
+    p.add_argument('--prompt', default=d.prompt,
+                  help=f'projection training: text after the image tokens (default: {d.prompt!r})')
     p.add_argument('--seed', type=int, default=0, help='seed of the training and the random baselines (default: 0)')
     p.add_argument('--cache', type=Path, default=None, help='cache folder (default: OUT/cache)')
-    p.add_argument('--device', default=None, help='cpu, cuda, ... (default: cpu; under accelerate launch, each process its own)')
+    p.add_argument('--device', default=None,
+                  help='cpu, cuda, ... (default: cpu; under accelerate launch, each process its own)')
     p.add_argument('--no-progress', dest='progress', action='store_false', help='no progress bars')
 
 # %% ../../nbs/limber/29_reproduce.ipynb #b29a0041
 def run_reproduce_cli(args) -> int:
     "Run `neuronlens reproduce multimodal`: check, (train,) find, evaluate, write the tables; 0 also when stopped early."
-    for flag, v in (('--n-images', args.n_images), ('--top-k', args.top_k), ('--batch-size', args.batch_size), ('--shard-size', args.shard_size)):
+    for flag in ('n_images', 'top_k', 'batch_size', 'shard_size'):
+        v = getattr(args, flag)
         if v < 1:
-            raise ConfigError(f"{flag} must be at least 1, got {v}")
+            raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1, got {v}")
     try:
         layers = None if args.layers is None else [int(v) for v in args.layers.split(',') if v.strip()]
     except ValueError:
         raise ConfigError(f"--layers must be comma-separated integers, got {args.layers!r}") from None
     cfg = None
     if args.train_on is not None:
-        cfg = ProjectionConfig(n_tokens=args.n_tokens, steps=args.steps, batch_size=args.train_batch_size, lr=args.lr,
-                               warmup=args.warmup, n_train=args.n_train, prompt=args.prompt, seed=args.seed, n_eval=0,
-                               device=args.device, progress=args.progress)
+        cfg = ProjectionConfig(
+            n_tokens=args.n_tokens, steps=args.steps, batch_size=args.train_batch_size, lr=args.lr, warmup=args.warmup,
+            n_train=args.n_train, prompt=args.prompt, seed=args.seed, n_eval=0, device=args.device, progress=args.progress,
+        )
     evaluator = getattr(args, 'evaluator', None) if args.evaluate else False
     tables = reproduce_multimodal(
         args.encoder, args.lm, args.coco, args.out, args.projection, args.train_on, cfg, args.imagenet, args.n_images,
-        evaluator, TensorCache(args.cache) if args.cache else None, args.progress, args.max_shards, args.device, args.seed,
-        shard_size=args.shard_size, batch_size=args.batch_size, layers=layers, top_k=args.top_k, use_captions=args.use_captions,
+        evaluator, TensorCache(args.cache) if args.cache else None, args.progress, args.max_shards, args.device,
+        args.seed, shard_size=args.shard_size, batch_size=args.batch_size, layers=layers, top_k=args.top_k,
+        use_captions=args.use_captions,
     )
     if tables is None:
         log.warning('stopped before every shard was done; run the same command again to resume')
