@@ -143,14 +143,14 @@ def neurons_stage(
     "The `MultimodalNeurons` of the COCO images (sharded, cached, resumable); None while shards are missing."
     n_shards = math.ceil(coco.n / shard_size)
     kw = dict(shard_size=shard_size, batch_size=batch_size, layers=layers, top_k=top_k, use_captions=use_captions)
+    if world > 1:  # each process its share of the shards, in one call
+        return run_multimodal_neurons(captioner, coco, cache, rank=rank, world=world, max_shards=max_shards, **kw)
     found, done = None, 0
     bar = tqdm(total=n_shards, desc='neurons: shards', disable=not progress, leave=False)
     while found is None and (max_shards is None or done < max_shards):
-        found = run_multimodal_neurons(captioner, coco, cache, rank=rank, world=world, max_shards=1, **kw)
+        found = run_multimodal_neurons(captioner, coco, cache, max_shards=1, **kw)  # one shard per call: a progress step
         done += 1
         bar.update(1)
-        if found is None and world > 1:
-            break  # other processes hold the remaining shards
     bar.close()
     return found
 
