@@ -397,7 +397,9 @@ def adversarial_dataset(
         p = adversarial_texts_pair(dirs, terms, cemb, classes, c0, c1, dictionary, writer, block, n_neurons, n_words, n_desc, seed)
         imgs = {name: as_images(generator(d)) if d else None for name, d in p['descriptions'].items()}
         for name, im in imgs.items():
-            r = flip_rates(clip, im, cemb, classes.index(c0), classes.index(c1)) if im is not None else dict.fromkeys(('rate', 'rate_pair', 'clean_c0'))
+            r = dict.fromkeys(('rate', 'rate_pair', 'clean_c0'))  # no description survived: no rate
+            if im is not None:
+                r = flip_rates(clip, im, cemb, classes.index(c0), classes.index(c1))
             for key, v in r.items():
                 p.setdefault(key, {})[name] = v
         p['files'] = _save_pair(out, p, {n: im for n, im in imgs.items() if im is not None}) if out is not None else []
