@@ -9,7 +9,7 @@ from pathlib import Path
 from ..core import ConfigError
 
 # %% auto #0
-__all__ = ['word_pool', 'read_word_file']
+__all__ = ['word_pool', 'read_word_file', 'add_dictionary_arg', 'dictionary_from_args']
 
 # %% ../../nbs/data/16_words.ipynb #3dfa8601
 def word_pool(
@@ -49,3 +49,20 @@ def read_word_file(
     if not texts:
         raise ConfigError(f"dictionary file {str(p)!r} has no texts: write one word or description per line")
     return texts
+
+# %% ../../nbs/data/16_words.ipynb #0eaed6f8
+def add_dictionary_arg(p):
+    "Add `--dictionary FILE` to an argparse parser."
+    p.add_argument(
+        '--dictionary',
+        type=Path,
+        default=None,
+        help='text dictionary of the decompositions: a UTF-8 file, one word or description per line '
+        "(e.g. the paper's 30k.txt or image_descriptions_per_class.txt; default: the command's built-in dictionary)",
+    )
+
+
+def dictionary_from_args(args) -> list[str] | None:
+    "The texts of `--dictionary` (`read_word_file`), or None when it was not given (the command's default)."
+    path = getattr(args, 'dictionary', None)
+    return None if path is None else read_word_file(path)

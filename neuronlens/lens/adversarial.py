@@ -36,10 +36,12 @@ def neuron_terms(
     runs: dict,  # layer -> `SecondOrderRun`
     directions: dict | None = None,  # layer -> [d_mlp, d_out] to decompose instead of the runs' directions
     k: int = 5,
+    texts: Sequence[str] | None = None,  # the decomposition dictionary (`--dictionary`); None: the toy vocabulary
 ) -> dict:
-    "Sparse decompositions of every neuron's direction over the toy words: layer -> list of (word, coefficient) per neuron."
+    "Sparse decompositions of every neuron's direction over the toy words (or `texts`): layer -> list of (word, coefficient) per neuron."
 
-    vocab = dc.toy_vocabulary(phrases=False)
+    vocab = list(texts) if texts is not None else dc.toy_vocabulary(phrases=False)
+    k = min(k, len(vocab))
     emb = dc.embed_texts(lambda t: clip.encode_text(t), vocab)
     dirs = directions or {l: r.directions for l, r in runs.items()}
     return {l: dc.decompose_directions(d.float(), emb, vocab, k=k, device='cpu').terms for l, d in dirs.items()}
@@ -225,12 +227,13 @@ def adversarial_study(
     only: tuple | None = None,  # one (c0, c1) pair instead of all
     writer: Callable | None = None,
     generator: Callable | None = None,
+    dictionary: Sequence[str] | None = None,  # decomposition texts (only toy concept words can be drawn); None: the toy vocabulary
 ) -> AdversarialStudy:
     "Semantic adversarial images over every class pair of each kind: success rates of the lens's words vs random words and random neurons."
     cache = cache or TensorCache()
     layers = tuple(layers) if layers is not None else default_layers(clip)
     runs = lens_runs(clip, layers, cache, n_images=n_images, compute=compute)
-    terms = neuron_terms(clip, runs)
+    terms = neuron_terms(clip, runs, texts=dictionary)
     res = {'layers': list(layers), 'kinds': {}, 'n_desc': n_desc, 'n_neurons': n_neurons, 'n_words': n_words}
     for kind in kinds:
         classes = list(VOCAB[kind])

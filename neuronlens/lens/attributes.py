@@ -102,6 +102,7 @@ def attribute_study(
     n_random: int = 20,
     seed: int = 0,
     compute: bool = True,
+    dictionary: Sequence[str] | None = None,  # decomposition texts (`--dictionary`); None: the toy vocabulary
 ) -> AttributeStudy:
     "Attribute discovery: do the neurons that push toward each shape decompose into its planted attributes? Precision/recall vs first-order and random neurons."
 
@@ -112,12 +113,12 @@ def attribute_study(
     classes = list(SHAPES)
     cemb = class_embeddings(clip, class_prompts('shape'))
     dirs = torch.cat([runs[l].directions.float() for l in sorted(runs)])
-    terms = [t for l in sorted(runs) for t in neuron_terms(clip, {l: runs[l]}, k=k)[l]]
+    terms = [t for l in sorted(runs) for t in neuron_terms(clip, {l: runs[l]}, k=k, texts=dictionary)[l]]
     first = {
         l: F.normalize(direction_bank(clip.model, l)[1].float(), dim=-1) for l in sorted(runs)
     }  # a neuron writes +first when it fires positively
     fdirs = torch.cat([first[l] for l in sorted(runs)])
-    fterms = [t for l in sorted(runs) for t in neuron_terms(clip, runs, directions={l: first[l]}, k=k)[l]]
+    fterms = [t for l in sorted(runs) for t in neuron_terms(clip, runs, directions={l: first[l]}, k=k, texts=dictionary)[l]]
     out = {'planted': sorted(planted), 'layers': list(layers), 'top_m': top_m, 'share': share, 'rows': []}
     so = attribute_scores(dirs, terms, cemb, top_m)
     out['scores'] = {'words': list(PLANTABLE_WORDS), 'classes': classes, 'second-order': so.tolist()}

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/lens/41_commands.ipynb #6f70f7b9
 from __future__ import annotations
-import json, logging
+import argparse, json, logging
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +20,19 @@ from .attributes import attribute_study
 from .zero_shot import check_class_texts, default_layers, lens_runs
 from .segmentation import check_masks, plot_segmentation, segmentation_row_labels, segmentation_study
 from ..toy.world import CONCEPT_KIND, check_word
+import open_clip
+from ..data.datasets import read_class_file
+from ..data.sources import image_source
+from ..data.words import add_dictionary_arg, dictionary_from_args
+from .any_clip import CIFAR10_BLOCK, TextWriter, adversarial_dataset, class_attributes, lens_runs_on, load_generator, template_writer
+from ..models.clip import load_clip
+from ..models.lm import load_causal_lm
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'APPLY', 'add_apply_args', 'run_apply_cli', 'register_commands', 'demo_section']
+__all__ = ['log', 'APPLY', 'add_apply_args', 'run_apply_cli', 'register_commands', 'uses_any_clip', 'add_any_clip_args',
+           'run_any_clip_apply', 'demo_section']
 
 # %% ../../nbs/lens/41_commands.ipynb #f22db883
 APPLY = ('segment', 'ablate', 'adversarial', 'attributes')
@@ -71,6 +79,7 @@ def add_apply_args(p):
         '--out', type=Path, default=Path('applications'), help='folder of the summary JSON (default: ./applications)'
     )
     p.add_argument('--seed', type=int, default=0)
+    add_any_clip_args(p)
 
 
 def _json_ready(o):
@@ -109,6 +118,9 @@ def _cli_segment_scenes(args, clip) -> dict | None:
 def run_apply_cli(args) -> int:
     "Run `neuronlens apply WHAT`: check the input, run the application (caching the lens runs), write `<out>/<what>.json`."
 
+    if args.what in ('adversarial', 'attributes') and uses_any_clip(args):
+        return run_any_clip_apply(args)
+    dictionary = dictionary_from_args(args)  # read before any work
     clip = load_model(args.model)
     if not hasattr(clip, 'visual'):
         raise ConfigError(f"{args.model!r} is not a CLIP ViT; `apply` needs one")
@@ -135,14 +147,14 @@ def run_apply_cli(args) -> int:
     elif args.what == 'ablate':
         res = ablation_study(clip, n_scenes=args.n_scenes, kind=args.kind or 'shape', **kw)
     elif args.what == 'attributes':
-        res = attribute_study(clip, **kw)
+        res = attribute_study(clip, dictionary=dictionary, **kw)
     else:
         kinds = (
             (args.kind,)
             if args.kind
             else (('shape', 'colour') if args.pair is None else (CONCEPT_KIND[args.pair[0]],))
         )
-        res = adversarial_study(clip, kinds=kinds, only=tuple(args.pair) if args.pair else None, **kw)
+        res = adversarial_study(clip, kinds=kinds, only=tuple(args.pair) if args.pair else None, dictionary=dictionary, **kw)
     path = args.out / f'{args.what}.json'
     tmp = path.with_suffix('.tmp')
     tmp.write_text(json.dumps(_json_ready(dict(res)), indent=1))
@@ -159,6 +171,91 @@ def register_commands(add_command):
         add_apply_args,
         run_apply_cli,
     )
+
+# %% ../../nbs/lens/41_commands.ipynb #fef9d5b3
+def uses_any_clip(args) -> bool:
+    "Whether `apply` runs on a real CLIP (a pretrained tag or file, an open_clip name, or --images) rather than a zoo ToyCLIP."
+    m = str(args.model)
+    given = getattr(args, 'pretrained', None) is not None or getattr(args, 'images', None) is not None
+    return given or m.startswith(('hf-hub:', 'local-dir:')) or m in open_clip.list_models()
+
+
+def _add_once(p, *names, **kw):
+    "Add an option unless the parser has it already (another application of `apply` may define it too)."
+    try:
+        p.add_argument(*names, **kw)
+    except argparse.ArgumentError:
+        pass
+
+
+def add_any_clip_args(p):
+    "Options of `apply adversarial|attributes` on a real CLIP, and `--dictionary`."
+    _add_once(p, '--pretrained', default=None, help='open_clip pretrained tag or local checkpoint (a real CLIP)')
+    _add_once(p, '--images', default=None, help='real CLIP: images the lens directions are fitted on (folder, imagenet:DIR, cifar10:DIR, ...)')
+    add_dictionary_arg(p)
+    p.add_argument('--writer', default='smollm2-135m', help="adversarial: 'template' (no LM), an LM name, folder or hub id (default: smollm2-135m)")
+    p.add_argument('--generator', default=None, help="adversarial on a real CLIP: 'diffusers:MODEL', 'FILE.py:NAME' or 'module:NAME' (texts -> images)")
+    p.add_argument('--n-desc', type=int, default=10, help='adversarial: descriptions per pair and word source (default: 10)')
+    p.add_argument('--n-pairs', type=int, default=None, help='adversarial on a real CLIP: the first N ordered class pairs (default: all)')
+    p.add_argument('--margin', type=float, default=0.1, help='baseline guard: plain generated images recognised above chance + margin')
+
+# %% ../../nbs/lens/41_commands.ipynb #857e1bf8
+def _class_list(args, source) -> list:
+    "The classes of a real-CLIP application: `--classes FILE`, else the labelled dataset's own."
+    given = args.classes
+    if given:
+        if isinstance(given, (list, tuple)) and len(given) != 1:
+            raise ConfigError("on a real CLIP --classes takes one file, one class name per line")
+        path = given[0] if isinstance(given, (list, tuple)) else given
+        return read_class_file(path, len(source.classes) if getattr(source, 'classes', None) else None)
+    if getattr(source, 'classes', None):
+        return list(source.classes)
+    raise ConfigError("a real CLIP needs --classes FILE (one class name per line) or labelled --images (imagenet:, cifar10:, ...)")
+
+
+def _class_pairs(args, classes: list) -> list:
+    "`--pair C0 C1`, else every ordered pair (the first `--n-pairs`)."
+    if args.pair is not None:
+        c0, c1 = args.pair
+        if c0 == c1 or c0 not in classes or c1 not in classes:
+            raise ConfigError(f"--pair needs two different classes of the class list ({', '.join(classes[:10])}, ...), got {c0!r}, {c1!r}")
+        return [(c0, c1)]
+    return [(a, b) for a in classes for b in classes if a != b][: args.n_pairs]
+
+# %% ../../nbs/lens/41_commands.ipynb #411ca14e
+def run_any_clip_apply(args) -> int:
+    "`apply adversarial|attributes` on a real CLIP: check every input, fit (or reuse) the lens runs on --images, write `<out>/<what>.json`."
+    dictionary = dictionary_from_args(args)  # an empty or unreadable file fails here, before any work
+    if args.images is None:
+        raise ConfigError("a real CLIP needs --images SPEC: the images the lens directions are fitted on (folder, imagenet:DIR, cifar10:DIR, ...)")
+    generator = writer = None
+    if args.what == 'adversarial':
+        if args.generator is None:
+            raise ConfigError("adversarial images on a real CLIP need --generator 'diffusers:MODEL' (pip install diffusers), 'FILE.py:NAME' or 'module:NAME'")
+        generator = load_generator(args.generator)
+        writer = template_writer if args.writer == 'template' else TextWriter(load_causal_lm(args.writer))
+    clip = load_clip(args.model, pretrained=args.pretrained)
+    layers = tuple(args.layers) if args.layers else default_layers(clip)
+    for l in layers:
+        check_layer(clip.model, l)
+    source = image_source(args.images, args.n_images, tuple(clip.preprocess.size), clip.preprocess.resize_mode)
+    classes = _class_list(args, source)
+    pairs = _class_pairs(args, classes) if args.what == 'adversarial' else None
+    check_writable(args.out, 'output folder')
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs = lens_runs_on(clip, layers, source, TensorCache(args.cache), compute=not args.cached_only)
+    kw = dict(dictionary=dictionary, block=CIFAR10_BLOCK, seed=args.seed)
+    if args.what == 'adversarial':
+        res = adversarial_dataset(clip, classes, runs, generator, pairs, writer=writer, n_desc=args.n_desc, margin=args.margin,
+                                  out=args.out / 'adversarial_images', **kw)
+    else:
+        res = class_attributes(clip, classes, runs, **kw)
+    path = args.out / f'{args.what}.json'
+    tmp = path.with_suffix('.tmp')
+    tmp.write_text(json.dumps(_json_ready(dict(res)), indent=1))
+    tmp.replace(path)
+    print(json.dumps({'what': args.what, 'summary': str(path), 'model': args.model, 'images': source.id, 'layers': list(layers)}))
+    return 0
 
 # %% ../../nbs/lens/41_commands.ipynb #ac8f0b44
 def demo_section(r, ctx):
