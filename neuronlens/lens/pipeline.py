@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'merge_layer_effects', 'SecondOrderRun', 'lens_model', 'run_second_order', 'save_run', 'load_run',
-           'add_second_order_args', 'run_second_order_cli']
+           'add_second_order_args', 'run_second_order_cli', 'load_lens_model']
 
 # %% ../../nbs/lens/33_pipeline.ipynb #d32e3f61
 def _top_merge(a: LayerEffects, b: LayerEffects, k_top: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,13 +246,7 @@ def add_second_order_args(p):
 def run_second_order_cli(args) -> int:
     "Run `neuronlens second-order` (also one process of an `accelerate launch` run)."
 
-    adapter = (
-        load_model(args.model)
-        if args.pretrained is None and not _is_openclip_name(args.model)
-        else load_clip(args.model, pretrained=args.pretrained)
-    )
-    if not hasattr(adapter, 'visual'):
-        raise ConfigError(f"{args.model!r} is not a CLIP ViT: the second-order lens needs one")
+    adapter = load_lens_model(args.model, args.pretrained)
     rank, world, state = process_state(args.device)
     loaded = getattr(
         adapter, 'checkpoint', None
@@ -306,6 +300,20 @@ def run_second_order_cli(args) -> int:
 
 
 def _is_openclip_name(name: str) -> bool:
-    import open_clip
+    import open_clip  # optional heavy dependency: only when a name is not a zoo name
 
     return name.startswith(('hf-hub:', 'local-dir:')) or name in open_clip.list_models()
+
+
+def load_lens_model(
+    model: str,  # zoo name (toyclip, ...), open_clip architecture, hf-hub:org/name or local-dir:FOLDER
+    pretrained: str | None = None,  # open_clip pretrained tag or checkpoint file (None: zoo weights / random init)
+):
+    "The CLIP adapter a command's `--model`/`--pretrained` name; one line of error when it is not a CLIP ViT."
+    if pretrained is None and not _is_openclip_name(model):
+        adapter = load_model(model)
+    else:
+        adapter = load_clip(model, pretrained=pretrained)
+    if not hasattr(adapter, 'visual'):
+        raise ConfigError(f"{model!r} is not a CLIP ViT: the second-order lens needs one")
+    return adapter

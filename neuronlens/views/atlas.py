@@ -20,6 +20,9 @@ from .plotly_html import figure_html, plotly_js
 from .simulate import add_simulation
 from .layer_atlas import write_layer_atlas
 from ..models import zoo as models
+from ..lens.pipeline import load_lens_model
+from ..data.sources import source_from_args
+from ..data.words import add_dictionary_arg, dictionary_from_args
 
 # %% auto #0
 __all__ = ['page_html', 'record_page', 'index_page', 'write_site', 'write_atlas', 'write_multimodal_atlas', 'export_html',
@@ -208,8 +211,13 @@ def add_atlas_args(p: argparse.ArgumentParser):
     p.add_argument(
         '--run',
         default=None,
-        help="key of a cached second-order run of ToyCLIP (default: the main job's, computed if missing)",
+        help="key of a cached second-order run (as `neuronlens second-order` printed it; default: the main job's, computed if missing)",
     )
+    p.add_argument('--model', default='toyclip', help="the run's model: zoo name, open_clip architecture or hf-hub:org/name (default: toyclip)")
+    p.add_argument('--pretrained', default=None, help="the run's open_clip pretrained tag or checkpoint file, as given to second-order")
+    p.add_argument('--images', default=None, help="the run's --images, when it is not reopened from the run's own record (e.g. imagenet:DIR)")
+    p.add_argument('--n-images', type=int, default=1000, help="with --images: the run's --n-images (default: 1000, as second-order)")
+    add_dictionary_arg(p)
     p.add_argument('--n-scenes', type=int, default=256, help="held-out scenes of the main job's run (default: 256)")
     p.add_argument('--n-neurons', type=int, default=50, help='significant neurons with a page (default: 50)')
     p.add_argument(
@@ -242,12 +250,17 @@ def run_atlas_cli(args) -> int:
         raise ConfigError(f"--captioner-scenes must be at least 1, got {args.captioner_scenes}")
     if args.all and args.captioner:
         raise ConfigError("--all writes the layer's atlas alone: drop --captioner (or write it to another --out)")
+    if not args.run and (args.model != 'toyclip' or args.pretrained or args.images):
+        raise ConfigError("--model, --pretrained and --images name a cached run's model and images: pass its --run KEY too")
+    words = dictionary_from_args(args)
     cache = TensorCache(args.cache)
-    L = (
-        open_layer(cache, args.run, models.load_model('toyclip'))
-        if args.run
-        else main_job_layer(cache, args.n_scenes)
-    )
+    if args.run:
+        clip = load_lens_model(args.model, args.pretrained)
+        pp = clip.preprocess
+        source = source_from_args(args, args.n_images, tuple(pp.size), pp.resize_mode) if args.images else None
+        L = open_layer(cache, args.run, clip, words=words, model=args.model, source=source)
+    else:
+        L = main_job_layer(cache, args.n_scenes)
     if args.all:
         print(write_layer_atlas(L, args.out))
         return 0
