@@ -263,7 +263,7 @@ def map_iou(
     truth: torch.Tensor | np.ndarray,  # bool [H, W] object mask
     q: float = 0.95,  # threshold quantile of the upsampled map
 ) -> torch.Tensor:
-    "IoU [k] of each unit's map (bilinearly upsampled to the mask's size, above its `q` quantile) with the mask."
+    "IoU [k] of each unit's map (bilinearly upsampled to the mask's size, at or above its `q` quantile) with the mask."
     truth = torch.as_tensor(np.asarray(truth), dtype=torch.bool)
     k, t = acts.shape
     h = int(round(t**0.5))
@@ -271,7 +271,7 @@ def map_iou(
         raise ConfigError(f"activation maps need a square token grid, got {t} tokens")
     up = F.interpolate(acts.reshape(k, 1, h, h).float(), size=tuple(truth.shape), mode='bilinear', align_corners=False)
     up = up[:, 0]
-    pred = up > torch.quantile(up.flatten(1), q, dim=1)[:, None, None]
+    pred = up >= torch.quantile(up.flatten(1), q, dim=1)[:, None, None]  # ties kept: an upsampled corner is a plateau
     return mask_iou(pred, truth.expand_as(pred))
 
 
@@ -374,7 +374,8 @@ def imagenet_selectivity(
     r = bootstrap_auc_diff(am, has, ar, has, n_boot, 0.95, seed)
     row = dict(table='Selectivity', measure='held-out ROC AUC', a='multimodal', b='random', mean_a=r['multimodal'],
                mean_b=r['random'], diff=r['diff'], lo=r['lo'], hi=r['hi'], n=r['n'])
-    return dict(rows=[row], classes=classes, units=units, random_units=rnd_pairs, n_test=len(t_idx))
+    return dict(rows=[row], classes=classes, units=units, random_units=rnd_pairs, n_test=len(t_idx),
+                values=dict(acts_multimodal=am, acts_random=ar, has=has))  # bootstrap_auc_diff's inputs, per test image
 
 # %% ../../nbs/limber/26_paper_eval.ipynb #b70f9703
 PAPER_KS = (0, 50, 100, 200, 400, 800, 1600, 3200, 6400)  # the paper's numbers of ablated units
@@ -445,10 +446,10 @@ def ablation_caption_curve(
     fill = mean_activations(captioner, x, batch_size) if mode == 'mean' else None
     clean = ablated_captions(captioner, x, [[]] * len(x), None, max_new_tokens, batch_size)
     p0 = concept_probs(captioner, x, tg, batch_size=batch_size)
-    rows = []
+    rows, values = [], {}
     for k in ks:
         top = order[:, :k]
-        v = {}
+        v = values[k] = {}
         for name, flat in (('top', top), ('random', random_units_same_layers(top, att.d_mlp, seed + k))):
             pairs = [[att.unit(f) for f in row] for row in flat.tolist()]
             caps = ablated_captions(captioner, x, pairs, fill, max_new_tokens, batch_size)
@@ -456,7 +457,7 @@ def ablation_caption_curve(
             v[f'p_{name}'] = (1 - concept_probs(captioner, x, tg, pairs, fill, 'image', batch_size) / p0).numpy()
         r = diff_row('Ablation', 'caption BERTScore-F1 vs unablated', 'top', 'random', v['top'], v['random'], n_boot, seed)
         rows.append(dict(r, k=k, p_drop_top=float(v['p_top'].mean()), p_drop_random=float(v['p_random'].mean())))
-    return dict(rows=rows, ks=ks, clean=clean, mode=mode, n_images=len(ok))
+    return dict(rows=rows, ks=ks, values=values, clean=clean, mode=mode, n_images=len(ok))
 
 # %% ../../nbs/limber/26_paper_eval.ipynb #1a6f71d4
 @dataclasses.dataclass
