@@ -16,9 +16,13 @@ from .projection import load_captioner
 from .attribution import check_batch_size, check_layers
 from .toy_eval import evaluate_toy
 from ..toy.world import split_seeds
+from .paper_eval import evaluate_captioner, resolve_bert_model
+from ..models.clip import load_clip
+from ..models.hf_clip import load_hf_clip
+from ..data.datasets import dataset_source
 
 # %% auto #0
-__all__ = ['add_neurons_args', 'run_neurons_cli']
+__all__ = ['add_neurons_args', 'run_neurons_cli', 'add_paper_eval_args', 'coco_paper_scores']
 
 # %% ../../nbs/limber/28_commands.ipynb #923d6dc6
 def add_neurons_args(p):
@@ -60,7 +64,7 @@ def add_neurons_args(p):
         '--no-score',
         dest='score',
         action='store_false',
-        help='skip the toy-world scores (CLIPScore, BERTScore, ground truth, IoU, selectivity, ablation)',
+        help='skip the scores: the toy-world ones on toy:, the paper\'s evaluation (add_paper_eval_args) on coco:',
     )
     p.add_argument(
         '--out',
@@ -75,6 +79,7 @@ def add_neurons_args(p):
         '--device', default=None, help='cpu, cuda, ... (default: cpu; under accelerate launch, each process its own)'
     )
     p.add_argument('--no-progress', dest='progress', action='store_false', help='no progress bar')
+    add_paper_eval_args(p)
 
 
 def run_neurons_cli(args) -> int:
@@ -93,6 +98,9 @@ def run_neurons_cli(args) -> int:
     source_from_args(
         args, args.n_images, 64, captions=args.use_captions
     )  # fails early on a bad spec, an empty folder or missing shards
+    coco = args.score and args.images.startswith('coco:')
+    if coco:
+        resolve_bert_model(args.bert_model)  # a missing BERTScore model fails before any work
     cap = load_captioner(args.encoder, root=args.zoo)
     if layers is not None:
         check_layers(cap.lm, layers)
@@ -137,6 +145,8 @@ def run_neurons_cli(args) -> int:
                 cap, found, seeds, selectivity_seeds=list(split_seeds(split, 256, 100_000)), batch_size=args.batch_size
             )
         )
+    if coco:
+        summary['paper_eval'] = coco_paper_scores(args, cap, src, found)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = [
@@ -154,3 +164,31 @@ def run_neurons_cli(args) -> int:
     )
     print(out / 'summary.json')
     return 0
+
+# %% ../../nbs/limber/28_commands.ipynb #51897c52
+def add_paper_eval_args(p):
+    "Options of the paper's evaluation on COCO (`neuronlens neurons --images coco:DIR`)."
+    p.add_argument('--bert-model', default='FacebookAI/roberta-large',
+                   help="BERTScore model: a transformers folder or hub id (default: FacebookAI/roberta-large, bert-score's English model)")
+    p.add_argument('--bert-layers', type=int, default=None,
+                   help="its hidden layer to match (default: the last; bert-score uses 17 for roberta-large)")
+    p.add_argument('--clip', default=None,
+                   help="CLIP for CLIPScore: an open_clip name ('ViT-B-32', 'hf-hub:org/name') or a transformers CLIP folder (default: none)")
+    p.add_argument('--clip-pretrained', default=None, help="open_clip pretrained tag or checkpoint file for --clip")
+    p.add_argument('--imagenet', default=None, help="labelled images for selectivity, e.g. imagenet:DIR (val; default: none)")
+    p.add_argument('--n-boot', type=int, default=2000, help='bootstrap resamples of each interval (default: 2000)')
+
+
+def coco_paper_scores(args, captioner, source, found) -> dict:
+    "The paper's evaluation of `found` on the COCO records it was computed on, as the summary's `paper_eval`."
+    clip = None
+    if args.clip:
+        clip = load_hf_clip(args.clip) if Path(args.clip).is_dir() else load_clip(args.clip, args.clip_pretrained)
+    pp = captioner.encoder.preprocess
+    inet = dataset_source(args.imagenet, size=tuple(pp.size), resize_mode=pp.resize_mode) if args.imagenet else None
+    pe = evaluate_captioner(
+        captioner, source, args.bert_model, clip, inet, index=found.info['image_index'], found=found,
+        bert_layers=args.bert_layers, layers=found.attribution.layers, n_boot=args.n_boot, batch_size=args.batch_size,
+    )
+    keep = ('rows', 'soft_prompts', 'n_images', 'n_single_object', 'selectivity', 'info')
+    return {k: pe[k] for k in keep if k in pe}
