@@ -337,13 +337,14 @@ def segment_dataset(
     pcs = torch.cat([reference_statistics(clip, ref, l, cache, k_top)['pcs'] for l in sorted(layers)])
     if not 1 <= top_k <= len(pcs):
         raise ConfigError(f"top_k must be in [1, {len(pcs)}] (neurons of the layers), got {top_k}")
-    weights = {m: w for m, w in segmentation_weights(pcs, cemb, top_k, seed).items() if m in methods}
+    dev = model_device(clip.model)
+    weights = {m: w.to(dev) for m, w in segmentation_weights(pcs, cemb, top_k, seed).items() if m in methods}
     counts, ex = {}, {'images': [], 'masks': [], 'classes': []}
     for x, u8, idx in _batches(src, clip, batch_size):
         masks = _foreground(src, idx)
         with torch.no_grad():
             pred = zero_shot(clip.encode_image(x), cemb)
-        maps = segmentation_maps(clip, u8, pred, cemb, weights, layers, methods)
+        maps = segmentation_maps(clip, u8, pred, cemb.to(dev), weights, layers, methods)
         room = max(0, 8 - len(ex['images']))  # the first 8 images are kept as examples
         for m, mp in maps.items():
             up = upsample_maps(mp.cpu(), masks.shape[1:])
