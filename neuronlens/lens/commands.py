@@ -14,10 +14,12 @@ from ..core import ConfigError, TensorCache, WeightsNotFoundError, check_writabl
 from .second_order import check_layer
 from ..models import zoo as models
 from ..models.zoo import load_model
+from ..models.clip import load_clip
 from .ablation import ablation_study, plot_path_ablation
 from .adversarial import adversarial_study, plot_adversarial
 from .attributes import attribute_study
 from .zero_shot import check_class_texts, default_layers, lens_runs
+from .real_data import ablate_dataset, segment_dataset
 from .segmentation import check_masks, plot_segmentation, segmentation_row_labels, segmentation_study
 from ..toy.world import CONCEPT_KIND, check_word
 import open_clip
@@ -31,8 +33,66 @@ from ..models.lm import load_causal_lm
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'APPLY', 'add_apply_args', 'run_apply_cli', 'register_commands', 'uses_any_clip', 'add_any_clip_args',
-           'run_any_clip_apply', 'demo_section']
+__all__ = ['log', 'DATASET_APPLY', 'APPLY', 'add_dataset_apply_args', 'is_dataset_apply', 'run_dataset_apply', 'add_apply_args',
+           'run_apply_cli', 'register_commands', 'uses_any_clip', 'add_any_clip_args', 'run_any_clip_apply',
+           'demo_section']
+
+# %% ../../nbs/lens/41_commands.ipynb #b8e1a031
+DATASET_APPLY = ('segment', 'ablate')
+
+
+def add_dataset_apply_args(p):
+    "Options of `neuronlens apply segment|ablate` on an open_clip CLIP and a dataset (an option another part added is kept)."
+    options = (
+        (('--pretrained',), dict(default=None, help='open_clip pretrained tag (e.g. openai) or local checkpoint of --model')),
+        (('--images',), dict(default=None, help='segment: imagenet-seg:FILE.mat or masks:DIR; ablate: imagenet:DIR, imagenet-r:DIR, cifar10:DIR, cifar100:DIR')),
+        (('--reference',), dict(default=None, help='images of the means and directions (default: the train split for imagenet:/cifar, else --images)')),
+        (('--limit',), dict(type=int, default=None, help='score only the first N images of --images')),
+        (('--n-reference',), dict(type=int, default=None, help='use only the first N reference images')),
+        (('--top-k',), dict(type=int, default=200, help='segment: neurons per class over the layers (default: 200)')),
+        (('--k-top',), dict(type=int, default=100, help="reference images per neuron counted as significant (default: 100)")),
+        (('--batch-size',), dict(type=int, default=32, help='images per batch (default: 32)')),
+    )
+    for flags, kw in options:
+        try:
+            p.add_argument(*flags, **kw)
+        except argparse.ArgumentError:  # the same option added by another application of `apply`
+            pass
+
+
+def is_dataset_apply(args) -> bool:
+    "Whether `apply` runs segment/ablate on a dataset (`--images` or `--pretrained` given) rather than on toy scenes."
+    given = getattr(args, 'images', None) is not None or getattr(args, 'pretrained', None) is not None
+    return args.what in DATASET_APPLY and given
+
+# %% ../../nbs/lens/41_commands.ipynb #b8e1a032
+def run_dataset_apply(args) -> int:
+    "Run `neuronlens apply segment|ablate --images SPEC` on an open_clip CLIP; writes `<out>/<what>.json`."
+    if args.images is None:
+        example = 'imagenet-seg:gtsegs_ijcv.mat' if args.what == 'segment' else 'imagenet:/data/imagenet'
+        raise ConfigError(f"apply {args.what} on an open_clip CLIP needs --images SPEC, e.g. --images {example}")
+    if args.images_npy is not None or args.masks is not None:
+        raise ConfigError("--images SPEC replaces --images-npy and --masks; give one or the other")
+    if args.classes is not None and len(args.classes) != 1:
+        raise ConfigError(f"with --images, --classes takes one file of class names (one per line), got {len(args.classes)} values")
+    classes = Path(args.classes[0]) if args.classes else None
+    clip = load_clip(args.model, pretrained=args.pretrained)
+    check_writable(args.out, 'output folder')
+    kw = dict(
+        reference=args.reference, layers=args.layers, classes=classes, cache=TensorCache(args.cache), n=args.limit,
+        n_reference=args.n_reference, k_top=args.k_top, batch_size=args.batch_size, seed=args.seed,
+    )
+    if args.what == 'segment':
+        res = segment_dataset(clip, args.images, top_k=args.top_k, **kw)
+    else:
+        res = ablate_dataset(clip, args.images, **kw)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f'{args.what}.json'
+    tmp = path.with_suffix('.tmp')
+    tmp.write_text(json.dumps(_json_ready(dict(res)), indent=1))
+    tmp.replace(path)
+    print(json.dumps({'what': args.what, 'summary': str(path), 'model': args.model, 'images': args.images, 'layers': res['layers']}))
+    return 0
 
 # %% ../../nbs/lens/41_commands.ipynb #f22db883
 APPLY = ('segment', 'ablate', 'adversarial', 'attributes')
@@ -41,6 +101,7 @@ APPLY = ('segment', 'ablate', 'adversarial', 'attributes')
 def add_apply_args(p):
     "Options of `neuronlens apply`."
     p.add_argument('what', choices=APPLY, help='which application to run')
+    add_dataset_apply_args(p)  # segment/ablate on an open_clip CLIP and a dataset (--pretrained, --images, ...)
     p.add_argument(
         '--model', default='toyclip', help='zoo name or zoo .safetensors path of a toy-world CLIP (default: toyclip)'
     )
@@ -66,7 +127,7 @@ def add_apply_args(p):
         help='segment: a .npy of bool masks [n, H, W] with --images-npy and --classes',
     )
     p.add_argument('--images-npy', type=Path, default=None, help='segment: a .npy of uint8 images [n, H, W, 3]')
-    p.add_argument('--classes', nargs='+', default=None, help='segment: class text per image (or one for all)')
+    p.add_argument('--classes', nargs='+', default=None, help='segment: class text per image (or one for all); with --images: one FILE of class names, one per line')
     p.add_argument(
         '--cached-only',
         action='store_true',
@@ -117,6 +178,8 @@ def _cli_segment_scenes(args, clip) -> dict | None:
 
 def run_apply_cli(args) -> int:
     "Run `neuronlens apply WHAT`: check the input, run the application (caching the lens runs), write `<out>/<what>.json`."
+    if is_dataset_apply(args):
+        return run_dataset_apply(args)
 
     if args.what in ('adversarial', 'attributes') and uses_any_clip(args):
         return run_any_clip_apply(args)

@@ -149,7 +149,7 @@ def rollout(
     "Attention rollout (Abnar & Zuidema): product over blocks of head-averaged attention with the residual, 0.5 A + 0.5 I: [batch, pos, pos]."
     R = None
     for A in patterns:
-        a = 0.5 * A.mean(1) + 0.5 * torch.eye(A.shape[-1], dtype=A.dtype)
+        a = 0.5 * A.mean(1) + 0.5 * torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
         R = a if R is None else a @ R
     return R
 
