@@ -382,7 +382,7 @@ def _ln1(adapter: HookedAdapter, layer: int) -> nn.LayerNorm:
 
 @torch.no_grad()
 def tower_lens_inputs(
-    adapter: HookedAdapter,  # a `ClipAdapter` or `hf_clip.HFClipAdapter`
+    adapter: HookedAdapter,  # a `ClipAdapter`, `hf_clip.HFClipAdapter` or `timm_clip.TimmClipAdapter`
     images: torch.Tensor,  # [batch, 3, H, W] preprocessed images
     layer: int,
 ) -> LensInputs:
@@ -391,13 +391,17 @@ def tower_lens_inputs(
     later, last = range(layer + 1, adapter.n_layers), adapter.n_layers - 1
     names = [f'blocks.{layer}.mlp.hook_post', f'blocks.{last}.hook_resid_post']
     names += [f'blocks.{l}.{h}' for l in later for h in ('hook_resid_pre', 'ln1.hook_normalized')]
-    emb, rec = adapter.run_with_cache(images, names=names)
+    inner = [f'blocks.{l}.attn.hook_z_scale' for l in later if f'blocks.{l}.attn.hook_z_scale' in adapter.derived]
+    emb, rec = adapter.run_with_cache(images, names=names + inner)
     coef, _ = lens_readout(adapter, rec[f'blocks.{last}.hook_resid_post'])  # [batch, n_pool, pos]
     acts = rec[f'blocks.{layer}.mlp.hook_post']  # [batch, pos, d_mlp]
     rows, sig = [], []
     for l in later:
         pattern = adapter.attention_pattern(l, rec[f'blocks.{l}.ln1.hook_normalized'])  # [batch, heads, query, key]
-        rows.append(torch.einsum('bps,bhst->bhpt', coef, pattern).flatten(1, 2))  # [batch, heads*n_pool, pos]
+        c = coef
+        if f'blocks.{l}.attn.hook_z_scale' in rec:  # EVA02: a query's heads share one LayerNorm, its scale frozen
+            c = coef / rec[f'blocks.{l}.attn.hook_z_scale'][:, None, :, 0]  # [batch, n_pool, query]
+        rows.append(torch.einsum('bps,bhst->bhpt', c, pattern).flatten(1, 2))  # [batch, heads*n_pool, pos]
         sig.append(_ln_sigma(_ln1(adapter, l), rec[f'blocks.{l}.hook_resid_pre']))
     ones = torch.ones(len(acts), dtype=acts.dtype, device=acts.device)  # the LN scales are inside `coef`
     first = torch.einsum('bps,bsn->bpn', coef, acts)

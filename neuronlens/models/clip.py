@@ -15,14 +15,14 @@ from torch import nn
 from ..core import ConfigError, WeightsNotFoundError, model_device, model_dtype
 from .hooks import HookSite, HookedAdapter, ImagePreprocess
 import zipfile
-from .weights import cached_repo_id, resolve_hub_file
+from .weights import cached_repo_id, resolve_hub_file, resolve_hub_folder
 from .timm_clip import TimmClipAdapter
 
 _logger = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['mha_weights', 'clip_block_weights', 'clip_hook_table', 'ClipAdapter', 'clip_preprocess', 'clip_pretrained_source',
-           'load_clip']
+           'clip_tokenizer', 'load_clip']
 
 # %% ../../nbs/models/04_clip.ipynb #8c1f9ba5
 def mha_weights(attn: nn.MultiheadAttention) -> dict[str, torch.Tensor]:
@@ -280,6 +280,40 @@ def _checkpoint_quick_gelu(path: str | Path) -> tuple[bool | None, str]:
         return flag, f"its folder's open_clip_config.json has quick_gelu={flag}"
     return None, ''
 
+# %% ../../nbs/models/04_clip.ipynb #bf2635b0
+_TOKENIZER_FILES = ('tokenizer*', 'special_tokens_map.json', 'added_tokens.json', '*.model', 'vocab*', 'merges.txt')
+_TOKENIZER_REQUIRED = 'tokenizer.json|*.model|vocab.txt|vocab.json'  # one of these holds the vocabulary
+
+
+def _has_tokenizer(folder: Path) -> bool:
+    "True when `folder` holds a Hugging Face tokenizer's vocabulary file."
+    return any(any(folder.glob(pat)) for pat in _TOKENIZER_REQUIRED.split('|'))
+
+
+def clip_tokenizer(
+    name: str,  # an open_clip model name ('ViT-B-16-SigLIP') or 'local-dir:<folder>'
+    cache_dir: str | Path | None = None,  # the Hugging Face hub cache; None: HF_HUB_CACHE / HF_HOME
+    what: str = '',  # what the user asked for, named in errors
+) -> Callable:
+    "open_clip's tokenizer for model `name`; a Hugging Face tokenizer (SigLIP's) comes from the local hub cache, else a download."
+    import open_clip
+    from open_clip.tokenizer import HFTokenizer
+
+    text_cfg = (open_clip.get_model_config(name) or {}).get('text_cfg', {})
+    repo = text_cfg.get('hf_tokenizer_name')
+    if not repo:
+        return open_clip.get_tokenizer(name)
+    folder = Path(name[len('local-dir:'):]) if name.startswith('local-dir:') else None  # open_clip reads its own files there
+    if folder is None or not _has_tokenizer(folder):
+        what = what or f"the tokenizer of open_clip {name!r}"
+        folder = resolve_hub_folder(repo, _TOKENIZER_FILES, cache_dir=cache_dir, require=[_TOKENIZER_REQUIRED], what=what)
+    return HFTokenizer(
+        str(folder),
+        context_length=text_cfg.get('context_length', 77),
+        tokenizer_mode=text_cfg.get('tokenizer_mode'),
+        **text_cfg.get('tokenizer_kwargs', {}),
+    )
+
 # %% ../../nbs/models/04_clip.ipynb #567d94d3
 class _OpenClipNotes(logging.Filter):
     "Drops open_clip's info and warning records (it logs them on the root logger); its errors pass."
@@ -362,10 +396,12 @@ def load_clip(
     given = name
     name, weights, extra = _clip_weights(name, pretrained, cache_dir)
     text_cfg = (open_clip.get_model_config(name) or {}).get('text_cfg', {})
-    if text_cfg.get('hf_model_name') or text_cfg.get('hf_tokenizer_name'):
+    if text_cfg.get('hf_model_name'):
         raise ConfigError(
-            f"{given!r} has a Hugging Face text tower or tokenizer ({text_cfg.get('hf_model_name') or text_cfg.get('hf_tokenizer_name')}); load_clip builds open_clip's own text towers only"
+            f"{given!r} has a Hugging Face text tower ({text_cfg['hf_model_name']}); load_clip builds open_clip's own text towers only"
         )
+    what = f"load_clip({given!r}" + (f", pretrained={str(pretrained)!r})" if pretrained is not None else ')')
+    tokenizer = clip_tokenizer(name, cache_dir, what)  # SigLIP's Hugging Face tokenizer: resolved before any work
     with _quiet_open_clip():  # open_clip calls this init random even when a checkpoint follows: say what was loaded instead
         model = open_clip.create_model(name, load_weights=weights is None, **{**extra, **kwargs})
     loaded = _load_open_clip_checkpoint(model, weights) if weights is not None else None
@@ -382,7 +418,6 @@ def load_clip(
             stacklevel=2,
         )
     tower = TimmClipAdapter if hasattr(model.visual, 'trunk') else ClipAdapter  # open_clip timm towers: SigLIP, timm ViTs
-    adapter = tower(model, open_clip.get_tokenizer(name), clip_preprocess(model.visual))
+    adapter = tower(model, tokenizer, clip_preprocess(model.visual))
     adapter.checkpoint = loaded  # {'path', 'tensors', 'matched'} of the loaded checkpoint; None for a random init
     return adapter
-
