@@ -16,13 +16,14 @@ from .projection import load_captioner
 from .attribution import check_batch_size, check_layers
 from .toy_eval import evaluate_toy
 from ..toy.world import split_seeds
-from .paper_eval import evaluate_captioner, resolve_bert_model
+from .paper_eval import PAPER_KS, evaluate_captioner, resolve_bert_model
 from ..models.clip import load_clip
 from ..models.hf_clip import load_hf_clip
 from ..data.datasets import dataset_source
 
 # %% auto #0
-__all__ = ['add_neurons_args', 'run_neurons_cli', 'add_paper_eval_args', 'coco_paper_scores']
+__all__ = ['add_neurons_args', 'run_neurons_cli', 'add_paper_eval_args', 'paper_eval_settings', 'load_score_clip',
+           'coco_paper_scores']
 
 # %% ../../nbs/limber/28_commands.ipynb #923d6dc6
 def add_neurons_args(p):
@@ -100,7 +101,7 @@ def run_neurons_cli(args) -> int:
     )  # fails early on a bad spec, an empty folder or missing shards
     coco = args.score and args.images.startswith('coco:')
     if coco:
-        resolve_bert_model(args.bert_model)  # a missing BERTScore model fails before any work
+        paper_eval_settings(args)  # a missing BERTScore model or a bad setting fails before any work
     cap = load_captioner(args.encoder, root=args.zoo)
     if layers is not None:
         check_layers(cap.lm, layers)
@@ -166,8 +167,11 @@ def run_neurons_cli(args) -> int:
     return 0
 
 # %% ../../nbs/limber/28_commands.ipynb #51897c52
-def add_paper_eval_args(p):
-    "Options of the paper's evaluation on COCO (`neuronlens neurons --images coco:DIR`)."
+def add_paper_eval_args(
+    p,
+    imagenet: bool = True,  # add --imagenet (a command with its own ImageNet option passes False)
+):
+    "Options of the paper's evaluation on COCO (`neuronlens neurons --images coco:DIR`, `neuronlens reproduce multimodal`)."
     p.add_argument('--bert-model', default='FacebookAI/roberta-large',
                    help="BERTScore model: a transformers folder or hub id (default: FacebookAI/roberta-large, bert-score's English model)")
     p.add_argument('--bert-layers', type=int, default=None,
@@ -175,20 +179,51 @@ def add_paper_eval_args(p):
     p.add_argument('--clip', default=None,
                    help="CLIP for CLIPScore: an open_clip name ('ViT-B-32', 'hf-hub:org/name') or a transformers CLIP folder (default: none)")
     p.add_argument('--clip-pretrained', default=None, help="open_clip pretrained tag or checkpoint file for --clip")
-    p.add_argument('--imagenet', default=None, help="labelled images for selectivity, e.g. imagenet:DIR (val; default: none)")
+    if imagenet:
+        p.add_argument('--imagenet', default=None, help="labelled images for selectivity, e.g. imagenet:DIR (val; default: none)")
     p.add_argument('--n-boot', type=int, default=2000, help='bootstrap resamples of each interval (default: 2000)')
+    p.add_argument('--ablation-ks', default=','.join(str(k) for k in PAPER_KS),
+                   help=f"comma-separated numbers of top units to ablate (default: the paper's {','.join(map(str, PAPER_KS))})")
+    p.add_argument('--n-classes', type=int, default=10, help='selectivity: ImageNet classes (default: 10, as in the paper)')
+    p.add_argument('--per-class', type=int, default=200, help='selectivity: images per class (default: 200)')
+    p.add_argument('--selectivity-units', type=int, default=20, help='selectivity: top units per class (default: 20)')
+
+
+def paper_eval_settings(args) -> dict:
+    "The options of `add_paper_eval_args` as `evaluate_captioner` keywords, checked (the BERTScore model resolved) before any work."
+    for flag in ('n_boot', 'n_classes', 'per_class', 'selectivity_units'):
+        if getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if args.bert_layers is not None and args.bert_layers < 1:
+        raise ConfigError(f"--bert-layers must be at least 1, got {args.bert_layers}")
+    try:
+        ks = tuple(sorted({int(v) for v in args.ablation_ks.split(',') if v.strip()}))
+    except ValueError:
+        raise ConfigError(f"--ablation-ks must be comma-separated integers, got {args.ablation_ks!r}") from None
+    if not ks or ks[0] < 0:
+        raise ConfigError(f"--ablation-ks needs one or more numbers >= 0, got {args.ablation_ks!r}")
+    return dict(bert_model=str(resolve_bert_model(args.bert_model)), bert_layers=args.bert_layers, n_boot=args.n_boot,
+                ks=ks, n_classes=args.n_classes, per_class=args.per_class, selectivity_units=args.selectivity_units)
+
+
+def load_score_clip(
+    spec: str | None,  # --clip: a transformers CLIP folder or an open_clip name; None: no CLIPScore
+    pretrained: str | None = None,  # --clip-pretrained (open_clip)
+):
+    "The CLIP adapter of `--clip`, or None."
+    if not spec:
+        return None
+    return load_hf_clip(spec) if Path(spec).is_dir() else load_clip(spec, pretrained)
 
 
 def coco_paper_scores(args, captioner, source, found) -> dict:
     "The paper's evaluation of `found` on the COCO records it was computed on, as the summary's `paper_eval`."
-    clip = None
-    if args.clip:
-        clip = load_hf_clip(args.clip) if Path(args.clip).is_dir() else load_clip(args.clip, args.clip_pretrained)
+    clip = load_score_clip(args.clip, args.clip_pretrained)
     pp = captioner.encoder.preprocess
     inet = dataset_source(args.imagenet, size=tuple(pp.size), resize_mode=pp.resize_mode) if args.imagenet else None
     pe = evaluate_captioner(
-        captioner, source, args.bert_model, clip, inet, index=found.info['image_index'], found=found,
-        bert_layers=args.bert_layers, layers=found.attribution.layers, n_boot=args.n_boot, batch_size=args.batch_size,
+        captioner, source, clip=clip, imagenet_source=inet, index=found.info['image_index'], found=found,
+        layers=found.attribution.layers, batch_size=args.batch_size, **paper_eval_settings(args),
     )
     keep = ('rows', 'soft_prompts', 'n_images', 'n_single_object', 'selectivity', 'info')
     return {k: pe[k] for k in keep if k in pe}

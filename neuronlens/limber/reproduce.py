@@ -4,7 +4,7 @@
 
 # %% ../../nbs/limber/29_reproduce.ipynb #b29a0004
 from __future__ import annotations
-import argparse, dataclasses, importlib, json, logging, math
+import argparse, dataclasses, hashlib, importlib, json, logging, math
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -20,14 +20,16 @@ from ..models.lm import load_causal_lm
 from .captioner import Captioner
 from .projection import ProjectionConfig, load_encoder, load_projection, save_projection, train_projection
 from .pipeline import run_multimodal_neurons
+from .paper_eval import resolve_bert_model
+from .commands import add_paper_eval_args, load_score_clip, paper_eval_settings
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PAPER', 'DEFAULT_EVALUATOR', 'OUTPUTS', 'MANIFEST', 'dataset_spec', 'open_sources', 'load_reproduce_captioner',
-           'training_source', 'train_stage', 'neurons_stage', 'resolve_evaluator', 'evaluator_name', 'to_jsonable',
-           'evaluate_stage', 'paper_tables', 'tables_markdown', 'check_outputs', 'write_owned', 'reproduce_multimodal',
-           'add_reproduce_args', 'run_reproduce_cli']
+__all__ = ['log', 'PAPER', 'DEFAULT_EVALUATOR', 'SCORES', 'OUTPUTS', 'MANIFEST', 'dataset_spec', 'open_sources',
+           'load_reproduce_captioner', 'training_source', 'train_stage', 'neurons_stage', 'resolve_evaluator',
+           'evaluator_name', 'to_jsonable', 'folder_sha256', 'evaluate_stage', 'paper_tables', 'tables_markdown',
+           'check_outputs', 'write_owned', 'reproduce_multimodal', 'add_reproduce_args', 'run_reproduce_cli']
 
 # %% ../../nbs/limber/29_reproduce.ipynb #b29a0007
 PAPER = dict(
@@ -189,10 +191,19 @@ def to_jsonable(x):
     if isinstance(x, (list, tuple)):
         return [to_jsonable(v) for v in x]
     if isinstance(x, np.generic):
-        return x.item()
+        return to_jsonable(x.item())
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
+
+
+def folder_sha256(folder: str | Path) -> str:
+    "SHA-256 over the names and contents of every file under `folder` (a model folder's weights, config and tokenizer)."
+    root, h = Path(folder), hashlib.sha256()
+    for p in sorted(q for q in root.rglob('*') if q.is_file()):
+        h.update(p.relative_to(root).as_posix().encode())
+        h.update(file_sha256(p).encode())
+    return h.hexdigest()
 
 
 def evaluate_stage(
@@ -204,27 +215,61 @@ def evaluate_stage(
     imagenet=None,  # the ImageNet `DatasetSource` for selectivity, or None
     seed: int = 0,
     batch_size: int = 16,
+    settings: Mapping | None = None,  # JSON keywords of the evaluator (see `paper_eval_settings`); part of the key
+    clip=None,  # a loaded CLIP adapter for CLIPScore, or None
+    fingerprint: Mapping | None = None,  # more key material: hashes of what `settings` names by path, the CLIP's
 ) -> dict:
     "The evaluator's measures as JSON values, computed once per key and read back after."
+    settings = dict(settings or {})
     key = cache_key(neurons=neurons.info['cache_key'], evaluator=evaluator_name(evaluator),
-                    imagenet=imagenet.id if imagenet is not None else None, seed=seed)
+                    imagenet=imagenet.id if imagenet is not None else None, seed=seed, settings=settings,
+                    fingerprint=dict(fingerprint or {}))
     path = Path(out) / 'stages' / f'evaluate-{key}.json'
     if path.exists():
         return json.loads(path.read_text())['measures']
-    res = evaluator(captioner, coco, neurons=neurons, imagenet_source=imagenet, seed=seed, batch_size=batch_size)
+    layers = list(dict.fromkeys(neurons.attribution.layers))  # once each (merged shards repeat them)
+    res = evaluator(captioner, coco, found=neurons, index=list(neurons.info['image_index']), layers=layers, imagenet_source=imagenet, clip=clip, seed=seed,
+                    batch_size=batch_size, **settings)
     measures = to_jsonable(res)
     blob = json.dumps(dict(key=key, evaluator=evaluator_name(evaluator), measures=measures), indent=1)
     atomic_write(path, lambda p: Path(p).write_text(blob))
     return measures
 
 # %% ../../nbs/limber/29_reproduce.ipynb #b29a0029
-def _rows_with_paper(rows: list | None, label: str, paper: dict) -> list:
+SCORES = {'bert_score': 'BERTScore-F1', 'clip_score': 'CLIPScore'}  # table key -> `PaperEval` measure
+
+
+def _set_scores(rows: list, table: str, sets: dict, vs: dict) -> list:
+    "Per named set: its mean of each score, and (in `vs`) its difference from another set with the 95% interval."
+    out = []
+    for name, key in sets.items():
+        r = {}
+        for score, measure in SCORES.items():
+            for row in (x for x in rows if x['table'] == table and x['measure'] == measure):
+                if key in (row['a'], row['b']) and score not in r:
+                    r[score] = row['mean_a'] if row['a'] == key else row['mean_b']
+                if name in vs and (row['a'], row['b']) == (key, sets[vs[name]]):
+                    r.update({f'{score}_diff': row['diff'], f'{score}_ci': [row['lo'], row['hi']], 'n': row['n']})
+        if name in vs and r:
+            r['vs'] = vs[name]
+        out.append(dict(r, set=name))
+    return out
+
+
+def _comparison(rows: list, table: str) -> dict | None:
+    "The first row of `table` as multimodal/random means, difference, 95% interval and n (None: not measured)."
+    r = next((x for x in rows if x['table'] == table), None)
+    if r is None:
+        return None
+    return dict(multimodal=r['mean_a'], random=r['mean_b'], diff=r['diff'], ci=[r['lo'], r['hi']], n=r['n'])
+
+
+def _rows_with_paper(rows: list, label: str, paper: dict) -> list:
     "Rows of one table with the paper's value beside each score (paper rows we did not measure are kept, empty)."
-    ours = {r[label]: r for r in rows or []}
+    ours = {r.pop('set'): r for r in rows}
     out = []
     for name in [*paper, *[k for k in ours if k not in paper]]:
-        r = dict(ours.get(name, {}))
-        r[label] = name
+        r = {label: name, **ours.get(name, {})}
         for score, v in paper.get(name, {}).items():
             r[f'paper_{score}'] = v
         out.append(r)
@@ -232,16 +277,33 @@ def _rows_with_paper(rows: list | None, label: str, paper: dict) -> list:
 
 
 def paper_tables(
-    measures: Mapping | None,  # what the evaluator returned (None: evaluation skipped)
+    measures: Mapping | None,  # `PaperEval` as JSON (None: evaluation skipped)
     neurons_info: dict,  # the run's neuron summary: n_images, n_valid, interpretable_fraction, layer_counts, ...
 ) -> dict:
     "Our measures beside the paper's, as JSON: table1, table2, ks, iou, selectivity, ablation, neurons."
     m = dict(measures or {})
+    rows = m.get('rows', [])
+    t1 = _set_scores(rows, 'Table 1', {'random units': 'random', 'multimodal neurons': 'multimodal',
+                                       'generated captions': 'captions'},
+                     {'multimodal neurons': 'random units', 'generated captions': 'multimodal neurons'})
+    t2 = _set_scores(rows, 'Table 2', {'random vectors': 'random', 'image prompts': 'soft'},
+                     {'image prompts': 'random vectors'})
+    sp = m.get('soft_prompts')
+    ks = None if sp is None else dict(statistic=sp.get('ks_stat'), pvalue=sp.get('ks_p'),
+                                      mean_cos_image_prompts=sp.get('mean_cos_soft'),
+                                      mean_cos_random=sp.get('mean_cos_random'))
+    iou, sel = _comparison(rows, 'IoU'), _comparison(rows, 'Selectivity')
+    if sel is not None and m.get('selectivity'):
+        sel.update(classes=m['selectivity'].get('classes'), n_test=m['selectivity'].get('n_test'))
+    abl = [dict(k=r['k'], top=r['mean_a'], random=r['mean_b'], diff=r['diff'], ci=[r['lo'], r['hi']], n=r['n'],
+                p_drop_top=r.get('p_drop_top'), p_drop_random=r.get('p_drop_random')) for r in m.get('ablation', [])]
     return dict(
-        table1=_rows_with_paper(m.get('table1'), 'texts', PAPER['table1']),
-        table2=_rows_with_paper(m.get('table2'), 'prompts', PAPER['table2']),
-        ks=dict(ours=m.get('ks'), paper=PAPER['ks']),
-        **{k: dict(ours=m.get(k), paper=PAPER[k]) for k in ('iou', 'selectivity', 'ablation')},
+        table1=_rows_with_paper(t1, 'texts', PAPER['table1']),
+        table2=_rows_with_paper(t2, 'prompts', PAPER['table2']),
+        ks=dict(ours=ks, paper=PAPER['ks']),
+        iou=dict(ours=iou, paper=PAPER['iou']),
+        selectivity=dict(ours=sel, paper=PAPER['selectivity']),
+        ablation=dict(ours=abl or None, paper=PAPER['ablation']),
         neurons=dict(ours=neurons_info, paper_interpretable_fraction=PAPER['interpretable_fraction']),
         evaluated=measures is not None,
     )
@@ -254,30 +316,47 @@ def _fmt(v) -> str:
         return f'{v:.4g}'
     if isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
         return f'[{v[0]:.4g}, {v[1]:.4g}]'
+    if isinstance(v, list) and len(v) == 2 and all(x is None for x in v):
+        return '-'
     return str(v) if not isinstance(v, (dict, list)) else json.dumps(v)
 
 
 def _md_table(rows: list, cols: list) -> list:
     head = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
-    return head + ['| ' + ' | '.join(_fmt(r.get(c)) for c in cols) + ' |' for r in rows]
+    return head + ['| ' + ' | '.join(_cell(r, c) for c in cols) + ' |' for r in rows]
+
+
+def _cell(r: dict, c: str) -> str:
+    "A cell: blank where a row has no comparison (its `vs`, `n`, `*_diff`, `*_ci`), else the value or 'not measured'."
+    return '' if c not in r and (c in ('vs', 'n') or c.endswith(('_diff', '_ci'))) else _fmt(r.get(c))
 
 
 def tables_markdown(tables: dict, title: str = 'Multimodal neurons: the paper\'s tables') -> str:
-    "The tables of `paper_tables` as markdown."
+    "The tables of `paper_tables` as markdown (differences with their 95% bootstrap intervals)."
     lines = [f'# {title}', '']
     if not tables['evaluated']:
         lines += ['Evaluation skipped (--no-eval): only the neurons were found.', '']
-    cols1 = ['texts', 'bert_score', 'bert_score_ci', 'paper_bert_score', 'clip_score', 'clip_score_ci', 'paper_clip_score']
-    lines += ['## Table 1: decodings of the top units vs random units and captions', '', *_md_table(tables['table1'], cols1), '']
-    cols2 = ['prompts', 'clip_score', 'paper_clip_score', 'bert_score', 'paper_bert_score']
-    lines += ["## Table 2: the soft prompts' 5 nearest tokens vs random vectors", '', *_md_table(tables['table2'], cols2), '']
+    sc = ['bert_score', 'bert_score_diff', 'bert_score_ci', 'paper_bert_score',
+          'clip_score', 'clip_score_diff', 'clip_score_ci', 'paper_clip_score']
+    lines += ['## Table 1: decodings of the top units vs random units and captions', '',
+              '`*_diff`: difference from the set named in `vs`; `*_ci`: its 95% bootstrap interval over images.', '',
+              *_md_table(tables['table1'], ['texts', 'vs', *sc, 'n']), '']
+    lines += ["## Table 2: the soft prompts' 5 nearest tokens vs random vectors", '',
+              *_md_table(tables['table2'], ['prompts', 'vs', *sc, 'n']), '']
     ks = tables['ks']['ours'] or {}
-    lines += [f"KS test (image prompts vs random vectors): D = {_fmt(ks.get('statistic'))}, p = {_fmt(ks.get('pvalue'))}; "
-              f"paper: D = {tables['ks']['paper']['statistic']}, p {tables['ks']['paper']['pvalue']}.", '']
-    lines += ['## Localization, selectivity, ablation', '', '| measure | ours | paper |', '|---|---|---|']
-    lines += [f"| {k} | {_fmt(tables[k]['ours'])} | {tables[k]['paper']} |" for k in ('iou', 'selectivity', 'ablation')]
+    lines += [f"KS test of nearest-token cosines (image prompts vs random vectors): D = {_fmt(ks.get('statistic'))}, "
+              f"p = {_fmt(ks.get('pvalue'))}; paper: D = {tables['ks']['paper']['statistic']}, "
+              f"p {tables['ks']['paper']['pvalue']}.", '']
+    cols = ['measure', 'multimodal', 'random', 'diff', 'ci', 'n', 'paper']
+    loc = [dict(tables[k]['ours'] or {}, measure=k, paper=tables[k]['paper']) for k in ('iou', 'selectivity')]
+    lines += ['## Localization (IoU with COCO masks) and selectivity (held-out ImageNet ROC AUC)', '',
+              *_md_table(loc, cols), '']
+    lines += ['## Ablation: caption BERTScore-F1 against the unablated caption', '',
+              f"Paper: {tables['ablation']['paper']}.", '']
+    acols = ['k', 'top', 'random', 'diff', 'ci', 'n', 'p_drop_top', 'p_drop_random']
+    lines += [*_md_table(tables['ablation']['ours'] or [], acols), ''] if tables['ablation']['ours'] else ['not measured', '']
     n = tables['neurons']['ours']
-    lines += ['', '## Neurons', '', f"{n.get('n_valid')} of {n.get('n_images')} images have a concept; interpretable "
+    lines += ['## Neurons', '', f"{n.get('n_valid')} of {n.get('n_images')} images have a concept; interpretable "
               f"fraction of their top units {_fmt(n.get('interpretable_fraction'))} (paper: about "
               f"{tables['neurons']['paper_interpretable_fraction']}).", '']
     return '\n'.join(lines)
@@ -327,6 +406,9 @@ def reproduce_multimodal(
     max_shards: int | None = None,  # stop after this many new neuron shards (None: run to the end)
     device: str | None = None,
     seed: int = 0,
+    eval_settings: Mapping | None = None,  # the evaluator's settings (`paper_eval_settings`): bert_model, n_boot, ks, ...
+    clip: str | None = None,  # CLIP for CLIPScore: an open_clip name or a transformers CLIP folder (see `load_score_clip`)
+    clip_pretrained: str | None = None,
     **neuron_kw,  # shard_size, batch_size, layers, top_k, use_captions (see `neurons_stage`)
 ) -> dict | None:
     "Run the paper's protocol; the tables as JSON, or None if stopped early (run again to resume)."
@@ -335,7 +417,13 @@ def reproduce_multimodal(
         raise ConfigError("give --projection (a trained projection) or --train-on DATA (train one first), one of the two")
     check_outputs(out)
     ev = None if evaluator is False else resolve_evaluator(evaluator)
+    settings = dict(eval_settings or {})
+    if evaluator in (None, DEFAULT_EVALUATOR) and 'bert_model' not in settings:
+        raise ConfigError("the paper's evaluation needs a BERTScore model: give --bert-model or --no-eval")
+    if ev is not None and 'bert_model' in settings:  # a missing BERTScore model fails here, before any work
+        settings['bert_model'] = str(resolve_bert_model(settings['bert_model']))
     open_sources(coco, None, n_images=n_images, imagenet=imagenet)  # layouts and captions, before loading models
+    score_clip = load_score_clip(clip, clip_pretrained) if ev is not None else None
     enc, model = load_encoder(encoder), load_causal_lm(lm)  # an unsupported LM family fails here
     size, mode = tuple(enc.preprocess.size), enc.preprocess.resize_mode
     src, inet = open_sources(coco, size, mode, n_images, imagenet)
@@ -353,15 +441,20 @@ def reproduce_multimodal(
         found = found or neurons_stage(cap, src, cache, **neuron_kw)
     if found is None or rank != 0:
         return None
-    bs = neuron_kw.get('batch_size', 16)
-    measures = None if ev is None else evaluate_stage(cap, src, found, out, ev, inet, seed, bs)
+    measures = None
+    if ev is not None:
+        fp = dict(bert_model=folder_sha256(settings['bert_model']) if 'bert_model' in settings else None, clip=clip,
+                  clip_pretrained=clip_pretrained, clip_weights=state_dict_hash(score_clip.model) if score_clip else None)
+        measures = evaluate_stage(cap, src, found, out, ev, inet, seed, neuron_kw.get('batch_size', 16), settings,
+                                  score_clip, fp)
     keep = ('n_images', 'n_used', 'n_valid', 'n_skipped', 'n_shards', 'top_k', 'layers', 'contrast', 'cache_key')
     info = {k: found.info[k] for k in keep if k in found.info}  # no timings: a resumed run writes the same tables
     info.update(interpretable_fraction=found.interpretable_fraction, layer_counts=found.attribution.layer_counts())
     tables = paper_tables(measures, info)
     tables['settings'] = dict(encoder=encoder, lm=lm, projection=str(projection), coco=src.id,
                               imagenet=inet.id if inet is not None else None, train_on=train_on, seed=seed,
-                              evaluator=evaluator_name(ev) if ev is not None else None, **neuron_kw)
+                              evaluator=evaluator_name(ev) if ev is not None else None, clip=clip,
+                              clip_pretrained=clip_pretrained, **settings, **neuron_kw)
     tg = found.targets
     rows = [dict(image=int(j), caption=tg.captions[i], concept=tg.concepts[i], units=found.table(i, 10))
             for i, j in enumerate(found.info['image_index'])]
@@ -420,6 +513,7 @@ def add_reproduce_args(p: argparse.ArgumentParser):
     p.add_argument('--device', default=None,
                   help='cpu, cuda, ... (default: cpu; under accelerate launch, each process its own)')
     p.add_argument('--no-progress', dest='progress', action='store_false', help='no progress bars')
+    add_paper_eval_args(p, imagenet=False)  # --bert-model, --bert-layers, --clip, --clip-pretrained, --n-boot, ...
 
 # %% ../../nbs/limber/29_reproduce.ipynb #b29a0041
 def run_reproduce_cli(args) -> int:
@@ -439,11 +533,12 @@ def run_reproduce_cli(args) -> int:
             n_train=args.n_train, prompt=args.prompt, seed=args.seed, n_eval=0, device=args.device, progress=args.progress,
         )
     evaluator = getattr(args, 'evaluator', None) if args.evaluate else False
+    settings = paper_eval_settings(args) if args.evaluate else None  # the BERTScore model resolved before any work
     tables = reproduce_multimodal(
         args.encoder, args.lm, args.coco, args.out, args.projection, args.train_on, cfg, args.imagenet, args.n_images,
         evaluator, TensorCache(args.cache) if args.cache else None, args.progress, args.max_shards, args.device,
-        args.seed, shard_size=args.shard_size, batch_size=args.batch_size, layers=layers, top_k=args.top_k,
-        use_captions=args.use_captions,
+        args.seed, settings, args.clip, args.clip_pretrained, shard_size=args.shard_size, batch_size=args.batch_size,
+        layers=layers, top_k=args.top_k, use_captions=args.use_captions,
     )
     if tables is None:
         log.warning('stopped before every shard was done; run the same command again to resume')
