@@ -162,6 +162,7 @@ def _merge_multimodal(
 
     d_mlp = captioner.lm.d_mlp
     t = {k: torch.cat([p[0][k] for p in parts]) for k in parts[0][0]}
+    t['layers'] = parts[0][0]['layers']  # the layer list, once (not one copy per shard)
     meta = {k: [v for p in parts for v in p[1][k]] for k in ('captions', 'concepts', 'prefixes', 'skipped')}
     tg = CaptionTargets(meta['captions'], meta['concepts'], meta['prefixes'], t['token_ids'])
     att = Attribution.from_tensors(t, d_mlp)
