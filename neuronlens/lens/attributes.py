@@ -15,13 +15,14 @@ from ..core import ConfigError, Result, TensorCache
 from .second_order import direction_bank
 from .zero_shot import bootstrap_ci, default_layers, encode_uint8, lens_runs, scene_specs, class_embeddings
 from .adversarial import neuron_terms
+from ..toy.spurious import CUE_KIND, SPURIOUS, SpuriousSpec, check_spurious, render_spurious
 from ..toy.world import COLOURS, CONCEPT_KIND, ObjectSpec, PLANTABLE, PLANTED, SHAPES, SceneSpec, VOCAB, check_correlations, class_prompts, render
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'PLANTABLE_WORDS', 'planted_pairs', 'attribute_scores', 'discovered_pairs', 'precision_recall',
-           'AttributeStudy', 'attribute_study', 'plot_attributes', 'planted_reliance']
+           'AttributeStudy', 'attribute_study', 'plot_attributes', 'planted_reliance', 'cue_reliance']
 
 # %% ../../nbs/lens/40_attributes.ipynb #660ab2e2
 PLANTABLE_WORDS = tuple(w for k in PLANTABLE for w in VOCAB[k])  # the attribute words a planted table may name
@@ -242,3 +243,53 @@ def planted_reliance(
                 res[f'{side}_ci'] = list(bootstrap_ci(lambda i, d=d: d[i].mean(), len(d), n_boot=n_boot, seed=seed))
             rows.append(res)
     return rows
+
+# %% ../../nbs/lens/40_attributes.ipynb #c0e5a1b2
+def _cue_probs(clip, sspecs: list, cemb: torch.Tensor, scale: float) -> np.ndarray:
+    "Softmax over the shape classes [n, n_classes] of the rendered `sspecs`."
+    images = np.stack([render_spurious(s, clip.preprocess.size[0]).image for s in sspecs])
+    return (scale * F.normalize(encode_uint8(clip, images), dim=-1) @ cemb.T).softmax(-1).numpy()
+
+
+def cue_reliance(
+    clip,  # a `ClipAdapter` (e.g. `toyclip-spurious`, or its control)
+    spec: dict | None = None,  # the cue table {shape: {cue kind: (cue, p[, q])}} (default `toy.spurious.SPURIOUS`)
+    n: int = 200,  # held-out single-object scenes per cue and side
+    split: str = 'test',
+    start: int = 0,
+    n_boot: int = 1000,
+    seed: int = 0,  # props' corners and the bootstrap
+) -> list:
+    "Per (shape, cue): scenes rendered with and without the cue: its pull of other shapes toward the class, and the class's need of it."
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ConfigError(f"n must be an int >= 2 (scenes per cue), got {n!r}")
+    table = check_spurious(SPURIOUS if spec is None else spec)
+    cemb = class_embeddings(clip, class_prompts('shape'))
+    scale = float(clip.model.logit_scale.detach().exp())
+    specs = scene_specs(4 * n, split, start)
+    rows = []
+    for shape, cues in table.items():
+        c = SHAPES.index(shape)
+        for kind, (cue, _, _) in cues.items():
+            res = {'shape': shape, 'kind': kind, 'cue': cue, 'n': n}
+            sides = {
+                'pull': [s for s in specs if s.objects[0].shape != shape][:n],
+                'need': [SceneSpec([dataclasses.replace(s.objects[0], shape=shape)], s.background) for s in specs[:n]],
+            }
+            for side, scenes in sides.items():
+                corners = np.random.default_rng(seed).integers(0, 4, len(scenes)).tolist() if kind == 'prop' else None
+                cued = [SpuriousSpec(s, (cue,), (corners[i],) if corners else ()) for i, s in enumerate(scenes)]
+                p1 = _cue_probs(clip, cued, cemb, scale)
+                p0 = _cue_probs(clip, [SpuriousSpec(s) for s in scenes], cemb, scale)
+                if side == 'pull':  # P(class) on other shapes, with minus without
+                    d = p1[:, c] - p0[:, c]
+                    res.update(p_with=float(p1[:, c].mean()), p_without=float(p0[:, c].mean()))
+                else:  # accuracy on the class itself, with minus without
+                    d = (p1.argmax(1) == c).astype(float) - (p0.argmax(1) == c).astype(float)
+                    res['acc_with'] = float((p1.argmax(1) == c).mean())
+                    res['acc_without'] = float((p0.argmax(1) == c).mean())
+                res[side] = float(d.mean())
+                res[f'{side}_ci'] = list(bootstrap_ci(lambda i, d=d: d[i].mean(), len(d), n_boot=n_boot, seed=seed))
+            rows.append(res)
+    return rows
+
