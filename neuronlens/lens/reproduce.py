@@ -26,9 +26,9 @@ from ..models.lm import load_causal_lm
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PAPER', 'DATA', 'SEG_SCORES', 'STUDIES', 'SECOND_ORDER_STAGES', 'SOURCE_FLAGS', 'MANIFEST', 'PROTOCOL',
-           'DEFAULTS', 'Stage', 'ReproContext', 'data_specs', 'open_sources', 'lens_run', 'significance_stage',
-           'directions_stage', 'dictionary_texts', 'decomposition_stage', 'reproduce_ablation',
+__all__ = ['log', 'PAPER', 'DATA', 'SEG_SCORES', 'STUDIES', 'SECOND_ORDER_STAGES', 'SOURCE_FLAGS', 'MANIFEST', 'COLUMNS',
+           'PROTOCOL', 'DEFAULTS', 'Stage', 'ReproContext', 'data_specs', 'open_sources', 'lens_run',
+           'significance_stage', 'directions_stage', 'dictionary_texts', 'decomposition_stage', 'reproduce_ablation',
            'reproduce_segmentation', 'adversarial_rows', 'reproduce_adversarial', 'ablation_stage',
            'segmentation_stage', 'adversarial_stage', 'stage_key', 'run_stages', 'check_out_folder', 'paper_tables',
            'tables_markdown', 'reproduce_second_order', 'tool_id', 'adversarial_tools', 'dictionary_id',
@@ -517,9 +517,14 @@ def _cell(v) -> str:
     return str(v)
 
 
+COLUMNS = ('data', 'layer', 'method', 'condition', 'pair', 'measure', 'stage', 'accuracy', 'ci_low', 'ci_high', 'drop',
+           'pixel_accuracy', 'pixel_accuracy 95% CI', 'mIoU', 'mIoU 95% CI', 'mAP', 'mAP 95% CI', 'success',
+           'success 95% CI')  # columns in this order first (stored results come back with sorted keys), then the rest
+
+
 def tables_markdown(tables: dict) -> str:
     "The tables as markdown: one section per table, every row's measured values and the paper's beside them."
-    parts, first, last = [], ('data', 'layer', 'method', 'condition', 'pair', 'measure', 'stage'), ('paper', 'paper_source')
+    parts, first, last = [], COLUMNS, ('paper', 'paper_source')
     for name, rows in tables.items():
         seen = list(dict.fromkeys(k for r in rows for k in r))
         cols = [c for c in first if c in seen] + [c for c in seen if c not in first + last] + [c for c in last if c in seen]
