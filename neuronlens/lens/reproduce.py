@@ -11,29 +11,37 @@ from typing import Callable, Sequence
 import torch
 
 from ..core import ConfigError, TensorCache, atomic_write, cache_key, get_device, seed_everything, state_dict_hash
-from ..data.datasets import dataset_source, imagenet_classes, imagenet_templates, zero_shot_classifier
+from ..data.datasets import dataset_source
 from ..data.runs import process_state
 from ..data.words import read_word_file, word_pool
+from .any_clip import CIFAR10_BLOCK, TextWriter, adversarial_dataset, load_generator, template_writer
 from .decompose import decompose_directions, embed_texts
 from .pipeline import SecondOrderRun, load_run, run_second_order, save_run
-from .second_order import sparsity_summary
+from .real_data import ablate_dataset, default_reference, segment_dataset
+from .second_order import check_layer, sparsity_summary
+from .zero_shot import BaselineError
 from ..models.clip import load_clip
+from ..models.lm import load_causal_lm
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PAPER', 'DATA', 'STUDIES', 'SECOND_ORDER_STAGES', 'SOURCE_FLAGS', 'MANIFEST', 'PROTOCOL', 'DEFAULTS', 'Stage',
-           'ReproContext', 'data_specs', 'open_sources', 'lens_run', 'significance_stage', 'directions_stage',
-           'dictionary_texts', 'decomposition_stage', 'class_names', 'classifier', 'ablation_stage',
+__all__ = ['log', 'PAPER', 'DATA', 'SEG_SCORES', 'STUDIES', 'SECOND_ORDER_STAGES', 'SOURCE_FLAGS', 'MANIFEST', 'COLUMNS',
+           'PROTOCOL', 'DEFAULTS', 'Stage', 'ReproContext', 'data_specs', 'open_sources', 'lens_run',
+           'significance_stage', 'directions_stage', 'dictionary_texts', 'decomposition_stage', 'reproduce_ablation',
+           'reproduce_segmentation', 'adversarial_rows', 'reproduce_adversarial', 'ablation_stage',
            'segmentation_stage', 'adversarial_stage', 'stage_key', 'run_stages', 'check_out_folder', 'paper_tables',
-           'tables_markdown', 'reproduce_second_order', 'dictionary_id', 'add_reproduce_args', 'run_reproduce_cli']
+           'tables_markdown', 'reproduce_second_order', 'tool_id', 'adversarial_tools', 'dictionary_id',
+           'add_reproduce_args', 'run_reproduce_cli']
 
 # %% ../../nbs/lens/42_reproduce.ipynb #20551831
 PAPER = {  # the paper's numbers (design.md, "The papers' real-data protocols"; from reviews: check against the PDF)
     'significance': {'top fraction': ('<2%', 'abstract: the effect is significant for <2% of the images')},
     'ablation': {
-        ('imagenet', 'mean-ablate second-order effects'): (29.6, 'ViT-B-32 layer 9, ImageNet val accuracy (%)'),
-        ('imagenet', 'mean-ablate indirect effects'): (52.3, 'ViT-B-32 layer 9, ImageNet val accuracy (%)'),
+        ('imagenet', 'mean-ablate layer'): (29.6, 'ViT-B-32 layer 9, ImageNet val accuracy (%), second-order effects mean-ablated'),
+        ('imagenet', 'whole output mean-ablated'): (
+            52.3, 'ViT-B-32 layer 9, ImageNet val accuracy (%), indirect effects mean-ablated (the row also ablates the direct path)'
+        ),
     },
     'segmentation': {
         'second-order neurons': ({'mIoU': 59.0, 'mAP': 84.9}, 'ImageNet-segmentation, layers 8-10'),
@@ -41,7 +49,8 @@ PAPER = {  # the paper's numbers (design.md, "The papers' real-data protocols"; 
     },
     'adversarial': {
         'second-order words': ('5.3-22.7% per pair', 'Table 3: CIFAR-10 pairs, 100 images per pair'),
-        'baselines': ('0-6.3% per pair', 'Table 3: indirect effects, similar words, random'),
+        'random words': ('0-6.3% per pair', "Table 3's baselines: indirect effects, similar words, random"),
+        'random neurons': ('0-6.3% per pair', "Table 3's baselines: indirect effects, similar words, random"),
     },
 }
 
@@ -56,6 +65,7 @@ class Stage:
     after: tuple = ()  # stages whose results it reads (skipped with them)
     settings: tuple = ()  # names in ctx.settings that shape the result
     study: str | None = None  # the `STUDIES` function it calls (its name enters the key; unwired: skipped)
+    options: tuple = ()  # settings that must be given (e.g. 'generator_id'); missing: the stage is skipped with a line
 
 
 @dataclasses.dataclass
@@ -69,6 +79,7 @@ class ReproContext:
     out: Path
     results: dict = dataclasses.field(default_factory=dict)  # stage name -> result
     keys: dict = dataclasses.field(default_factory=dict)  # stage name -> cache key
+    tools: dict = dataclasses.field(default_factory=dict)  # what studies use that is not a setting: generator, writer
     say: Callable = log.info  # progress lines
     rank: int = 0
     world: int = 1
@@ -99,6 +110,7 @@ def data_specs(data: dict, settings: dict) -> dict:
         out['imagenet-r'] = f"imagenet-r:{data['imagenet_r']}?every={s['val_every']}"
     if data.get('cifar10'):
         out['cifar10'] = f"cifar10:{data['cifar10']}?split=test"
+        out['cifar10-train'] = default_reference(f"cifar10:{data['cifar10']}")  # every 10th train image: CIFAR's reference
     if data.get('imagenet_seg'):
         out['imagenet-seg'] = f"imagenet-seg:{data['imagenet_seg']}"
     return out
@@ -108,12 +120,12 @@ def open_sources(
     specs: dict,  # from `data_specs`
     size: tuple,  # (height, width) the model reads
     resize_mode: str = 'shortest',
-    n_images: int | None = None,  # the first n of the directions subset (None: all of it)
+    n_images: int | None = None,  # the first n of the directions subset and CIFAR's reference (None: all of them)
     n_eval: int | None = None,  # the first n of each scoring set (None: all of it)
 ) -> dict:
     "Open every source up front, so that a missing folder or another layout fails in one line before any work."
     return {
-        name: dataset_source(spec, n_images if name == 'directions' else n_eval, size, resize_mode)
+        name: dataset_source(spec, n_images if name in ('directions', 'cifar10-train') else n_eval, size, resize_mode)
         for name, spec in specs.items()
     }
 
@@ -191,25 +203,93 @@ def decomposition_stage(ctx: ReproContext) -> dict:
     }
 
 # %% ../../nbs/lens/42_reproduce.ipynb #e6a9f0a8
-# The applications' study functions, wired in by the modules that run them on a real CLIP (None: the stage is skipped
-# with a line). Contracts (each returns a list of JSON-able row dicts):
-# ablation(clip, run, source, classifier, settings) -> rows with 'condition' and 'accuracy' (%)
-# segmentation(clip, runs, source, classifier, settings) -> rows with 'method', 'pixel_accuracy', 'mIoU', 'mAP' (%)
-# adversarial(clip, run, terms, source, classifier, settings) -> rows with 'method', 'pair', 'success' (%)
-STUDIES: dict = {'ablation': None, 'segmentation': None, 'adversarial': None}
+def _pct(v):
+    "A fraction in %, through lists; None stays None."
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple)):
+        return [_pct(x) for x in v]
+    return 100 * float(v)
 
 
-def class_names(source) -> list[str]:
-    "The classifier's class names: CLIP's curated ImageNet names for 1,000-way sources, else the source's own."
-    return imagenet_classes() if len(source.classes) == 1000 else list(source.classes)
+def reproduce_ablation(
+    clip,  # a `ClipAdapter`
+    run: SecondOrderRun,  # the protocol's run: its layer is ablated
+    source,  # `DatasetSource` of the labelled images scored
+    settings: dict,  # the protocol's settings (`DEFAULTS`)
+    reference,  # `DatasetSource` the means, thresholds and directions are fitted on
+    cache: TensorCache,
+) -> list[dict]:
+    "The official ablation conditions (`ablate_dataset`) at the run's layer: rows of zero-shot accuracy (%) with 95% intervals."
+    s = settings
+    res = ablate_dataset(clip, source, reference, layers=[run.effects.layer], templates=s['templates'], cache=cache,
+                         k_top=s['k_top'], batch_size=s['batch_size'], margin=s['margin'])
+    pct = ('accuracy', 'ci_low', 'ci_high', 'drop')
+    return [{**r, **{k: _pct(r[k]) for k in pct}} for r in res.rows]
+
+# %% ../../nbs/lens/42_reproduce.ipynb #a3c51e07
+SEG_SCORES = {'pixel_acc': 'pixel_accuracy', 'miou': 'mIoU', 'map': 'mAP'}  # `segment_dataset`'s score -> table column
 
 
-def classifier(ctx: ReproContext, source) -> torch.Tensor:
-    "The zero-shot classifier [n_classes, d_out] of a source's classes or a list of names (cached per model and prompts)."
-    names = list(source) if isinstance(source, list) else class_names(source)
-    templates = ctx.settings['templates'] or imagenet_templates()
-    key = cache_key(model=ctx.model_key, names=names, templates=templates)
-    return ctx.cache.get_or_compute('classifier', key, lambda: {'w': zero_shot_classifier(ctx.clip, names, templates)})['w']
+def reproduce_segmentation(
+    clip,  # a `ClipAdapter`
+    layers: list,  # MLP layers whose neurons segment (official: 8-10)
+    source,  # `DatasetSource` of images with masks (imagenet-seg:)
+    settings: dict,
+    reference,  # `DatasetSource` the neuron directions are fitted on
+    cache: TensorCache,
+) -> list[dict]:
+    "Zero-shot segmentation (`segment_dataset`: the official recipe for the predicted class, and the baselines): scores (%)."
+    s = settings
+    res = segment_dataset(clip, source, reference, layers=layers, templates=s['templates'], cache=cache,
+                          top_k=s['seg_top_k'], k_top=s['k_top'], batch_size=s['batch_size'])
+    rows = []
+    for r in res.rows:
+        row = {'method': r['method']}
+        for k, name in SEG_SCORES.items():
+            row[name] = _pct(r[k])
+            row[f'{name} 95% CI'] = _pct(r[f'{k}_ci'])
+        rows.append(row)
+    return rows
+
+# %% ../../nbs/lens/42_reproduce.ipynb #b7d40c92
+def adversarial_rows(res) -> list[dict]:
+    "Rows of an `AdversarialSet`: per word source the mean over pairs (95% CI), then each pair; success: c1 beats c0 (%)."
+    rows = [
+        {'method': m, 'pair': 'mean over pairs', 'success': _pct(v['rate_pair']), 'success 95% CI': _pct(v['ci_pair']),
+         'classified as c1': _pct(v['rate'])}
+        for m, v in res.summary.items()
+    ]
+    for p in res.pairs:
+        for m in p['words']:
+            rows.append({'method': m, 'pair': f"{p['c0']} -> {p['c1']}", 'success': _pct(p['rate_pair'][m]),
+                         'classified as c1': _pct(p['rate'][m]), 'images': len(p['descriptions'][m])})
+    return rows
+
+
+def reproduce_adversarial(
+    clip,  # a `ClipAdapter`
+    runs: dict,  # layer -> `SecondOrderRun` (official: layers 8-10)
+    source,  # `DatasetSource` whose classes are paired (CIFAR-10 test)
+    settings: dict,
+    generator: Callable,  # texts -> images
+    writer: Callable,  # (c0, c1, words, n, seed) -> descriptions
+    out: Path | None = None,  # where the images and a manifest per pair are written
+) -> list[dict]:
+    "Semantic adversarial images (`adversarial_dataset`) for ordered class pairs: success (%) of each word source."
+    s, classes = settings, list(source.classes)
+    pairs = [(a, b) for a in classes for b in classes if a != b][: s['n_pairs']]
+    texts = dictionary_texts(s['dictionary'], s['dictionary_size'])
+    res = adversarial_dataset(clip, classes, runs, generator, pairs, texts, writer, s['templates'], CIFAR10_BLOCK,
+                              n_desc=s['n_desc'], k=s['k_words'], margin=s['margin'], out=out)
+    return adversarial_rows(res)
+
+# %% ../../nbs/lens/42_reproduce.ipynb #c1e8f3a6
+# The applications' study functions: replace one to run another study (None: its stage is skipped with a line).
+# ablation(clip, run, source, settings, reference=, cache=) -> rows with 'condition' and 'accuracy' (%)
+# segmentation(clip, layers, source, settings, reference=, cache=) -> rows with 'method', 'pixel_accuracy', 'mIoU', 'mAP' (%)
+# adversarial(clip, runs, source, settings, generator=, writer=, out=) -> rows with 'method', 'pair', 'success' (%)
+STUDIES: dict = {'ablation': reproduce_ablation, 'segmentation': reproduce_segmentation, 'adversarial': reproduce_adversarial}
 
 
 def _study(name: str) -> Callable:
@@ -219,12 +299,23 @@ def _study(name: str) -> Callable:
     return fn
 
 # %% ../../nbs/lens/42_reproduce.ipynb #9bc53f70
-def ablation_stage(data: str) -> Callable:
-    "The ablation stage on scoring set `data`: the five official conditions, zero-shot accuracy."
+def _refused(ctx: ReproContext, name: str, err: Exception) -> dict:
+    "The result of a study the baseline guard refused (the model is at chance on the data): no rows, the reason."
+    ctx.say(f"{name}: refused ({err})")
+    return {'rows': [], 'refused': str(err)}
+
+
+def ablation_stage(data: str, reference: str) -> Callable:
+    "The ablation stage on scoring set `data`, its means and directions fitted on source `reference`."
 
     def run(ctx: ReproContext) -> dict:
+        if ctx.rank > 0:
+            return {}  # only the lens runs are shared between processes
         src, lr = ctx.sources[data], load_run(ctx.cache, ctx.results['significance']['run'])
-        rows = _study('ablation')(ctx.clip, lr, src, classifier(ctx, src), ctx.settings)
+        try:
+            rows = _study('ablation')(ctx.clip, lr, src, ctx.settings, reference=ctx.sources[reference], cache=ctx.cache)
+        except BaselineError as e:
+            return _refused(ctx, f'ablation-{data}', e)
         return {'data': data, 'layer': lr.effects.layer, 'n_images': src.n, 'rows': list(rows)}
 
     return run
@@ -232,35 +323,46 @@ def ablation_stage(data: str) -> Callable:
 
 def segmentation_stage(ctx: ReproContext) -> dict:
     "Zero-shot segmentation of ImageNet-segmentation from the top neurons of the segmentation layers."
-    src = ctx.sources['imagenet-seg']
-    runs = {l: lens_run(ctx, l) for l in ctx.settings['seg_layers']}
-    cls = classifier(ctx, imagenet_classes())  # the 1,000-way classifier: the official recipe uses the predicted class
-    rows = _study('segmentation')(ctx.clip, runs, src, cls, ctx.settings)
-    return {'layers': list(runs), 'n_images': src.n, 'rows': list(rows)}
+    if ctx.rank > 0:
+        return {}
+    src, layers = ctx.sources['imagenet-seg'], list(ctx.settings['seg_layers'])
+    rows = _study('segmentation')(ctx.clip, layers, src, ctx.settings, reference=ctx.sources['directions'], cache=ctx.cache)
+    return {'layers': layers, 'n_images': src.n, 'rows': list(rows)}
 
 
 def adversarial_stage(ctx: ReproContext) -> dict:
-    "Semantic adversarial pairs of CIFAR-10 classes from the neurons' words."
-    src, lr = ctx.sources['cifar10'], load_run(ctx.cache, ctx.results['significance']['run'])
-    terms = ctx.results['decomposition']['terms']
-    rows = _study('adversarial')(ctx.clip, lr, terms, src, classifier(ctx, src), ctx.settings)
-    return {'layer': lr.effects.layer, 'rows': list(rows)}
+    "Semantic adversarial pairs of CIFAR-10 classes from the words of the segmentation layers' neurons."
+    if ctx.rank > 0:
+        return {}
+    solo = dataclasses.replace(ctx, rank=0, world=1)  # the other processes left after the sharded significance stage
+    runs = {l: lens_run(solo, l) for l in ctx.settings['seg_layers']}
+    try:
+        rows = _study('adversarial')(ctx.clip, runs, ctx.sources['cifar10'], ctx.settings, generator=ctx.tools['generator'],
+                                     writer=ctx.tools['writer'], out=ctx.out / 'adversarial')
+    except BaselineError as e:
+        return _refused(ctx, 'adversarial', e)
+    return {'layers': sorted(runs), 'rows': list(rows)}
 
 # %% ../../nbs/lens/42_reproduce.ipynb #272406fb
 _RUN = ('layer', 'every', 'n_images', 'k_top', 'shard_size')  # what shapes the lens run
-_EVAL = ('val_every', 'n_eval', 'templates')
-
+_EVAL = ('val_every', 'n_eval', 'templates', 'margin')
 _DEC = ('dictionary_id', 'k_words')
+_ADV = ('seg_layers', 'generator_id', 'writer_id', 'n_pairs', 'n_desc')
 
 SECOND_ORDER_STAGES = [
     Stage('significance', ('directions',), significance_stage, (), _RUN),
     Stage('directions', ('directions',), directions_stage, ('significance',), _RUN),
     Stage('decomposition', ('directions',), decomposition_stage, ('significance',), _RUN + _DEC),
-    Stage('ablation-imagenet', ('imagenet',), ablation_stage('imagenet'), ('significance',), _RUN + _EVAL, 'ablation'),
-    Stage('ablation-imagenet-r', ('imagenet-r',), ablation_stage('imagenet-r'), ('significance',), _RUN + _EVAL, 'ablation'),
-    Stage('ablation-cifar10', ('cifar10',), ablation_stage('cifar10'), ('significance',), _RUN + _EVAL, 'ablation'),
-    Stage('segmentation', ('imagenet-seg',), segmentation_stage, ('significance',), _RUN + _EVAL + ('seg_layers',), 'segmentation'),
-    Stage('adversarial', ('cifar10',), adversarial_stage, ('decomposition',), _RUN + _EVAL + _DEC, 'adversarial'),
+    Stage('ablation-imagenet', ('imagenet', 'directions'), ablation_stage('imagenet', 'directions'), ('significance',),
+          _RUN + _EVAL, 'ablation'),
+    Stage('ablation-imagenet-r', ('imagenet-r', 'directions'), ablation_stage('imagenet-r', 'directions'), ('significance',),
+          _RUN + _EVAL, 'ablation'),
+    Stage('ablation-cifar10', ('cifar10', 'cifar10-train'), ablation_stage('cifar10', 'cifar10-train'), ('significance',),
+          _RUN + _EVAL, 'ablation'),
+    Stage('segmentation', ('imagenet-seg', 'directions'), segmentation_stage, ('significance',),
+          _RUN + _EVAL + ('seg_layers', 'seg_top_k'), 'segmentation'),
+    Stage('adversarial', ('cifar10',), adversarial_stage, ('significance',), _RUN + _EVAL + _DEC + _ADV, 'adversarial',
+          options=('generator_id',)),
 ]
 
 # %% ../../nbs/lens/42_reproduce.ipynb #03c70ba3
@@ -281,8 +383,8 @@ def stage_key(ctx: ReproContext, stage: Stage) -> str:
 
 
 def _skip_reason(ctx: ReproContext, stage: Stage, flags: dict) -> str | None:
-    "Why `stage` cannot run (its data not given, an input skipped, its study not wired in), or None."
-    missing = [n for n in stage.needs if n not in ctx.sources]
+    "Why `stage` cannot run (its data or options not given, an input skipped, its study not wired in), or None."
+    missing = [n for n in stage.needs if n not in ctx.sources] + [o for o in stage.options if ctx.settings.get(o) is None]
     if missing:
         return 'needs ' + ' and '.join(flags.get(n, n) for n in missing)
     skipped = [a for a in stage.after if a not in ctx.keys]
@@ -293,8 +395,8 @@ def _skip_reason(ctx: ReproContext, stage: Stage, flags: dict) -> str | None:
     return None
 
 # %% ../../nbs/lens/42_reproduce.ipynb #ff2f896b
-SOURCE_FLAGS = {'directions': '--imagenet', 'imagenet': '--imagenet', 'imagenet-r': '--imagenet-r',
-                'cifar10': '--cifar10', 'imagenet-seg': '--imagenet-seg'}
+SOURCE_FLAGS = {'directions': '--imagenet', 'imagenet': '--imagenet', 'imagenet-r': '--imagenet-r', 'cifar10': '--cifar10',
+                'cifar10-train': '--cifar10', 'imagenet-seg': '--imagenet-seg', 'generator_id': '--generator'}
 
 
 def run_stages(
@@ -397,6 +499,9 @@ def paper_tables(results: dict) -> dict:
         rs = _rows(name, results.get(name), PAPER[name], lambda r: r.get('method'))
         if rs:
             t[name] = rs
+    refused = [{'stage': n, 'why': r['refused']} for n, r in results.items() if r.get('refused')]
+    if refused:
+        t['refused'] = refused
     return t
 
 # %% ../../nbs/lens/42_reproduce.ipynb #99a4e934
@@ -405,14 +510,21 @@ def _cell(v) -> str:
         return '-'
     if isinstance(v, float):
         return f'{v:.4g}'
+    if isinstance(v, list):
+        return '[' + ', '.join(_cell(x) for x in v) + ']'
     if isinstance(v, dict):
         return ', '.join(f'{k} {_cell(x)}' for k, x in v.items())
     return str(v)
 
 
+COLUMNS = ('data', 'layer', 'method', 'condition', 'pair', 'measure', 'stage', 'accuracy', 'ci_low', 'ci_high', 'drop',
+           'pixel_accuracy', 'pixel_accuracy 95% CI', 'mIoU', 'mIoU 95% CI', 'mAP', 'mAP 95% CI', 'success',
+           'success 95% CI')  # columns in this order first (stored results come back with sorted keys), then the rest
+
+
 def tables_markdown(tables: dict) -> str:
     "The tables as markdown: one section per table, every row's measured values and the paper's beside them."
-    parts, first, last = [], ('data', 'layer', 'method', 'condition', 'pair', 'measure'), ('paper', 'paper_source')
+    parts, first, last = [], COLUMNS, ('paper', 'paper_source')
     for name, rows in tables.items():
         seen = list(dict.fromkeys(k for r in rows for k in r))
         cols = [c for c in first if c in seen] + [c for c in seen if c not in first + last] + [c for c in last if c in seen]
@@ -427,7 +539,7 @@ def tables_markdown(tables: dict) -> str:
 PROTOCOL = 'second-order'
 DEFAULTS = dict(layer=9, every=250, val_every=10, n_images=None, n_eval=None, k_top=100, shard_size=256, batch_size=32,
                 k_words=32, dictionary=None, dictionary_size=30000, seg_layers=(8, 9, 10), templates=None,
-                progress=False)
+                margin=0.1, seg_top_k=200, n_pairs=None, n_desc=100, progress=False)
 
 
 def reproduce_second_order(
@@ -437,6 +549,8 @@ def reproduce_second_order(
     imagenet_seg: str | Path | None = None,  # gtsegs_ijcv.mat (segmentation)
     imagenet_r: str | Path | None = None,  # ImageNet-R (ablation)
     cifar10: str | Path | None = None,  # CIFAR-10 pickles (ablation, adversarial pairs)
+    generator: str | Callable | None = None,  # adversarial images: 'diffusers:MODEL', 'FILE.py:NAME', 'module:NAME' or texts -> images
+    writer: str | Callable = 'smollm2-135m',  # adversarial descriptions: an LM name, folder or hub id, 'template', or a callable
     cache: TensorCache | None = None,  # shards, runs, dictionaries; default: out/cache
     stop_after: str | None = None,  # stop after this stage (a later call resumes)
     say: Callable = log.info,  # progress lines
@@ -453,17 +567,21 @@ def reproduce_second_order(
     s['seg_layers'] = list(s['seg_layers'])
     s['templates'] = list(s['templates']) if s['templates'] else None
     s['dictionary_id'] = dictionary_id(s['dictionary'], s['dictionary_size'])
+    for l in (s['layer'], *s['seg_layers']):
+        check_layer(clip.model, l)
     out = check_out_folder(Path(out), PROTOCOL)
     data = dict(imagenet=imagenet, imagenet_seg=imagenet_seg, imagenet_r=imagenet_r, cifar10=cifar10)
     pp = clip.preprocess
     sources = open_sources(data_specs(data, s), tuple(pp.size), pp.resize_mode, s['n_images'], s['n_eval'])
+    s['generator_id'], s['writer_id'] = tool_id(generator), tool_id(writer)
+    tools = adversarial_tools(generator, writer) if generator is not None and 'cifar10' in sources else {}
     out.mkdir(parents=True, exist_ok=True)
     manifest = {'protocol': PROTOCOL, 'settings': {k: v for k, v in s.items() if k != 'progress'},
                 'sources': {n: src.id for n, src in sources.items()}}
     if rank == 0:
         atomic_write(out / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1, default=str)))
     ctx = ReproContext(clip, sources, s, cache or TensorCache(out / 'cache'), out, say=say, rank=rank, world=world,
-                       barrier=barrier)
+                       barrier=barrier, tools=tools)
     status = run_stages(ctx, SECOND_ORDER_STAGES, stop_after)
     if rank > 0:
         return {}
@@ -474,6 +592,19 @@ def reproduce_second_order(
     manifest['stages'] = status
     atomic_write(out / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1, default=str)))
     return tables
+
+
+def tool_id(tool) -> str | None:
+    "What names a generator or writer in a stage key: its spec, or a callable's module and name."
+    return None if tool is None else str(tool) if isinstance(tool, (str, Path)) else _fn_id(tool)
+
+
+def adversarial_tools(generator, writer) -> dict:
+    "The adversarial stage's generator and writer, loaded from their specs before any work (a bad spec fails in one line)."
+    gen = load_generator(str(generator)) if isinstance(generator, (str, Path)) else generator
+    if isinstance(writer, (str, Path)):
+        writer = template_writer if str(writer) == 'template' else TextWriter(load_causal_lm(writer))
+    return {'generator': gen, 'writer': writer}
 
 
 def dictionary_id(path, n_words: int) -> str:
@@ -493,7 +624,13 @@ def add_reproduce_args(p):
     p.add_argument('--dictionary', type=Path, default=None, help='text file, one word or description per line (default: 30,000 frequent English words)')
     p.add_argument('--templates', type=Path, default=None, help="prompt templates, one per line with '{}' (default: CLIP's 80)")
     p.add_argument('--layer', type=int, default=9, help='MLP layer of significance, directions, decomposition, ablations (default: 9)')
-    p.add_argument('--seg-layers', type=int, nargs='+', default=[8, 9, 10], help='layers of the segmentation (default: 8 9 10)')
+    p.add_argument('--seg-layers', type=int, nargs='+', default=[8, 9, 10], help='layers of the segmentation and adversarial pairs (default: 8 9 10)')
+    p.add_argument('--seg-top-k', type=int, default=200, help='segmentation: neurons per class over the layers (default: 200)')
+    p.add_argument('--generator', default=None, help="adversarial images: 'diffusers:MODEL', 'FILE.py:NAME' or 'module:NAME' (texts -> images); skipped without it")
+    p.add_argument('--writer', default='smollm2-135m', help="adversarial descriptions: 'template' (no LM), an LM name, folder or hub id (default: smollm2-135m)")
+    p.add_argument('--n-pairs', type=int, default=None, help='adversarial: the first N ordered CIFAR-10 class pairs (default: all 90)')
+    p.add_argument('--n-desc', type=int, default=100, help='adversarial: descriptions (images) per pair and word source (default: 100)')
+    p.add_argument('--margin', type=float, default=0.1, help='baseline guard: clean accuracy must exceed chance by this (default: 0.1)')
     p.add_argument('--every', type=int, default=250, help='every n-th ImageNet train image for the directions (default: 250: 5,124 images)')
     p.add_argument('--val-every', type=int, default=10, help='every n-th ImageNet val / ImageNet-R image for scoring (default: 10)')
     p.add_argument('--n-images', type=int, default=None, help='the first n images of the directions subset (default: all)')
@@ -530,11 +667,13 @@ def run_reproduce_cli(args) -> int:
             print(f"neuronlens reproduce {PROTOCOL}: {line}", file=sys.stderr)
 
     tables = reproduce_second_order(
-        clip, args.out, args.imagenet, args.imagenet_seg, args.imagenet_r, args.cifar10, stop_after=args.stop_after,
+        clip, args.out, args.imagenet, args.imagenet_seg, args.imagenet_r, args.cifar10, args.generator, args.writer,
+        stop_after=args.stop_after,
         say=say, rank=rank, world=world, barrier=state.wait_for_everyone if state is not None else None,
         layer=args.layer, every=args.every, val_every=args.val_every, n_images=args.n_images, n_eval=args.n_eval,
         k_top=args.k_top, shard_size=args.shard_size, batch_size=args.batch_size, k_words=args.k_words,
         dictionary=args.dictionary and str(args.dictionary), seg_layers=args.seg_layers, templates=templates,
+        seg_top_k=args.seg_top_k, n_pairs=args.n_pairs, n_desc=args.n_desc, margin=args.margin,
         progress=args.progress and rank == 0,
     )
     if rank == 0:
