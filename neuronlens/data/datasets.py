@@ -374,7 +374,7 @@ def cifar_source(
     return dataset_from_items(
         f'{kind}:{d.resolve()}:{split}:every={every}', range(len(images)), record, lambda i: (i,), every, n, size,
         resize_mode, skip_bad, [file_stamp(d / f) for f in files[split] + [meta]],
-        classes=[str(c) for c in _unpickle(d / meta)[names_key]],
+        classes=[c.decode() if isinstance(c, bytes) else str(c) for c in _unpickle(d / meta)[names_key]],
     )
 
 # %% ../../nbs/data/14_datasets.ipynb #d7a1001e
