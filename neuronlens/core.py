@@ -16,11 +16,11 @@ import argparse, shutil
 import importlib, importlib.util
 
 # %% auto #0
-__all__ = ['MIN_FREE_MB', 'NeuronLensError', 'ConfigError', 'WeightsNotFoundError', 'HookError', 'CacheError', 'get_device',
-           'model_device', 'model_dtype', 'cpu_bf16_native', 'cpu_capability', 'autocast_dtype', 'autocast',
-           'seed_everything', 'HookPoint', 'Hooks', 'run_with_cache', 'state_dict_hash', 'cache_key', 'file_sha256',
-           'default_cache_dir', 'TensorCache', 'check_writable', 'check_folders', 'atomic_write', 'git_commit',
-           'optional_module', 'Result']
+__all__ = ['MIN_FREE_MB', 'NeuronLensError', 'ConfigError', 'WeightsNotFoundError', 'HookError', 'CacheError', 'load_or_skip',
+           'get_device', 'model_device', 'model_dtype', 'cpu_bf16_native', 'cpu_capability', 'autocast_dtype',
+           'autocast', 'seed_everything', 'HookPoint', 'Hooks', 'run_with_cache', 'state_dict_hash', 'cache_key',
+           'file_sha256', 'default_cache_dir', 'TensorCache', 'check_writable', 'check_folders', 'atomic_write',
+           'git_commit', 'optional_module', 'Result']
 
 # %% ../nbs/00_core.ipynb #d9c58603
 class NeuronLensError(Exception):
@@ -44,6 +44,20 @@ class HookError(NeuronLensError, KeyError):
 
 class CacheError(NeuronLensError, RuntimeError):
     "A cache entry is corrupt or does not match what was asked for."
+
+# %% ../nbs/00_core.ipynb #a755a1c3
+def load_or_skip(
+    report,  # anything with a `.text(str)` method, e.g. a `views.report.Report`
+    load: Callable,  # the loader, e.g. `models.zoo.load_model`
+    *args,
+    **kw,
+):
+    "`load(*args, **kw)`, or None after writing 'Skipped: <why>' to `report` when the weights are not on this machine."
+    try:
+        return load(*args, **kw)
+    except WeightsNotFoundError as e:
+        report.text(f'Skipped: {e}')
+        return None
 
 # %% ../nbs/00_core.ipynb #c017758b
 def get_device(

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..core import CacheError, NeuronLensError, TensorCache, WeightsNotFoundError, cache_key, seed_everything, ConfigError, optional_module
+from ..core import CacheError, NeuronLensError, TensorCache, cache_key, seed_everything, ConfigError, optional_module, load_or_skip
 from ..views.report import Report
 from ..data.sources import image_source
 from ..lens import second_order as so
@@ -124,10 +124,8 @@ def section_second_order(r: Report, ctx: DemoContext, layer: int | None = None):
     "Second-order effects of a ToyCLIP MLP layer on held-out scenes: sparsity, directions, decompositions, top images."
 
     r.heading('Second-order lens on ToyCLIP')
-    try:
-        clip = models.load_model('toyclip')
-    except WeightsNotFoundError as e:
-        r.text(f'Skipped: {e}')
+    clip = load_or_skip(r, models.load_model, 'toyclip')
+    if clip is None:
         return
     layer = len(clip.blocks) - 2 if layer is None else layer
     src = image_source('toy:test', ctx.n_scenes, clip.preprocess.size[0])
@@ -184,10 +182,8 @@ def section_multimodal(r: Report, ctx: DemoContext):
     "Multimodal neurons in SmolLM2-135M reading toy scenes through the default projection, each measure against layer-matched random units with a 95% interval."
 
     r.heading('Multimodal neurons in SmolLM2-135M')
-    try:
-        cap = load_captioner('toy-encoder')
-    except WeightsNotFoundError as e:
-        r.text(f'Skipped: {e}')
+    cap = load_or_skip(r, load_captioner, 'toy-encoder')
+    if cap is None:
         return
     n = min(ctx.n_multimodal, ctx.n_scenes)
     seeds = list(split_seeds('test', n))

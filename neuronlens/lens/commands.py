@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core import ConfigError, TensorCache, WeightsNotFoundError, check_writable
+from ..core import ConfigError, TensorCache, WeightsNotFoundError, check_writable, load_or_skip
 from .second_order import check_layer
 from ..models import zoo as models
 from ..models.zoo import load_model
@@ -325,10 +325,8 @@ def demo_section(r, ctx):
     "The applications section of the main job: segmentation, ablation, adversarial images and attribute discovery on ToyCLIP."
 
     r.heading('Applications of the second-order lens')
-    try:
-        clip = models.load_model('toyclip')
-    except WeightsNotFoundError as e:
-        r.text(f'Skipped: {e}')
+    clip = load_or_skip(r, models.load_model, 'toyclip')
+    if clip is None:
         return
     n = max(32, min(ctx.n_scenes, 128))
     kw = dict(cache=ctx.cache, n_images=500, seed=ctx.seed)

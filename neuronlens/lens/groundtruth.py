@@ -20,7 +20,7 @@ from ..toy.world import CONCEPTS, CONCEPT_KIND, JITTER, render, sample_spec, spl
 # %% auto #0
 __all__ = ['enriched_concepts', 'precision_at_k', 'first_order_directions', 'score_decompositions', 'Polysemy', 'concept_splits',
            'find_polysemous', 'heldout_direction_cosines', 'sense_images', 'neuron_effect_norms', 'cls_acts',
-           'LensEvaluation', 'evaluate_lens']
+           'LensEvaluation', 'sparsity_table', 'signed_first_order', 'heldout_cosines', 'evaluate_lens']
 
 # %% ../../nbs/lens/34_groundtruth.ipynb #bdd33be9
 def enriched_concepts(
@@ -264,6 +264,46 @@ class LensEvaluation(Result):
         "The precision rows."
         return self.precision
 
+# %% ../../nbs/lens/34_groundtruth.ipynb #920cd5f5
+def sparsity_table(
+    run,  # a second-order run (`run_second_order`)
+    n_images: int,
+    k_top: int,
+) -> dict:
+    "How concentrated the effects are: the top set's share of the squared effect, the direction's fit, the norm ratio."
+    sp = so.sparsity_summary(run.effects.norms, k_top)
+    return {
+        'images': n_images,
+        'top set': k_top,
+        'top set share of images': k_top / n_images,
+        'median share of squared effect in top set': float(sp['top_share'].median()),
+        'median fraction of images holding half the squared effect': float(sp['frac_for_half'].median()),
+        'median variance explained by the direction': float(run.explained.median()),
+        'mean second-order / first-order norm': float(run.effects.norms.mean() / run.effects.first_norms.mean()),
+    }
+
+
+def signed_first_order(clip, run, src, layer: int, sig: torch.Tensor, cache: TensorCache) -> torch.Tensor:
+    "First-order directions [n_neurons, d_out] of the neurons `sig`, signed by their mean CLS act on their top set."
+    top = run.effects.top_idx[sig]
+    uniq, inv = top.reshape(-1).unique(return_inverse=True)
+    akey = cache_key(
+        model=state_dict_hash(clip.model), layer=layer, source=src.id, images=uniq
+    )  # CLS acts do not depend on `scale`: cached
+    cls = cache.get_or_compute('lens-cls-acts', akey, lambda: {'acts': cls_acts(clip, src, uniq, layer)})['acts']
+    acts = cls[inv.reshape(top.shape), sig[:, None]].mean(1)  # [n_neurons] mean CLS act on own top set
+    fo = first_order_directions(clip.model, layer, torch.zeros(run.directions.shape[0]))[sig]
+    return fo * torch.where(acts < 0, -1.0, 1.0)[:, None]
+
+
+def heldout_cosines(
+    clip, run, layer: int, sig: torch.Tensor, n_images: int, k_top: int, cache: TensorCache, seed: int
+) -> dict:
+    "`heldout_direction_cosines` of the directions of `sig` vs the top effects of a run on `n_images // 2` other scenes."
+    src = image_source('toy:valid', n_images // 2, clip.preprocess.size[0])
+    heldout = run_second_order(clip, src, layer, cache, shard_size=500, batch_size=125, k_top=k_top)
+    return heldout_direction_cosines(run.directions, heldout.effects.top_effects, sig, seed)
+
 # %% ../../nbs/lens/34_groundtruth.ipynb #0373fb7d
 def evaluate_lens(
     clip,  # a `ClipAdapter` of a CLIP trained on the toy world (e.g. `load_model('toyclip')`)
@@ -274,9 +314,7 @@ def evaluate_lens(
     k_words: int = 3,
     cache=None,
     seed: int = 0,
-    scale: (
-        str | None
-    ) = 'dims',  # dictionary preparation (see `prepare_dictionary`): 'dims' as the official code, 'atoms' unit-norm words
+    scale: str | None = 'dims',  # dictionary preparation (`prepare_dictionary`): 'dims' official, 'atoms' unit-norm
 ) -> LensEvaluation:
     "Second-order lens on held-out toy scenes: sparsity, directions (also on other held-out scenes), precision of decompositions vs baselines, polysemy."
 
@@ -287,23 +325,13 @@ def evaluate_lens(
     concepts = sample_batch(split_seeds('test', n_images), targets=False)['concepts']
     sig = so.significant_neurons(run.effects, n_neurons)
     vocab = dc.toy_vocabulary()
-    emb = dc.embed_texts(lambda t: clip.encode_text(t), vocab)
+    emb = dc.embed_texts(clip.encode_text, vocab)
 
     def decomp(d):
         return dc.decompose_directions(d, emb, vocab, k=max(5, k_words), scale=scale, device='cpu').terms
 
     top = run.effects.top_idx[sig]
-    uniq, inv = top.reshape(-1).unique(return_inverse=True)
-    akey = cache_key(
-        model=state_dict_hash(clip.model), layer=layer, source=src.id, images=uniq
-    )  # CLS acts do not depend on `scale`: cached
-    cls = cache.get_or_compute('lens-cls-acts', akey, lambda: {'acts': cls_acts(clip, src, uniq, layer)})['acts']
-    acts = cls[inv.reshape(top.shape), sig[:, None]].mean(1)  # [n_neurons] mean CLS act on own top set
-    fo = (
-        first_order_directions(clip.model, layer, torch.zeros(run.directions.shape[0]))[sig]
-        * torch.where(acts < 0, -1.0, 1.0)[:, None]
-    )
-    sp = so.sparsity_summary(run.effects.norms, k_top)
+    fo = signed_first_order(clip, run, src, layer, sig, cache)
     terms = decomp(run.directions[sig])
     kinds = [CONCEPT_KIND[c] for c in CONCEPTS]
     splits = concept_splits(top, concepts, CONCEPTS, kinds, seed=seed)  # once, for both lists
@@ -312,39 +340,11 @@ def evaluate_lens(
         significant=sig,
         terms=terms,
         scale=scale,
-        sparsity={
-            'images': n_images,
-            'top set': k_top,
-            'top set share of images': k_top / n_images,
-            'median share of squared effect in top set': float(sp['top_share'].median()),
-            'median fraction of images holding half the squared effect': float(sp['frac_for_half'].median()),
-            'median variance explained by the direction': float(run.explained.median()),
-            'mean second-order / first-order norm': float(run.effects.norms.mean() / run.effects.first_norms.mean()),
-        },
+        sparsity=sparsity_table(run, n_images, k_top),
         precision=score_decompositions(
-            run.directions[sig],
-            top,
-            concepts,
-            CONCEPTS,
-            decomp,
-            {'first-order directions': fo},
-            k=k_words,
-            seed=seed,
+            run.directions[sig], top, concepts, CONCEPTS, decomp, {'first-order directions': fo}, k=k_words, seed=seed
         ),
         polysemous=find_polysemous(top, concepts, CONCEPTS, kinds, terms=terms, splits=splits),
         split_by_concepts=splits,
-        heldout=heldout_direction_cosines(
-            run.directions,
-            run_second_order(
-                clip,
-                image_source('toy:valid', n_images // 2, clip.preprocess.size[0]),
-                layer,
-                cache,
-                shard_size=500,
-                batch_size=125,
-                k_top=k_top,
-            ).effects.top_effects,
-            sig,
-            seed,
-        ),
+        heldout=heldout_cosines(clip, run, layer, sig, n_images, k_top, cache, seed),
     )

@@ -18,10 +18,10 @@ import importlib.util
 from .attribution import Attribution, CaptionTargets, attribution_inputs, check_batch_size, check_units, last_logits
 
 # %% auto #0
-__all__ = ['clip_score', 'minilm_path', 'bert_score', 'scorer_reads', 'unit_text', 'text_scores', 'unit_activations',
-           'activation_mask', 'mask_iou', 'unit_maps', 'selectivity', 'auc_matrix', 'heldout_selectivity',
-           'bootstrap_auc_diff', 'concept_probs', 'mean_activations', 'random_units_like', 'ablation_curve',
-           'paired_bootstrap', 'soft_prompt_decodability']
+__all__ = ['clip_score', 'minilm_path', 'bert_score', 'scorer_reads', 'unit_text', 'text_scores', 'record_image_token_acts',
+           'unit_activations', 'activation_mask', 'mask_iou', 'unit_maps', 'selectivity', 'auc_matrix',
+           'heldout_selectivity', 'bootstrap_auc_diff', 'concept_probs', 'mean_activations', 'random_units_like',
+           'ablation_curve', 'paired_bootstrap', 'soft_prompt_decodability']
 
 # %% ../../nbs/limber/24_measures.ipynb #c4e9b258
 def clip_score(
@@ -124,6 +124,25 @@ def text_scores(
         out[k] = np.array([v[js == j].mean() if (js == j).any() else np.nan for j in range(len(units))])
     return out
 
+# %% ../../nbs/limber/24_measures.ipynb #c07229b2
+def record_image_token_acts(
+    captioner: Captioner,
+    x: torch.Tensor,  # images, already through `as_images`
+    layers: Sequence[int],  # LM layers to record, in this order
+    prefixes: Sequence[str],  # one caption prefix per image after the prompt ('' : the prompt alone)
+    batch_size: int = 32,
+):
+    "Per batch of `x`, the activations [batch, len(layers), n_image_tokens, d_mlp] of the MLP units of `layers` at the image tokens."
+    lm, names = captioner.lm, [f'blocks.{l}.mlp.hook_post' for l in layers]
+    for lo in range(0, len(x), batch_size):
+        with torch.no_grad():
+            soft = captioner.image_tokens(x[lo : lo + batch_size])
+            ab = attribution_inputs(captioner, soft, prefixes[lo : lo + batch_size])
+            with lm.hooks(record=names) as c:
+                last_logits(lm, ab)
+        rows = torch.arange(ab.embeds.shape[0])[:, None]
+        yield torch.stack([c[n][rows, ab.image_pos] for n in names], 1)
+
 # %% ../../nbs/limber/24_measures.ipynb #a3f40b4b
 def unit_activations(
     captioner: Captioner,
@@ -140,21 +159,12 @@ def unit_activations(
     prefixes = [''] * len(x) if prefixes is None else list(prefixes)
     if len(prefixes) != len(x):
         raise ConfigError(f"got {len(prefixes)} prefixes for {len(x)} images")
-    lm, out = captioner.lm, []
     layers = sorted({l for l, _ in units})
     li, ui = torch.tensor([layers.index(l) for l, _ in units]), torch.tensor([u for _, u in units])
-    for lo in range(0, len(x), batch_size):
-        with torch.no_grad():
-            ab = attribution_inputs(
-                captioner, captioner.image_tokens(x[lo : lo + batch_size]), prefixes[lo : lo + batch_size]
-            )
-            with lm.hooks(record=[f'blocks.{l}.mlp.hook_post' for l in layers]) as c:
-                last_logits(lm, ab)
-            rows = torch.arange(ab.embeds.shape[0])[:, None]
-            a = torch.stack(
-                [c[f'blocks.{l}.mlp.hook_post'][rows, ab.image_pos] for l in layers], 1
-            )  # [b, layers, n, d_mlp]
-            out.append(a.transpose(2, 3)[:, li, ui].float().cpu())  # [b, n_units, n]
+    out = [
+        a.transpose(2, 3)[:, li, ui].float().cpu()  # [b, layers, n, d_mlp] -> [b, n_units, n]
+        for a in record_image_token_acts(captioner, x, layers, prefixes, batch_size)
+    ]
     return torch.cat(out)  # [n_images, n_units, n]
 
 
@@ -349,20 +359,11 @@ def concept_probs(
 def mean_activations(captioner: Captioner, images, batch_size: int = 32) -> torch.Tensor:
     "Mean activation [n_layers, d_mlp] of every MLP unit over the image tokens of `images` (prompt alone): the fill of mean ablation."
     x, lm, batch_size = as_images(images), captioner.lm, check_batch_size(batch_size)
-    names = [f'blocks.{l}.mlp.hook_post' for l in range(lm.n_layers)]
     tot = torch.zeros(lm.n_layers, lm.d_mlp, dtype=torch.float64)
     n = 0
-    for lo in range(0, len(x), batch_size):
-        with torch.no_grad():
-            ab = attribution_inputs(
-                captioner, captioner.image_tokens(x[lo : lo + batch_size]), [''] * len(x[lo : lo + batch_size])
-            )
-            with lm.hooks(record=names) as c:
-                last_logits(lm, ab)
-            rows = torch.arange(ab.embeds.shape[0])[:, None]
-            for l, nm in enumerate(names):
-                tot[l] += c[nm][rows, ab.image_pos].double().sum((0, 1)).cpu()
-            n += ab.image_pos.numel()
+    for a in record_image_token_acts(captioner, x, range(lm.n_layers), [''] * len(x), batch_size):
+        tot += a.double().sum((0, 2)).cpu()  # [b, layers, n_tok, d_mlp] -> [layers, d_mlp]
+        n += a.shape[0] * a.shape[2]
     return (tot / n).float()
 
 # %% ../../nbs/limber/24_measures.ipynb #d77320e6

@@ -16,7 +16,7 @@ from .attribution import Attribution, CACHE_VERSION, CaptionTargets, DECODE_K, i
 from .decoding import decode_units, dictionary_words, is_interpretable
 
 # %% auto #0
-__all__ = ['MultimodalNeurons', 'decode_all', 'find_multimodal_neurons']
+__all__ = ['MultimodalNeurons', 'captioner_key_parts', 'decode_all', 'find_multimodal_neurons']
 
 # %% ../../nbs/limber/25_neurons.ipynb #dcc4db02
 @dataclasses.dataclass
@@ -59,6 +59,72 @@ class MultimodalNeurons:
         "Share of the distinct top units that pass the filter (about half in the paper)."
         return float(np.mean(list(self.interpretable.values()))) if self.interpretable else float('nan')
 
+# %% ../../nbs/limber/25_neurons.ipynb #c4e74e4d
+def captioner_key_parts(captioner: Captioner) -> dict:
+    "Key material of what `captioner` computes: every weight, the preprocessing, the tokenizer, the prompt and prefix."
+    enc, lm = captioner.encoder, captioner.lm
+    return dict(  # hashing every weight of projection, encoder and LM takes about half a second for SmolLM2
+        projection=state_dict_hash(captioner.projection),
+        encoder=state_dict_hash(enc.model),
+        preprocess=dataclasses.asdict(enc.preprocess),
+        lm=state_dict_hash(lm.model),
+        tokenizer=tokenizer_key(lm.tokenizer),
+        prompt=captioner.prompt,
+        prefix=getattr(captioner, 'prefix', ''),
+    )
+
+
+def _neurons_key(
+    captioner: Captioner, x, captions, layers: list, top_k: int, contrast: bool, dictionary: frozenset, fold_norm: bool
+) -> str:
+    "The cache key of a `find_multimodal_neurons` call: the captioner's weights and every setting."
+    return cache_key(
+        **captioner_key_parts(captioner),
+        images=x,
+        captions=list(captions) if captions is not None else None,
+        layers=layers,
+        top_k=top_k,
+        contrast=contrast,
+        dictionary=dictionary_key(dictionary),
+        decode_k=DECODE_K,
+        fold_norm=fold_norm,
+        version=CACHE_VERSION,
+    )
+
+
+def _cached_neurons(cache: TensorCache, key: str, d_mlp: int) -> MultimodalNeurons | None:
+    "The `MultimodalNeurons` saved under `key`, or None (a corrupt entry is recomputed, as `TensorCache.get_or_compute` does)."
+    try:
+        hit = cache.load('multimodal-neurons', key)
+    except CacheError as e:
+        logging.getLogger(__name__).warning('%s; recomputing', e)
+        return None
+    if hit is None:
+        return None
+    t, m = hit
+    tg = CaptionTargets(m['captions'], m['concepts'], m['prefixes'], t['token_ids'])
+    return MultimodalNeurons(
+        tg,
+        Attribution.from_tensors(t, d_mlp),
+        {int(k): v for k, v in m['decoded'].items()},
+        {int(k): v for k, v in m['interpretable'].items()},
+        {**m['info'], 'cached': True, 'cache_key': key},
+    )
+
+
+def _save_neurons(cache: TensorCache, key: str, found: MultimodalNeurons):
+    "Save `found` under `key` in `cache`, as `_cached_neurons` reads it back."
+    tg = found.targets
+    meta = dict(
+        captions=tg.captions,
+        concepts=tg.concepts,
+        prefixes=tg.prefixes,
+        decoded={str(k): v for k, v in found.decoded.items()},
+        interpretable={str(k): v for k, v in found.interpretable.items()},
+        info=found.info,
+    )
+    cache.save('multimodal-neurons', key, {**found.attribution.to_tensors(), 'token_ids': tg.token_ids}, meta)
+
 # %% ../../nbs/limber/25_neurons.ipynb #d5d54126
 def decode_all(
     lm, flat: Sequence[int], layers: list, d_mlp: int, dictionary: frozenset, k: int = 10, fold_norm: bool = False
@@ -72,9 +138,7 @@ def decode_all(
 def find_multimodal_neurons(
     captioner: Captioner,
     images,  # raw images (see `as_images`)
-    captions: (
-        Sequence[str] | None
-    ) = None,  # None: greedy captions; or given captions (their first nouns are the concepts)
+    captions: Sequence[str] | None = None,  # None: greedy captions; or given captions (their first nouns are the concepts)
     layers: Sequence[int] | None = None,
     top_k: int = 100,
     batch_size: int = 16,
@@ -93,43 +157,10 @@ def find_multimodal_neurons(
         raise ConfigError("the image set is empty")
     if captions is not None and len(list(captions)) != len(x):
         raise ConfigError(f"got {len(list(captions))} captions for {len(x)} images")
-    enc = (
-        captioner.encoder
-    )  # every weight of projection, encoder and LM goes into the key (about half a second for SmolLM2)
-    key = cache_key(
-        projection=state_dict_hash(captioner.projection),
-        encoder=state_dict_hash(enc.model),
-        preprocess=dataclasses.asdict(enc.preprocess),
-        lm=state_dict_hash(lm.model),
-        tokenizer=tokenizer_key(lm.tokenizer),
-        images=x,
-        captions=list(captions) if captions is not None else None,
-        layers=layers,
-        top_k=top_k,
-        prompt=captioner.prompt,
-        prefix=getattr(captioner, 'prefix', ''),
-        contrast=contrast,
-        dictionary=dictionary_key(dictionary),
-        decode_k=DECODE_K,
-        fold_norm=fold_norm,
-        version=CACHE_VERSION,
-    )
-    if cache is not None:
-        try:
-            hit = cache.load('multimodal-neurons', key)
-        except CacheError as e:  # a corrupt entry is recomputed, as TensorCache.get_or_compute does
-            logging.getLogger(__name__).warning('%s; recomputing', e)
-            hit = None
-        if hit is not None:
-            t, m = hit
-            tg = CaptionTargets(m['captions'], m['concepts'], m['prefixes'], t['token_ids'])
-            return MultimodalNeurons(
-                tg,
-                Attribution.from_tensors(t, lm.d_mlp),
-                {int(k): v for k, v in m['decoded'].items()},
-                {int(k): v for k, v in m['interpretable'].items()},
-                {**m['info'], 'cached': True, 'cache_key': key},
-            )
+    key = _neurons_key(captioner, x, captions, layers, top_k, contrast, dictionary, fold_norm)
+    hit = None if cache is None else _cached_neurons(cache, key, lm.d_mlp)
+    if hit is not None:
+        return hit
     t0 = time.time()
     tg = caption_targets(captioner, x) if captions is None else targets_from_captions(lm.tokenizer, captions)
     t1 = time.time()
@@ -155,17 +186,5 @@ def find_multimodal_neurons(
     )  # the 'multimodal-neurons' entry of this run (neuron records cite it as their provenance)
     out = MultimodalNeurons(tg, att, dec, interp, info)
     if cache is not None:
-        cache.save(
-            'multimodal-neurons',
-            key,
-            {**att.to_tensors(), 'token_ids': tg.token_ids},
-            dict(
-                captions=tg.captions,
-                concepts=tg.concepts,
-                prefixes=tg.prefixes,
-                decoded={str(k): v for k, v in dec.items()},
-                interpretable={str(k): v for k, v in interp.items()},
-                info=info,
-            ),
-        )
+        _save_neurons(cache, key, out)
     return out

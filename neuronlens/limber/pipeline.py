@@ -13,7 +13,7 @@ from ..core import ConfigError, TensorCache, cache_key, state_dict_hash
 from ..data.sources import ImageSource
 from .attribution import Attribution, CaptionTargets, DECODE_K, dictionary_key, CACHE_VERSION, attribute, caption_targets, targets_from_captions, tokenizer_key, attribution_scores, check_layers
 from .decoding import dictionary_words
-from .neurons import MultimodalNeurons, decode_all
+from .neurons import MultimodalNeurons, captioner_key_parts, decode_all
 from ..data.runs import shard_range
 
 log = logging.getLogger(__name__)
@@ -27,15 +27,8 @@ def _mm_settings(
 ) -> dict:
     "Everything a multimodal shard depends on: every weight of the captioner, its preprocessing, the source and the settings."
 
-    enc, lm = captioner.encoder, captioner.lm
     return dict(
-        projection=state_dict_hash(captioner.projection),
-        encoder=state_dict_hash(enc.model),
-        preprocess=dataclasses.asdict(enc.preprocess),
-        lm=state_dict_hash(lm.model),
-        tokenizer=tokenizer_key(lm.tokenizer),
-        prompt=captioner.prompt,
-        prefix=getattr(captioner, 'prefix', ''),
+        **captioner_key_parts(captioner),
         source=source.id,
         shard_size=shard_size,
         layers=layers,

@@ -16,15 +16,16 @@ from .captioner import Captioner, as_images
 from ..models.zoo import load_model
 from .attribution import Attribution, CaptionTargets, DECODE_K, images_key, attribution_inputs, check_batch_size, check_layers, concept_token, last_logits
 from .neurons import MultimodalNeurons
-from .measures import ablation_curve, activation_mask, bert_score, bootstrap_auc_diff, clip_score, concept_probs, heldout_selectivity, mask_iou, paired_bootstrap, random_units_like, selectivity, text_scores, unit_activations
+from .measures import ablation_curve, activation_mask, bert_score, bootstrap_auc_diff, clip_score, concept_probs, heldout_selectivity, mask_iou, paired_bootstrap, random_units_like, selectivity, record_image_token_acts, text_scores, unit_activations
 from .decoding import cached_vocab_stats, concept_percentiles, decode_units, vocab_strings
 from ..toy.world import CONCEPTS, sample_batch, sample_scene, sample_spec
 
 # %% auto #0
-__all__ = ['check_seeds', 'ToyEvaluation', 'concept_masks', 'evaluate_toy', 'units_by_image', 'matched_random', 'graded_decoding',
-           'names_concept', 'image_token_acts', 'localization_iou', 'ablation_drops', 'concept_labels',
-           'selectivity_units', 'MeasureEvaluation', 'evaluate_measures', 'plot_layer_counts', 'plot_unit_ablation',
-           'localization_panel', 'plot_soft_prompt']
+__all__ = ['check_seeds', 'ToyEvaluation', 'concept_masks', 'table1_scores', 'ground_truth_scores', 'localization_scores',
+           'paper_selectivity', 'evaluate_toy', 'units_by_image', 'matched_random', 'graded_decoding', 'names_concept',
+           'image_token_acts', 'localization_iou', 'ablation_drops', 'concept_labels', 'selectivity_units',
+           'MeasureEvaluation', 'evaluate_measures', 'plot_layer_counts', 'plot_unit_ablation', 'localization_panel',
+           'plot_soft_prompt']
 
 # %% ../../nbs/limber/26_toy_eval.ipynb #a13ms01
 def check_seeds(found: 'MultimodalNeurons', seeds: Sequence[int], image_size: int = 64) -> list:
@@ -74,6 +75,130 @@ def concept_masks(scene, concept: str | None) -> np.ndarray:
     return scene.masks[idx].any(0)
 
 
+def _paper_unit_sets(captioner: Captioner, found: MultimodalNeurons, ok: list, n_units: int, seed: int) -> tuple:
+    "({kind: {image: [flat unit]}}, {kind: {flat unit: tokens}}): top units, and as many random ones of the same layers."
+    d, layers = found.attribution.d_mlp, found.attribution.layers
+    mm = {i: found.units(i, n_units) for i in ok}
+    rnd = {i: random_units_like(torch.tensor([mm[i]]), d, seed + i)[0].tolist() for i in ok}
+    rnd_units = sorted({u for v in rnd.values() for u in v})
+    dec_r = dict(zip(rnd_units, decode_units(captioner.lm, [(layers[f // d], f % d) for f in rnd_units])))
+    return {'multimodal': mm, 'random': rnd}, {'multimodal': found.decoded, 'random': dec_r}
+
+
+def _unit_rows(units: dict) -> list:
+    "(image, flat unit, kind) of every unit of `units` ({kind: {image: [flat unit]}}), kind by kind."
+    return [(i, f, k) for k, by_image in units.items() for i, us in by_image.items() for f in us]
+
+
+def table1_scores(
+    clip,  # a ClipAdapter for CLIPScore
+    imgs: torch.Tensor,  # [n_images, 3, H, W] the toy scenes
+    scenes: list,  # their `sample_scene`s
+    found: MultimodalNeurons,
+    units: dict,  # {'multimodal' | 'random': {image: [flat unit]}}
+    decoded: dict,  # {'multimodal' | 'random': {flat unit: decoded tokens}}
+) -> list:
+    "Table 1: mean CLIPScore (vs the image) and BERTScore (vs the true caption) of each unit set's words and the captions."
+    rows = _unit_rows(units)
+    texts = [' '.join(t for t in decoded[k][f] if t.isalpha()) or '.' for _, f, k in rows]
+    cs = clip_score(clip, imgs[[i for i, _, _ in rows]], texts)
+    bs = bert_score(texts, [scenes[i].caption for i, _, _ in rows])
+    ok = list(units['multimodal'])
+    captions = [found.targets.captions[i] for i in ok]
+    cs_cap, bs_cap = clip_score(clip, imgs[ok], captions), bert_score(captions, [scenes[i].caption for i in ok])
+    kind = np.array([k for _, _, k in rows])
+
+    def by(v, k):
+        return float(np.asarray(v)[kind == k].mean())
+
+    return [
+        dict(texts='random units', clip_score=by(cs, 'random'), bert_score=by(bs, 'random')),
+        dict(texts='multimodal neurons', clip_score=by(cs, 'multimodal'), bert_score=by(bs, 'multimodal')),
+        dict(texts='generated captions', clip_score=float(cs_cap.mean()), bert_score=float(bs_cap.mean())),
+    ]
+
+
+def ground_truth_scores(scenes: list, found: MultimodalNeurons, units: dict, decoded: dict) -> dict:
+    "Per unit set: the share of units whose decoded tokens name a concept of the scene, and naming the caption's concept."
+    out = {}
+    for k, by_image in units.items():
+        hits = []
+        for i, us in by_image.items():
+            present, concept = _words_present(scenes[i].spec), found.targets.concepts[i]
+            for f in us:
+                toks = {t.lower() for t in decoded[k][f]}
+                hits.append((bool(toks & present), concept in toks))
+        v = np.array(hits)
+        out[k] = dict(names_present_concept=float(v[:, 0].mean()), names_caption_concept=float(v[:, 1].mean()))
+    return out
+
+# %% ../../nbs/limber/26_toy_eval.ipynb #d2e2eadd
+def localization_scores(
+    captioner: Captioner, imgs: torch.Tensor, scenes: list, found: MultimodalNeurons, units: dict, image_size: int
+) -> dict:
+    "Per unit set: mean IoU of each unit's thresholded activation map with the mask of the caption concept's objects."
+    d, layers = found.attribution.d_mlp, found.attribution.layers
+    out = {}
+    for k, by_image in units.items():
+        ious = []
+        for i, us in by_image.items():
+            pairs = [(layers[f // d], f % d) for f in us]
+            acts = unit_activations(captioner, imgs[i : i + 1], pairs, [found.targets.prefixes[i]])[0]  # [units, n]
+            pred = activation_mask(acts, image_size)
+            truth = torch.from_numpy(concept_masks(scenes[i], found.targets.concepts[i]))[None].expand_as(pred)
+            ious.append(mask_iou(pred, truth))
+        out[k] = float(torch.cat(ious).mean())
+    return out
+
+
+def _frequent_units(found: MultimodalNeurons, ok: list, n: int) -> tuple[list, list, dict]:
+    "The `n` units that are top units of the most images of `ok`, the concept each is most often attributed for, their counts."
+    cnt = {}
+    for i in ok:
+        for f in found.attribution.top_units[i].tolist():
+            cnt.setdefault(f, []).append(found.targets.concepts[i])
+    top = sorted(cnt, key=lambda f: -len(cnt[f]))[:n]
+    concept = [
+        max(sorted(set(cnt[f])), key=cnt[f].count) for f in top
+    ]  # ties: alphabetically first (a set's order varies between runs)
+    return top, concept, {f: len(cnt[f]) for f in top}
+
+
+def paper_selectivity(
+    captioner: Captioner,
+    found: MultimodalNeurons,
+    ok: list,  # the scored images
+    fresh_seeds: Sequence[int],  # fresh toy scenes
+    image_size: int = 64,
+    n_selective: int = 20,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> dict:
+    "ROC AUC of the most frequent top units (and as many random units) for fresh scenes with vs without their concept."
+    d, layers = found.attribution.d_mlp, found.attribution.layers
+    top, concept, n_images = _frequent_units(found, ok, n_selective)
+    rnd = random_units_like(torch.tensor([top]), d, seed + 10_000)[0].tolist()
+    fresh = [sample_spec(s) for s in fresh_seeds]
+    fimgs = torch.from_numpy(sample_batch(list(fresh_seeds), image_size, targets=False)['image']).permute(0, 3, 1, 2)
+    has = np.array([[c in _words_present(sp) for c in concept] for sp in fresh])
+    res = {}
+    for k, us in (('multimodal', top), ('random', rnd)):
+        a = unit_activations(captioner, fimgs, [(layers[f // d], f % d) for f in us], batch_size=batch_size)
+        res[k] = selectivity(a.max(-1).values, has)
+    aucs = res['multimodal']['auc']
+    units = [
+        dict(layer=layers[f // d], unit=f % d, concept=c, n_images=n_images[f], auc=round(float(aucs[j]), 3),
+             tokens=' '.join(found.decoded[f]))
+        for j, (f, c) in enumerate(zip(top, concept))
+    ]
+    return dict(
+        units=units,
+        mean_auc={k: float(np.nanmean(v['auc'])) for k, v in res.items()},
+        mean_diff={k: float(np.nanmean(v['diff'])) for k, v in res.items()},
+        n_fresh=len(fresh),
+    )
+
+# %% ../../nbs/limber/26_toy_eval.ipynb #f06370f1
 def evaluate_toy(
     captioner: Captioner,
     found: MultimodalNeurons,
@@ -90,114 +215,26 @@ def evaluate_toy(
     "Table-1 scores, ground truth, localization, selectivity and ablation of `found` on toy scenes, each against its baseline."
     seeds, batch_size = list(seeds), check_batch_size(batch_size)
     scenes = check_seeds(found, seeds, image_size)
-    att, d, layers = found.attribution, found.attribution.d_mlp, found.attribution.layers
+    att = found.attribution
     imgs = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2)
     ok = [i for i in range(len(scenes)) if att.valid[i] and found.units(i, n_units)]
     if not ok:
         raise ConfigError("no image has an interpretable top unit to score")
-    mm = {i: found.units(i, n_units) for i in ok}
-    rnd = {i: random_units_like(torch.tensor([mm[i]]), d, seed + i)[0].tolist() for i in ok}
-    rnd_units = sorted({u for v in rnd.values() for u in v})
-    dec_r = dict(zip(rnd_units, decode_units(captioner.lm, [(layers[f // d], f % d) for f in rnd_units])))
-
-    def words(f, dec):
-        return ' '.join(t for t in dec[f] if t.isalpha()) or '.'
-
-    rows = [(i, f, 'multimodal') for i in ok for f in mm[i]] + [(i, f, 'random') for i in ok for f in rnd[i]]
-    texts = [words(f, found.decoded if kind == 'multimodal' else dec_r) for i, f, kind in rows]
+    units, decoded = _paper_unit_sets(captioner, found, ok, n_units, seed)
     if clip is None:
-
         clip = load_model('toyclip')
-    cs = clip_score(clip, imgs[[i for i, _, _ in rows]], texts)
-    bs = bert_score(texts, [scenes[i].caption for i, _, _ in rows])
-    cs_cap = clip_score(clip, imgs[ok], [found.targets.captions[i] for i in ok])
-    bs_cap = bert_score([found.targets.captions[i] for i in ok], [scenes[i].caption for i in ok])
-    kind = np.array([k for _, _, k in rows])
-
-    def by(v, k):
-        return float(np.asarray(v)[kind == k].mean())
-
-    table = [
-        dict(texts='random units', clip_score=by(cs, 'random'), bert_score=by(bs, 'random')),
-        dict(texts='multimodal neurons', clip_score=by(cs, 'multimodal'), bert_score=by(bs, 'multimodal')),
-        dict(texts='generated captions', clip_score=float(cs_cap.mean()), bert_score=float(bs_cap.mean())),
-    ]
-
-    # ground truth: decoded tokens that name a concept of the scene
-    def names(f, dec, i):
-        toks = {t.lower() for t in dec[f]}
-        return bool(toks & _words_present(scenes[i].spec)), found.targets.concepts[i] in toks
-
-    gt = {
-        k: np.array([names(f, found.decoded if k == 'multimodal' else dec_r, i) for i, f, kk in rows if kk == k])
-        for k in ('multimodal', 'random')
-    }
-    ground_truth = {
-        k: dict(names_present_concept=float(v[:, 0].mean()), names_caption_concept=float(v[:, 1].mean()))
-        for k, v in gt.items()
-    }
-    # localization
-    loc = {}
-    for k, us in (('multimodal', mm), ('random', rnd)):
-        ious = []
-        for i in ok:
-            acts = unit_activations(
-                captioner, imgs[i : i + 1], [(layers[f // d], f % d) for f in us[i]], [found.targets.prefixes[i]]
-            )[
-                0
-            ]  # [units, n]
-            pred = activation_mask(acts, image_size)
-            truth = torch.from_numpy(concept_masks(scenes[i], found.targets.concepts[i]))[None].expand_as(pred)
-            ious.append(mask_iou(pred, truth))
-        loc[k] = float(torch.cat(ious).mean())
     out = dict(
         n_images=len(scenes),
         n_scored=len(ok),
         n_units=n_units,
         interpretable_fraction=found.interpretable_fraction,
-        table1=table,
-        ground_truth=ground_truth,
-        iou=loc,
+        table1=table1_scores(clip, imgs, scenes, found, units, decoded),
+        ground_truth=ground_truth_scores(scenes, found, units, decoded),
+        iou=localization_scores(captioner, imgs, scenes, found, units, image_size),
     )
-    # selectivity on fresh scenes
     if selectivity_seeds is not None:
-        cnt = {}
-        for i in ok:
-            for f in att.top_units[i].tolist():
-                cnt.setdefault(f, []).append(found.targets.concepts[i])
-        top = sorted(cnt, key=lambda f: -len(cnt[f]))[:n_selective]
-        concept = [
-            max(sorted(set(cnt[f])), key=cnt[f].count) for f in top
-        ]  # ties: alphabetically first (a set's order varies between runs)
-        rnd_sel = random_units_like(torch.tensor([top]), d, seed + 10_000)[0].tolist()
-        fresh = [sample_spec(s) for s in selectivity_seeds]
-        fimgs = torch.from_numpy(sample_batch(list(selectivity_seeds), image_size, targets=False)['image']).permute(
-            0, 3, 1, 2
-        )
-        has = np.array([[c in _words_present(sp) for c in concept] for sp in fresh])
-        res = {}
-        for k, us in (('multimodal', top), ('random', rnd_sel)):
-            a = (
-                unit_activations(captioner, fimgs, [(layers[f // d], f % d) for f in us], batch_size=batch_size)
-                .max(-1)
-                .values
-            )
-            res[k] = selectivity(a, has)
-        out['selectivity'] = dict(
-            units=[
-                dict(
-                    layer=layers[f // d],
-                    unit=f % d,
-                    concept=c,
-                    n_images=len(cnt[f]),
-                    auc=round(float(res['multimodal']['auc'][j]), 3),
-                    tokens=' '.join(found.decoded[f]),
-                )
-                for j, (f, c) in enumerate(zip(top, concept))
-            ],
-            mean_auc={k: float(np.nanmean(v['auc'])) for k, v in res.items()},
-            mean_diff={k: float(np.nanmean(v['diff'])) for k, v in res.items()},
-            n_fresh=len(fresh),
+        out['selectivity'] = paper_selectivity(
+            captioner, found, ok, selectivity_seeds, image_size, n_selective, seed, batch_size
         )
     ks = [k for k in ks if k <= att.top_units.shape[1]]
     out['ablation'] = ablation_curve(captioner, imgs, found.targets, att, ks, seed=seed, batch_size=batch_size)
@@ -273,23 +310,9 @@ def names_concept(
 # %% ../../nbs/limber/26_toy_eval.ipynb #a13ms04
 def image_token_acts(captioner: Captioner, images, layers: Sequence[int], batch_size: int = 32) -> torch.Tensor:
     "Activations [n_images, len(layers), n_image_tokens, d_mlp] (float16) of every unit of `layers` at the image tokens (prompt alone)."
-    x, lm, batch_size, layers = (
-        as_images(images),
-        captioner.lm,
-        check_batch_size(batch_size),
-        check_layers(captioner.lm, layers),
-    )
-    names, out = [f'blocks.{l}.mlp.hook_post' for l in layers], []
-    for lo in range(0, len(x), batch_size):
-        with torch.no_grad():
-            ab = attribution_inputs(
-                captioner, captioner.image_tokens(x[lo : lo + batch_size]), [''] * len(x[lo : lo + batch_size])
-            )
-            with lm.hooks(record=names) as c:
-                last_logits(lm, ab)
-        rows = torch.arange(ab.embeds.shape[0])[:, None]
-        out.append(torch.stack([c[n][rows, ab.image_pos] for n in names], 1).half().cpu())  # [b, layers, n_tok, d_mlp]
-    return torch.cat(out)
+    x, batch_size, layers = as_images(images), check_batch_size(batch_size), check_layers(captioner.lm, layers)
+    acts = record_image_token_acts(captioner, x, layers, [''] * len(x), batch_size)
+    return torch.cat([a.half().cpu() for a in acts])  # [n_images, layers, n_tok, d_mlp]
 
 
 def localization_iou(
@@ -465,6 +488,52 @@ class MeasureEvaluation(Result):
     values: dict = dataclasses.field()  # per-image values of each measure (a field: shadows Mapping.values)
     fold_norm: bool
 
+# %% ../../nbs/limber/26_toy_eval.ipynb #46fb7bbb
+def _checked_vocab_stats(captioner: Captioner, found: 'MultimodalNeurons', dictionary, fold: bool, cache) -> dict:
+    "`cached_vocab_stats` of `found`'s layers, or a `ConfigError` when its filter is not the one `found` went through."
+    stats = cached_vocab_stats(captioner.lm, found.attribution.layers, dictionary, DECODE_K, fold, cache)
+    flat_ok = stats['interpretable'].flatten()
+    if any(bool(flat_ok[f]) != bool(v) for f, v in found.interpretable.items()):
+        raise ConfigError(
+            "`found` was filtered with another dictionary or decoding than this evaluation; pass the `dictionary` it was found with"
+        )
+    return stats
+
+
+def _scene_acts(
+    captioner: Captioner, imgs: torch.Tensor, fresh_seeds: Sequence[int], image_size: int, layers: list, batch_size: int
+) -> tuple:
+    "(acts of `imgs`, fresh scene specs, their acts): a causal LM's image-token acts do not depend on the text after them."
+    acts = image_token_acts(captioner, imgs, layers, batch_size)
+    fresh_specs = [sample_spec(s) for s in fresh_seeds]
+    fresh_imgs = sample_batch(list(fresh_seeds), image_size, targets=False)['image']
+    return acts, fresh_specs, image_token_acts(captioner, fresh_imgs, layers, batch_size)
+
+
+def _clean_probs(captioner: Captioner, imgs: torch.Tensor, targets: CaptionTargets, batch_size: int) -> torch.Tensor:
+    "Concept probability [n_images] of each image with nothing ablated; NaN where the image has no concept token."
+    ok = targets.valid.nonzero()[:, 0]
+    p_clean = torch.full((len(imgs),), float('nan'))
+    p_clean[ok] = concept_probs(captioner, imgs[ok], targets.subset(ok), batch_size=batch_size)
+    return p_clean
+
+
+def _unit_sets(found: 'MultimodalNeurons', stats: dict, words: list, n_units: int, pool, seed: int) -> tuple:
+    "(multimodal units, layer-matched random units from `pool`, both's decoded tokens) per image; `pool` None: unfiltered."
+    mm = units_by_image(found, n_units, pool is not None)
+    rnd = matched_random(mm, found.attribution.d_mlp, pool, seed)
+    flat_top = stats['top_ids'].flatten(0, 1)
+    tokens = {f: [words[t] for t in flat_top[f].tolist()] for us in (*mm.values(), *rnd.values()) for f in us}
+    return mm, rnd, tokens
+
+
+def _bootstrap_rows(values: dict, units_kind: str, n_boot: int, seed: int) -> list:
+    "Per measure of `values` ({'multimodal' | 'random': {measure: per-image values}}): the paired bootstrap row."
+    return [
+        dict(measure=m, units=units_kind, **paired_bootstrap(mm, values['random'][m], n_boot, seed=seed))
+        for m, mm in values['multimodal'].items()
+    ]
+
 # %% ../../nbs/limber/26_toy_eval.ipynb #a13ms07
 def evaluate_measures(
     captioner: Captioner,
@@ -477,9 +546,7 @@ def evaluate_measures(
     n_selective: int = 40,
     cache: TensorCache | None = None,
     bert: bool = True,
-    dictionary: (
-        frozenset | None
-    ) = None,  # the filter's dictionary `found` was computed with (default `dictionary_words()`)
+    dictionary: frozenset | None = None,  # the filter's dictionary `found` was found with (default `dictionary_words()`)
     n_boot: int = 2000,
     seed: int = 0,
     batch_size: int = 16,
@@ -490,64 +557,26 @@ def evaluate_measures(
     imgs = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2)
     lm, att = captioner.lm, found.attribution
     fold = bool(found.info.get('fold_norm', False))
-    stats = cached_vocab_stats(lm, att.layers, dictionary, DECODE_K, fold, cache)
-    flat_ok = stats['interpretable'].flatten()
-    if any(bool(flat_ok[f]) != bool(v) for f, v in found.interpretable.items()):
-        raise ConfigError(
-            "`found` was filtered with another dictionary or decoding than this evaluation; pass the `dictionary` it was found with"
-        )
-    words, flat_top = vocab_strings(lm.tokenizer, lm.d_vocab), stats['top_ids'].flatten(0, 1)
+    stats = _checked_vocab_stats(captioner, found, dictionary, fold, cache)
+    words = vocab_strings(lm.tokenizer, lm.d_vocab)
     if clip is None:
-
         clip = load_model('toyclip')
-    acts = image_token_acts(
-        captioner, imgs, att.layers, batch_size
-    )  # causal LM: the same at the image tokens whatever text follows
-    fresh_specs = [sample_spec(s) for s in fresh_seeds]
-    fresh_acts = image_token_acts(
-        captioner, sample_batch(list(fresh_seeds), image_size, targets=False)['image'], att.layers, batch_size
-    )
-    ok = found.targets.valid.nonzero()[:, 0]
-    p_clean = torch.full((len(scenes),), float('nan'))
-    p_clean[ok] = concept_probs(captioner, imgs[ok], found.targets.subset(ok), batch_size=batch_size)
+    acts, fresh_specs, fresh_acts = _scene_acts(captioner, imgs, fresh_seeds, image_size, att.layers, batch_size)
+    p_clean = _clean_probs(captioner, imgs, found.targets, batch_size)
     rows, per_unit, values = [], {}, {}
-    for units_kind, filt in (('all', False), ('filtered', True)):
-        pool = stats['interpretable'] if filt else None
-        mm = units_by_image(found, n_units, filt)
-        rnd = matched_random(mm, att.d_mlp, pool, seed)
-        tokens = {f: [words[t] for t in flat_top[f].tolist()] for us in (*mm.values(), *rnd.values()) for f in us}
-        v = {
-            k: _unit_set_values(
-                captioner,
-                found,
-                us,
-                imgs,
-                scenes,
-                tokens,
-                clip,
-                acts,
-                None if filt else p_clean,
-                fold,
-                bert,
-                batch_size,
-            )
-            for k, us in (('multimodal', mm), ('random', rnd))
-        }
+    for units_kind, pool in (('all', None), ('filtered', stats['interpretable'])):
+        mm, rnd, tokens = _unit_sets(found, stats, words, n_units, pool, seed)
+        shared = (imgs, scenes, tokens, clip, acts, p_clean if pool is None else None, fold, bert, batch_size)
+        v = {k: _unit_set_values(captioner, found, us, *shared) for k, us in (('multimodal', mm), ('random', rnd))}
         values[units_kind] = v
-        for m in v['multimodal']:
-            rows.append(
-                dict(
-                    measure=m,
-                    units=units_kind,
-                    **paired_bootstrap(v['multimodal'][m], v['random'][m], n_boot, seed=seed)
-                )
-            )
+        rows += _bootstrap_rows(v, units_kind, n_boot, seed)
         sr, per_unit[units_kind] = _selectivity_rows(
             found, mm, pool, acts, fresh_acts, scenes, fresh_specs, n_selective, n_boot, seed
         )
         rows += [dict(r, units=units_kind) for r in sr]
-    distinct = sorted(found.interpretable)
-    rand_frac = float(stats['interpretable'].float().mean(1)[[f // att.d_mlp for f in distinct]].mean())
+    layer_of = [f // att.d_mlp for f in sorted(found.interpretable)]
+    rand_frac = float(stats['interpretable'].float().mean(1)[layer_of].mean())
+    filtered = units_by_image(found, n_units, True)
     return MeasureEvaluation(
         rows=rows,
         n_images=len(scenes),
@@ -557,13 +586,10 @@ def evaluate_measures(
         layer_matched_interpretable_fraction=rand_frac,
         paper_interpretable_fraction=0.5,
         selectivity_units=per_unit,
-        example=_example_unit(
-            captioner, found, values['filtered']['multimodal'], units_by_image(found, n_units, True), seeds, fold
-        ),
+        example=_example_unit(captioner, found, values['filtered']['multimodal'], filtered, seeds, fold),
         values=values,
         fold_norm=fold,
     )
-
 
 def _example_unit(
     captioner: Captioner, found: 'MultimodalNeurons', mm_values: dict, units: dict, seeds: Sequence[int], fold: bool

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..core import ConfigError, TensorCache, NeuronLensError, WeightsNotFoundError
+from ..core import ConfigError, TensorCache, NeuronLensError, load_or_skip
 from neuronlens.views.records import (
     NeuronRecord, SecondOrderLayer, MultimodalView, second_order_record, add_senses, multimodal_record, search_terms,
     first_order_terms, thumbnails, main_job_layer,
@@ -584,10 +584,8 @@ def demo_section(r, ctx):
     "Main-job section: the neuron atlas of the second-order layer (static pages) and how to open the explorers."
 
     r.heading('Neuron atlas and explorers')
-    try:
-        L = main_job_layer(ctx.cache, ctx.n_scenes)
-    except WeightsNotFoundError as e:
-        r.text(f'Skipped: {e}')
+    L = load_or_skip(r, main_job_layer, ctx.cache, ctx.n_scenes)
+    if L is None:
         return
     out = Path(getattr(ctx, 'out', None) or 'reports')
     stamp, n_pages = out / 'atlas' / '.neuronlens-run', 16

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core import ConfigError, TensorCache, cache_key, state_dict_hash, WeightsNotFoundError, atomic_write
+from ..core import ConfigError, TensorCache, cache_key, state_dict_hash, atomic_write, load_or_skip
 from ..data.sources import image_source
 from ..lens import decompose as dc, second_order as so
 from ..lens.groundtruth import enriched_concepts
@@ -295,10 +295,8 @@ def demo_section(r, ctx):
     "Main-job section: simulation scores of second-order, first-order, random and ground-truth descriptions (ToyCLIP)."
 
     r.heading('Scoring descriptions by simulation')
-    try:
-        clip = models.load_model('toyclip')
-    except WeightsNotFoundError as e:
-        r.text(f'Skipped: {e}')
+    clip = load_or_skip(r, models.load_model, 'toyclip')
+    if clip is None:
         return
     layer = clip.n_layers - 2
     n = ctx.n_scenes
