@@ -26,16 +26,25 @@ _EXPORTS = {  # public name -> the module that defines it
     'ablation_study': 'neuronlens.lens.ablation',
     'adversarial_study': 'neuronlens.lens.adversarial',
     'attribute_study': 'neuronlens.lens.attributes',
+    # the lens on a real CLIP and the paper's datasets
+    'segment_dataset': 'neuronlens.lens.real_data',
+    'ablate_dataset': 'neuronlens.lens.real_data',
+    'adversarial_dataset': 'neuronlens.lens.any_clip',
+    'class_attributes': 'neuronlens.lens.any_clip',
+    'reproduce_second_order': 'neuronlens.lens.reproduce',
     # find multimodal neurons
     'find_multimodal_neurons': 'neuronlens.limber.neurons',
     'run_multimodal_neurons': 'neuronlens.limber.pipeline',
     'evaluate_toy': 'neuronlens.limber.toy_eval',
     'evaluate_measures': 'neuronlens.limber.toy_eval',
+    'evaluate_captioner': 'neuronlens.limber.paper_eval',
+    'reproduce_multimodal': 'neuronlens.limber.reproduce',
     # open an explorer, write an atlas
     'second_order_explorer': 'neuronlens.views.explorers',
     'multimodal_explorer': 'neuronlens.views.explorers',
     'write_atlas': 'neuronlens.views.atlas',
     'write_multimodal_atlas': 'neuronlens.views.atlas',
+    'write_layer_atlas': 'neuronlens.views.layer_atlas',
     # shared pieces
     'TensorCache': 'neuronlens.core',
     'ConfigError': 'neuronlens.core',
