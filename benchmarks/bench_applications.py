@@ -1,7 +1,12 @@
 """Applications of the second-order lens on ToyCLIP: scores next to their baselines (held-out seeds, bootstrap intervals),
 and segmentation speed batched vs a per-image loop in the same run, with peak memory.
 
-    python benchmarks/bench_applications.py [--device cpu|cuda] [--n-scenes 1000] [--only segment,ablate,adversarial,adversarial-lm,attributes]
+    python benchmarks/bench_applications.py [--device cpu|cuda] [--n-scenes 1000] [--only segment,ablate,adversarial,adversarial-lm,attributes,spurious]
+
+`spurious` runs the spurious-world measures of `lens.cues.spurious_measures` (cue reliance, attribute discovery against
+the cue table, adversarial images that draw cues, class + cue polysemy) for `--model` (e.g. toyclip-spurious, then
+toyclip-spurious-control). `--tiny` runs it on a tiny random ToyCLIP with the spurious tokenizer, few scenes, and writes
+to a temporary file instead of results/applications.json (a smoke test).
 
 `adversarial-lm` runs the adversarial study with SmolLM2 as the description writer (`LMWriter`, greedy) on every
 `--lm-pair-stride`-th class pair, next to the composer's rates on the same pairs (from the `adversarial` section).
@@ -24,6 +29,7 @@ from neuronlens.lens.zero_shot import class_embeddings
 from neuronlens.lens.adversarial import LMWriter, adversarial_study
 from neuronlens.lens.ablation import ablation_study
 from neuronlens.lens.attributes import attribute_study, planted_reliance
+from neuronlens.lens.cues import spurious_measures
 from neuronlens.models import zoo as models
 from neuronlens.models.lm import load_smollm2
 from neuronlens.toy.world import SHAPES, VOCAB, class_prompts
@@ -84,18 +90,46 @@ def adversarial_lm(clip, cache, a, composer:dict) -> dict:
     return out
 
 
+def tiny_spurious_clip():
+    "A tiny random ToyCLIP whose tokenizer reads the cue words (the --tiny smoke test)."
+    from neuronlens.models.clip import ClipAdapter
+    from neuronlens.models.hooks import ImagePreprocess
+    from neuronlens.toy.nets import create_toyclip, toyclip_config
+    from neuronlens.toy.train import toyworld_tokenizer
+    torch.manual_seed(0)
+    tok = toyworld_tokenizer(cues=True)
+    cfg = toyclip_config(tok.vocab_size, image_size=64, patch_size=8, width=64, layers=4, heads=4, conv_stem=False,
+                         context_length=36, text_width=32, text_layers=1, text_heads=2, embed_dim=32)
+    return ClipAdapter(create_toyclip(config=cfg).eval(), tok, ImagePreprocess((64, 64)))
+
+
+def spurious_row(m: dict) -> dict:
+    "The JSON row of `spurious_measures`: every measure, with the attribute study as its table rows and scores."
+    att = m['attributes']
+    return _clean({'layers': m['layers'], 'reliance': m['reliance'], 'polysemy': m['polysemy'],
+                   'attributes': {'planted': att.planted, 'rows': att.rows, 'scores': att.scores, 'top_m': att.top_m},
+                   'adversarial': m['adversarial'], 'lens_images': 'spurious:valid (toy.spurious.SPURIOUS world)'})
+
+
 def main():
     p = argparse.ArgumentParser(); p.add_argument('--device', default='cpu'); p.add_argument('--n-scenes', type=int, default=1000)
     p.add_argument('--only', default='speed,segment,ablate,adversarial,attributes'); p.add_argument('--cache', default=None)
     p.add_argument('--n-images', type=int, default=2000)
     p.add_argument('--model', default='toyclip', help='zoo name or .safetensors path; rows of other models go under "models"')
     p.add_argument('--lm-pair-stride', type=int, default=4, help='adversarial-lm: every k-th ordered class pair (SmolLM2 is slow on CPU)')
+    p.add_argument('--tiny', action='store_true', help='spurious only: a tiny random ToyCLIP, few scenes, output to a temp file')
     a = p.parse_args()
     dev = torch.device(a.device); cache = TensorCache(a.cache)
-    clip = models.load_model(a.model); clip.model.to(dev)
-    card = models.load_zoo_model(a.model)[1]
-    res = json.loads(OUT.read_text()) if OUT.exists() else {}
-    model_name = Path(a.model).stem
+    out = OUT
+    if a.tiny:
+        import tempfile
+        clip, card, model_name = tiny_spurious_clip(), {}, 'tiny-random-spurious'
+        out, a.only, a.n_images, a.n_scenes = Path(tempfile.mkdtemp()) / 'applications.json', 'spurious', 64, 4
+        cache = TensorCache(out.parent / 'cache')
+    else:
+        clip = models.load_model(a.model); card = models.load_zoo_model(a.model)[1]; model_name = Path(a.model).stem
+    clip.model.to(dev)
+    res = json.loads(out.read_text()) if out.exists() else {}
     runs = res.setdefault('runs', {}) if model_name == 'toyclip' else res.setdefault('models', {}).setdefault(model_name, {})
     row = runs.get(dev.type, {})  # sections run separately add to the same row
     row['model'] = {'name': model_name, 'card': {k: card.get(k) for k in ('train_command', 'steps', 'planned_steps', 'notes', 'metrics')}}
@@ -121,13 +155,17 @@ def main():
                 except Exception as e: row['attributes'][name] = {'skipped': str(e)}; continue
                 row['attributes'][name] = _clean(attribute_study(m, cache=cache, n_images=a.n_images))
                 row['attributes'][name]['reliance'] = _clean(planted_reliance(m, n=200))  # does the model read the planted cues?
+        elif what == 'spurious':
+            kw = dict(n_reliance=a.n_scenes, n_desc=2, pairs=[('square', 'circle'), ('star', 'heart')]) if a.tiny else {}
+            row['spurious'] = spurious_row(spurious_measures(clip, cache=cache, n_images=a.n_images, **kw))
         row.setdefault('seconds', {})[what] = round(time.perf_counter() - t, 1)
         row['hardware_by_section'][what] = {**hardware(dev), 'n_scenes': a.n_scenes, 'n_images_lens_runs': a.n_images}
         runs[dev.type] = row
-        OUT.parent.mkdir(parents=True, exist_ok=True); OUT.write_text(json.dumps(res, indent=1))
+        out.parent.mkdir(parents=True, exist_ok=True); out.write_text(json.dumps(res, indent=1))
         print(what, row['seconds'][what], 's', flush=True)
     res.setdefault('gpu_command', 'python benchmarks/bench_applications.py --device cuda')
-    OUT.write_text(json.dumps(res, indent=1))
+    out.write_text(json.dumps(res, indent=1))
+    print('wrote', out, flush=True)
 
 
 if __name__ == '__main__':

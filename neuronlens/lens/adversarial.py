@@ -142,6 +142,7 @@ def adversarial_pair(
     seed: int = 0,
     writer: Callable | None = None,  # (c0, words, n, kind, seed) -> descriptions; default `compose_descriptions`
     generator: Callable | None = None,  # descriptions -> uint8 images; default `render_descriptions`
+    extra_words: Sequence[str] = (),  # words beyond the toy attributes a description may use (e.g. spurious cue words)
 ) -> dict:
     "Success rates (images of c0 classified as c1) of descriptions with the lens's words, random words and random neurons' words."
     if c0 == c1:
@@ -153,7 +154,7 @@ def adversarial_pair(
         lambda d: render_descriptions(d, clip.preprocess.size[0])
     )
     i0, i1 = classes.index(c0), classes.index(c1)
-    allowed = [w for w in word_vocabulary(kind) if w not in (c0, c1)]
+    allowed = [w for w in list(dict.fromkeys(word_vocabulary(kind) + list(extra_words))) if w not in (c0, c1)]
     rng = np.random.default_rng(seed)
     sets = {
         'second-order words': spurious_words(runs, terms, class_emb[i0], class_emb[i1], allowed, n_neurons, n_words),
