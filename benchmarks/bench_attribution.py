@@ -75,7 +75,7 @@ def main(argv=None):
     ap.add_argument('--device', default='cpu')
     ap.add_argument('--n-images', type=int, default=None, help='images per timed run (default: 32; --quick: 4)')
     ap.add_argument('--batch-size', type=int, default=8)
-    ap.add_argument('--repeats', type=int, default=2, help='timed runs of each (the median is reported)')
+    ap.add_argument('--repeats', type=int, default=3, help='timed runs of each, interleaved (the median is reported)')
     ap.add_argument('--quick', action='store_true', help='the tiny random LM and 4 images: a check of the script')
     ap.add_argument('--out', type=Path, default=None)
     a = ap.parse_args(argv)
@@ -90,10 +90,16 @@ def main(argv=None):
     tokens = int(attribution_inputs(cap, soft, targets.prefixes[:1]).mask.sum())
     attribute(cap, x[:2], targets.subset([0, 1]), batch_size=2)  # warm-up
     forward_backward(cap, x[:2], targets.subset([0, 1]), 2)
+    runs = {'attribution': lambda: attribute(cap, x, targets, batch_size=a.batch_size),
+            'forward-backward': lambda: forward_backward(cap, x, targets, a.batch_size)}
+    timings = {name: [] for name in runs}
+    for _ in range(a.repeats):  # interleaved, so a change of machine load falls on both runs alike
+        for name, fn in runs.items():
+            timings[name].append(timed(fn, device, 1))
     rows = []
-    for name, fn in (('attribution', lambda: attribute(cap, x, targets, batch_size=a.batch_size)),
-                     ('forward-backward', lambda: forward_backward(cap, x, targets, a.batch_size))):
-        r = timed(fn, device, a.repeats)
+    for name, ts in timings.items():
+        r = dict(seconds=round(statistics.median(t['seconds'] for t in ts), 3),
+                 peak_rss_mib=max(t['peak_rss_mib'] for t in ts), peak_cuda_mib=ts[0]['peak_cuda_mib'])
         rows.append(dict(run=name, images=n_valid, batch=a.batch_size, images_per_s=round(n_valid / r['seconds'], 3), **r))
     ratio = round(rows[0]['images_per_s'] / rows[1]['images_per_s'], 3)
     lm = cap.lm
@@ -110,7 +116,7 @@ def main(argv=None):
           f"{h['cpu']}, {h['usable_cores']} cores, torch {h['torch']}{', ' + h['gpu'] if 'gpu' in h else ''}; "
           f"load at start {h['load_avg_at_start']}; {h['date']}", '',
           f"{res['lm']}: {lm.n_layers} layers x {lm.d_mlp} units, {res['image_tokens']} image tokens, "
-          f"{tokens} tokens per row, float32, batch {a.batch_size}, {n_valid} images, median of {a.repeats}.", '',
+          f"{tokens} tokens per row, float32, batch {a.batch_size}, {n_valid} images, median of {a.repeats} interleaved runs.", '',
           '| run | images/s | seconds | peak RSS MiB | peak CUDA MiB |', '|---|---|---|---|---|']
     md += [f"| {r['run']} | {r['images_per_s']} | {r['seconds']} | {r['peak_rss_mib']} | {r['peak_cuda_mib']} |" for r in rows]
     md += ['', f"Attribution runs at {ratio} of a plain forward-backward of the same batch."]
