@@ -156,7 +156,7 @@ def main():
                 row['attributes'][name] = _clean(attribute_study(m, cache=cache, n_images=a.n_images))
                 row['attributes'][name]['reliance'] = _clean(planted_reliance(m, n=200))  # does the model read the planted cues?
         elif what == 'spurious':
-            kw = dict(n_reliance=a.n_scenes, n_desc=2, pairs=[('square', 'circle'), ('star', 'heart')]) if a.tiny else {}
+            kw = dict(n_reliance=a.n_scenes, n_desc=2, pairs=[('square', 'circle'), ('star', 'heart')], margin=-1) if a.tiny else {}
             row['spurious'] = spurious_row(spurious_measures(clip, cache=cache, n_images=a.n_images, **kw))
         row.setdefault('seconds', {})[what] = round(time.perf_counter() - t, 1)
         row['hardware_by_section'][what] = {**hardware(dev), 'n_scenes': a.n_scenes, 'n_images_lens_runs': a.n_images}

@@ -13,11 +13,11 @@ import torch
 from ..core import ConfigError, TensorCache, cache_key
 from ..data.sources import ImageSource, Record
 from . import decompose as dc
-from .adversarial import adversarial_pair, neuron_terms
+from .adversarial import adversarial_pair, neuron_terms, word_vocabulary
 from .attributes import AttributeStudy, cue_reliance, precision_recall
 from .pipeline import run_second_order
 from .second_order import check_layer, direction_bank, significant_neurons
-from .zero_shot import bootstrap_ci, class_embeddings, default_layers
+from .zero_shot import bootstrap_ci, check_baseline, class_embeddings, default_layers, encode_uint8, zero_shot
 from ..toy.spurious import CUE_KIND, CUE_PHRASES, CUE_WORDS, SPURIOUS, SpuriousSpec, check_spurious, cue_phrase
 from ..toy.spurious import render_spurious, sample_spurious
 from ..toy.world import BACKGROUNDS, CONCEPT_KIND, SHAPES, TEXTURES, VOCAB, ObjectSpec, SceneSpec
@@ -25,8 +25,8 @@ from ..toy.world import check_size, check_split, check_word, class_prompts, desc
 
 # %% auto #0
 __all__ = ['spurious_source', 'cue_runs', 'cue_pairs', 'cue_dictionary', 'word_scores', 'discovered_cues', 'cue_attribute_study',
-           'random_row', 'compose_cue_descriptions', 'render_cue_descriptions', 'cue_class_pairs', 'mean_ci',
-           'cue_adversarial_study', 'class_cue_senses', 'cue_polysemy', 'spurious_measures']
+           'random_row', 'compose_cue_descriptions', 'render_cue_descriptions', 'cue_clean_accuracy', 'cue_class_pairs',
+           'mean_ci', 'cue_adversarial_study', 'class_cue_senses', 'cue_polysemy', 'spurious_measures']
 
 # %% ../../nbs/lens/40c_cues.ipynb #e1757e7b
 def spurious_source(
@@ -224,6 +224,25 @@ def render_cue_descriptions(
         out.append(render_spurious(SpuriousSpec(spec, tuple(cues), tuple(corners)), size).image)
     return np.stack(out)
 
+# %% ../../nbs/lens/40c_cues.ipynb #b3c1e0a2
+def cue_clean_accuracy(
+    clip,  # a `ClipAdapter`
+    class_emb: torch.Tensor,  # [n_classes, d_out] class embeddings of `classes`
+    classes: Sequence[str],  # the shapes, in the order of `class_emb`
+    n_desc: int = 10,  # descriptions rendered per class
+    seed: int = 0,
+) -> float:
+    "Zero-shot accuracy on plain rendered descriptions of each class (three random attribute words, no cue): the guard's baseline."
+    rng = np.random.default_rng(seed)
+    size = clip.preprocess.size[0]
+    accs = []
+    for i, c in enumerate(classes):
+        words = [str(w) for w in rng.choice(word_vocabulary('shape'), 3, replace=False)]
+        images = render_cue_descriptions(compose_cue_descriptions(c, words, n_desc, seed=seed), size, seed)
+        accs.append(float((zero_shot(encode_uint8(clip, images), class_emb) == i).float().mean()))
+    return float(np.mean(accs))
+
+
 # %% ../../nbs/lens/40c_cues.ipynb #c79aed98
 def cue_class_pairs(table: dict | None = None) -> list:
     "The ordered shape pairs (c0, c1) whose target c1 has a cue in `table`: every other shape toward each cued shape."
@@ -249,6 +268,7 @@ def cue_adversarial_study(
     n_desc: int = 10,
     seed: int = 0,
     pairs: Sequence[tuple] | None = None,  # (c0, c1) pairs (default `cue_class_pairs`)
+    margin: float = 0.1,  # baseline guard: plain rendered descriptions must be recognised above chance + margin
 ) -> dict:
     "Semantic adversarial images in the spurious world: flip rates and how often c1's cue is among the words, per word source."
     table = check_spurious(SPURIOUS if table is None else table)
@@ -256,6 +276,8 @@ def cue_adversarial_study(
     classes = list(SHAPES)
     cemb = class_embeddings(clip, class_prompts('shape'))
     size = clip.preprocess.size[0]
+    clean = cue_clean_accuracy(clip, cemb, classes, n_desc, seed)
+    check_baseline(clean, len(classes), margin, 'shape accuracy on rendered cue-free descriptions')
 
     def generator(descriptions):
         return render_cue_descriptions(descriptions, size, seed)
@@ -331,6 +353,7 @@ def spurious_measures(
     pairs: Sequence[tuple] | None = None,  # adversarial class pairs (default `cue_class_pairs`)
     k: int = 5,
     seed: int = 0,
+    margin: float = 0.1,  # the adversarial study's baseline guard (`cue_adversarial_study`)
 ) -> dict:
     "The spurious-world measures of one model: cue reliance, attribute discovery against the cue table, adversarial images, polysemy."
     cache = cache or TensorCache()
@@ -341,6 +364,6 @@ def spurious_measures(
         'layers': layers,
         'reliance': cue_reliance(clip, table, n=n_reliance, seed=seed),
         'attributes': cue_attribute_study(clip, table=table, k=k, seed=seed, runs=runs, terms=terms),
-        'adversarial': cue_adversarial_study(clip, runs, terms, table, n_desc=n_desc, seed=seed, pairs=pairs),
+        'adversarial': cue_adversarial_study(clip, runs, terms, table, n_desc=n_desc, seed=seed, pairs=pairs, margin=margin),
         'polysemy': cue_polysemy(runs, terms, table, k=k, seed=seed),
     }

@@ -22,8 +22,29 @@ from ..models.hf_clip import load_hf_clip
 from ..data.datasets import dataset_source
 
 # %% auto #0
-__all__ = ['add_neurons_args', 'run_neurons_cli', 'add_paper_eval_args', 'paper_eval_settings', 'load_score_clip',
-           'coco_paper_scores']
+__all__ = ['NEURONS_OUT', 'check_neurons_out', 'add_neurons_args', 'run_neurons_cli', 'add_paper_eval_args',
+           'paper_eval_settings', 'load_score_clip', 'coco_paper_scores']
+
+# %% ../../nbs/limber/28_commands.ipynb #c28e0a02
+NEURONS_OUT = ('summary.json', 'units.jsonl')  # what `neurons` writes in --out
+
+
+def check_neurons_out(out: str | Path):  # the --out folder of `neuronlens neurons`
+    "Raise `ConfigError` unless `out` is new, or its `summary.json`/`units.jsonl` are an earlier `neurons` run's."
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder (new, or one an earlier `neuronlens neurons` wrote)")
+    s = out / 'summary.json'
+    try:
+        ours = s.is_file() and {'encoder', 'images', 'layer_counts'} <= set(json.loads(s.read_text()))
+    except (ValueError, TypeError, OSError):
+        ours = False
+    theirs = [n for n in NEURONS_OUT if (out / n).exists() and not ours]
+    if theirs:
+        raise ConfigError(f"--out {out} holds {', '.join(theirs)} not written by `neuronlens neurons`; "
+                          "give a new folder or the folder of an earlier neurons run")
+    return out
+
 
 # %% ../../nbs/limber/28_commands.ipynb #923d6dc6
 def add_neurons_args(p):
@@ -95,6 +116,7 @@ def run_neurons_cli(args) -> int:
         layers = None if args.layers is None else [int(v) for v in args.layers.split(',') if v.strip()]
     except ValueError:
         raise ConfigError(f"--layers must be comma-separated integers, got {args.layers!r}") from None
+    check_neurons_out(args.out)  # a folder of the user's is never written into
     toy = args.images.startswith('toy:')
     source_from_args(
         args, args.n_images, 64, captions=args.use_captions
