@@ -231,7 +231,7 @@ def load_generator(
         raise ConfigError(f"--generator takes 'diffusers:MODEL', 'FILE.py:NAME' or 'module:NAME', got {spec!r}")
     if where.endswith('.py'):
         if not Path(where).is_file():
-            raise ConfigError(f"generator file {where!r} not found")
+            raise ConfigError(f"generator file {where!r} not found; --generator takes diffusers:MODEL, FILE.py:NAME or module:NAME")
         mspec = importlib.util.spec_from_file_location(Path(where).stem, where)
         mod = importlib.util.module_from_spec(mspec)
         mspec.loader.exec_module(mod)

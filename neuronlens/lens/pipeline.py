@@ -210,7 +210,9 @@ def load_run(cache: TensorCache, key: str) -> SecondOrderRun:
     "Reopen a run saved with `save_run`."
     hit = cache.load('so-run', key)
     if hit is None:
-        raise ConfigError(f"no second-order run with key {key!r} in {cache.root}")
+        raise ConfigError(
+            f"no second-order run with key {key!r} in {cache.root}: use the key `neuronlens second-order` printed (same --cache)"
+        )
     t, meta = hit
     return SecondOrderRun(
         LayerEffects.from_tensors(meta['layer'], t), t['directions'], t['explained'], meta, t.get('image_index')

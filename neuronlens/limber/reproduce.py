@@ -533,6 +533,7 @@ def run_reproduce_cli(args) -> int:
             n_train=args.n_train, prompt=args.prompt, seed=args.seed, n_eval=0, device=args.device, progress=args.progress,
         )
     evaluator = getattr(args, 'evaluator', None) if args.evaluate else False
+    open_sources(args.coco, (224, 224), imagenet=args.imagenet)  # a bad data folder is the first line, before any model
     settings = paper_eval_settings(args) if args.evaluate else None  # the BERTScore model resolved before any work
     tables = reproduce_multimodal(
         args.encoder, args.lm, args.coco, args.out, args.projection, args.train_on, cfg, args.imagenet, args.n_images,
