@@ -21,7 +21,7 @@ from ..toy.world import COLOURS, CONCEPT_KIND, ObjectSpec, PLANTABLE, PLANTED, S
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PLANTABLE_WORDS', 'planted_pairs', 'attribute_scores', 'discovered_pairs', 'precision_recall',
+__all__ = ['log', 'PLANTABLE_WORDS', 'planted_pairs', 'word_scores', 'attribute_scores', 'discovered_pairs', 'precision_recall',
            'AttributeStudy', 'attribute_study', 'plot_attributes', 'planted_reliance', 'cue_reliance']
 
 # %% ../../nbs/lens/40_attributes.ipynb #660ab2e2
@@ -33,6 +33,26 @@ def planted_pairs(table: dict) -> set:
     return {(s, w) for s, row in check_correlations(table).items() for _, (w, _) in row.items()}
 
 
+def word_scores(
+    dirs: torch.Tensor,  # [n_neurons, d_out] directions of all neurons of the layers
+    terms: list,  # per neuron: (word, coefficient) of its decomposition
+    class_emb: torch.Tensor,  # [n_classes, d_out]
+    words: Sequence[str],  # the words to score
+    top_m: int = 20,  # neurons that push most toward each class
+    neurons: torch.Tensor | None = None,  # [n_classes, top_m] neurons to use instead (random baseline)
+) -> torch.Tensor:
+    "Per class and word: the summed positive coefficient of the word over the class's top neurons' decompositions: [n_classes, n_words]."
+    pick = (dirs.float() @ class_emb.T.float()).T.topk(top_m, dim=1).indices if neurons is None else neurons
+    idx = {w: i for i, w in enumerate(words)}
+    out = torch.zeros(len(class_emb), len(words))
+    for c, ns in enumerate(pick.tolist()):
+        for n in ns:
+            for w, v in terms[n]:
+                if v > 0 and w in idx:
+                    out[c, idx[w]] += v
+    return out
+
+
 def attribute_scores(
     dirs: torch.Tensor,  # [n_neurons, d_out] directions of all neurons of the layers
     terms: list,  # per neuron: (word, coefficient) of its decomposition
@@ -40,16 +60,8 @@ def attribute_scores(
     top_m: int = 20,  # neurons that push most toward each class
     neurons: torch.Tensor | None = None,  # [n_classes, top_m] neurons to use instead (random baseline)
 ) -> torch.Tensor:
-    "Per class and attribute word: the summed positive coefficient of the word over the class's top neurons' decompositions: [n_classes, n_words]."
-    pick = (dirs.float() @ class_emb.T.float()).T.topk(top_m, dim=1).indices if neurons is None else neurons
-    idx = {w: i for i, w in enumerate(PLANTABLE_WORDS)}
-    out = torch.zeros(len(class_emb), len(PLANTABLE_WORDS))
-    for c, ns in enumerate(pick.tolist()):
-        for n in ns:
-            for w, v in terms[n]:
-                if v > 0 and w in idx:
-                    out[c, idx[w]] += v
-    return out
+    "`word_scores` of the plantable attribute words: [n_classes, len(PLANTABLE_WORDS)]."
+    return word_scores(dirs, terms, class_emb, PLANTABLE_WORDS, top_m, neurons)
 
 
 def discovered_pairs(scores: torch.Tensor, classes: Sequence[str], share: float = 0.5) -> set:

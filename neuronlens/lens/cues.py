@@ -14,7 +14,7 @@ from ..core import ConfigError, TensorCache, cache_key
 from ..data.sources import ImageSource, Record
 from . import decompose as dc
 from .adversarial import adversarial_pair, neuron_terms, word_vocabulary
-from .attributes import AttributeStudy, cue_reliance, precision_recall
+from .attributes import AttributeStudy, cue_reliance, precision_recall, word_scores
 from .pipeline import run_second_order
 from .second_order import check_layer, direction_bank, significant_neurons
 from .zero_shot import bootstrap_ci, check_baseline, class_embeddings, default_layers, encode_uint8, zero_shot
@@ -24,9 +24,9 @@ from ..toy.world import BACKGROUNDS, CONCEPT_KIND, SHAPES, TEXTURES, VOCAB, Obje
 from ..toy.world import check_size, check_split, check_word, class_prompts, describe, object_from_words, split_seeds
 
 # %% auto #0
-__all__ = ['spurious_source', 'cue_runs', 'cue_pairs', 'cue_dictionary', 'word_scores', 'discovered_cues', 'cue_attribute_study',
-           'random_row', 'compose_cue_descriptions', 'render_cue_descriptions', 'cue_clean_accuracy', 'cue_class_pairs',
-           'mean_ci', 'cue_adversarial_study', 'class_cue_senses', 'cue_polysemy', 'spurious_measures']
+__all__ = ['spurious_source', 'cue_runs', 'cue_pairs', 'cue_dictionary', 'discovered_cues', 'cue_attribute_study', 'random_row',
+           'compose_cue_descriptions', 'render_cue_descriptions', 'cue_clean_accuracy', 'cue_class_pairs', 'mean_ci',
+           'cue_adversarial_study', 'class_cue_senses', 'cue_polysemy', 'spurious_measures']
 
 # %% ../../nbs/lens/40c_cues.ipynb #e1757e7b
 def spurious_source(
@@ -81,26 +81,6 @@ def cue_pairs(table: dict | None = None) -> set:
 def cue_dictionary() -> list:
     "The decomposition dictionary of the spurious world: the toy concept words and the cue words."
     return list(dict.fromkeys(dc.toy_vocabulary(phrases=False) + list(CUE_WORDS)))
-
-
-def word_scores(
-    dirs: torch.Tensor,  # [n_neurons, d_out] directions of all neurons of the layers
-    terms: list,  # per neuron: (word, coefficient) of its decomposition
-    class_emb: torch.Tensor,  # [n_classes, d_out]
-    words: Sequence[str],  # the words to score
-    top_m: int = 20,  # neurons that push most toward each class
-    neurons: torch.Tensor | None = None,  # [n_classes, top_m] neurons to use instead (random baseline)
-) -> torch.Tensor:
-    "Per class and word: the summed positive coefficient of the word over the class's top neurons' decompositions: [n_classes, n_words]."
-    pick = (dirs.float() @ class_emb.T.float()).T.topk(top_m, dim=1).indices if neurons is None else neurons
-    idx = {w: i for i, w in enumerate(words)}
-    out = torch.zeros(len(class_emb), len(words))
-    for c, ns in enumerate(pick.tolist()):
-        for n in ns:
-            for w, v in terms[n]:
-                if v > 0 and w in idx:
-                    out[c, idx[w]] += v
-    return out
 
 
 def discovered_cues(scores: torch.Tensor, classes: Sequence[str], share: float = 0.5) -> set:
