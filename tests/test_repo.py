@@ -1,4 +1,5 @@
 """Repository checks: the library matches its notebooks, notebooks are clean, valid and small."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,9 @@ def test_notebook_valid_and_small(nb):
     assert 'widgets' not in nbj.metadata, f"{nb.name} saves widget state: run tools/strip_widgets.py on it"
     bars = [c.get('id') for c in nbj.cells if c.cell_type == 'code' and any(is_progress_bar(o) for o in c.outputs)]
     assert not bars, f"{nb.name} saves progress-bar widgets in cells {bars}: run tools/strip_widgets.py on it"
+    ids = [c.get('id') for c in json.loads(nb.read_text())['cells']]  # nbformat.read renames repeats: read the file
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    assert not repeated, f"{nb.name} repeats cell ids {repeated}: give new cells fresh ids"
     size = nb.stat().st_size
     assert size <= MAX_NB_BYTES, f"{nb.name} is {size/1e3:.0f} KB (limit {MAX_NB_BYTES/1e3:.0f} KB): strip large outputs"
     text = nb.read_text()
