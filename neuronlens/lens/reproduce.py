@@ -386,7 +386,7 @@ def _skip_reason(ctx: ReproContext, stage: Stage, flags: dict) -> str | None:
     "Why `stage` cannot run (its data or options not given, an input skipped, its study not wired in), or None."
     missing = [n for n in stage.needs if n not in ctx.sources] + [o for o in stage.options if ctx.settings.get(o) is None]
     if missing:
-        return 'needs ' + ' and '.join(flags.get(n, n) for n in missing)
+        return 'needs ' + ' and '.join(dict.fromkeys(flags.get(n, n) for n in missing))  # each flag once
     skipped = [a for a in stage.after if a not in ctx.keys]
     if skipped:
         return f"needs the {', '.join(skipped)} stage"
