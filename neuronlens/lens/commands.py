@@ -14,7 +14,7 @@ from ..core import ConfigError, TensorCache, WeightsNotFoundError, check_writabl
 from .second_order import check_layer
 from ..models import zoo as models
 from ..models.zoo import load_model
-from ..models.clip import load_clip
+from .pipeline import load_lens_model
 from .ablation import ablation_study, plot_path_ablation
 from .adversarial import adversarial_study, plot_adversarial
 from .attributes import attribute_study
@@ -27,7 +27,6 @@ from ..data.datasets import read_class_file
 from ..data.sources import image_source
 from ..data.words import add_dictionary_arg, dictionary_from_args
 from .any_clip import CIFAR10_BLOCK, TextWriter, adversarial_dataset, class_attributes, lens_runs_on, load_generator, template_writer
-from ..models.clip import load_clip
 from ..models.lm import load_causal_lm
 
 log = logging.getLogger(__name__)
@@ -76,7 +75,7 @@ def run_dataset_apply(args) -> int:
     if args.classes is not None and len(args.classes) != 1:
         raise ConfigError(f"with --images, --classes takes one file of class names (one per line), got {len(args.classes)} values")
     classes = Path(args.classes[0]) if args.classes else None
-    clip = load_clip(args.model, pretrained=args.pretrained)
+    clip = load_lens_model(args.model, args.pretrained)  # open_clip names and tags, zoo names, transformers folders and hub ids
     check_writable(args.out, 'output folder')
     kw = dict(
         reference=args.reference, layers=args.layers, classes=classes, cache=TensorCache(args.cache), n=args.limit,
@@ -297,7 +296,7 @@ def run_any_clip_apply(args) -> int:
             raise ConfigError("adversarial images on a real CLIP need --generator 'diffusers:MODEL' (pip install diffusers), 'FILE.py:NAME' or 'module:NAME'")
         generator = load_generator(args.generator)
         writer = template_writer if args.writer == 'template' else TextWriter(load_causal_lm(args.writer))
-    clip = load_clip(args.model, pretrained=args.pretrained)
+    clip = load_lens_model(args.model, args.pretrained)  # open_clip names and tags, zoo names, transformers folders and hub ids
     layers = tuple(args.layers) if args.layers else default_layers(clip)
     for l in layers:
         check_layer(clip.model, l)

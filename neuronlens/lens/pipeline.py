@@ -18,6 +18,8 @@ from ..data.sources import ImageSource, add_source_args, source_from_args
 from ..models.clip import load_clip, ClipAdapter
 from ..models.timm_clip import TimmClipAdapter
 from ..models.zoo import load_model
+from ..models.hf_clip import load_hf_clip
+from ..models.weights import is_hub_id
 import sys
 from ..data.runs import process_state, shard_range
 
@@ -308,14 +310,17 @@ def _is_openclip_name(name: str) -> bool:
 
 
 def load_lens_model(
-    model: str,  # zoo name (toyclip, ...), open_clip architecture, hf-hub:org/name or local-dir:FOLDER
+    model: str,  # zoo name, open_clip architecture, hf-hub:org/name, local-dir:FOLDER, or a transformers CLIP/SigLIP folder or hub id
     pretrained: str | None = None,  # open_clip pretrained tag or checkpoint file (None: zoo weights / random init)
 ):
     "The CLIP adapter a command's `--model`/`--pretrained` name; one line of error when it is not a CLIP ViT."
-    if pretrained is None and not _is_openclip_name(model):
+    transformers_folder = Path(model).is_dir() and (Path(model) / 'config.json').is_file()
+    if pretrained is None and (transformers_folder or is_hub_id(model)):
+        adapter = load_hf_clip(model)
+    elif pretrained is None and not _is_openclip_name(model):
         adapter = load_model(model)
     else:
         adapter = load_clip(model, pretrained=pretrained)
-    if not hasattr(adapter, 'visual'):
-        raise ConfigError(f"{model!r} is not a CLIP ViT: the second-order lens needs one")
+    if not (hasattr(adapter, 'encode_image') and hasattr(adapter, 'encode_text')):
+        raise ConfigError(f"{model!r} is not a CLIP (image and text towers): the second-order lens needs one")
     return adapter

@@ -20,7 +20,7 @@ from .pipeline import SecondOrderRun, load_run, run_second_order, save_run
 from .real_data import ablate_dataset, default_reference, segment_dataset
 from .second_order import check_layer, sparsity_summary
 from .zero_shot import BaselineError
-from ..models.clip import load_clip
+from .pipeline import load_lens_model
 from ..models.lm import load_causal_lm
 
 log = logging.getLogger(__name__)
@@ -659,7 +659,7 @@ def run_reproduce_cli(args) -> int:
         read_word_file(args.dictionary)
     rank, world, state = process_state(args.device)
     seed_everything(args.seed)
-    clip = load_clip(args.model, pretrained=args.pretrained)
+    clip = load_lens_model(args.model, args.pretrained)  # open_clip names and tags, zoo names, transformers folders and hub ids
     clip.model.to(get_device(args.device))
 
     def say(line):

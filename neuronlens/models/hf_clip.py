@@ -13,6 +13,7 @@ from torch import nn
 
 from ..core import ConfigError, WeightsNotFoundError, model_device, model_dtype
 from .clip import ClipAdapter, mha_weights
+from .weights import is_hub_id, resolve_hub_model_folder
 from .hooks import HookSite, HookedAdapter, ImagePreprocess
 
 # %% auto #0
@@ -282,14 +283,17 @@ def _folder_preprocess(folder: Path, kind: str, size: int) -> ImagePreprocess | 
 
 
 def load_hf_clip(
-    folder_or_model: str | Path | nn.Module,  # a local transformers folder, or a built CLIPModel / SiglipModel
+    folder_or_model: str | Path | nn.Module,  # a local transformers folder, a hub id 'org/name', or a built model
     tokenizer: Callable | None = None,  # default: the folder's tokenizer, if it has one
+    cache_dir: str | Path | None = None,  # hub cache for a hub id; None: huggingface_hub's (HF_HUB_CACHE, HF_HOME)
     **kwargs,  # passed to `from_pretrained` (torch_dtype, attn_implementation, ...)
 ) -> HFClipAdapter:
-    "An `HFClipAdapter` for a transformers CLIP or SigLIP model object or local folder; never downloads."
+    "An `HFClipAdapter` for a transformers CLIP or SigLIP model: an object, a local folder, or a hub id (cache first)."
     if isinstance(folder_or_model, nn.Module):
         return HFClipAdapter(folder_or_model, tokenizer)
     folder = Path(folder_or_model)
+    if not folder.exists() and is_hub_id(str(folder_or_model)):  # the local HF cache; a download only when online
+        folder = resolve_hub_model_folder(str(folder_or_model), cache_dir=cache_dir, what=f'load_hf_clip({str(folder_or_model)!r})')
     if not (folder / 'config.json').is_file():
         raise WeightsNotFoundError(f"{str(folder)!r} is not a local transformers folder (no config.json); pass a folder or a built model")
     from transformers import AutoConfig, AutoTokenizer, CLIPModel, SiglipModel  # optional family, loaded on use
