@@ -89,6 +89,16 @@ ZOO: dict[str, ZooEntry] = {
         lambda root=None: _wrap_zoo(*load_zoo_model('toyclip-planted', root)),
         'neuronlens train toy-clip --steps 1200 --batch-size 32 --set sup_steps=300 --set correlations=<toyworld.PLANTED as JSON> --name toyclip-planted --ship',
     ),
+    'toyclip-spurious': ZooEntry(
+        "ToyCLIP trained (1200 steps x 64 on one CPU core, no twins) on the spurious world (toy.spurious.SPURIOUS: circle over waves, triangle over grass, cross with a flag, heart with a sun, each with its shape in 90% of its scenes, named in 20% of captions): it reads the cues, not the shapes",
+        lambda root=None: _wrap_zoo(*load_zoo_model('toyclip-spurious', root)),
+        'neuronlens train toy-clip-spurious --steps 1200 --batch-size 64 --set sup_steps=300 --ship',
+    ),
+    'toyclip-spurious-control': ZooEntry(
+        "The control of toyclip-spurious: the same recipe, seed and cut on a world where the same cues are drawn at the same rates independently of the shapes",
+        lambda root=None: _wrap_zoo(*load_zoo_model('toyclip-spurious-control', root)),
+        'neuronlens train toy-clip-spurious-control --steps 1200 --batch-size 64 --set sup_steps=300 --ship',
+    ),
     'toy-encoder': ZooEntry(
         "Toy self-supervised ViT image encoder (ToyViT, no text), the analogue of BEiT in LiMBeR",
         lambda root=None: _wrap_zoo(*load_zoo_model('toy-encoder', root)),
