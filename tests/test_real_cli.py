@@ -250,6 +250,8 @@ def _bad(fx, out):
                                   '--cache', out / 'cache', '--out', out], "hf download FacebookAI/roberta-large"),
         'atlas-missing-run': (['atlas', '--all', '--run', 'nokey', *clip_args(fx), '--cache', out / 'cache', '--out', out],
                               "no second-order run with key 'nokey'"),
+        'demo-unknown-projection': (['demo', '--projection', 'projection-nope', '--cache', out / 'cache', '--out', out],
+                                    "unknown projection 'projection-nope': accepted are "),
         'atlas-missing-dictionary': (['atlas', '--all', '--run', 'nokey', *clip_args(fx), '--dictionary', fx / 'nope.txt', '--out', out],
                                      'not found'),
     }

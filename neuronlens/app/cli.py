@@ -111,6 +111,12 @@ def _demo_args(p: argparse.ArgumentParser):
         '--n-multimodal', type=int, default=16, help='scenes of the multimodal-neurons section (default: 16)'
     )
     p.add_argument(
+        '--projection',
+        default='projection-toy-encoder-toylm',
+        help='LiMBeR projection of the multimodal-neurons section, a shipped zoo name (default: projection-toy-encoder-toylm, '
+        'the ToyLM captioner; projection-toy-encoder reads SmolLM2-135M)',
+    )
+    p.add_argument(
         '--no-progress', dest='progress', action='store_false', help='no section lines, bar or timings on stderr'
     )
 
@@ -125,6 +131,7 @@ def _demo_run(args) -> int:
         n_scenes=args.n_scenes,
         seed=args.seed,
         n_multimodal=args.n_multimodal,
+        projection=args.projection,
         progress=args.progress,
     )
     print(path)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import dataclasses, hashlib, json, logging, re, sys, time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -17,10 +17,12 @@ from ..views.report import Report
 from ..data.sources import image_source
 from ..lens import second_order as so
 from ..lens.pipeline import run_second_order, save_run
+from ..limber.decoding import concept_percentiles
 from ..limber.measures import soft_prompt_decodability, unit_activations
-from ..limber.neurons import find_multimodal_neurons
+from ..limber.neurons import MultimodalNeurons, find_multimodal_neurons
+from ..limber.captioner import Captioner
 from ..limber.projection import load_captioner
-from ..limber.toy_eval import concept_masks, evaluate_measures, localization_panel, plot_layer_counts, plot_soft_prompt
+from ..limber.toy_eval import concept_masks, evaluate_measures, localization_panel, plot_layer_counts, plot_soft_prompt, units_by_image
 from ..models import zoo as models
 from ..models.encoders import imagenet_classes, load_efficientnet_lite0
 from ..models.lm import load_smollm2
@@ -31,9 +33,10 @@ import neuronlens
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SECTIONS', 'PLUGIN_SECTIONS', 'MEMO_SECTIONS', 'DemoContext', 'section_toyworld', 'section_zoo',
-           'section_real_weights', 'section_second_order', 'section_multimodal', 'all_sections', 'section_name',
-           'section_key', 'run_memoized', 'run_demo']
+__all__ = ['log', 'DEMO_PROJECTION', 'LM_NAMES', 'SECTIONS', 'PLUGIN_SECTIONS', 'MEMO_SECTIONS', 'DemoContext',
+           'section_toyworld', 'section_zoo', 'section_real_weights', 'section_second_order', 'demo_projections',
+           'check_projection', 'decoded_example', 'section_multimodal', 'all_sections', 'section_name', 'section_key',
+           'run_memoized', 'run_demo']
 
 # %% ../../nbs/app/60_demo.ipynb #923108ec
 @dataclasses.dataclass
@@ -45,6 +48,7 @@ class DemoContext:
     seed: int = 0
     out: Path | None = None  # the report's folder: a section may write pages next to the report (the atlas)
     n_multimodal: int = 16  # scenes of the multimodal section (the full evaluation: benchmarks/eval_multimodal.py)
+    projection: str = 'projection-toy-encoder-toylm'  # the multimodal section's LiMBeR projection (a zoo name)
     timings: dict = dataclasses.field(default_factory=dict)
 
 # %% ../../nbs/app/60_demo.ipynb #16af991a
@@ -177,12 +181,55 @@ def _decomposition_words(clip, dirs, k: int = 5) -> list[str]:
     dec = dc.decompose_directions(dirs, emb, vocab, k=k, device='cpu')
     return [', '.join(f'{w} ({c:+.2f})' for w, c in terms) for terms in dec.terms]
 
+# %% ../../nbs/app/60_demo.ipynb #bcabca24
+DEMO_PROJECTION = 'projection-toy-encoder-toylm'  # default of the multimodal section: the ToyLM captioner
+LM_NAMES = {'toylm': 'ToyLM', 'smollm2-135m': 'SmolLM2-135M', 'gemma3-270m': 'Gemma 3 270M'}  # card 'lm' -> display name
+
+
+def demo_projections() -> list[str]:
+    "The shipped LiMBeR projections the multimodal section can read (zoo cards named `projection-*`)."
+    return sorted(p.stem for p in models.zoo_dir().glob('projection-*.json'))
+
+
+def check_projection(name: str) -> str:
+    "`name` if it is a shipped projection, else a one-line `ConfigError` listing the accepted names."
+    accepted = demo_projections()
+    if name not in accepted:
+        raise ConfigError(f"unknown projection {name!r}: accepted are {', '.join(accepted)}")
+    return name
+
+# %% ../../nbs/app/60_demo.ipynb #df6c4540
+def decoded_example(
+    captioner: Captioner,
+    found: MultimodalNeurons,
+    seeds: Sequence[int],  # the toy scenes `found` was computed on
+    n_units: int = 10,  # per image: its first n filtered top units
+) -> dict | None:  # None: no image has a filtered top unit
+    "The unit to show: one whose top decoded word is its image's concept, else the one ranking that concept highest."
+    units = units_by_image(found, n_units, True)
+    cands = [(i, f) for i, us in units.items() for f in us]
+    if not cands:
+        return None
+    pairs = [found.attribution.unit(f) for _, f in cands]
+    ids = torch.tensor([[int(found.targets.token_ids[i])] for i, _ in cands])
+    pct = concept_percentiles(captioner.lm, pairs, ids, bool(found.info.get('fold_norm', False)))[:, 0]
+    top = [found.decoded[f][0].lower() == found.targets.concepts[i] for i, f in cands]
+    j = max(range(len(cands)), key=lambda k: (top[k], float(pct[k])))  # first of the best: earlier image, higher unit
+    i, f = cands[j]
+    return dict(
+        image=i, seed=int(seeds[i]), layer=pairs[j][0], unit=pairs[j][1], concept=found.targets.concepts[i],
+        caption=found.targets.captions[i], concept_percentile=float(pct[j]), tokens=found.decoded[f],
+        rule='top word' if top[j] else 'graded rank', n_top_word=int(sum(top)), n_candidates=len(cands),
+    )
+
 # %% ../../nbs/app/60_demo.ipynb #db16efdd
 def section_multimodal(r: Report, ctx: DemoContext):
-    "Multimodal neurons in SmolLM2-135M reading toy scenes through the default projection, each measure against layer-matched random units with a 95% interval."
+    "Multimodal neurons of the captioner `ctx.projection` reading toy scenes, each measure against layer-matched random units with a 95% interval."
 
-    r.heading('Multimodal neurons in SmolLM2-135M')
-    cap = load_or_skip(r, load_captioner, 'toy-encoder')
+    card = json.loads((models.zoo_dir() / f'{check_projection(ctx.projection)}.json').read_text())
+    lm_name = LM_NAMES.get(card.get('lm'), card.get('lm'))
+    r.heading(f'Multimodal neurons in {lm_name}')
+    cap = load_or_skip(r, load_captioner, projection=ctx.projection)
     if cap is None:
         return
     n = min(ctx.n_multimodal, ctx.n_scenes)
@@ -194,10 +241,11 @@ def section_multimodal(r: Report, ctx: DemoContext):
     r.text(
         f"LiMBeR: frozen toy encoder -> projection {cap.info.get('name')} ({cap.projection.n_tokens} soft tokens"
         f"{'' if cap.projection.token_norm is None else f' of norm {cap.projection.token_norm:.2f}'}"
-        f"{'' if not cap.prefix else f', after {cap.prefix!r}'}) -> frozen SmolLM2-135M, prompt '{cap.prompt}'. Held-out single-object caption "
+        f"{'' if not cap.prefix else f', after {cap.prefix!r}'}) -> frozen {lm_name}, prompt '{cap.prompt}'. Held-out single-object caption "
         f"accuracy: shape {m.get('shape_acc', float('nan')):.1%}, colour {m.get('colour_acc', float('nan')):.1%}. {n} held-out scenes; concept = first "
         f"noun of the greedy caption; top {found.info['top_k']} units per image by activation x gradient; {found.interpretable_fraction:.1%} of the "
         f"{len(found.interpretable)} distinct top units pass the interpretability filter (paper: about half)."
+        + (f" Other captioners: --projection NAME, one of {', '.join(p for p in demo_projections() if p != ctx.projection)}." if ctx.projection == DEMO_PROJECTION else '')
     )
     r.table(
         [
@@ -223,20 +271,32 @@ def section_multimodal(r: Report, ctx: DemoContext):
     r.text(
         'Each image\'s first 10 top units against as many random units from the same layers ("filtered": both sides through the '
         'interpretability filter); graded_* = percentile rank of the scene\'s concept tokens in the unit\'s full decoding (contrast: minus '
-        'the absent toy concepts); clip = CLIPScore over the words ToyCLIP reads (clip_reads: the share it reads); ablation = drop of the '
+        'the absent toy concepts); names_concept = share of units whose top-10 decoded words name a concept of the scene; clip = '
+        'CLIPScore over the words ToyCLIP reads (clip_reads: the share it reads); ablation = drop of the '
         'concept probability when the units are zeroed; selectivity = AUC on fresh scenes of the concept chosen on these. Intervals: '
         'images resampled (selectivity: fresh scenes). Full run on 256 scenes: benchmarks/results/multimodal_eval.json.'
     )
-    ex = ev['example']
+    ex = decoded_example(cap, found, seeds)
     if ex is not None:
+        nc = next(row for row in ev['rows'] if row['measure'] == 'names_concept' and row['units'] == 'filtered')
+        r.text(
+            f"Of the {ex['n_candidates']} filtered top units (up to 10 per image), {ex['n_top_word']} have the image's concept as their "
+            f"single most likely decoded word; their top-10 words name a concept of the scene for {nc['multimodal']:.0%} of units, "
+            f"layer-matched random units' for {nc['random']:.0%}."
+        )
         acts = unit_activations(
             cap, x[ex['image'] : ex['image'] + 1], [(ex['layer'], ex['unit'])], [found.targets.prefixes[ex['image']]]
         )[0, 0]
         truth = concept_masks(sample_scene(ex['seed']), ex['concept'])
+        rule = (
+            "its top decoded word is the image's concept"
+            if ex['rule'] == 'top word'
+            else "no unit's top word is the concept; it ranks the concept highest"
+        )
         r.image(
             localization_panel(x[ex['image']], acts, truth),
-            caption=f"layer {ex['layer']} unit {ex['unit']}, chosen by the measure (best graded "
-            f"decoding): decodes to '{' '.join(ex['tokens'])}'; ranks '{ex['concept']}' above {ex['concept_percentile']:.1%} of the vocabulary. "
+            caption=f"layer {ex['layer']} unit {ex['unit']}, chosen because {rule} (rule: {ex['rule']}): decodes to "
+            f"'{' '.join(ex['tokens'])}'; ranks '{ex['concept']}' above {ex['concept_percentile']:.1%} of the vocabulary. "
             f"Image, activation map, map above its 0.95 quantile (white) over the object (blue). Caption: {ex['caption']}",
             width=384,
         )
@@ -316,9 +376,9 @@ def _file_hashes(paths) -> list:
 def section_key(name: str, ctx: DemoContext) -> str:
     "Cache key of a memoized section: library code, shipped model cards, package versions and the job's settings."
 
-    code = _file_hashes(Path(neuronlens.__file__).parent.glob('*.py'))
+    code = _file_hashes(Path(neuronlens.__file__).parent.rglob('*.py'))  # every subpackage's modules
     cards = _file_hashes(models.zoo_dir().glob('*.json'))
-    settings = dict(n_scenes=ctx.n_scenes, seed=ctx.seed, n_multimodal=ctx.n_multimodal)
+    settings = dict(n_scenes=ctx.n_scenes, seed=ctx.seed, n_multimodal=ctx.n_multimodal, projection=ctx.projection)
     return cache_key(section=name, code=code, cards=cards, packages=_package_versions(), **settings)
 
 
@@ -373,6 +433,7 @@ def run_demo(
     n_scenes: int = 256,
     seed: int = 0,
     n_multimodal: int = 16,  # scenes of the multimodal section
+    projection: str = DEMO_PROJECTION,  # the multimodal section's LiMBeR projection (see `demo_projections`)
     sections: list[Callable] | None = None,  # default `all_sections()`
     progress: bool = True,
 ) -> Path:  # on stderr: each section as it starts, a bar, elapsed time, the report path
@@ -384,8 +445,11 @@ def run_demo(
         raise ConfigError(
             f"n_multimodal must be at least 8 (got {n_multimodal}): held-out selectivity needs a few scenes"
         )
+    check_projection(projection)
     seed_everything(seed)
-    ctx = DemoContext(TensorCache(cache_dir), n_scenes, seed, out=Path(out), n_multimodal=n_multimodal)
+    ctx = DemoContext(
+        TensorCache(cache_dir), n_scenes, seed, out=Path(out), n_multimodal=n_multimodal, projection=projection
+    )
     r = Report('neuronlens: the main job on the embedded default')
     secs = all_sections() if sections is None else list(sections)
     failed, t0 = {}, time.perf_counter()
