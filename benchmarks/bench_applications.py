@@ -25,7 +25,7 @@ from benchcommon import hardware, PeakMemory, sync
 from neuronlens.core import _jsonable
 from neuronlens.lens.zero_shot import bootstrap_ci, default_layers, lens_runs
 from neuronlens.lens.segmentation import SEG_METHODS, neuron_selection, segmentation_maps, segmentation_scenes, segmentation_study
-from neuronlens.lens.zero_shot import class_embeddings
+from neuronlens.lens.zero_shot import BaselineError, class_embeddings
 from neuronlens.lens.adversarial import LMWriter, adversarial_study
 from neuronlens.lens.ablation import ablation_study
 from neuronlens.lens.attributes import attribute_study, planted_reliance
@@ -111,6 +111,9 @@ def spurious_row(m: dict) -> dict:
                    'adversarial': m['adversarial'], 'lens_images': 'spurious:valid (toy.spurious.SPURIOUS world)'})
 
 
+SECTION_KEYS = {'speed': 'segmentation_speed', 'segment': 'segmentation', 'ablate': 'ablation', 'adversarial-lm': 'adversarial_lm'}
+
+
 def main():
     p = argparse.ArgumentParser(); p.add_argument('--device', default='cpu'); p.add_argument('--n-scenes', type=int, default=1000)
     p.add_argument('--only', default='speed,segment,ablate,adversarial,attributes'); p.add_argument('--cache', default=None)
@@ -137,27 +140,30 @@ def main():
     row.setdefault('hardware_by_section', {})
     for what in a.only.split(','):
         t = time.perf_counter()
-        if what == 'speed': row['segmentation_speed'] = seg_speed(clip, cache, dev, n_images=a.n_images)
-        elif what == 'segment':
-            with PeakMemory(dev) as pm: s = segmentation_study(clip, cache=cache, n_scenes=a.n_scenes, n_images=a.n_images)
-            row['segmentation'] = {**_clean(s), 'peak_rss_mib': pm.rss_mib}
-        elif what == 'ablate': row['ablation'] = _clean(ablation_study(clip, cache=cache, n_scenes=a.n_scenes, n_images=a.n_images))
-        elif what == 'adversarial':
-            adv = adversarial_study(clip, cache=cache, n_images=a.n_images)
-            row['adversarial'] = {k: {'summary': v['summary'], 'clean_accuracy': v['clean_accuracy'], 'n_pairs': len(v['pairs']),
-                                      'pairs': [{'c0': q['c0'], 'c1': q['c1'], 'rate': q['rate'], 'words': q['words']} for q in v['pairs']]}
-                                  for k, v in adv['kinds'].items()}
-        elif what == 'adversarial-lm': row['adversarial_lm'] = adversarial_lm(clip, cache, a, row.get('adversarial', {}))
-        elif what == 'attributes':
-            row['attributes'] = {}
-            for name, src in {'toyclip-planted': 'toyclip-planted', 'toyclip-planted-control': models.zoo_dir() / 'toyclip-planted-control.safetensors', 'toyclip': 'toyclip'}.items():
-                try: m = models.load_model(src)
-                except Exception as e: row['attributes'][name] = {'skipped': str(e)}; continue
-                row['attributes'][name] = _clean(attribute_study(m, cache=cache, n_images=a.n_images))
-                row['attributes'][name]['reliance'] = _clean(planted_reliance(m, n=200))  # does the model read the planted cues?
-        elif what == 'spurious':
-            kw = dict(n_reliance=a.n_scenes, n_desc=2, pairs=[('square', 'circle'), ('star', 'heart')], margin=-1) if a.tiny else {}
-            row['spurious'] = spurious_row(spurious_measures(clip, cache=cache, n_images=a.n_images, **kw))
+        try:
+            if what == 'speed': row['segmentation_speed'] = seg_speed(clip, cache, dev, n_images=a.n_images)
+            elif what == 'segment':
+                with PeakMemory(dev) as pm: s = segmentation_study(clip, cache=cache, n_scenes=a.n_scenes, n_images=a.n_images)
+                row['segmentation'] = {**_clean(s), 'peak_rss_mib': pm.rss_mib}
+            elif what == 'ablate': row['ablation'] = _clean(ablation_study(clip, cache=cache, n_scenes=a.n_scenes, n_images=a.n_images))
+            elif what == 'adversarial':
+                adv = adversarial_study(clip, cache=cache, n_images=a.n_images)
+                row['adversarial'] = {k: {'summary': v['summary'], 'clean_accuracy': v['clean_accuracy'], 'n_pairs': len(v['pairs']),
+                                          'pairs': [{'c0': q['c0'], 'c1': q['c1'], 'rate': q['rate'], 'words': q['words']} for q in v['pairs']]}
+                                      for k, v in adv['kinds'].items()}
+            elif what == 'adversarial-lm': row['adversarial_lm'] = adversarial_lm(clip, cache, a, row.get('adversarial', {}))
+            elif what == 'attributes':
+                row['attributes'] = {}
+                for name, src in {'toyclip-planted': 'toyclip-planted', 'toyclip-planted-control': models.zoo_dir() / 'toyclip-planted-control.safetensors', 'toyclip': 'toyclip'}.items():
+                    try: m = models.load_model(src)
+                    except Exception as e: row['attributes'][name] = {'skipped': str(e)}; continue
+                    row['attributes'][name] = _clean(attribute_study(m, cache=cache, n_images=a.n_images))
+                    row['attributes'][name]['reliance'] = _clean(planted_reliance(m, n=200))  # does the model read the planted cues?
+            elif what == 'spurious':
+                kw = dict(n_reliance=a.n_scenes, n_desc=2, pairs=[('square', 'circle'), ('star', 'heart')], margin=-1) if a.tiny else {}
+                row['spurious'] = spurious_row(spurious_measures(clip, cache=cache, n_images=a.n_images, **kw))
+        except BaselineError as e:  # the guard refused: record why, so a side-by-side table says 'refused', not 'missing'
+            row[SECTION_KEYS.get(what, what)] = {'refused': str(e)}
         row.setdefault('seconds', {})[what] = round(time.perf_counter() - t, 1)
         row['hardware_by_section'][what] = {**hardware(dev), 'n_scenes': a.n_scenes, 'n_images_lens_runs': a.n_images}
         runs[dev.type] = row

@@ -519,6 +519,8 @@ def run_train_cli(args: argparse.Namespace) -> int:
         print(json.dumps({k: round(v, 4) for k, v in metrics.items()}))
     if args.ship:
         notes = _DISCLOSE[cfg.model + ('-nosup' if clip and not cfg.sup_steps else '')].format(sup=cfg.sup_steps)
+        if clip and not cfg.twin_frac:
+            notes = notes.replace(' with shape-swapped twins', ' without shape-swapped twins (twin_frac 0)')
         if cfg.spurious:
             notes += _DISCLOSE['spurious-control' if cfg.spurious_control else 'spurious'].format(named=cfg.spurious_named)
         done = res['log'][-1]['step'] if res['log'] else 0
