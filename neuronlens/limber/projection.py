@@ -19,6 +19,7 @@ from ..models.lm import CausalLMAdapter, load_causal_lm
 from ..models.encoders import PatchEncoder, load_image_encoder, toy_vit_encoder
 from ..toy.nets import ToyViT
 from ..toy.train import Loop, fit, warmup_cosine_lr
+from ..toy.recipes import device_info
 from ..data.sources import add_source_args, training_data_from_args
 from .captioner import Captioner, ImageProjection, as_images, caption_loss, first_noun, pool_grid, pool_patches
 from ..toy.world import SHAPES, SceneSpec, VOCAB, caption, check_size, describe, sample_batch, sample_spec, split_seeds
@@ -358,6 +359,7 @@ def train_projection(
         train_seconds=round(loop.elapsed, 1),
         device=str(acc.device),
         processes=acc.num_processes,
+        hardware=device_info(acc.device),
         config=dataclasses.asdict(cfg),
     )
     if cap.info['finished'] and acc.is_main_process:
@@ -644,7 +646,7 @@ def run_projection_train_cli(args: argparse.Namespace) -> int:
             seed=cfg.seed,
             train_config=dataclasses.asdict(cfg),
             git_commit=git_commit(),
-            **{k: cap.info.get(k) for k in ('metrics', 'train_seconds', 's_per_step', 'steps', 'device', 'processes')},
+            **{k: cap.info.get(k) for k in ('metrics', 'train_seconds', 's_per_step', 'steps', 'device', 'processes', 'hardware')},
         )
         print(save_projection(cap.projection, getattr(args, 'name', None) or f'projection-{stem}', meta, args.zoo))
     return 0
