@@ -298,9 +298,10 @@ def spurious_verdict(apps: dict | None) -> list:
         why += (f" (mean-ablating all neurons of a layer of the shipped toyclip costs {drop['second_order']:.4f} of the margin through "
                 f"the second-order path, {drop['direct']:.3f} through the direct one)")
     out.append(
-        why + '; and the cue detectors write the '
-        "class's word more than the cue's, since captions name the cue in only 20% of scenes: the cue word is weak in the text "
-        'space the decompositions use.')
+        why + '. The cue is in the embedding: the mean change a cue makes to the image embedding has the class and the '
+        'cue as its two nearest words, for every cue (nb 40c tests it); but the neurons the lens ranks toward a class '
+        "rarely name the cue among their terms, and captions name the cue in only 20% of scenes, so the cue word is a weak "
+        'target in the text space the decompositions use.')
     seg = {r['method']: r for r in runs.get('segmentation', {}).get('rows', [])}
     deep = {r['method']: r for r in m.get('toyclip-deep', {}).get('cpu', {}).get('segmentation', {}).get('rows', [])}
     if seg and deep:
