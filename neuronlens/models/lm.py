@@ -351,6 +351,15 @@ def quiet_hf():
             hf_logging.enable_progress_bar()
 
 
+def _gguf_cache_ok(dest: Path, source_bytes: int) -> bool:
+    "Does `dest` hold a complete dequantized copy made from a GGUF of `source_bytes` bytes?"
+    try:
+        meta = json.loads((dest / 'neuronlens.json').read_text())
+    except (OSError, ValueError):
+        return False
+    return meta.get('source_bytes') == source_bytes and (dest / 'model.safetensors').exists()
+
+
 def _build_gguf_cache(dest: Path, gguf: Path):
     "Dequantize the GGUF once and write weights, config and tokenizer to `dest` atomically."
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -362,6 +371,7 @@ def _build_gguf_cache(dest: Path, gguf: Path):
     secs = time.time() - t0
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}-', dir=dest.parent))
+    stale = dest.parent / f'.{dest.name}-stale-{os.getpid()}'  # where a copy of another source is moved aside
     try:
         cfg = copy.deepcopy(model.config)
         if hasattr(cfg, 'quantization_config'):
@@ -376,16 +386,19 @@ def _build_gguf_cache(dest: Path, gguf: Path):
         (tmp / 'neuronlens.json').write_text(
             json.dumps({'source': gguf.name, 'source_bytes': gguf.stat().st_size, 'dequantize_seconds': round(secs, 1)})
         )
+        if _gguf_cache_ok(dest, gguf.stat().st_size):
+            return secs  # another process finished first: keep theirs (never remove a copy a reader may be loading)
         if dest.exists():
-            shutil.rmtree(dest, ignore_errors=True)
+            os.replace(dest, stale)  # a copy of another source: moved aside in one step, removed after ours is in place
         try:
             os.replace(tmp, dest)
         except OSError:
             if not (dest / 'neuronlens.json').exists():
                 raise  # else another process finished first: keep theirs
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        for d in (tmp, stale):
+            if d.exists():
+                shutil.rmtree(d, ignore_errors=True)
     _logger.info("dequantized %s in %.1f s, cached in %s", gguf.name, secs, dest)
     return secs
 
@@ -399,13 +412,8 @@ def _gguf_lm(
     "The LM cached in `dest`, dequantized first from `gguf(...)` when the copy is missing or from another source."
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    try:
-        meta = json.loads((dest / 'neuronlens.json').read_text())
-        ok = meta.get('source_bytes') == source_bytes and (dest / 'model.safetensors').exists()
-    except (OSError, ValueError):
-        ok = False
     with quiet_hf():
-        if not ok:
+        if not _gguf_cache_ok(dest, source_bytes):
             dest.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(prefix=f'.{dest.name}-gguf-', dir=dest.parent) as scratch:
                 _build_gguf_cache(dest, gguf(Path(scratch)))
