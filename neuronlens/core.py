@@ -345,7 +345,7 @@ class TensorCache:
         return self.root / f"{name}-{key}"
 
     def save(self, name: str, key: str, tensors: Mapping[str, torch.Tensor], meta: Mapping | None = None) -> Path:
-        "Write `tensors` (and JSON-able `meta`) as entry `name`/`key`, atomically."
+        "Write `tensors` (and JSON-able `meta`) as entry `name`/`key`, atomically; readers of an entry being replaced are never left without one."
         bad = [k for k, v in tensors.items() if not isinstance(v, torch.Tensor)]
         if bad:
             raise ConfigError(f"only tensors can be cached; these values are not: {bad}")
@@ -362,9 +362,7 @@ class TensorCache:
                 'meta': _jsonable(dict(meta or {})),
             }
             (tmp / 'meta.json').write_text(json.dumps(info, indent=1))
-            if dest.exists():
-                _rmtree(dest)
-            os.replace(tmp, dest)
+            _install_entry(tmp, dest, info['sha256'])
         finally:
             if tmp.exists():
                 _rmtree(tmp)
@@ -404,8 +402,39 @@ class TensorCache:
 
 # %% ../nbs/00_core.ipynb #b7b93c89
 def _rmtree(p: Path):
-
     shutil.rmtree(p, ignore_errors=True)
+
+
+def _entry_sha(p: Path) -> str | None:
+    "The checksum of the tensors in cache entry folder `p` when it is complete (its tensor file matches its meta.json), else `None`."
+    try:
+        sha = json.loads((p / 'meta.json').read_text()).get('sha256')
+        return sha if file_sha256(p / 'tensors.safetensors') == sha else None
+    except (OSError, ValueError):
+        return None
+
+
+def _install_entry(tmp: Path, dest: Path, sha: str):
+    "Move the finished entry folder `tmp` to `dest`: one rename publishes it."
+    try:
+        os.replace(tmp, dest)
+        return
+    except OSError:  # an entry is there already
+        if _entry_sha(dest) == sha:
+            return  # the same tensors (another process wrote them first): keep them, undisturbed
+    old = dest.with_name(f".{dest.name}-old-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        os.replace(dest, old)  # a different or broken entry goes aside in one rename
+    except FileNotFoundError:
+        pass
+    try:
+        os.replace(tmp, dest)
+    except OSError:
+        if _entry_sha(dest) is None:
+            raise
+        # another process published this key between the two renames: its entry stands
+    finally:
+        _rmtree(old)
 
 # %% ../nbs/00_core.ipynb #63d339e5
 MIN_FREE_MB = 500  # a cache or output folder on a disk with less free space is refused before work starts
