@@ -369,6 +369,8 @@ def _build_gguf_cache(dest: Path, gguf: Path):
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     secs = time.time() - t0
+    if _gguf_cache_ok(dest, gguf.stat().st_size):
+        return secs  # another process finished while this one dequantized: nothing to write
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}-', dir=dest.parent))
     stale = dest.parent / f'.{dest.name}-stale-{os.getpid()}'  # where a copy of another source is moved aside
