@@ -17,7 +17,7 @@ from .adversarial import adversarial_pair, neuron_terms, word_vocabulary
 from .attributes import AttributeStudy, cue_reliance, precision_recall, word_scores
 from .pipeline import run_second_order
 from .second_order import check_layer, direction_bank, significant_neurons
-from .zero_shot import bootstrap_ci, check_baseline, class_embeddings, default_layers, encode_uint8, zero_shot
+from .zero_shot import BaselineError, bootstrap_ci, check_baseline, class_embeddings, default_layers, encode_uint8, zero_shot
 from ..toy.spurious import CUE_KIND, CUE_PHRASES, CUE_WORDS, SPURIOUS, SpuriousSpec, check_spurious, cue_phrase
 from ..toy.spurious import render_spurious, sample_spurious
 from ..toy.world import BACKGROUNDS, CONCEPT_KIND, SHAPES, TEXTURES, VOCAB, ObjectSpec, SceneSpec
@@ -340,10 +340,11 @@ def spurious_measures(
     layers = list(layers if layers is not None else default_layers(clip))
     runs = cue_runs(clip, layers, cache, n_images, table=table)
     terms = neuron_terms(clip, runs, k=k, texts=cue_dictionary())
-    return {
-        'layers': layers,
-        'reliance': cue_reliance(clip, table, n=n_reliance, seed=seed),
-        'attributes': cue_attribute_study(clip, table=table, k=k, seed=seed, runs=runs, terms=terms),
-        'adversarial': cue_adversarial_study(clip, runs, terms, table, n_desc=n_desc, seed=seed, pairs=pairs, margin=margin),
-        'polysemy': cue_polysemy(runs, terms, table, k=k, seed=seed),
-    }
+    reliance = cue_reliance(clip, table, n=n_reliance, seed=seed)
+    attributes = cue_attribute_study(clip, table=table, k=k, seed=seed, runs=runs, terms=terms)
+    try:
+        adversarial = cue_adversarial_study(clip, runs, terms, table, n_desc=n_desc, seed=seed, pairs=pairs, margin=margin)
+    except BaselineError as e:
+        adversarial = {'refused': str(e)}  # only this study needs plain shapes recognised; the others stand
+    polysemy = cue_polysemy(runs, terms, table, k=k, seed=seed)
+    return {'layers': layers, 'reliance': reliance, 'attributes': attributes, 'adversarial': adversarial, 'polysemy': polysemy}

@@ -99,6 +99,11 @@ ZOO: dict[str, ZooEntry] = {
         lambda root=None: _wrap_zoo(*load_zoo_model('toyclip-spurious-control', root)),
         'neuronlens train toy-clip-spurious-control --steps 1200 --batch-size 64 --set sup_steps=300 --ship',
     ),
+    'toyclip-spurious-deep': ZooEntry(
+        "toyclip-spurious with 8 vision blocks (the lens on blocks 4-6): the same world, recipe, seed and cut, so a neuron's effect passes through more later attention heads",
+        lambda root=None: _wrap_zoo(*load_zoo_model('toyclip-spurious-deep', root)),
+        "neuronlens train toy-clip-spurious --steps 1200 --batch-size 64 --set sup_steps=300 --set 'model_kwargs={\"context_length\": 44, \"layers\": 8}' --name toyclip-spurious-deep --ship",
+    ),
     'toy-encoder': ZooEntry(
         "Toy self-supervised ViT image encoder (ToyViT, no text), the analogue of BEiT in LiMBeR",
         lambda root=None: _wrap_zoo(*load_zoo_model('toy-encoder', root)),
