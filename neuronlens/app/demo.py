@@ -306,15 +306,31 @@ def spurious_verdict(apps: dict | None) -> list:
         'cue as its two nearest words, for every cue (nb 40c tests it); but the neurons the lens ranks toward a class '
         "rarely name the cue among their terms, and captions name the cue in only 20% of scenes, so the cue word is a weak "
         'target in the text space the decompositions use.')
+    spd = m.get('toyclip-spurious-deep', {}).get('cpu', {}).get('spurious')
+    if spd:
+        pol = spd['polysemy']['significant']
+        found = spd['attributes']['rows'][0]['found']
+        adv = spd['adversarial']
+        adv_txt = (f"refused by its guard ({adv['refused'].split(':')[0]})" if 'refused' in adv else
+                   f"at {adv['summary']['second-order words']['rate']['mean']:.3f} for lens words, {adv['summary']['random words']['rate']['mean']:.3f} for random words")
+        out.append(
+            f"With eight blocks (toyclip-spurious-deep: the same world, recipe and cut) the model needs its cues even more "
+            f"({_span([r['need'] for r in spd['reliance']], '{:+.2f}')}), yet attribute discovery finds "
+            f"{', '.join('-'.join(p) for p in found) or 'nothing'}, {round(pol['own'] * pol['n'])} of {pol['n']} significant neurons name a "
+            f"class with its own cue ({round(pol['crossed'] * pol['n'])} with another shape's), and the cue-world adversarial study is "
+            f"{adv_txt}: depth alone does not bring the cue claims (nb 40c).")
     seg = {r['method']: r for r in runs.get('segmentation', {}).get('rows', [])}
-    deep = {r['method']: r for r in m.get('toyclip-deep', {}).get('cpu', {}).get('segmentation', {}).get('rows', [])}
+    deep_res = m.get('toyclip-deep', {}).get('cpu', {})
+    deep = {r['method']: r for r in deep_res.get('segmentation', {}).get('rows', [])}
     if seg and deep:
         d, dr = deep['second-order neurons'], deep['random neurons']
-        steps = m['toyclip-deep']['cpu']['model']['card']
+        card = deep_res['model']['card']
+        status = 'an interim checkpoint, not shipped' if card['steps'] < card['planned_steps'] else 'in the zoo'
         out.append(
             f"The shipped toyclip: the segmentation recipe scores mIoU {seg['second-order neurons']['miou']:.3f}, random neurons "
-            f"{seg['random neurons']['miou']:.3f}. An 8-block ToyCLIP ({steps['steps']} of {steps['planned_steps']} steps, not shipped) "
-            f"gives {d['miou']:.3f} [{d['miou_ci'][0]:.3f}, {d['miou_ci'][1]:.3f}] against random neurons {dr['miou']:.3f}: consistent with depth being what the recipe needs (one interim model).")
+            f"{seg['random neurons']['miou']:.3f}. The 8-block toyclip-deep ({card['steps']} of {card['planned_steps']} steps, {status}) "
+            f"gives {d['miou']:.3f} [{d['miou_ci'][0]:.3f}, {d['miou_ci'][1]:.3f}] against random neurons {dr['miou']:.3f} "
+            f"[{dr['miou_ci'][0]:.3f}, {dr['miou_ci'][1]:.3f}].")
     return out
 
 # %% ../../nbs/app/60_demo.ipynb #7500641f

@@ -21,7 +21,7 @@ from ..toy.train import toyworld_tokenizer
 from ..toy.world import CONCEPT_INDEX, KINDS, VOCAB, class_prompts, render, sample_spec, split_seeds
 
 # %% auto #0
-__all__ = ['planted_toyclip', 'colour_scenes', 'planted_segmentation', 'overlay_panel', 'segmentation_verdict']
+__all__ = ['DEEP_MODELS', 'planted_toyclip', 'colour_scenes', 'planted_segmentation', 'overlay_panel', 'segmentation_verdict']
 
 # %% ../../nbs/app/62_demo_segmentation.ipynb #425bea4a
 def planted_toyclip(
@@ -143,10 +143,24 @@ def _ci(row: dict) -> str:
     return f"{row['miou']:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None else '')
 
 
+def _vs_random(s: dict, rn: dict) -> str:
+    "How the recipe's row `s` compares with random neurons' row `rn`: by their 95% intervals when both have one."
+    if 'miou_ci' in s and 'miou_ci' in rn:
+        apart = s['miou_ci'][0] > rn['miou_ci'][1] or s['miou_ci'][1] < rn['miou_ci'][0]
+    else:
+        apart = abs(s['miou'] - rn['miou']) >= 0.01
+    if not apart:
+        return 'no better than random neurons (the intervals overlap)'
+    return 'better than random neurons' if s['miou'] > rn['miou'] else 'worse than random neurons'
+
+
+DEEP_MODELS = ('toyclip-deep', 'toyclip-spurious-deep')  # the 8-block ToyCLIPs whose rows the verdict reads
+
+
 def segmentation_verdict(
     apps: dict | None,  # the parsed applications.json, or None
 ) -> str:
-    "A paragraph on the recipe (mIoU) vs random neurons on the shipped and the 8-block ToyCLIP, formatted from `apps`."
+    "A paragraph on the recipe (mIoU) vs random neurons on the shipped and the 8-block ToyCLIPs, formatted from `apps`."
     if not apps:
         return 'The measured rows (benchmarks/results/applications.json) are not in this install: run benchmarks/applications.py.'
     cpu = apps.get('runs', {}).get('cpu', {})
@@ -154,17 +168,22 @@ def segmentation_verdict(
     if not {'second-order neurons', 'random neurons'} <= set(seg):
         return 'No measured segmentation row yet (runs.cpu.segmentation in applications.json).'
     s, rn = seg['second-order neurons'], seg['random neurons']
-    overlap = s['miou_ci'][0] <= rn['miou_ci'][1] if 'miou_ci' in s and 'miou_ci' in rn else abs(s['miou'] - rn['miou']) < 0.01
-    how = 'no better than random neurons (the intervals overlap)' if overlap else (
-        'better than random neurons' if s['miou'] > rn['miou'] else 'worse than random neurons')
     out = (f"Measured on {cpu.get('segmentation', {}).get('n_scenes', '?')} held-out scenes, the shipped 4-block toyclip: "
-           f"the recipe's mIoU is {_ci(s)}, random neurons {_ci(rn)}: {how}.")
-    deep = {r['method']: r for r in apps.get('models', {}).get('toyclip-deep', {}).get('cpu', {}).get('segmentation', {}).get('rows', [])}
-    if {'second-order neurons', 'random neurons'} <= set(deep):
-        card = apps['models']['toyclip-deep']['cpu'].get('model', {}).get('card', {})
-        steps = f", {card['steps']} of {card['planned_steps']} steps" if 'steps' in card and 'planned_steps' in card else ''
-        out += (f" An interim 8-block ToyCLIP (toyclip-deep{steps}, not shipped) gives {_ci(deep['second-order neurons'])} "
-                f"against random neurons {_ci(deep['random neurons'])}: consistent with depth being what the recipe needs (one model).")
-    else:
-        out += ' The 8-block model has no measured row yet.'
+           f"the recipe's mIoU is {_ci(s)}, random neurons {_ci(rn)}: {_vs_random(s, rn)}.")
+    deep_verdicts = []
+    for name in DEEP_MODELS:
+        res = apps.get('models', {}).get(name, {}).get('cpu', {})
+        deep = {r['method']: r for r in res.get('segmentation', {}).get('rows', [])}
+        if not {'second-order neurons', 'random neurons'} <= set(deep):
+            continue
+        card = res.get('model', {}).get('card', {})
+        steps, planned = card.get('steps'), card.get('planned_steps')
+        status = 'interim, not shipped' if steps is not None and planned is not None and steps < planned else 'in the zoo'
+        ds, drn = deep['second-order neurons'], deep['random neurons']
+        deep_verdicts.append(_vs_random(ds, drn))
+        out += f" The 8-block {name} ({steps} of {planned} steps, {status}): {_ci(ds)} against random neurons {_ci(drn)}, {deep_verdicts[-1]}."
+    if not deep_verdicts:
+        return out + ' The 8-block models have no measured row yet.'
+    if _vs_random(s, rn).startswith('no better') and all(v.startswith('better') for v in deep_verdicts):
+        out += ' Here, depth is what the recipe needs.'
     return out
