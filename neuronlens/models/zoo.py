@@ -99,6 +99,11 @@ ZOO: dict[str, ZooEntry] = {
         lambda root=None: _wrap_zoo(*load_zoo_model('toyclip-spurious-control', root)),
         'neuronlens train toy-clip-spurious-control --steps 1200 --batch-size 64 --set sup_steps=300 --ship',
     ),
+    'toyclip-deep': ZooEntry(
+        "ToyCLIP with 8 vision blocks (the lens on blocks 4-6), the shipped recipe cut to one CPU core (1200 steps x 64 with shape-swapped twins, 300 supervised): later attention heads carry the neurons' effects",
+        lambda root=None: _wrap_zoo(*load_zoo_model('toyclip-deep', root)),
+        "neuronlens train toy-clip --steps 1200 --batch-size 64 --set sup_steps=300 --set 'model_kwargs={\"context_length\": 36, \"layers\": 8}' --name toyclip-deep --ship",
+    ),
     'toyclip-spurious-deep': ZooEntry(
         "toyclip-spurious with 8 vision blocks (the lens on blocks 4-6): the same world, recipe, seed and cut, so a neuron's effect passes through more later attention heads",
         lambda root=None: _wrap_zoo(*load_zoo_model('toyclip-spurious-deep', root)),
