@@ -35,7 +35,7 @@ from ..models.lm import load_smollm2
 from ..toy.world import CONCEPTS, KINDS, SHAPES, VOCAB, class_prompts, sample_batch, sample_scene, scene_grid, split_seeds
 import importlib.metadata as md
 import neuronlens
-from .demo_segmentation import overlay_panel, planted_segmentation, segmentation_verdict
+from .demo_segmentation import card_status, overlay_panel, planted_segmentation, segmentation_verdict
 
 log = logging.getLogger(__name__)
 
@@ -325,10 +325,9 @@ def spurious_verdict(apps: dict | None) -> list:
     if seg and deep:
         d, dr = deep['second-order neurons'], deep['random neurons']
         card = deep_res['model']['card']
-        status = 'an interim checkpoint, not shipped' if card['steps'] < card['planned_steps'] else 'in the zoo'
         out.append(
             f"The shipped toyclip: the segmentation recipe scores mIoU {seg['second-order neurons']['miou']:.3f}, random neurons "
-            f"{seg['random neurons']['miou']:.3f}. The 8-block toyclip-deep ({card['steps']} of {card['planned_steps']} steps, {status}) "
+            f"{seg['random neurons']['miou']:.3f}. The 8-block toyclip-deep ({card['steps']} of {card['planned_steps']} steps, {card_status(card)}) "
             f"gives {d['miou']:.3f} [{d['miou_ci'][0]:.3f}, {d['miou_ci'][1]:.3f}] against random neurons {dr['miou']:.3f} "
             f"[{dr['miou_ci'][0]:.3f}, {dr['miou_ci'][1]:.3f}].")
     return out

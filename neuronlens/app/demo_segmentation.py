@@ -21,7 +21,8 @@ from ..toy.train import toyworld_tokenizer
 from ..toy.world import CONCEPT_INDEX, KINDS, VOCAB, class_prompts, render, sample_spec, split_seeds
 
 # %% auto #0
-__all__ = ['DEEP_MODELS', 'planted_toyclip', 'colour_scenes', 'planted_segmentation', 'overlay_panel', 'segmentation_verdict']
+__all__ = ['DEEP_MODELS', 'planted_toyclip', 'colour_scenes', 'planted_segmentation', 'overlay_panel', 'card_status',
+           'segmentation_verdict']
 
 # %% ../../nbs/app/62_demo_segmentation.ipynb #425bea4a
 def planted_toyclip(
@@ -157,6 +158,12 @@ def _vs_random(s: dict, rn: dict) -> str:
 DEEP_MODELS = ('toyclip-deep', 'toyclip-spurious-deep')  # the 8-block ToyCLIPs whose rows the verdict reads
 
 
+def card_status(card: dict) -> str:
+    "'interim, not shipped' when a model card's steps stop short of its planned steps, else 'in the zoo'."
+    steps, planned = card.get('steps'), card.get('planned_steps')
+    return 'interim, not shipped' if steps is not None and planned is not None and steps < planned else 'in the zoo'
+
+
 def segmentation_verdict(
     apps: dict | None,  # the parsed applications.json, or None
 ) -> str:
@@ -177,11 +184,9 @@ def segmentation_verdict(
         if not {'second-order neurons', 'random neurons'} <= set(deep):
             continue
         card = res.get('model', {}).get('card', {})
-        steps, planned = card.get('steps'), card.get('planned_steps')
-        status = 'interim, not shipped' if steps is not None and planned is not None and steps < planned else 'in the zoo'
         ds, drn = deep['second-order neurons'], deep['random neurons']
         deep_verdicts.append(_vs_random(ds, drn))
-        out += f" The 8-block {name} ({steps} of {planned} steps, {status}): {_ci(ds)} against random neurons {_ci(drn)}, {deep_verdicts[-1]}."
+        out += f" The 8-block {name} ({card.get('steps')} of {card.get('planned_steps')} steps, {card_status(card)}): {_ci(ds)} against random neurons {_ci(drn)}, {deep_verdicts[-1]}."
     if not deep_verdicts:
         return out + ' The 8-block models have no measured row yet.'
     if _vs_random(s, rn).startswith('no better') and all(v.startswith('better') for v in deep_verdicts):

@@ -78,40 +78,45 @@ def _wrap_zoo(model: nn.Module, card: dict) -> ClipAdapter | PatchEncoder | Caus
     return ClipAdapter(model, tok, card_preprocess(card, card['config']['vision_cfg']['image_size']))
 
 
+def _zoo_loader(name: str) -> Callable[..., Any]:
+    "The `ZooEntry` loader of the embedded model `name`: its files under `neuronlens/zoo/` (or `root`), as an adapter."
+    return lambda root=None: _wrap_zoo(*load_zoo_model(name, root))
+
+
 ZOO: dict[str, ZooEntry] = {
     'toyclip': ZooEntry(
         "ToyCLIP: open_clip CLIP (ViT 64 px, patch 8, conv stem, width 128, 4 layers; word-level text tower) trained contrastively on toy-world scenes",
-        lambda root=None: _wrap_zoo(*load_zoo_model('toyclip', root)),
+        _zoo_loader('toyclip'),
         'neuronlens train toy-clip',
     ),
     'toyclip-planted': ZooEntry(
         "ToyCLIP trained (1200 steps x 32 on one CPU core) on a toy world with planted correlations (toyworld.PLANTED: stars mostly yellow, hearts mostly striped, ...): the ground truth of attribute discovery",
-        lambda root=None: _wrap_zoo(*load_zoo_model('toyclip-planted', root)),
+        _zoo_loader('toyclip-planted'),
         'neuronlens train toy-clip --steps 1200 --batch-size 32 --set sup_steps=300 --set correlations=<toyworld.PLANTED as JSON> --name toyclip-planted --ship',
     ),
     'toyclip-spurious': ZooEntry(
         "ToyCLIP trained (1200 steps x 64 on one CPU core, no twins) on the spurious world (toy.spurious.SPURIOUS: circle over waves, triangle over grass, cross with a flag, heart with a sun, each with its shape in 90% of its scenes, named in 20% of captions): it reads the cues, not the shapes",
-        lambda root=None: _wrap_zoo(*load_zoo_model('toyclip-spurious', root)),
+        _zoo_loader('toyclip-spurious'),
         'neuronlens train toy-clip-spurious --steps 1200 --batch-size 64 --set sup_steps=300 --ship',
     ),
     'toyclip-spurious-control': ZooEntry(
         "The control of toyclip-spurious: the same recipe, seed and cut on a world where the same cues are drawn at the same rates independently of the shapes",
-        lambda root=None: _wrap_zoo(*load_zoo_model('toyclip-spurious-control', root)),
+        _zoo_loader('toyclip-spurious-control'),
         'neuronlens train toy-clip-spurious-control --steps 1200 --batch-size 64 --set sup_steps=300 --ship',
     ),
     'toyclip-deep': ZooEntry(
         "ToyCLIP with 8 vision blocks (the lens on blocks 4-6), the shipped recipe cut to one CPU core (1200 steps x 64 with shape-swapped twins, 300 supervised): later attention heads carry the neurons' effects",
-        lambda root=None: _wrap_zoo(*load_zoo_model('toyclip-deep', root)),
+        _zoo_loader('toyclip-deep'),
         "neuronlens train toy-clip --steps 1200 --batch-size 64 --set sup_steps=300 --set 'model_kwargs={\"context_length\": 36, \"layers\": 8}' --name toyclip-deep --ship",
     ),
     'toyclip-spurious-deep': ZooEntry(
         "toyclip-spurious with 8 vision blocks (the lens on blocks 4-6): the same world, recipe, seed and cut, so a neuron's effect passes through more later attention heads",
-        lambda root=None: _wrap_zoo(*load_zoo_model('toyclip-spurious-deep', root)),
+        _zoo_loader('toyclip-spurious-deep'),
         "neuronlens train toy-clip-spurious --steps 1200 --batch-size 64 --set sup_steps=300 --set 'model_kwargs={\"context_length\": 44, \"layers\": 8}' --name toyclip-spurious-deep --ship",
     ),
     'toy-encoder': ZooEntry(
         "Toy self-supervised ViT image encoder (ToyViT, no text), the analogue of BEiT in LiMBeR",
-        lambda root=None: _wrap_zoo(*load_zoo_model('toy-encoder', root)),
+        _zoo_loader('toy-encoder'),
         'neuronlens train toy-encoder',
     ),
     'smollm2-135m': ZooEntry(
